@@ -1,0 +1,38 @@
+# The two commands a newcomer needs:  make demo  and  make test.
+# Both create (or reuse) the virtual environment in .venv first.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test venv sample bench docs clean
+
+venv: $(STAMP)
+
+$(STAMP): setup.cfg pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip setuptools wheel
+	# torch first and by exact pin: that takes the local CPU wheel, not CUDA.
+	$(PY) -m pip install -q torch==$$(sed -n 's/^torch==//p' constraints.txt)
+	$(PY) -m pip install -q -c constraints.txt -e '.[test]'
+	touch $@
+
+# The main job: build every config from the embedded sample, load, summarise.
+demo: $(STAMP)
+	$(VENV)/bin/dropj demo
+
+test: $(STAMP)
+	$(PY) -m pytest -n 2 -q
+
+# Regenerate the embedded sample data (deterministic).
+sample: $(STAMP)
+	$(VENV)/bin/dropj make-sample
+
+bench: $(STAMP)
+	$(PY) -m dropj.converters.bench_build
+
+docs: $(STAMP)
+	$(VENV)/bin/dropj schema-doc > docs/schema.md
+
+clean:
+	rm -rf $(VENV) build *.egg-info

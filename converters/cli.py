@@ -1,0 +1,115 @@
+"""`dropj`: the suite's one command line. It parses arguments and dispatches;
+the work lives in the modules it calls. `tfds build` / `tfds.load` remain the
+standard way to build and load.
+
+    dropj demo [--data_dir D]                      build every config from the embedded sample, load, verify
+    dropj export DATASET --data_dir D --out O      built dataset -> release pickles
+    dropj verify DATASET --data_dir D --manual_dir M   prove the dataset equals the source, per episode
+    dropj make-sample [--out DIR]                  regenerate the embedded sample (deterministic)
+    dropj schema-doc                               print docs/schema.md
+
+DATASET is 'name/config' (e.g. dropj_carracing/real) or a built dataset directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Optional, Sequence
+
+
+def _quiet_tensorflow() -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    # TFDS otherwise probes Google Cloud Storage for every builder; there is no network here.
+    os.environ.setdefault("NO_GCE_CHECK", "true")
+
+
+def _export(args: argparse.Namespace) -> int:
+    from dropj.converters import to_legacy
+
+    to_legacy.export(args.dataset, args.out, data_dir=args.data_dir)
+    return 0
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from dropj.converters import to_legacy
+
+    reports = to_legacy.verify(args.dataset, args.manual_dir, data_dir=args.data_dir,
+                               log=print if args.verbose else (lambda line: None))
+    bad = [r for r in reports if not r.ok]
+    for report in reports:
+        status = "OK" if report.ok else f"MISMATCH ({len(report.mismatches)} differences)"
+        print(f"{report.name}: {report.episodes} episodes checked against {report.source}: {status}")
+        for line in report.mismatches[:20]:
+            print(f"  {line}")
+    if not reports:
+        print(f"no source file of {args.dataset} found under {args.manual_dir}")
+        return 1
+    return 1 if bad else 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from dropj.converters import demo
+
+    return demo.run(args.data_dir)
+
+
+def _make_sample(args: argparse.Namespace) -> int:
+    from dropj.converters import make_sample
+
+    return make_sample.main(["--out", args.out] if args.out else [])
+
+
+def _schema_doc(args: argparse.Namespace) -> int:
+    from dropj_datasets import schema
+
+    sys.stdout.write(schema.markdown())
+    return 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="dropj", description=__doc__.split("\n\n")[0],
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="command", required=True)
+
+    demo = sub.add_parser("demo", help="build, load and verify every config from the embedded sample")
+    demo.add_argument("--data_dir", help="where to build (default: a fresh temporary directory)")
+    demo.set_defaults(run=_demo)
+
+    export = sub.add_parser("export", help="write a built dataset back as release pickles")
+    export.add_argument("dataset", help="name/config, or a built dataset directory")
+    export.add_argument("--data_dir", help="TFDS data dir the dataset was built in")
+    export.add_argument("--out", required=True, help="directory for the pickles")
+    export.set_defaults(run=_export)
+
+    verify = sub.add_parser("verify", help="check a built dataset against its source files, per episode")
+    verify.add_argument("dataset", help="name/config, or a built dataset directory")
+    verify.add_argument("--data_dir", help="TFDS data dir the dataset was built in")
+    verify.add_argument("--manual_dir", required=True, help="directory holding the release files")
+    verify.add_argument("-v", "--verbose", action="store_true", help="one line per episode")
+    verify.set_defaults(run=_verify)
+
+    sample = sub.add_parser("make-sample", help="regenerate the embedded sample data")
+    sample.add_argument("--out", help="write here instead of the packages' dummy_data folders")
+    sample.set_defaults(run=_make_sample)
+
+    doc = sub.add_parser("schema-doc", help="print the schema as Markdown (docs/schema.md)")
+    doc.set_defaults(run=_schema_doc)
+    return p
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parser().parse_args(argv)
+    _quiet_tensorflow()
+    from dropj_datasets.schema import DataError
+
+    try:
+        return args.run(args)
+    except DataError as exc:
+        print(f"dropj {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,200 @@
+"""Legacy release pickles -> TFDS examples of RLDS episodes (what the builders yield).
+
+The pipeline overlaps its three stages on the machine's cores:
+
+    reader process: stream + unpickle (safe VM) + validate the next episodes
+    PNG pool:       encode the current episode's frames (GIL released in zlib)
+    caller:         TFDS encodes, serialises and writes the example
+
+At most about three episodes are alive at once (one being read, one queued,
+one being written), whatever the size of the source file.
+"""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import itertools
+import multiprocessing
+import queue
+from typing import Any, Iterator, Optional
+
+import numpy as np
+
+from dropj.converters import episodes as episodes_lib
+from dropj.converters import legacy_pickle, png
+from dropj.converters.sources import SourceRef
+from dropj_datasets import schema
+from dropj_datasets.schema import DataError, DatasetSpec
+
+# With shuffling disabled TFDS sorts examples by key into 1000 buckets by the
+# key's position in [0, 2**128) and holds one whole bucket in memory while
+# writing it. Keys spread over that range keep each bucket to a few episodes
+# (and keep the source order); small keys would put every episode in bucket 0.
+MAX_EPISODES = 2**14
+KEY_STRIDE = 2**128 // MAX_EPISODES
+
+
+def example_key(episode_index: int) -> int:
+    if not 0 <= episode_index < MAX_EPISODES:
+        raise DataError(f"episode index {episode_index} is beyond the supported {MAX_EPISODES} per file")
+    return episode_index * KEY_STRIDE
+
+
+@dataclasses.dataclass
+class InitialStateFile:
+    """A default_init_obs*.pkl file, kept whole as provenance of dream episodes."""
+
+    name: str
+    protocol: int
+    is_list: bool  # a list of states, or one bare array
+    states: np.ndarray  # (n, latent_dim) float64
+
+    def to_metadata(self) -> dict:
+        return {"protocol": self.protocol, "structure": "list" if self.is_list else "array",
+                "dtype": "float64", "shape": list(self.states.shape),
+                "data_base64": base64.b64encode(self.states.tobytes()).decode("ascii")}
+
+    @classmethod
+    def from_metadata(cls, name: str, meta: dict) -> "InitialStateFile":
+        states = np.frombuffer(base64.b64decode(meta["data_base64"]), dtype=np.float64)
+        return cls(name, int(meta["protocol"]), meta["structure"] == "list",
+                   states.reshape(meta["shape"]).copy())
+
+    def to_legacy(self) -> Any:
+        rows = [np.array(row) for row in self.states]
+        return rows if self.is_list else rows[0]
+
+
+def read_protocol(ref: SourceRef) -> int:
+    with ref.open() as f:
+        return legacy_pickle.pickle_protocol(f.read(2))
+
+
+def load_initial_states(ref: SourceRef, spec: DatasetSpec) -> InitialStateFile:
+    with ref.open() as f:
+        value = legacy_pickle.load(f, str(ref))
+    shape = (spec.env.latent_dim,)
+    items = value if isinstance(value, list) else [value]
+    for i, state in enumerate(items):
+        if not isinstance(state, np.ndarray) or state.dtype != np.float64 or state.shape != shape:
+            got = f"ndarray {state.dtype}{list(state.shape)}" if isinstance(state, np.ndarray) else type(state).__name__
+            raise DataError(file=str(ref), episode=None, field=f"state {i}" if isinstance(value, list) else "state",
+                            expected=f"ndarray float64{list(shape)}", got=got)
+    if not items:
+        raise DataError(f"{ref}: expected at least one initial state, got an empty list")
+    return InitialStateFile(ref.name, read_protocol(ref), isinstance(value, list), np.stack(items))
+
+
+def _episodes(spec: DatasetSpec, refs: dict[str, SourceRef]) -> Iterator[tuple[int, episodes_lib.Episode]]:
+    """Validated episodes of one config, joining the env-unit and scaled dream files."""
+    names = [name for name in (spec.sources.episodes, spec.sources.scaled) if name and name in refs]
+    streams = []
+    for name in names:
+        streams.append(_stream(refs[name], spec))
+    sentinel = object()
+    for index, pair in enumerate(itertools.zip_longest(*streams, fillvalue=sentinel)):
+        if any(item is sentinel for item in pair):
+            short = [names[i] for i, item in enumerate(pair) if item is sentinel]
+            raise DataError(f"{', '.join(short)}: ends after {index} episodes, before the other source file")
+        if spec.is_dream:
+            by_name = dict(zip(names, pair))
+            yield index, episodes_lib.merge_scaled(
+                by_name.get(spec.sources.episodes), by_name.get(spec.sources.scaled),
+                file=" + ".join(str(refs[n]) for n in names), episode=index)
+        else:
+            yield index, pair[0]
+
+
+def _stream(ref: SourceRef, spec: DatasetSpec) -> Iterator[episodes_lib.Episode]:
+    with ref.open() as f:
+        for index, raw in enumerate(legacy_pickle.iter_list(f, str(ref))):
+            yield episodes_lib.from_legacy(raw, spec, file=str(ref), episode=index)
+            del raw
+
+
+def _read_worker(spec: DatasetSpec, refs: dict[str, SourceRef], out: "multiprocessing.Queue") -> None:
+    try:
+        for item in _episodes(spec, refs):
+            out.put(item)
+        out.put(None)
+    except BaseException as exc:  # handed to the consumer, raised there
+        out.put(exc)
+
+
+def _episodes_in_reader_process(spec: DatasetSpec, refs: dict[str, SourceRef],
+                                depth: int = 2) -> Iterator[tuple[int, episodes_lib.Episode]]:
+    """`_episodes`, run in a child process `depth` episodes ahead of the caller.
+
+    Unpickling with the safe (pure-Python) reader holds the GIL; in a thread
+    it would starve the PNG encoder threads, which need the GIL briefly for
+    every frame. A separate process leaves the caller's GIL to them, and
+    episodes arrive as a few large numpy arrays (a memory copy).
+    """
+    # fork, not spawn: spawn re-runs the parent's __main__, which fails for
+    # `python -c`, notebooks and stdin. The child touches only numpy, zipfile
+    # and the reader, none of the parent's threads' state (TensorFlow's).
+    context = multiprocessing.get_context("fork")
+    results = context.Queue(maxsize=depth)
+    reader = context.Process(target=_read_worker, args=(spec, refs, results), name="dropj-reader", daemon=True)
+    reader.start()
+    try:
+        while True:
+            try:
+                item = results.get(timeout=1.0)
+            except queue.Empty:
+                if not reader.is_alive():
+                    raise DataError(f"the reader process of {spec.config} died (exit code {reader.exitcode})")
+                continue
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        if reader.is_alive():
+            reader.terminate()
+        reader.join()
+        results.close()
+
+
+def episode_metadata(spec: DatasetSpec, refs: dict[str, SourceRef], index: int, ep: episodes_lib.Episode,
+                     protocol: int, initial: dict[bytes, tuple[str, int]]) -> dict:
+    main = refs.get(spec.sources.episodes) or refs[spec.sources.scaled]
+    meta = {
+        schema.SOURCE_FILE: main.name if spec.sources.episodes in refs else "",
+        schema.EPISODE_INDEX: index,
+        schema.FINAL_DONE: np.float64(ep.final_done),
+        schema.PICKLE_PROTOCOL: protocol,
+    }
+    if spec.is_dream:
+        state_file, state_index = initial.get(ep.initial_state.tobytes(), ("", -1))
+        meta.update({
+            schema.SOURCE_FILE_SCALED: spec.sources.scaled if spec.sources.scaled in refs else "",
+            schema.INITIAL_STATE: ep.initial_state,
+            schema.INITIAL_STATE_FILE: state_file,
+            schema.INITIAL_STATE_INDEX: state_index,
+        })
+    return meta
+
+
+def iter_examples(spec: DatasetSpec, refs: dict[str, SourceRef],
+                  initial_states: Optional[list[InitialStateFile]] = None,
+                  workers: Optional[int] = None) -> Iterator[tuple[int, dict]]:
+    """(key, example) pairs in source order, ready for a TFDS builder to yield."""
+    main = refs.get(spec.sources.episodes) or refs.get(spec.sources.scaled or "")
+    if main is None:
+        raise DataError(f"no source file for {spec.config}: need {spec.sources.episodes}")
+    protocol = read_protocol(main)
+    initial = {}
+    for state_file in initial_states or []:
+        for i, state in enumerate(state_file.states):
+            initial.setdefault(state.tobytes(), (state_file.name, i))
+    with png.Encoder(workers) as encoder:
+        for index, ep in _episodes_in_reader_process(spec, refs):
+            observations = None if spec.is_dream else encoder.encode_all(ep.observations)
+            example = {
+                schema.STEPS: episodes_lib.to_rlds_steps(ep, spec, observations),
+                schema.EPISODE_METADATA: episode_metadata(spec, refs, index, ep, protocol, initial),
+            }
+            yield example_key(index), example

@@ -1,0 +1,1 @@
+"""`dropj_carracing` TFDS dataset."""

@@ -1,0 +1,1 @@
+"""`dropj_obst_carracing` TFDS dataset."""

@@ -1,0 +1,339 @@
+"""The DROPJ RLDS schema: every field of every dataset, spelled once.
+
+The TFDS builders (`dropj_datasets.builder`), the exporter and verifier
+(`dropj.converters`) and `docs/schema.md` are all driven by the specs below,
+so they cannot drift apart. This module needs numpy only.
+
+RLDS alignment contract
+-----------------------
+A legacy episode is a list of T transitions
+`(prev_obs_t, action_t, reward_t, obs_t, done_t, info_t)` with
+`prev_obs_{t+1} == obs_t`. It becomes T+1 RLDS steps:
+
+* step t < T: `observation = prev_obs_t` (the state the action was taken in),
+  `action = action_t`, `reward = reward_t` (the reward *for* that action),
+  `info = info_t`, `is_first = (t == 0)`, `is_last = False`,
+  `is_terminal = False`, `discount = 1`.
+* step T (the extra last step): `observation = obs_{T-1}` (the final state
+  s_T, which the source stores only as the last tuple's `obs`),
+  `is_last = True`; its action, reward and info carry no data and are
+  padding (zeros, 0, every info key absent). `is_terminal` is true only for
+  a real termination (the car left the playfield: the last `done` is 1.0 and
+  the gym TimeLimit did not flag `TimeLimit.truncated=True`); an episode cut
+  at the 1000-step limit, or a dream episode that simply stops, is truncated,
+  not terminal. `discount` of step T is 0 when terminal, else 1.
+
+Each frame is therefore stored once, not twice as in the source. Everything
+the source holds that RLDS does not model is kept losslessly: the last
+transition's `done` float and the pickle protocol in the episode metadata,
+each `info` key as a tri-state (-1 absent, 0 False, 1 True), and for dream
+data the exact float64 step-0 state (`initial_state`) that the source keeps
+in a different dtype from every later state.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+import numpy as np
+
+# --- RLDS step keys (the same strings as rlds.rlds_types; a test checks it) ---
+OBSERVATION = "observation"
+ACTION = "action"
+REWARD = "reward"
+DISCOUNT = "discount"
+IS_FIRST = "is_first"
+IS_LAST = "is_last"
+IS_TERMINAL = "is_terminal"
+STEPS = "steps"
+EPISODE_METADATA = "episode_metadata"
+
+# --- DROPJ step keys ---
+ACTION_SCALED = "action_scaled"
+INFO = "info"
+
+# --- episode metadata keys ---
+SOURCE_FILE = "source_file"
+SOURCE_FILE_SCALED = "source_file_scaled"
+EPISODE_INDEX = "episode_index"
+FINAL_DONE = "final_done"
+PICKLE_PROTOCOL = "pickle_protocol"
+INITIAL_STATE = "initial_state"
+INITIAL_STATE_FILE = "initial_state_file"
+INITIAL_STATE_INDEX = "initial_state_index"
+
+# --- info: tri-state encoding of "key absent / False / True" ---
+INFO_ABSENT, INFO_FALSE, INFO_TRUE = -1, 0, 1
+
+# Source info key -> feature name (a '.' does not belong in a feature path).
+TIME_LIMIT_TRUNCATED = "TimeLimit.truncated"
+INFO_FEATURE_NAMES = {
+    "crash": "crash",
+    "succ": "succ",
+    "chuck": "chuck",
+    "chuck_passed": "chuck_passed",
+    "car": "car",
+    "car_passed": "car_passed",
+    TIME_LIMIT_TRUNCATED: "time_limit_truncated",
+}
+INFO_DOCS = {
+    "crash": "off-road or out of the playfield on this step (reward -1)",
+    "succ": "a new tile was visited on this step and the car was on the road (reward +10)",
+    "chuck": "an agent wheel first touched a chuckhole not touched before in this episode",
+    "chuck_passed": "the agent hull first came within 20 units of a chuckhole ('approached')",
+    "car": "the agent hull first collided with an NPC car",
+    "car_passed": "the agent hull first came within 20 units of an NPC car",
+    TIME_LIMIT_TRUNCATED: "set by gym's TimeLimit at step 1000: True unless the car also left the playfield",
+}
+
+# --- action conventions (DATA_FORMATS.md 0.3) ---
+ACTION_LOW = np.array([-1.0, 0.0, 0.0])
+ACTION_HIGH = np.array([1.0, 1.0, 1.0])
+
+
+class DataError(ValueError):
+    """Source data that breaks the schema; the message names where and what."""
+
+    def __init__(self, message: str = "", *, file: Optional[str] = None, episode: Optional[int] = None,
+                 step: Optional[int] = None, field: Optional[str] = None, expected: object = None,
+                 got: object = None):
+        if file is not None or field is not None:
+            message = format_location(file, episode, step, field) + (
+                f": expected {expected}, got {got}" if expected is not None else f": {message}")
+        super().__init__(message)
+
+
+def format_location(file: Optional[str], episode: Optional[int] = None, step: Optional[int] = None,
+                    field: Optional[str] = None) -> str:
+    parts = [file or "<source>"]
+    if episode is not None:
+        parts.append(f"episode {episode}")
+    if step is not None:
+        parts.append(f"step {step}")
+    if field is not None:
+        parts.append(f"field '{field}'")
+    return ", ".join(parts)
+
+
+@dataclasses.dataclass(frozen=True)
+class Field:
+    """One stored field: what it is, in which units and range, and how it is encoded."""
+
+    name: str
+    shape: tuple[int, ...]
+    dtype: str  # numpy dtype name; 'str' for text
+    units: str
+    range: str
+    doc: str
+    encoding: str = "tensor"  # 'png' (lossless image), 'bytes' (raw little-endian), 'tensor', 'text'
+
+    @property
+    def np_dtype(self) -> np.dtype:
+        return np.dtype(object if self.dtype == "str" else self.dtype)
+
+
+@dataclasses.dataclass(frozen=True)
+class EnvSpec:
+    """One environment variant of the release (DATA_FORMATS.md 0.1)."""
+
+    name: str
+    frame_shape: tuple[int, int, int]
+    n_z: int
+    rnn_size: int
+    info_keys: tuple[str, ...]  # the keys its info dicts may hold, in the env's order
+    description: str
+
+    @property
+    def latent_dim(self) -> int:
+        """z|c|h: VAE latent, LSTM cell state, LSTM hidden state."""
+        return self.n_z + 2 * self.rnn_size
+
+
+CARRACING = EnvSpec(
+    "carracing", (84, 84, 3), 32, 256, ("crash", "succ", TIME_LIMIT_TRUNCATED),
+    "Car Racing (gym 0.20 CarRacing-v0 with the DROPJ reward): 96x96 frames cropped to rows 0:84, "
+    "resized to 84x84 and pure black replaced by white")
+CHUCKC = EnvSpec(
+    "chuckc", (128, 128, 3), 64, 1024,
+    ("crash", "succ", "chuck_passed", "chuck", TIME_LIMIT_TRUNCATED),
+    "Obstacle Car Racing, chuckholes only: 128x128 frames, no indicator bar")
+CHUCKCCAR = EnvSpec(
+    "chuckccar", (128, 128, 3), 64, 1024,
+    ("crash", "succ", "chuck_passed", "car_passed", "chuck", "car", TIME_LIMIT_TRUNCATED),
+    "Obstacle Car Racing, chuckholes and 11 scripted NPC cars: 128x128 frames, no indicator bar")
+
+
+@dataclasses.dataclass(frozen=True)
+class SourceFiles:
+    """Release file names one config is built from (found anywhere under the manual dir)."""
+
+    episodes: str  # Dataset R, or the env-unit dream file
+    scaled: Optional[str] = None  # the dream file with scaled actions
+    initial_states: tuple[str, ...] = ()  # default_init_obs*.pkl, provenance of dream step 0
+
+    @property
+    def all(self) -> tuple[str, ...]:
+        return (self.episodes,) + ((self.scaled,) if self.scaled else ()) + self.initial_states
+
+
+@dataclasses.dataclass(frozen=True)
+class DatasetSpec:
+    """The schema of one builder config."""
+
+    config: str
+    kind: str  # 'real' (human keyboard rollouts) or 'dream' (world-model rollouts)
+    env: EnvSpec
+    sources: SourceFiles
+    description: str
+
+    @property
+    def is_dream(self) -> bool:
+        return self.kind == "dream"
+
+    @property
+    def info_keys(self) -> tuple[str, ...]:
+        return () if self.is_dream else self.env.info_keys
+
+    @property
+    def observation_shape(self) -> tuple[int, ...]:
+        return (self.env.latent_dim,) if self.is_dream else self.env.frame_shape
+
+    def step_fields(self) -> tuple[Field, ...]:
+        if self.is_dream:
+            obs = Field(OBSERVATION, self.observation_shape, "float32", "latent",
+                        "z: VAE/MDN sample; c: LSTM cell state; h in (-1, 1)",
+                        f"latent state z|c|h = [{self.env.n_z} | {self.env.rnn_size} | {self.env.rnn_size}]; "
+                        "step 0 is the float32 view of `initial_state`", "bytes")
+        else:
+            obs = Field(OBSERVATION, self.observation_shape, "uint8", "RGB pixel", "0..255",
+                        "frame s_t, HWC RGB as stored by the recorder (DATA_FORMATS.md 1.2)", "png")
+        fields = [
+            obs,
+            Field(ACTION, (3,), "float64", "env units", "steer [-1,1], gas [0,1], brake [0,1]",
+                  "[steer, gas, brake] applied in s_t; keyboard subset steer {-1,0,1}, gas {0,1}, "
+                  "brake {0,0.8}; zeros on the last step; NaN where the source has no env-unit file",
+                  "bytes"),
+        ]
+        if self.is_dream:
+            fields.append(Field(ACTION_SCALED, (3,), "float64", "scaled", "[-1, 1]",
+                                "the same action scaled by 2(a-low)/(high-low)-1 as in the `_scaled` "
+                                "release file; NaN where that file is absent; zeros on the last step",
+                                "bytes"))
+        fields += [
+            Field(REWARD, (), "int32", "reward", "{-1, 0, +10} (dream: 0)",
+                  "reward for action_t (the source's Python int); 0 on the last step"),
+            Field(DISCOUNT, (), "float32", "", "{0, 1}", "0 on a terminal last step, else 1"),
+            Field(IS_FIRST, (), "bool", "", "", "true on step 0"),
+            Field(IS_LAST, (), "bool", "", "", "true on the extra final step holding s_T"),
+            Field(IS_TERMINAL, (), "bool", "", "",
+                  "true on the last step of an episode that ended by leaving the playfield"),
+        ]
+        fields += [
+            Field(f"{INFO}/{INFO_FEATURE_NAMES[key]}", (), "int8", "tri-state", "-1 absent, 0 False, 1 True",
+                  f"info['{key}']: {INFO_DOCS[key]}")
+            for key in self.info_keys
+        ]
+        return tuple(fields)
+
+    def metadata_fields(self) -> tuple[Field, ...]:
+        fields = [
+            Field(SOURCE_FILE, (), "str", "", "", "release file the episode was read from"),
+            Field(EPISODE_INDEX, (), "int64", "", ">= 0", "index of the episode in that file"),
+            Field(FINAL_DONE, (), "float64", "", "{0.0, 1.0}",
+                  "the `done` float of the last transition (every earlier one is 0.0)", "bytes"),
+            Field(PICKLE_PROTOCOL, (), "int32", "", "2..5", "pickle protocol of the source file"),
+        ]
+        if self.is_dream:
+            fields += [
+                Field(SOURCE_FILE_SCALED, (), "str", "", "", "the `_scaled` release file ('' if absent)"),
+                Field(INITIAL_STATE, (self.env.latent_dim,), "float64", "latent", "",
+                      "the exact float64 step-0 state (prev_obs of transition 0)", "bytes"),
+                Field(INITIAL_STATE_FILE, (), "str", "", "",
+                      "default_init_obs*.pkl file holding an identical state ('' if none was given)"),
+                Field(INITIAL_STATE_INDEX, (), "int32", "", "-1 or >= 0",
+                      "index of that state in the file (0 for a single-array file, -1 if not found)"),
+            ]
+        return tuple(fields)
+
+
+DATASETS: dict[str, dict[str, DatasetSpec]] = {
+    "dropj_carracing": {
+        "real": DatasetSpec("real", "real", CARRACING, SourceFiles("raw_user_rollouts_res84_ep600.pkl"),
+                            "Dataset R: 600 human keyboard episodes of Car Racing, 84x84 frames"),
+        "dream": DatasetSpec(
+            "dream", "dream", CARRACING,
+            SourceFiles("dream_user_rollouts.pkl", "dream_user_rollouts_scaled.pkl", ("default_init_obs.pkl",)),
+            "Dataset D: human keyboard episodes in the Car Racing world model, 544-d latent states"),
+    },
+    "dropj_obst_carracing": {
+        "chuckc_real": DatasetSpec(
+            "chuckc_real", "real", CHUCKC, SourceFiles("raw_user_rollouts_res128_ep600_chuckcobst.pkl"),
+            "Dataset R: 600 human keyboard episodes of Obstacle Car Racing with chuckholes, 128x128 frames"),
+        "chuckccar_real": DatasetSpec(
+            "chuckccar_real", "real", CHUCKCCAR, SourceFiles("raw_user_rollouts_res128_ep800_chuckccarobst.pkl"),
+            "Dataset R: 800 human keyboard episodes of Obstacle Car Racing with chuckholes and cars"),
+        "chuckc_dream": DatasetSpec(
+            "chuckc_dream", "dream", CHUCKC,
+            SourceFiles("dream_user_rollouts_chuckcobst.pkl", "dream_user_rollouts_chuckcobst_scaled.pkl",
+                        ("default_init_obses_chuckcobst.pkl", "default_init_obs_chuckcobst.pkl")),
+            "Dataset D: episodes in the chuckhole world model, 2112-d latent states"),
+        "chuckccar_dream": DatasetSpec(
+            "chuckccar_dream", "dream", CHUCKCCAR,
+            SourceFiles("dream_user_rollouts_chuckccarobst.pkl", "dream_user_rollouts_chuckccarobst_scaled.pkl",
+                        ("default_init_obses_chuckccarobst.pkl", "default_init_obs_chuckccarobst.pkl")),
+            "Dataset D: episodes in the chuckhole-and-cars world model, 2112-d latent states"),
+    },
+}
+
+
+def spec_for(dataset: str, config: str) -> DatasetSpec:
+    try:
+        return DATASETS[dataset][config]
+    except KeyError:
+        known = ", ".join(f"{d}/{c}" for d, cs in DATASETS.items() for c in cs)
+        raise KeyError(f"unknown dataset config {dataset}/{config}; known: {known}") from None
+
+
+def scale_action(action: np.ndarray) -> np.ndarray:
+    """Env units -> [-1, 1] exactly as the release's `_scaled` files (DATA_FORMATS.md 0.3)."""
+    scaled = 2.0 * (action - ACTION_LOW) / (ACTION_HIGH - ACTION_LOW) - 1.0
+    return np.clip(scaled, -1.0, 1.0)
+
+
+def markdown() -> str:
+    """`docs/schema.md`, generated from the specs above (`dropj schema-doc`)."""
+    contract = __doc__.split("RLDS alignment contract\n-----------------------\n", 1)[1].strip()
+    out = [
+        "# Schema of the DROPJ RLDS datasets",
+        "",
+        "Generated by `dropj schema-doc > docs/schema.md` from `dropj_datasets/schema.py`; "
+        "a test fails when this file is stale. Do not edit by hand.",
+        "",
+        "## RLDS alignment contract",
+        "",
+        contract,
+        "",
+        "Encodings: `png` = lossless PNG image; `bytes` = the raw little-endian values "
+        "(float64 would otherwise be narrowed to float32 by `tf.train.Example`); `tensor` = plain "
+        "TFDS tensor; `text` = UTF-8 string.",
+    ]
+
+    def table(fields: tuple[Field, ...]) -> list[str]:
+        rows = ["| field | shape | dtype | encoding | units | range | meaning |",
+                "|---|---|---|---|---|---|---|"]
+        for f in fields:
+            encoding = "text" if f.dtype == "str" else f.encoding
+            rows.append(f"| `{f.name}` | {list(f.shape)} | {f.dtype} | {encoding} | {f.units} | "
+                        f"{f.range} | {f.doc} |")
+        return rows
+
+    for dataset, configs in DATASETS.items():
+        out += ["", f"## `{dataset}`"]
+        for config, spec in configs.items():
+            files = ", ".join(f"`{name}`" for name in spec.sources.all)
+            out += ["", f"### `{dataset}/{config}`", "", spec.description + ".", "",
+                    f"Environment: {spec.env.description}. Source files: {files}.", "",
+                    "Steps:", ""] + table(spec.step_fields()) + ["", "Episode metadata:", ""] + \
+                table(spec.metadata_fields())
+    return "\n".join(out) + "\n"
