@@ -36,7 +36,7 @@ def _verify(args: argparse.Namespace) -> int:
     from dropj.converters import to_legacy
 
     reports = to_legacy.verify(args.dataset, args.manual_dir, data_dir=args.data_dir,
-                               log=print if args.verbose else (lambda line: None))
+                               log=(lambda line: None) if args.quiet else print)
     bad = [r for r in reports if not r.ok]
     for report in reports:
         status = "OK" if report.ok else f"MISMATCH ({len(report.mismatches)} differences)"
@@ -87,7 +87,7 @@ def parser() -> argparse.ArgumentParser:
     verify.add_argument("dataset", help="name/config, or a built dataset directory")
     verify.add_argument("--data_dir", help="TFDS data dir the dataset was built in")
     verify.add_argument("--manual_dir", required=True, help="directory holding the release files")
-    verify.add_argument("-v", "--verbose", action="store_true", help="one line per episode")
+    verify.add_argument("-q", "--quiet", action="store_true", help="only the summary, not a line per episode")
     verify.set_defaults(run=_verify)
 
     sample = sub.add_parser("make-sample", help="regenerate the embedded sample data")

@@ -58,6 +58,12 @@ def _latin1_encode(text: str, encoding: str = "latin1") -> bytes:
     return _codecs.encode(text, "latin1")
 
 
+def _empty_bytes(*args: Any) -> bytes:
+    if args:
+        raise UnsafePickleError("bytes(...) with arguments is not allowed (only bytes())")
+    return b""
+
+
 def _numpy_global(name: str) -> Any:
     """The numpy reconstruction helpers, whichever numpy wrote the file."""
     from numpy.core import multiarray, numeric  # numpy 1.x location
@@ -82,6 +88,7 @@ _ALLOWED_GLOBALS.update({
     ("collections", "OrderedDict"): lambda: collections.OrderedDict,
     ("collections", "defaultdict"): lambda: collections.defaultdict,
     ("builtins", "list"): lambda: list,  # the default factory of defaultdict(list)
+    ("builtins", "bytes"): lambda: _empty_bytes,  # protocol 2 writes b'' as bytes()
 })
 _NEWOBJ_CLASSES = (collections.OrderedDict, collections.defaultdict)
 
@@ -91,8 +98,9 @@ def _allowed_callables() -> frozenset[int]:
     return frozenset(id(factory()) for factory in _ALLOWED_GLOBALS.values())
 
 # Memo entries of these types survive the eviction of a finished item.
-_ATOM_TYPES = (str, int, float, bool, type(None), np.dtype, type)
-_SMALL_BYTES = 64
+_ATOM_TYPES = (int, float, bool, type(None), np.dtype, type)
+_SMALL_BYTES = 8  # numpy's shared b'b'; not the per-array raw data (24 bytes for an action)
+_SMALL_STR = 1024
 
 
 class _Done:
@@ -108,6 +116,8 @@ _DONE = _Done()
 
 
 def _is_atom(obj: Any) -> bool:
+    if isinstance(obj, str):  # protocol 2 stores array data as (big) latin1 strings
+        return len(obj) <= _SMALL_STR
     if isinstance(obj, _ATOM_TYPES) or callable(obj) and not isinstance(obj, np.ndarray):
         return True
     return isinstance(obj, bytes) and len(obj) <= _SMALL_BYTES
@@ -133,8 +143,11 @@ class _SafeUnpickler(pickle._Unpickler):  # the pure-Python VM, so it can be ste
         self.name = name
         self._next_memo = 0
         self._evicted: list[tuple[int, int]] = []
+        self._data_strings: set[int] = set()  # ids of protocol-2 latin1 payloads of the current item
 
     def find_class(self, module: str, name: str) -> Any:
+        if module == "__builtin__":  # Python 2 name, written by protocols < 3
+            module = "builtins"
         factory = _ALLOWED_GLOBALS.get((module, name))
         if factory is None:
             raise UnsafePickleError(
@@ -148,7 +161,13 @@ class _SafeUnpickler(pickle._Unpickler):  # the pure-Python VM, so it can be ste
         func = self.stack[-2]
         if id(func) not in _allowed_callables():
             raise UnsafePickleError(f"{self.name}: REDUCE on {func!r} is not allowed")
-        super().load_reduce()
+        if func is _latin1_encode and self.stack[-1]:
+            # Protocol 2 array data: a str that must not outlive its item as an "atom".
+            self._data_strings.add(id(self.stack[-1][0]))
+        try:
+            super().load_reduce()
+        except UnsafePickleError as exc:
+            raise UnsafePickleError(f"{self.name}: {exc}") from None
 
     def load_build(self) -> None:
         inst = self.stack[-2]
@@ -243,8 +262,9 @@ class _SafeUnpickler(pickle._Unpickler):  # the pure-Python VM, so it can be ste
         """Drops the memo entries created since `first_memo`, but for small shared atoms."""
         memo = self.memo
         for key in [k for k in memo if k >= first_memo]:
-            if not _is_atom(memo[key]):
+            if not _is_atom(memo[key]) or id(memo[key]) in self._data_strings:
                 del memo[key]
+        self._data_strings.clear()
         if self._next_memo > first_memo:
             self._evicted.append((first_memo, self._next_memo))
 
@@ -256,10 +276,18 @@ class _SafeUnpickler(pickle._Unpickler):  # the pure-Python VM, so it can be ste
             raise
         except (pickle.UnpicklingError, KeyError) as exc:
             raise self._memo_lookup_error(exc) from exc
-        except (EOFError, ValueError, TypeError, IndexError, AttributeError, UnicodeDecodeError) as exc:
+        except (EOFError, ValueError, TypeError, IndexError, AttributeError, UnicodeDecodeError, struct.error,
+                MemoryError) as exc:
             if "_Done" in str(exc):
                 raise self._not_streamable() from exc
             raise DataError(f"{self.name}: corrupt or truncated pickle: {type(exc).__name__}: {exc}") from exc
+
+    def _check_placeholders(self, done: int) -> None:
+        # Placeholders sit at stack[0:done]; an opcode that consumed one (say
+        # TUPLE2 taking a finished "item" that was really a tuple element)
+        # leaves something else at stack[done - 1].
+        if done and (len(self.stack) < done or self.stack[done - 1] is not _DONE):
+            raise self._not_streamable()
 
     def _iter_list(self) -> Iterator[Any]:
         # Run up to the first object: it must be the top-level list.
@@ -268,7 +296,8 @@ class _SafeUnpickler(pickle._Unpickler):  # the pure-Python VM, so it can be ste
                 raise DataError(f"{self.name}: empty pickle")
         outer = self.stack[0]
         if not isinstance(outer, list):
-            raise DataError(f"{self.name}: expected a list at the top level, got {type(outer).__name__}")
+            raise DataError(f"{self.name}: expected a pickled list at the top level, but the pickle starts "
+                            f"with something else (a {type(outer).__name__})")
         # When is an item finished? The pickler writes a container item as
         # EMPTY_LIST/EMPTY_DICT, MEMOIZE, then its children in MARK..APPENDS /
         # SETITEMS batches (or one child then APPEND/SETITEM). So an item is
@@ -281,6 +310,7 @@ class _SafeUnpickler(pickle._Unpickler):  # the pure-Python VM, so it can be ste
         # already, and the next change to it hits the placeholder `_DONE` and
         # fails loudly (`_not_streamable`), never silently.
         first_memo = self._next_memo
+        done = 0  # placeholders at the bottom of the current batch's stack
         item_opcode = None
         appends, append, stop = pickle.APPENDS[0], pickle.APPEND[0], pickle.STOP[0]
         read, dispatch = self.read, self.dispatch
@@ -295,6 +325,7 @@ class _SafeUnpickler(pickle._Unpickler):  # the pure-Python VM, so it can be ste
             metastack = self.metastack
             in_top_batch = len(metastack) == 1 and metastack[0][-1] is outer
             if op == appends and in_top_batch or op == append and not metastack and len(self.stack) == 2:
+                self._check_placeholders(done)
                 pending = [i for i, item in enumerate(self.stack) if item is not _DONE]
                 if op == append:
                     pending = pending[-1:]  # stack is [outer, item]
@@ -306,6 +337,7 @@ class _SafeUnpickler(pickle._Unpickler):  # the pure-Python VM, so it can be ste
                     self._evict(first_memo)
                     first_memo = self._next_memo
                 if op == appends:  # the outer list only ever receives placeholders
+                    done = 0
                     self.stack = metastack.pop()
                     self.append = self.stack.append
                 else:
@@ -323,8 +355,13 @@ class _SafeUnpickler(pickle._Unpickler):  # the pure-Python VM, so it can be ste
                 item_opcode = op if op in _CONTAINER_OPCODES else -1
             dispatch[op](self)
             if (in_top_batch and len(self.metastack) == 1 and len(self.stack) == length_before + 1
-                    and length_before >= 1 and self.stack[-2] is not _DONE):
+                    and length_before >= 1 and self.stack[-2] is not _DONE
+                    # the candidate must be the only unfinished entry: anything
+                    # else below it means an item is still being built
+                    and (length_before == 1 or self.stack[-3] is _DONE)):
+                self._check_placeholders(done)
                 yield self._finish_item(len(self.stack) - 2, first_memo)
+                done += 1
                 first_memo = self._next_memo
 
     def load_whole(self) -> Any:
@@ -336,7 +373,8 @@ class _SafeUnpickler(pickle._Unpickler):  # the pure-Python VM, so it can be ste
             return stop.value
         except DataError:
             raise
-        except (pickle.UnpicklingError, KeyError, EOFError, ValueError, TypeError, IndexError,
+        except (pickle.UnpicklingError, KeyError, EOFError, ValueError, TypeError, IndexError, struct.error,
+                MemoryError,
                 AttributeError, UnicodeDecodeError) as exc:
             raise DataError(f"{self.name}: corrupt or truncated pickle: {type(exc).__name__}: {exc}") from exc
 

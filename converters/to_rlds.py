@@ -160,9 +160,8 @@ def _episodes_in_reader_process(spec: DatasetSpec, refs: dict[str, SourceRef],
 
 def episode_metadata(spec: DatasetSpec, refs: dict[str, SourceRef], index: int, ep: episodes_lib.Episode,
                      protocol: int, initial: dict[bytes, tuple[str, int]]) -> dict:
-    main = refs.get(spec.sources.episodes) or refs[spec.sources.scaled]
     meta = {
-        schema.SOURCE_FILE: main.name if spec.sources.episodes in refs else "",
+        schema.SOURCE_FILE: spec.sources.episodes if spec.sources.episodes in refs else "",
         schema.EPISODE_INDEX: index,
         schema.FINAL_DONE: np.float64(ep.final_done),
         schema.PICKLE_PROTOCOL: protocol,

@@ -71,6 +71,8 @@ FRAME_SHAPE = (84, 84, 3)
 # Frame pool: gymnasium episodes driven by the scripted keyboard driver.
 POOL_SEEDS = (0, 1, 2)
 POOL_STEPS = 1000
+VEER_EVERY, VEER_STEPS = 333, 10
+BRAKE_ABOVE, COAST_IN_TURNS_ABOVE = 45.0, 34.0  # speed, env units
 EPISODE_OFFSET_STRIDE = 617  # each benchmark episode starts at a different pool frame
 SOURCE_FORMAT = 1  # bump when the generated source changes, so a cached zip is rebuilt
 
@@ -122,12 +124,33 @@ class Args:
 POOL_DTYPE = np.dtype([("frame", np.uint8, FRAME_SHAPE), ("action", np.float64, (3,)), ("reward", np.int64)])
 
 
+def drive(car_racing: Any, step: int) -> np.ndarray:
+    """A keyboard player: mostly gas, steering towards the track ahead, braking when fast.
+
+    Steering comes from the embedded sample's scripted driver; every
+    `VEER_EVERY` steps it holds full right steer for `VEER_STEPS` steps, which
+    sometimes takes the car onto the grass ('crash' steps, reward -1).
+    """
+    from dropj.converters import make_sample
+
+    veer = step % VEER_EVERY >= VEER_EVERY - VEER_STEPS
+    action = make_sample._keyboard_action(car_racing, veer)
+    if veer:
+        return action
+    steer = action[0]
+    speed = float(np.hypot(*car_racing.car.hull.linearVelocity))
+    if speed > BRAKE_ABOVE:
+        return np.array([steer, 0.0, make_sample.BRAKE])
+    if steer != 0.0 and speed > COAST_IN_TURNS_ABOVE:
+        return np.array([steer, 0.0, 0.0])
+    return np.array([steer, make_sample.GAS, 0.0])
+
+
 def render_pool() -> np.ndarray:
     """(frame s_t, action a_t, reward r_t) for every step of the pool episodes.
 
-    Uses the embedded sample's keyboard driver, off-road test, reward rule and
-    frame processing (`dropj.converters.make_sample`), so the frames and the
-    action/reward statistics are those of the sample's real episodes.
+    Uses the embedded sample's env, off-road test, reward rule and frame
+    processing (`dropj.converters.make_sample`).
     """
     from dropj.converters import make_sample
 
@@ -137,8 +160,8 @@ def render_pool() -> np.ndarray:
         try:
             frame, _ = env.reset(seed=seed)
             car_racing = env.unwrapped
-            for _ in range(POOL_STEPS):
-                action = make_sample._keyboard_action(car_racing, veer=False)
+            for step in range(POOL_STEPS):
+                action = drive(car_racing, step)
                 tiles_before = car_racing.tile_visited_count
                 next_frame, _, terminated, truncated, _ = env.step(action)
                 reward, _ = make_sample._step_flags(make_sample._off_road(car_racing),
@@ -153,7 +176,7 @@ def render_pool() -> np.ndarray:
 
 
 def load_pool(workdir: Path) -> np.ndarray:
-    path = workdir / f"carracing_pool_seeds{'-'.join(map(str, POOL_SEEDS))}_x{POOL_STEPS}.npy"
+    path = workdir / f"carracing_pool_v{SOURCE_FORMAT}_seeds{'-'.join(map(str, POOL_SEEDS))}_x{POOL_STEPS}.npy"
     if path.exists():
         print(f"reusing the frame pool {path}")
         return np.load(path)
