@@ -41,7 +41,7 @@ import numpy as np
 
 from dropj_datasets.schema import DataError
 
-__all__ = ["UnsafePickleError", "load", "iter_list", "pickle_protocol"]
+__all__ = ["UnsafePickleError", "iter_list", "load", "loads", "pickle_protocol"]
 
 
 class UnsafePickleError(DataError):
@@ -64,6 +64,7 @@ def _empty_bytes(*args: Any) -> bytes:
     return b""
 
 
+@functools.lru_cache(maxsize=None)
 def _numpy_global(name: str) -> Any:
     """The numpy reconstruction helpers, whichever numpy wrote the file."""
     from numpy.core import multiarray, numeric  # numpy 1.x location
@@ -97,6 +98,7 @@ _NEWOBJ_CLASSES = (collections.OrderedDict, collections.defaultdict)
 def _allowed_callables() -> frozenset[int]:
     return frozenset(id(factory()) for factory in _ALLOWED_GLOBALS.values())
 
+
 # Memo entries of these types survive the eviction of a finished item.
 _ATOM_TYPES = (int, float, bool, type(None), np.dtype, type)
 _SMALL_BYTES = 8  # numpy's shared b'b'; not the per-array raw data (24 bytes for an action)
@@ -124,6 +126,7 @@ def _is_atom(obj: Any) -> bool:
 
 
 _CONTAINER_OPCODES = frozenset((pickle.EMPTY_LIST[0], pickle.EMPTY_DICT[0]))
+
 
 def _refuse(opname: str) -> Callable[[Any], None]:
     def load(self: "_SafeUnpickler") -> None:
@@ -227,6 +230,14 @@ class _SafeUnpickler(pickle._Unpickler):  # the pure-Python VM, so it can be ste
         self.append = self.stack.append
         self.proto = 0
 
+    def _check_protocol(self) -> None:
+        """The release's pickles are protocols 2 to 5, which all open with PROTO."""
+        head = self.read(2)
+        if len(head) < 2 or head[0] != pickle.PROTO[0] or not 2 <= head[1] <= pickle.HIGHEST_PROTOCOL:
+            raise DataError(f"{self.name}: not a pickle of protocol 2 to {pickle.HIGHEST_PROTOCOL} "
+                            f"(starts with {head!r})")
+        self.proto = head[1]
+
     def _step(self) -> bytes:
         """Executes one opcode; returns it (b'' at end of file)."""
         key = self.read(1)
@@ -290,6 +301,7 @@ class _SafeUnpickler(pickle._Unpickler):  # the pure-Python VM, so it can be ste
             raise self._not_streamable()
 
     def _iter_list(self) -> Iterator[Any]:
+        self._check_protocol()
         # Run up to the first object: it must be the top-level list.
         while not self.stack:
             if self._step() == pickle.STOP:
@@ -367,6 +379,7 @@ class _SafeUnpickler(pickle._Unpickler):  # the pure-Python VM, so it can be ste
     def load_whole(self) -> Any:
         self._start()
         try:
+            self._check_protocol()
             while True:
                 self._step()
         except pickle._Stop as stop:
@@ -406,10 +419,10 @@ def load(file: BinaryIO, name: str = "<pickle>") -> Any:
 
 
 def pickle_protocol(head: bytes) -> int:
-    """The protocol of a pickle from its first bytes (2 for pre-PROTO streams)."""
+    """The protocol of a pickle from its first bytes; 0 when it has no PROTO opcode (protocol 0 or 1)."""
     if len(head) >= 2 and head[0] == pickle.PROTO[0]:
         return head[1]
-    return 2 if head[:1] in (pickle.MARK, pickle.EMPTY_LIST, pickle.EMPTY_DICT) else 0
+    return 0
 
 
 def loads(data: bytes, name: str = "<pickle>") -> Any:

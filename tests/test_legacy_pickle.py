@@ -796,3 +796,12 @@ def test_objects_shared_across_items_cannot_be_streamed(protocol):
             yielded += 1
     assert yielded == 2
     assert "cannot be streamed" in str(info.value) and "shared.pkl" in str(info.value)
+
+
+@pytest.mark.parametrize("protocol", [0, 1])
+def test_protocols_before_2_are_refused_with_a_clear_error(protocol):
+    data = pickle.dumps([[1, 2]], protocol=protocol)
+    with pytest.raises(DataError, match=r"old.pkl: not a pickle of protocol 2 to 5"):
+        legacy_pickle.load(io.BytesIO(data), "old.pkl")
+    with pytest.raises(DataError, match=r"old.pkl: not a pickle of protocol 2 to 5"):
+        list(legacy_pickle.iter_list(io.BytesIO(data), "old.pkl"))
