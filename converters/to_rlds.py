@@ -3,11 +3,11 @@
 The pipeline overlaps its three stages on the machine's cores:
 
     reader process: stream + unpickle (safe VM) + validate the next episodes
-    PNG pool:       encode the current episode's frames (GIL released in zlib)
-    caller:         TFDS encodes, serialises and writes the example
+    PNG pool:       encode episode k+1's frames (GIL released in zlib)
+    caller:         TFDS encodes, serialises and writes episode k
 
-At most about three episodes are alive at once (one being read, one queued,
-one being written), whatever the size of the source file.
+At most about five episodes are alive at once (one being read, two queued,
+one being encoded, one being written), whatever the size of the source file.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ import base64
 import dataclasses
 import itertools
 import multiprocessing
+import os
 import queue
 from typing import Any, Iterator, Optional
 
@@ -113,13 +114,22 @@ def _stream(ref: SourceRef, spec: DatasetSpec) -> Iterator[episodes_lib.Episode]
             del raw
 
 
-def _read_worker(spec: DatasetSpec, refs: dict[str, SourceRef], out: "multiprocessing.Queue") -> None:
+def _read_worker(spec: DatasetSpec, refs: dict[str, SourceRef], out: "multiprocessing.Queue",
+                 parent: int) -> None:
+    def put(item: Any) -> None:
+        while True:
+            try:
+                return out.put(item, timeout=1.0)
+            except queue.Full:
+                if os.getppid() != parent:  # the build was killed: do not linger as an orphan
+                    os._exit(1)
+
     try:
         for item in _episodes(spec, refs):
-            out.put(item)
-        out.put(None)
+            put(item)
+        put(None)
     except BaseException as exc:  # handed to the consumer, raised there
-        out.put(exc)
+        put(exc)
 
 
 def _episodes_in_reader_process(spec: DatasetSpec, refs: dict[str, SourceRef],
@@ -136,7 +146,8 @@ def _episodes_in_reader_process(spec: DatasetSpec, refs: dict[str, SourceRef],
     # and the reader, none of the parent's threads' state (TensorFlow's).
     context = multiprocessing.get_context("fork")
     results = context.Queue(maxsize=depth)
-    reader = context.Process(target=_read_worker, args=(spec, refs, results), name="dropj-reader", daemon=True)
+    reader = context.Process(target=_read_worker, args=(spec, refs, results, os.getpid()),
+                             name="dropj-reader", daemon=True)
     reader.start()
     try:
         while True:
@@ -189,11 +200,22 @@ def iter_examples(spec: DatasetSpec, refs: dict[str, SourceRef],
     for state_file in initial_states or []:
         for i, state in enumerate(state_file.states):
             initial.setdefault(state.tobytes(), (state_file.name, i))
+
+    def example(index: int, ep: episodes_lib.Episode, frames: Optional[list]) -> tuple[int, dict]:
+        observations = None if frames is None else png.Encoder.collect(frames)
+        return example_key(index), {
+            schema.STEPS: episodes_lib.to_rlds_steps(ep, spec, observations),
+            schema.EPISODE_METADATA: episode_metadata(spec, refs, index, ep, protocol, initial),
+        }
+
     with png.Encoder(workers) as encoder:
+        # One episode's frames are always being encoded in the pool while TFDS
+        # serialises and writes the previous one on this thread.
+        previous = None
         for index, ep in _episodes_in_reader_process(spec, refs):
-            observations = None if spec.is_dream else encoder.encode_all(ep.observations)
-            example = {
-                schema.STEPS: episodes_lib.to_rlds_steps(ep, spec, observations),
-                schema.EPISODE_METADATA: episode_metadata(spec, refs, index, ep, protocol, initial),
-            }
-            yield example_key(index), example
+            frames = None if spec.is_dream else encoder.submit(ep.observations)
+            if previous is not None:
+                yield example(*previous)
+            previous = (index, ep, frames)
+        if previous is not None:
+            yield example(*previous)

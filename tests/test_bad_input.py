@@ -193,6 +193,19 @@ def test_dream_files_that_disagree_are_refused(tmp_path):
         _build(manual, tmp_path / "d", config="dream")
 
 
+def _processes_mentioning(text: str) -> list:
+    import psutil
+
+    found = []
+    for process in psutil.process_iter(["cmdline"]):
+        try:
+            if any(text in part for part in process.info["cmdline"] or []):
+                found.append(process)
+        except psutil.Error:
+            continue
+    return found
+
+
 def test_killed_build_leaves_no_complete_dataset_and_rerun_succeeds(tmp_path):
     manual, data = tmp_path / "m", tmp_path / "d"
     legacy_factory.make_real_source(manual, REAL, lengths=(300,) * 12)
@@ -210,6 +223,11 @@ def test_killed_build_leaves_no_complete_dataset_and_rerun_succeeds(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert _no_complete_dataset(data)
+    # The build's reader process must not outlive it as an orphan.
+    deadline = time.time() + 10
+    while time.time() < deadline and _processes_mentioning(str(manual)):
+        time.sleep(0.2)
+    assert not _processes_mentioning(str(manual))
     assert not tfds.builder("dropj_carracing/real", data_dir=str(data)).is_prepared()
     builder = _build(manual, data)
     assert builder.info.splits["train"].num_examples == 12
