@@ -19,7 +19,7 @@ from dropj_datasets.schema import DatasetSpec, Field
 HOMEPAGE = "https://doi.org/10.5258/SOTON/D3749"
 # Bounded memory while writing: TFDS keeps serialized examples in memory up to
 # this many bytes before spilling to its temporary buckets (1 GB by default).
-WRITE_BUFFER_BYTES = 128 << 20
+WRITE_BUFFER_BYTES = 32 << 20
 
 
 def _feature(field: Field) -> tfds.features.FeatureConnector:
