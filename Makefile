@@ -29,7 +29,7 @@ sample: $(STAMP)
 	$(VENV)/bin/dropj make-sample
 
 bench: $(STAMP)
-	$(PY) -m dropj.converters.bench_build
+	$(PY) tests/benchmarks/bench_build.py --write-docs
 
 docs: $(STAMP)
 	$(VENV)/bin/dropj schema-doc > docs/schema.md

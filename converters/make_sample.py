@@ -231,13 +231,13 @@ def _state_pixels(size: int) -> Iterator[None]:
         car_racing.STATE_W, car_racing.STATE_H = saved
 
 
-def _make_env() -> Any:
+def make_env() -> Any:
     import gymnasium
 
     return gymnasium.make("CarRacing-v3", disable_env_checker=True)
 
 
-def _keyboard_action(car_racing: Any, veer: bool) -> np.ndarray:
+def keyboard_action(car_racing: Any, veer: bool) -> np.ndarray:
     """A scripted 'human at the keyboard': full left/right/none, gas on/off, brake 0.8.
 
     Aims at a track point a few tiles ahead of the nearest one; `veer` holds
@@ -261,7 +261,7 @@ def _keyboard_action(car_racing: Any, veer: bool) -> np.ndarray:
     return np.array([steer, GAS if speed < 30.0 else 0.0, 0.0], dtype=np.float64)
 
 
-def _off_road(car_racing: Any) -> bool:
+def off_road(car_racing: Any) -> bool:
     # The DROPJ env tracks `off_road` from wheel/tile contacts (DATA_FORMATS.md 1.3);
     # gymnasium does not, so approximate it: some wheel touches no road tile.
     return any(len(wheel.tiles) == 0 for wheel in car_racing.car.wheels)
@@ -275,7 +275,7 @@ def _info(env: EnvSpec, flags: set[str], truncated: Optional[bool] = None) -> di
     return info
 
 
-def _step_flags(crashed: bool, new_tile: bool) -> tuple[int, set[str]]:
+def step_flags(crashed: bool, new_tile: bool) -> tuple[int, set[str]]:
     """The DROPJ reward rule: -1 with 'crash' off-road, else +10 with 'succ' on a new tile, else 0."""
     if crashed:
         return CRASH_REWARD, {CRASH}
@@ -311,22 +311,22 @@ def record_real_episode(plan: RealEpisodePlan, env: EnvSpec, raw_size: int) -> E
             raise ValueError(f"{env.name} has no info key {flag!r}; it has {env.info_keys}")
         events.setdefault(step, set()).add(flag)
     with _state_pixels(raw_size):
-        gym_env = _make_env()
+        gym_env = make_env()
         try:
             frame, _ = gym_env.reset(seed=plan.seed)
             car_racing = gym_env.unwrapped
             for env_step in range(plan.warmup):
-                frame, *_ = gym_env.step(_keyboard_action(car_racing, plan.veers(env_step)))
+                frame, *_ = gym_env.step(keyboard_action(car_racing, plan.veers(env_step)))
             prev_obs = process_frame(frame)
             episode: Episode = []
             for t in range(plan.length):
-                action = _keyboard_action(car_racing, plan.veers(plan.warmup + t))
+                action = keyboard_action(car_racing, plan.veers(plan.warmup + t))
                 tiles_before = car_racing.tile_visited_count
                 frame, *_ = gym_env.step(action)
                 obs = process_frame(frame)
                 # A new tile this step: the DROPJ env's test, and the same as gymnasium's step reward > 0.
                 new_tile = car_racing.tile_visited_count > tiles_before
-                reward, flags = _step_flags(_off_road(car_racing), new_tile)
+                reward, flags = step_flags(off_road(car_racing), new_tile)
                 flags |= events.get(t, set())
                 truncated = None
                 last = t == plan.length - 1

@@ -30,7 +30,9 @@ class ListPickleWriter:
 
     The pickler runs in "fast" mode (no memo): items share no objects, so the
     file loads to exactly the same values and types as the release's file,
-    while nothing pins finished items in memory.
+    while nothing pins finished items in memory. Items go out in MARK ..
+    APPENDS batches of 1000, as the pickle module writes them, but each item
+    is written as soon as it is appended.
     """
 
     def __init__(self, file: BinaryIO, protocol: int):
@@ -38,7 +40,7 @@ class ListPickleWriter:
             raise ValueError(f"pickle protocol {protocol} not supported (2..{pickle.HIGHEST_PROTOCOL})")
         self._pickler = pickle._Pickler(file, protocol)
         self._pickler.fast = True
-        self._batch: list[Any] = []
+        self._in_batch = 0
         self.count = 0
         self._pickler.write(pickle.PROTO + bytes([protocol]))
         if protocol >= 4:
@@ -46,24 +48,20 @@ class ListPickleWriter:
         self._pickler.write(pickle.EMPTY_LIST)
 
     def append(self, item: Any) -> None:
-        self._batch.append(item)
-        self.count += 1
-        if len(self._batch) == _APPENDS_BATCH:
-            self._flush()
-
-    def _flush(self) -> None:
-        if not self._batch:
-            return
         pickler = self._pickler
-        pickler.write(pickle.MARK)
-        for item in self._batch:
-            pickler.save(item)
-            pickler.framer.commit_frame()
-        pickler.write(pickle.APPENDS)
-        self._batch = []
+        if self._in_batch == 0:
+            pickler.write(pickle.MARK)
+        pickler.save(item)
+        pickler.framer.commit_frame()
+        self._in_batch += 1
+        self.count += 1
+        if self._in_batch == _APPENDS_BATCH:
+            pickler.write(pickle.APPENDS)
+            self._in_batch = 0
 
     def close(self) -> None:
-        self._flush()
+        if self._in_batch:
+            self._pickler.write(pickle.APPENDS)
         self._pickler.write(pickle.STOP)
         self._pickler.framer.end_framing()
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import gc
 import itertools
 import multiprocessing
 import os
@@ -148,7 +149,14 @@ def _episodes_in_reader_process(spec: DatasetSpec, refs: dict[str, SourceRef],
     results = context.Queue(maxsize=depth)
     reader = context.Process(target=_read_worker, args=(spec, refs, results, os.getpid()),
                              name="dropj-reader", daemon=True)
-    reader.start()
+    # The child's garbage collector would write to every inherited object
+    # header, copying the pages it shares with this process; frozen objects
+    # are left alone.
+    gc.freeze()
+    try:
+        reader.start()
+    finally:
+        gc.unfreeze()
     try:
         while True:
             try:

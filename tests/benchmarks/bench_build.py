@@ -16,9 +16,9 @@ seconds of `download_and_prepare` (the throughput is source MB over these) and
 of the whole process (imports included), the CPU seconds of the process and
 its children (`os.wait4`), its peak memory summed over its process tree (a
 build may fork helper processes: sampled RSS and PSS, see `TreeMemory`; and
-`ru_maxrss`, the largest single process), the bytes of the built dataset directory, and how the build time splits
-between waiting for the generator's examples and TFDS's own encoding,
-serialising and writing. Last, each stage of our pipeline is timed alone on
+`ru_maxrss`, the largest single process), the bytes of the built dataset
+directory, and how the build time splits between waiting for the generator's
+examples and TFDS's own encoding, serialising and writing. Last, each stage of our pipeline is timed alone on
 one thread on the first episodes, which shows what dominates.
 
 The source. `raw_user_rollouts_res84_ep600.pkl` in exactly the release format
@@ -152,7 +152,7 @@ def drive(car_racing: Any, step: int) -> np.ndarray:
     from dropj.converters import make_sample
 
     veer = step % VEER_EVERY >= VEER_EVERY - VEER_STEPS
-    action = make_sample._keyboard_action(car_racing, veer)
+    action = make_sample.keyboard_action(car_racing, veer)
     if veer:
         return action
     steer = action[0]
@@ -174,7 +174,7 @@ def render_pool() -> np.ndarray:
 
     rows = []
     for seed in POOL_SEEDS:
-        env = make_sample._make_env()
+        env = make_sample.make_env()
         try:
             frame, _ = env.reset(seed=seed)
             car_racing = env.unwrapped
@@ -182,7 +182,7 @@ def render_pool() -> np.ndarray:
                 action = drive(car_racing, step)
                 tiles_before = car_racing.tile_visited_count
                 next_frame, _, terminated, truncated, _ = env.step(action)
-                reward, _ = make_sample._step_flags(make_sample._off_road(car_racing),
+                reward, _ = make_sample.step_flags(make_sample.off_road(car_racing),
                                                      car_racing.tile_visited_count > tiles_before)
                 rows.append((make_sample.process_frame(frame), action, reward))
                 frame = next_frame
@@ -899,7 +899,8 @@ def report(args: Args, source: dict, ours: BuildRun, reference: BuildRun, speedu
         f" --gb {args.gb:g}" if args.gb != Args.gb else "") + (
         f" --repeats {args.repeats}" if args.repeats != Args.repeats else "") + " --write-docs"
     repeats = (f"Each build ran {args.repeats} times, alternating with the other; the table shows the run with "
-               "the median build time (the fastest and slowest in brackets) and the largest memory figures of all runs. "
+               "the median build time (the fastest and slowest in brackets) and the largest memory figures of "
+               "all runs. "
                if args.repeats > 1 else "")
     lines = [
         SECTION_HEADING,
