@@ -14,7 +14,6 @@ import pickle
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Iterator, Optional
 
-import numpy as np
 
 from dropj.converters import episodes as episodes_lib
 from dropj.converters import legacy_pickle, sources

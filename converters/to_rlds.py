@@ -163,7 +163,7 @@ def _episodes_in_reader_process(spec: DatasetSpec, refs: dict[str, SourceRef],
                 item = results.get(timeout=1.0)
             except queue.Empty:
                 if not reader.is_alive():
-                    raise DataError(f"the reader process of {spec.config} died (exit code {reader.exitcode})")
+                    raise DataError(f"the reader process of {spec.config} died (exit code {reader.exitcode})") from None
                 continue
             if item is None:
                 return

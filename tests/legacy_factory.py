@@ -66,7 +66,7 @@ def dream_episodes(spec: DatasetSpec, lengths: list[int], initial_states: np.nda
     for i, length in enumerate(lengths):
         state = initial_states[i % len(initial_states)].copy()  # float64, as the release
         ep_plain, ep_scaled = [], []
-        for t in range(length):
+        for _ in range(length):
             nxt = rng.standard_normal(spec.env.latent_dim).astype(np.float32)
             action = keyboard_action(rng)
             ep_plain.append(copy.deepcopy((state, action, 0, nxt, 0.0, {})))
