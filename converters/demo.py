@@ -46,11 +46,51 @@ def summarise(dataset: str, config: str, data_dir: str) -> dict:
             "dataset_bytes": _dir_bytes(Path(info.data_dir))}
 
 
+def summarise_preferences(dataset: str, config: str, data_dir: str) -> dict:
+    """Examples, skipped queries, and counts per answer pattern and per label, via `tfds.load`."""
+    import collections
+
+    import tensorflow_datasets as tfds
+
+    from dropj_datasets import schema
+
+    ds = tfds.load(f"{dataset}/{config}", data_dir=data_dir, split="train")
+    answers: collections.Counter = collections.Counter()
+    labels: collections.Counter = collections.Counter()
+    skipped = 0
+    for example in tfds.as_numpy(ds):
+        response = example[schema.RESPONSE]
+        if response[schema.SKIPPED]:
+            skipped += 1
+            continue
+        answers["/".join(a.decode() for a in response[schema.ANSWERS][schema.ANSWER])] += 1
+        labels[round(float(example[schema.LABEL]), 4)] += 1
+    return {"examples": skipped + sum(answers.values()), "skipped": skipped,
+            "answers": dict(sorted(answers.items())), "labels": dict(sorted(labels.items()))}
+
+
+def _build(tfds, dataset: str, config: str, manual: Path, data_dir: str) -> float:
+    start = time.perf_counter()
+    builder = tfds.builder(f"{dataset}/{config}", data_dir=data_dir)
+    with contextlib.redirect_stdout(io.StringIO()):  # TFDS's own chatter
+        builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
+    return time.perf_counter() - start
+
+
+def _verified(dataset: str, config: str, manual: Path, data_dir: str) -> tuple[bool, str]:
+    from dropj.converters import to_legacy
+
+    reports = to_legacy.verify(f"{dataset}/{config}", manual, data_dir=data_dir, log=lambda line: None)
+    ok = bool(reports) and all(r.ok for r in reports)
+    checked = sum(r.episodes for r in reports)
+    return ok, f"{'exact' if ok else 'MISMATCH'} ({len(reports)} files, {checked} items)"
+
+
 def run(data_dir: Optional[str] = None) -> int:
     import tensorflow_datasets as tfds
 
     import dropj_datasets  # noqa: F401  (registers the builders)
-    from dropj.converters import sources, to_legacy
+    from dropj.converters import sources
     from dropj_datasets import schema
 
     tfds.disable_progress_bar()
@@ -61,26 +101,33 @@ def run(data_dir: Optional[str] = None) -> int:
     print(header)
     print("-" * len(header))
     failures = 0
+    preference_configs = []
     for dataset, configs in schema.DATASETS.items():
         manual = dummy_dir(dataset)
         found = sources.index(manual)
         for config, spec in configs.items():
-            start = time.perf_counter()
-            builder = tfds.builder(f"{dataset}/{config}", data_dir=data_dir)
-            with contextlib.redirect_stdout(io.StringIO()):  # TFDS's own chatter
-                builder.download_and_prepare(
-                    download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
-            seconds = time.perf_counter() - start
+            if isinstance(spec, schema.FeedbackSpec):
+                preference_configs.append((dataset, config, manual))
+                continue
+            seconds = _build(tfds, dataset, config, manual, data_dir)
             summary = summarise(dataset, config, data_dir)
-            source_bytes = sum(found[name][0].size for name in spec.sources.all if name in found)
-            reports = to_legacy.verify(f"{dataset}/{config}", manual, data_dir=data_dir, log=lambda line: None)
-            ok = bool(reports) and all(r.ok for r in reports)
+            source_bytes = sum(found[name][0].size for name in spec.all_sources if name in found)
+            ok, verdict = _verified(dataset, config, manual, data_dir)
             failures += not ok
-            checked = sum(r.episodes for r in reports)
             print(f"{dataset + '/' + config:36} {summary['episodes']:8d} {summary['transitions']:11d} "
                   f"{summary['terminal']:8d} {summary['mean_return']:7.1f} {source_bytes / 1e6:9.2f} "
                   f"{summary['dataset_bytes'] / 1e6:8.2f} {summary['dataset_bytes'] / source_bytes:6.3f} "
-                  f"{seconds:7.1f}  {'exact' if ok else 'MISMATCH'} ({len(reports)} files, {checked} items)")
+                  f"{seconds:7.1f}  {verdict}")
+    print("\nHuman feedback (one example per response; labels by the paper's rule for each method)\n")
+    for dataset, config, manual in preference_configs:
+        seconds = _build(tfds, dataset, config, manual, data_dir)
+        summary = summarise_preferences(dataset, config, data_dir)
+        ok, verdict = _verified(dataset, config, manual, data_dir)
+        failures += not ok
+        answers = ", ".join(f"{k}: {v}" for k, v in summary["answers"].items())
+        labels = ", ".join(f"{k:g}: {v}" for k, v in summary["labels"].items())
+        print(f"{dataset + '/' + config:36} {summary['examples']} examples, {summary['skipped']} skipped, "
+              f"built in {seconds:.2f} s, {verdict}\n    answers  {answers}\n    labels   {labels}")
     print("\nLoad any of them with:\n  import dropj_datasets, tensorflow_datasets as tfds\n"
           f"  tfds.load('dropj_carracing/real', data_dir='{data_dir}')")
     return 1 if failures else 0

@@ -2,26 +2,44 @@
 
 The two TFDS dataset packages keep a `dummy_data/` folder that the builder
 tests use as their manual directory. This script fills it with one small file
-per release rollout file, in exactly the release's on-disk format
-(docs: DATA_FORMATS.md sections 0-3), laid out as the release ships them:
+per release rollout and human-feedback file, in exactly the release's on-disk
+format (docs: DATA_FORMATS.md sections 0-6), laid out as the release ships them
+(m is chuckc or chuckccar):
 
     dropj_carracing/dummy_data/
         carracing_rollouts.zip            raw_user_rollouts_res84_ep600.pkl (Dataset R, protocol 5)
         extracted/dream_user_rollouts.pkl, dream_user_rollouts_scaled.pkl   (Dataset D, protocol 4)
         extracted/default_init_obs.pkl                                      (protocol 4, one array)
+        feedback/queries_s20/data.pkl                                       (query segments, protocol 4)
+        feedback/responses_s20/responses_user26_s20_q600_drop.pkl, responses_user27_s20_q600_drope.pkl,
+                               responses_user27_s20_q600_dropj.pkl          (GUI responses, protocol 4)
+        feedback/request_query_data_guiTrue_rewep200_rewinitFalse_gdit200.pkl,
+                 request_traj_opt_times_guiTrue_rewep200_rewinitFalse_gdit200.pkl,
+                 dros_query_data_rewep200.pkl, dros_all_query_times_rewep200_.pkl  (protocol 5)
     dropj_obst_carracing/dummy_data/
         obst_rollouts.zip (Zip64 records) raw_user_rollouts_res128_ep600_chuckcobst.pkl,
                                           raw_user_rollouts_res128_ep800_chuckccarobst.pkl (protocol 5)
         extracted/dream_user_rollouts_{m}obst.pkl, ..._{m}obst_scaled.pkl   (protocol 4)
         extracted/default_init_obses_{m}obst.pkl (protocol 5, list), default_init_obs_{m}obst.pkl (protocol 4)
+        feedback/queries_s20_{m}obst/data.pkl                               (protocol 4)
+        feedback/responses_s20_{m}obst/responses_{m}obst_user{44|45}_mjust.pkl  (protocol 4)
 
 Why it is shortened. The release holds 600-800 real episodes of 1000 steps
 (25-79 GB) and dream files of 10-60 episodes of 1000 steps. The sample keeps a
-few episodes of 8-40 transitions, so that all files together stay under about
-3 MB and are generated in seconds. Everything else is as in the release: the
-types, dtypes, shapes, pickle protocols, info keys and their order, the
-`deepcopy`'d tuples (so `obs_t` and `prev_obs_{t+1}` are equal but distinct
-objects), the float64 step-0 dream state, and each way an episode can end.
+few episodes of 8-40 transitions, so that the rollout files together stay
+under about 3 MB and are generated in seconds. Everything else is as in the
+release: the types, dtypes, shapes, pickle protocols, info keys and their
+order, the `deepcopy`'d tuples (so `obs_t` and `prev_obs_{t+1}` are equal but
+distinct objects), the float64 step-0 dream state, and each way an episode
+can end.
+
+The feedback files keep 10 (Car Racing) and 4-5 (Obstacle) of the release's
+hundreds of queries and responses, enough for every answer pattern of each
+GUI and a skip, and ReQueST/DROS keep 3-4 sketches of 3-6 labelled steps
+instead of 90 of up to 49. Query segments keep their full (20, 547) and
+(20, 2115) float64 shape, so the query files are most of the sample; each
+`queries_s20*/data.pkl` is zipped, as the release ships its folders. Answers are scripted per video (the plans below);
+times, repeat counts and labels of sparse queries are seeded draws.
 
 Where the data comes from.
 * Real frames are rendered by gymnasium `CarRacing-v3` (seeded, scripted
@@ -37,6 +55,14 @@ Where the data comes from.
   last step, as no sample episode is long enough to reach them (`_ending`).
 * Dream states come from a tiny numpy MDN-RNN with seeded random weights that
   follows the release's dream dynamics (DATA_FORMATS.md 0.2 and 2).
+* Query segments are cut from 60-step runs of the same dream (same world
+  model, start states and seeds as the dream file, whose first 20 steps they
+  do not share: the longer action script changes the random draws). DROS
+  sketches come from the same runs, unscaled; ReQueST trajectories are
+  deterministic mean rollouts of the same world model from 3 encoded start
+  states, under random actions clamped to the action box (no optimiser).
+* GUI times are differences of a fixed 2024 `time.time()`-like clock, hence
+  exact multiples of 2**-22 s like the release's; no real clock is read.
 
 Deterministic: the same bytes on every run on one machine (fixed seeds, fixed
 zip timestamps and attributes). Run it as `python -m dropj.converters.make_sample`.
@@ -45,6 +71,7 @@ zip timestamps and attributes). Run it as `python -m dropj.converters.make_sampl
 from __future__ import annotations
 
 import argparse
+import collections
 import contextlib
 import copy
 import dataclasses
@@ -66,6 +93,7 @@ CARRACING_DATASET = "dropj_carracing"
 OBST_DATASET = "dropj_obst_carracing"
 DUMMY_DATA = "dummy_data"
 EXTRACTED = "extracted"  # the release's plain .pkl files sit beside its zip archives
+FEEDBACK = "feedback"  # human feedback files: query segments, responses, ReQueST and DROS data
 CARRACING_ZIP = "carracing_rollouts.zip"
 OBST_ZIP = "obst_rollouts.zip"
 
@@ -75,6 +103,9 @@ RAW_PROTOCOL = 5
 DREAM_PROTOCOL = 4
 INIT_OBS_PROTOCOL = 4
 INIT_OBSES_PROTOCOL = 5
+# Query data.pkl and GUI responses: the default protocol, 4; ReQueST/DROS outputs: HIGHEST_PROTOCOL, 5.
+FEEDBACK_PROTOCOL = 4
+SKETCH_PROTOCOL = 5
 
 # Fixed zip metadata, so archives are byte-identical between runs.
 _ZIP_DATE_TIME = (2024, 1, 1, 0, 0, 0)
@@ -399,6 +430,14 @@ class TinyWorldModel:
         return (mean[rows, picks] + np.exp(logstd[rows, picks]) * noise
                 * np.float32(np.sqrt(temperature))).astype(np.float32)
 
+    def mean_z(self, h: np.ndarray, temperature: float) -> np.ndarray:
+        """The deterministic MDN prediction ReQueST's trajectories use (`next_obs(sample=False)`):
+        per dimension sum_k softmax(logmix / T)_k * mean_k, float32."""
+        out = (self.mdn_w @ h).reshape(self.env.n_z, 3, self.mixtures) + self.mdn_b
+        logmix, mean = out[:, 0] / np.float32(temperature), out[:, 1]
+        weights = np.exp(logmix - logmix.max(axis=1, keepdims=True))
+        return ((weights / weights.sum(axis=1, keepdims=True)) * mean).sum(axis=1).astype(np.float32)
+
     def split(self, state: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """z|c|h (DATA_FORMATS.md 0.2) as float32 pieces."""
         n_z, rnn = self.env.n_z, self.env.rnn_size
@@ -485,6 +524,354 @@ def make_dream_sample(plan: DreamPlan) -> DreamSample:
     return DreamSample(episodes, init_obs, init_obses)
 
 
+# --- human feedback: preference queries and GUI responses (DATA_FORMATS.md 4-5) -------------------------
+
+SEGMENT = 20  # steps per preference clip: the 's20' of the release's folder names
+
+# The GUIs' question and answer strings, exactly as the release stores them (DATA_FORMATS.md 5.1-5.2),
+# spelled once in the schema.
+SKIPPED = schema.SKIPPED_ANSWER  # 'responses' of a skipped query
+PREFERENCE_QUESTION = schema.Q_PREFER
+LEFT_SAFE_QUESTION, RIGHT_SAFE_QUESTION = schema.Q_LEFT_SAFE, schema.Q_RIGHT_SAFE
+JUSTIFICATION_PROMPT, PREFERENCE_PROMPT = schema.Q_JUSTIFICATION, schema.Q_PREFERENCE
+LEFT, RIGHT, EQUALLY = schema.A_LEFT, schema.A_RIGHT, schema.A_EQUALLY
+YES, NO = schema.A_YES, schema.A_NO
+DEFAULT, GRASS, CHUCKHOLE, CAR = "Default", "Grass", "Chuckhole", "Car"  # obst_pref_gui.py:121-133
+
+# Car Racing GUI modes (pref_gui.py) and the preference answers each offers.
+DROP, DROPE, DROPJ = "drop", "drope", "dropj"
+PREFERENCES = {DROP: (LEFT, RIGHT), DROPE: (LEFT, RIGHT, EQUALLY), DROPJ: (LEFT, RIGHT, EQUALLY)}
+# Obstacle multi-justification GUI (obst_pref_gui.py): justifications per env, one preference.
+JUSTIFICATIONS = {schema.CHUCKC.name: (DEFAULT, GRASS, CHUCKHOLE),
+                  schema.CHUCKCCAR.name: (DEFAULT, GRASS, CHUCKHOLE, CAR)}
+OBST_PREFERENCES = (LEFT, EQUALLY, RIGHT)
+
+# The GUIs time answers with time.time() differences. At a 2024 epoch (between 2**30 and
+# 2**31 s) such a difference is an exact multiple of 2**-22 s, as every time in the
+# release's responses files is; the sample starts its clock at this fixed instant.
+_GUI_EPOCH = 1_717_000_000.0
+
+Answers = str | tuple[str, ...]  # SKIPPED, or the answers of one query in the order asked
+
+
+def asked_questions(mode: str, answers: tuple[str, ...]) -> tuple[str, ...]:
+    """The questions a GUI asked to get `answers`; raises ValueError for a pattern it cannot produce.
+
+    DROP/DROPe ask one preference. DROPJ asks both safety questions and the
+    preference only when both answers are Yes (pref_gui.py:273-286). The
+    obstacle GUI (`mode` an obstacle env name) records a justification and a
+    preference, without per-answer times.
+    """
+    if mode in JUSTIFICATIONS:
+        if len(answers) != 2 or answers[0] not in JUSTIFICATIONS[mode] or answers[1] not in OBST_PREFERENCES:
+            raise ValueError(f"{mode}: expected (justification in {JUSTIFICATIONS[mode]}, preference in "
+                             f"{OBST_PREFERENCES}), got {answers}")
+        return JUSTIFICATION_PROMPT, PREFERENCE_PROMPT
+    if mode in (DROP, DROPE):
+        if len(answers) != 1 or answers[0] not in PREFERENCES[mode]:
+            raise ValueError(f"{mode}: expected one answer in {PREFERENCES[mode]}, got {answers}")
+        return (PREFERENCE_QUESTION,)
+    if mode == DROPJ:
+        safety, preference = answers[:2], answers[2:]
+        if len(safety) != 2 or not set(safety) <= {YES, NO}:
+            raise ValueError(f"{mode}: expected two safety answers in {(YES, NO)}, got {answers}")
+        both_safe = safety == (YES, YES)
+        if both_safe != bool(preference) or (preference and (len(preference) != 1
+                                                             or preference[0] not in PREFERENCES[mode])):
+            raise ValueError(f"{mode}: a preference in {PREFERENCES[mode]} follows exactly when both cars "
+                             f"stay safe, got {answers}")
+        return (LEFT_SAFE_QUESTION, RIGHT_SAFE_QUESTION) + ((PREFERENCE_QUESTION,) if both_safe else ())
+    raise ValueError(f"unknown GUI mode {mode!r}")
+
+
+@dataclasses.dataclass(frozen=True)
+class QueryPlan:
+    """One `queries_s20*/data.pkl`: preference queries cut from dream episodes.
+
+    The segments are cut from `episodes` dream episodes of `length` steps of
+    the `dream` plan's world model and start states (the release cuts from
+    its 1000-step `_scaled` dream file).
+    """
+
+    folder: str
+    dream: DreamPlan
+    queries: int
+    seed: int
+    episodes: int = 3
+    length: int = 60
+
+    def __post_init__(self) -> None:
+        if self.queries < 1 or self.episodes < 1 or self.length <= SEGMENT:
+            raise ValueError(f"need queries, episodes >= 1 and length > {SEGMENT}")
+
+
+@dataclasses.dataclass(frozen=True)
+class ResponsesPlan:
+    """One GUI session's responses file: an answer pattern per video '0.mp4', '1.mp4', ... in order."""
+
+    file: str  # path under feedback/, as in the release
+    mode: str  # DROP, DROPE, DROPJ, or the obstacle env name
+    seed: int
+    answers: tuple[Answers, ...]
+
+    def __post_init__(self) -> None:
+        for video, answers in enumerate(self.answers):
+            if answers != SKIPPED:
+                try:
+                    asked_questions(self.mode, answers)
+                except ValueError as exc:
+                    raise ValueError(f"{self.file}, video {video}: {exc}") from exc
+
+
+CARRACING_QUERIES = QueryPlan("queries_s20", CARRACING_DREAM, queries=10, seed=111)
+OBST_QUERIES = {env.name: QueryPlan(f"queries_s20_{env.name}obst", OBST_DREAM[env.name], queries=count, seed=seed)
+                for env, count, seed in ((schema.CHUCKC, 4, 211), (schema.CHUCKCCAR, 5, 311))}
+
+_S = SKIPPED
+# 10 of the release's 600 answers per file; every answer pattern of DATA_FORMATS.md 5.1 at least once.
+# User 27 (DROPe, DROPJ) skips the same videos, as in the release.
+CARRACING_RESPONSES = (
+    ResponsesPlan("responses_s20/responses_user26_s20_q600_drop.pkl", DROP, seed=121, answers=(
+        (LEFT,), (RIGHT,), _S, _S, (LEFT,), (RIGHT,), (LEFT,), (RIGHT,), (RIGHT,), (LEFT,))),
+    ResponsesPlan("responses_s20/responses_user27_s20_q600_drope.pkl", DROPE, seed=122, answers=(
+        _S, (RIGHT,), (EQUALLY,), _S, (LEFT,), (EQUALLY,), (LEFT,), (RIGHT,), (LEFT,), (EQUALLY,))),
+    ResponsesPlan("responses_s20/responses_user27_s20_q600_dropj.pkl", DROPJ, seed=123, answers=(
+        _S, (NO, YES), (NO, NO), _S, (YES, NO), (YES, YES, EQUALLY), (YES, YES, LEFT), (YES, NO),
+        (YES, YES, RIGHT), (NO, YES))),
+)
+# 4 and 5 answers (the release's count is unknown, DATA_FORMATS.md 5.2; each query of 2115-wide
+# float64 segments costs 0.68 MB): every justification and preference of the mode, and one skip.
+OBST_RESPONSES = {
+    schema.CHUCKC.name: ResponsesPlan(
+        "responses_s20_chuckcobst/responses_chuckcobst_user44_mjust.pkl", schema.CHUCKC.name, seed=221,
+        answers=((DEFAULT, LEFT), (GRASS, RIGHT), _S, (CHUCKHOLE, EQUALLY))),
+    schema.CHUCKCCAR.name: ResponsesPlan(
+        "responses_s20_chuckccarobst/responses_chuckccarobst_user45_mjust.pkl", schema.CHUCKCCAR.name, seed=321,
+        answers=((CAR, LEFT), (DEFAULT, EQUALLY), _S, (GRASS, RIGHT), (CHUCKHOLE, LEFT))),
+}
+del _S
+
+
+def dream_runs(plan: QueryPlan) -> list[Episode]:
+    """The longer dream episodes queries are cut from: the plan's dream, run for `length` steps.
+
+    Same world model, start states and episode seeds as the sample's dream
+    file; unscaled actions (env units), as the world model is fed.
+    """
+    return make_dream_sample(dataclasses.replace(plan.dream, episodes=plan.episodes,
+                                                 length=plan.length)).episodes
+
+
+def _segment_inputs(episode: Episode) -> np.ndarray:
+    """(length, latent_dim + 3) float64 rows concat(prev_obs_t, action_t), as the release stacks them.
+
+    Step 0's float64 state and later float32 states all become float64.
+    """
+    return np.array([np.concatenate((t[0], t[1])) for t in episode])
+
+
+def make_queries(plan: QueryPlan, runs: list[Episode]) -> dict[str, dict[str, np.ndarray]]:
+    """data.pkl (DATA_FORMATS.md 4.1): {'i.mp4': {'segment1': left, 'segment2': right}}.
+
+    Each segment: (SEGMENT, latent_dim + 3) float64 rows [prev_obs_t | scaled
+    action_t] of SEGMENT consecutive steps. Episode and start offset of the
+    left and right clip are drawn independently (both may come from one
+    episode); offsets are uniform in [0, length - SEGMENT - 1] like the
+    release's `np.random.choice(len_traj - size_segment)`.
+    """
+    rng = np.random.default_rng(plan.seed)
+    inputs = [_segment_inputs(episode) for episode in scaled_episodes(runs)]
+    queries = {}
+    for i in range(plan.queries):
+        segments = []
+        for _ in range(2):
+            rows = inputs[int(rng.integers(len(inputs)))]
+            start = int(rng.integers(len(rows) - SEGMENT))
+            segments.append(rows[start:start + SEGMENT].copy())
+        queries[f"{i}.mp4"] = {"segment1": segments[0], "segment2": segments[1]}
+    return queries
+
+
+def _watch_seconds(rng: np.random.Generator, repeat_count: int) -> float:
+    """Time to watch a clip (about 0.8 s at the GUI's real frame rate) and think, per play."""
+    return sum(float(rng.uniform(0.8, 3.0)) for _ in range(1 + repeat_count))
+
+
+def make_responses(plan: ResponsesPlan) -> list[dict]:
+    """A GUI session's responses list (DATA_FORMATS.md 5.1-5.2).
+
+    Each entry is {'video', 'responses', 'repeat_count', 'total_time'} with
+    Python str, list of tuples (or 'Skipped'), int and float values. The Car
+    Racing GUI stores (question, answer, seconds) with `seconds` the time since
+    the previous answer (or the query's load); `total_time` runs from the load
+    to just after the last answer, 0.05-3.3 ms more than the summed seconds.
+    The obstacle GUI stores (prompt, answer) pairs without times.
+    """
+    rng = np.random.default_rng(plan.seed)
+    now = _GUI_EPOCH + float(rng.uniform(0.0, 3600.0))
+    entries = []
+    for video, answers in enumerate(plan.answers):
+        repeat_count = int(rng.choice((0, 0, 0, 0, 1, 1, 2, 3)))
+        loaded = now
+        now += _watch_seconds(rng, repeat_count)
+        if answers == SKIPPED:
+            responses: Any = SKIPPED
+        elif plan.mode in JUSTIFICATIONS:
+            responses = list(zip(asked_questions(plan.mode, answers), answers, strict=True))
+            now += float(rng.uniform(0.5, 3.0))
+        else:
+            responses, answered = [], loaded
+            for question, answer in zip(asked_questions(plan.mode, answers), answers, strict=True):
+                if responses:
+                    now += float(rng.uniform(0.4, 2.5))
+                responses.append((question, answer, now - answered))
+                answered = now
+            now += float(rng.uniform(5e-5, 3.3e-3))  # saving the answer, before total_time is read
+        # 'video', 'responses', 'repeat_count', 'total_time', in the release's order
+        entry = (f"{video}.mp4", responses, repeat_count, now - loaded)
+        entries.append(dict(zip(schema.RESPONSE_KEYS, entry, strict=True)))
+        now += float(rng.uniform(0.05, 0.3))  # loading the next video
+    return entries
+
+
+# --- ReQueST and DROS sparse-label files (DATA_FORMATS.md 6) -------------------------------------------
+
+# ReQueST's and DROS's label buttons 'Grass/Kerbs', 'Road', 'New Tile' give env.rew_classes,
+# a float64 array, so every stored reward is a numpy.float64.
+REWARD_CLASSES = np.array([CRASH_REWARD, NO_REWARD, SUCC_REWARD], dtype=np.float64)
+REQUEST_TEMPERATURE = 0.1  # the MDN temperature of ReQueST's trajectory rollouts
+REQUEST_QUERY_LOSSES = ("rew_uncertainty", "max_rew", "min_rew", "max_nov")
+REQUEST_SECONDS = (193.58, 4.50)  # mean and std of one trajectory optimisation (eval_request.py's comment)
+
+
+@dataclasses.dataclass(frozen=True)
+class SketchPlan:
+    """Sketches of one GUI run: per sketch, the queries offered and the ones the user skipped.
+
+    A sketch of a trajectory of n + 1 states offers n single-step queries
+    (the release's 49); a skipped query leaves no tuple and no time.
+    """
+
+    seed: int
+    queries: tuple[int, ...]
+    skipped: tuple[tuple[int, ...], ...]
+
+    def __post_init__(self) -> None:
+        if len(self.queries) != len(self.skipped):
+            raise ValueError("need one tuple of skipped queries per sketch")
+        for n, skipped in zip(self.queries, self.skipped, strict=True):
+            if not set(skipped) <= set(range(n)) or len(set(skipped)) == n:
+                raise ValueError(f"skipped queries {skipped} must be some, not all, of 0..{n - 1}")
+
+
+# ReQueST: 4 sketches instead of the release's 90 or 135, 3-6 tuples instead of up to 49; one
+# skipped query breaks the s_next -> s chain once. Start states: 3 instead of the release's 15.
+REQUEST_SKETCHES = SketchPlan(seed=131, queries=(4, 6, 3, 5), skipped=((), (2,), (), ()))
+REQUEST_STARTS = (100, 200, 300)  # encoding-pass steps of the stand-ins for default_init_obses_ep600enc_15
+# DROS: 3 sketches instead of 90, from 6-state segments instead of 50-state ones.
+DROS_SKETCHES = SketchPlan(seed=141, queries=(5, 5, 5), skipped=((), (0, 3), (4,)))
+
+REQUEST_QUERY_DATA = "request_query_data_guiTrue_rewep200_rewinitFalse_gdit200.pkl"
+REQUEST_TRAJ_OPT_TIMES = "request_traj_opt_times_guiTrue_rewep200_rewinitFalse_gdit200.pkl"
+DROS_QUERY_DATA = "dros_query_data_rewep200.pkl"
+DROS_QUERY_TIMES = "dros_all_query_times_rewep200_.pkl"  # sic: the release's trailing underscore
+
+
+def label_sketch(rng: np.random.Generator, traj: np.ndarray, actions: np.ndarray,
+                 skipped: tuple[int, ...]) -> tuple[list[tuple], list[float]]:
+    """The GUI's labelling of one trajectory (request.py / dros.py `record_feedback`).
+
+    Query k shows traj[k] -> traj[k+1] under actions[k]; the user clicks a
+    reward class or skips. Returns the sketch of (s, a, r, s_next, None, None)
+    tuples (s, a, s_next are row views of `traj` and `actions`, as in the GUI)
+    and the seconds each answered query took.
+    """
+    sketch, seconds = [], []
+    for k in range(len(actions)):
+        shown = _GUI_EPOCH + float(rng.uniform(0.0, 3600.0))
+        answered = shown + float(rng.uniform(0.4, 3.0))
+        if k in skipped:
+            continue
+        reward = REWARD_CLASSES[int(rng.choice(len(REWARD_CLASSES), p=(0.3, 0.5, 0.2)))]
+        sketch.append((traj[k], actions[k], reward, traj[k + 1], None, None))
+        seconds.append(answered - shown)
+    return sketch, seconds
+
+
+def optimised_trajectory(model: TinyWorldModel, start: np.ndarray, actions: np.ndarray) -> np.ndarray:
+    """Stand-in for ReQueST's GDTrajOptimizer `traj` (DATA_FORMATS.md 6.1): (n + 1, latent_dim) float32.
+
+    Row 0 is the float32 start state; each later row the deterministic MDN
+    mean rollout at T = 0.1 under `actions` (dynamics_model.enc_traj_of_act_seq).
+    """
+    z, c, h = model.split(start)
+    traj = [start.astype(np.float32)]
+    for action in actions:
+        c, h = model.lstm(z, action, c, h)
+        z = model.mean_z(h, REQUEST_TEMPERATURE)
+        traj.append(np.concatenate((z, c, h)))
+    return np.stack(traj)
+
+
+def make_request_sketches(plan: SketchPlan, dream: DreamPlan) -> list[list[tuple]]:
+    """request_query_data (DATA_FORMATS.md 6.1): sketch i starts from start state i % n, in order.
+
+    Actions stand for the optimiser's: continuous, float32, env units clamped
+    to the action box (`utils.clamp_act`), so some sit exactly on a bound.
+    """
+    model = TinyWorldModel(dream.env, dream.mixtures, dream.seed)
+    starts = encode_initial_states(model, REQUEST_STARTS, plan.seed)
+    rng = np.random.default_rng(plan.seed + 1)
+    sketches = []
+    for i, (n, skipped) in enumerate(zip(plan.queries, plan.skipped, strict=True)):
+        raw = rng.normal((0.0, 0.6, 0.1), (0.8, 0.5, 0.3), size=(n, 3))
+        actions = np.clip(raw, schema.ACTION_LOW, schema.ACTION_HIGH).astype(np.float32)
+        traj = optimised_trajectory(model, starts[i % len(starts)], actions)
+        sketches.append(label_sketch(rng, traj, actions, skipped)[0])
+    return sketches
+
+
+def make_request_traj_opt_times(plan: SketchPlan) -> collections.defaultdict:
+    """request_traj_opt_times (DATA_FORMATS.md 6.2): defaultdict(list) query loss -> seconds per run.
+
+    The runs follow request.py's schedule over the sample's start states for
+    two feedback sessions: session 0 cycles rew_uncertainty, max_rew, min_rew;
+    session 1 uses max_nov. (The sketch file keeps only its first sketches.)
+    """
+    rng = np.random.default_rng(plan.seed + 2)
+    times: collections.defaultdict = collections.defaultdict(list)
+    for session in range(2):
+        for i in range(len(REQUEST_STARTS)):
+            loss = REQUEST_QUERY_LOSSES[i % 3] if session == 0 else REQUEST_QUERY_LOSSES[3]
+            start = _GUI_EPOCH + float(rng.uniform(0.0, 3600.0))
+            times[loss].append(start + float(rng.normal(*REQUEST_SECONDS)) - start)
+    return times
+
+
+def make_dros_sketches(plan: SketchPlan, runs: list[Episode]) -> tuple[list[list[tuple]], list[list[float]]]:
+    """dros_query_data and dros_all_query_times (DATA_FORMATS.md 6.3).
+
+    As `create_sketches_queries`: segments of n + 1 rows [prev_obs | action]
+    (float64) cut at random episodes and offsets of the unscaled dream
+    episodes; traj = rows[:, :latent_dim], actions = rows[:-1, latent_dim:].
+    """
+    if len(set(plan.queries)) != 1:
+        raise ValueError("DROS cuts every sketch from segments of one size")
+    rng = np.random.default_rng(plan.seed)
+    inputs = [_segment_inputs(episode) for episode in runs]
+    size = plan.queries[0] + 1
+    sketches, times = [], []
+    for skipped in plan.skipped:
+        rows = inputs[int(rng.integers(len(inputs)))]
+        start = int(rng.integers(len(rows) - size))
+        segment = rows[start:start + size].copy()
+        latent_dim = segment.shape[1] - 3
+        sketch, seconds = label_sketch(rng, segment[:, :latent_dim], segment[:-1, latent_dim:], skipped)
+        sketches.append(sketch)
+        times.append(seconds)
+    return sketches, times
+
+
 # --- writing ----------------------------------------------------------------------------------------
 
 
@@ -506,10 +893,10 @@ def _zip_info(name: str) -> zipfile.ZipInfo:
     return info
 
 
-def _write_zip(path: Path, members: dict[str, bytes], *, zip64: bool) -> Path:
+def _write_zip(path: Path, members: dict[str, bytes], *, zip64: bool, level: Optional[int] = None) -> Path:
     """A deterministic archive; `zip64` writes Zip64 records as the release's large archives have."""
     buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
+    with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=level) as archive:
         for name, data in members.items():
             if zip64:
                 with archive.open(_zip_info(name), "w", force_zip64=True) as member:
@@ -556,6 +943,47 @@ def write_obst_carracing(folder: Path) -> list[Path]:
     return [_write_zip(folder / OBST_ZIP, members, zip64=True)] + written
 
 
+def write_carracing_feedback(folder: Path) -> list[Path]:
+    """The dropj_carracing feedback files under `folder` (DATA_FORMATS.md 4-6)."""
+    runs = dream_runs(CARRACING_QUERIES)
+    queries = make_queries(CARRACING_QUERIES, runs)
+    written = [_write_queries(folder, CARRACING_QUERIES, queries)]
+    for plan in CARRACING_RESPONSES:
+        written.append(_write_responses(folder, plan, queries))
+    dros_sketches, dros_times = make_dros_sketches(DROS_SKETCHES, runs)
+    for name, data in ((REQUEST_QUERY_DATA, make_request_sketches(REQUEST_SKETCHES, CARRACING_DREAM)),
+                       (REQUEST_TRAJ_OPT_TIMES, make_request_traj_opt_times(REQUEST_SKETCHES)),
+                       (DROS_QUERY_DATA, dros_sketches),
+                       (DROS_QUERY_TIMES, dros_times)):
+        written.append(_write_file(folder / name, _dumps(data, SKETCH_PROTOCOL)))
+    return written
+
+
+def write_obst_feedback(folder: Path) -> list[Path]:
+    """The dropj_obst_carracing feedback files under `folder` (DATA_FORMATS.md 4, 5.2)."""
+    written = []
+    for env in (schema.CHUCKC, schema.CHUCKCCAR):
+        plan = OBST_QUERIES[env.name]
+        queries = make_queries(plan, dream_runs(plan))
+        written.append(_write_queries(folder, plan, queries))
+        written.append(_write_responses(folder, OBST_RESPONSES[env.name], queries))
+    return written
+
+
+def _write_queries(folder: Path, plan: QueryPlan, queries: dict) -> Path:
+    # Zipped, as the release ships its folders: float64 segments of float32 values deflate to about half.
+    return _write_zip(folder / f"{plan.folder}.zip",
+                      {f"{plan.folder}/data.pkl": _dumps(queries, FEEDBACK_PROTOCOL)}, zip64=False, level=9)
+
+
+def _write_responses(folder: Path, plan: ResponsesPlan, queries: dict) -> Path:
+    # Every response names its query's video, the data.pkl key the training code looks up.
+    missing = [f"{i}.mp4" for i in range(len(plan.answers)) if f"{i}.mp4" not in queries]
+    if missing:
+        raise ValueError(f"{plan.file}: videos {missing} have no query segments")
+    return _write_file(folder / plan.file, _dumps(make_responses(plan), FEEDBACK_PROTOCOL))
+
+
 def default_root() -> Path:
     import dropj_datasets
 
@@ -570,8 +998,9 @@ def write_sample(repo_root: Path | None = None) -> list[Path]:
     `dropj_datasets` package.
     """
     root = default_root() if repo_root is None else Path(repo_root)
-    return (write_carracing(root / CARRACING_DATASET / DUMMY_DATA)
-            + write_obst_carracing(root / OBST_DATASET / DUMMY_DATA))
+    carracing, obst = root / CARRACING_DATASET / DUMMY_DATA, root / OBST_DATASET / DUMMY_DATA
+    return (write_carracing(carracing) + write_carracing_feedback(carracing / FEEDBACK)
+            + write_obst_carracing(obst) + write_obst_feedback(obst / FEEDBACK))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -30,6 +30,11 @@ class SourceRef:
     path: Path  # the file itself, or the archive holding it
     member: Optional[str] = None  # path inside the archive
 
+    def ends_with(self, name: str) -> bool:
+        """Whether the file's path ends with `name` ('data.pkl' or 'queries_s20/data.pkl')."""
+        path = f"{self.path}/{self.member}" if self.member else str(self.path)
+        return ("/" + path.replace(os.sep, "/")).endswith("/" + name)
+
     def __str__(self) -> str:
         return f"{self.path}!{self.member}" if self.member else str(self.path)
 
@@ -91,6 +96,8 @@ def locate(root: os.PathLike | str, names: tuple[str, ...], *, required: tuple[s
            found: Optional[dict[str, list[SourceRef]]] = None) -> dict[str, SourceRef]:
     """Resolves release file names to one source each.
 
+    A name may carry its release folder (`queries_s20/data.pkl`) when the base
+    name alone is ambiguous; it then matches paths ending that way.
     Raises a DataError listing every missing required file, or any name that
     exists twice (say as both a .pkl and inside a .zip) with different sizes.
     """
@@ -98,7 +105,7 @@ def locate(root: os.PathLike | str, names: tuple[str, ...], *, required: tuple[s
     result: dict[str, SourceRef] = {}
     problems = []
     for name in names:
-        refs = found.get(name, [])
+        refs = [ref for ref in found.get(name.rsplit("/", 1)[-1], []) if ref.ends_with(name)]
         if not refs:
             if name in required:
                 problems.append(f"missing {name}")

@@ -16,10 +16,10 @@ from typing import Any, BinaryIO, Callable, Iterable, Iterator, Optional
 
 
 from dropj.converters import episodes as episodes_lib
-from dropj.converters import legacy_pickle, sources
+from dropj.converters import feedback, legacy_pickle, sources
 from dropj.converters.to_rlds import InitialStateFile
 from dropj_datasets import schema
-from dropj_datasets.schema import DataError, DatasetSpec
+from dropj_datasets.schema import DataError, DatasetSpec, FeedbackSpec
 
 _APPENDS_BATCH = 1000  # what the pickle module itself uses
 
@@ -65,17 +65,17 @@ class ListPickleWriter:
         self._pickler.framer.end_framing()
 
 
-def _batched_steps(example: dict) -> dict:
-    steps = example[schema.STEPS].batch(1 << 30)
-    return {schema.STEPS: steps.get_single_element(),
-            schema.EPISODE_METADATA: example[schema.EPISODE_METADATA]}
+def _batched(example: dict, keys: tuple[str, ...]) -> dict:
+    """Turns the nested step datasets of an example into tensors of all their steps."""
+    return {key: value.batch(1 << 30).get_single_element() if key in keys else value
+            for key, value in example.items()}
 
 
 @dataclasses.dataclass
 class BuiltDataset:
     """A built config: its spec, its episodes in source order, its file metadata."""
 
-    spec: DatasetSpec
+    spec: DatasetSpec | FeedbackSpec
     builder: Any  # tfds.core.DatasetBuilder
 
     @classmethod
@@ -92,25 +92,35 @@ class BuiltDataset:
             if not builder.is_prepared():
                 raise DataError(f"{dataset}: not built under {data_dir or 'the default data dir'} "
                                 "(run `tfds build` first)")
-        name, config = builder.name, builder.builder_config.name
-        return cls(schema.spec_for(name, config), builder)
+        config = builder.builder_config
+        return cls(schema.spec_for(builder.name, getattr(config, "preset", "") or config.name), builder)
 
-    def episodes(self) -> Iterator[tuple[int, episodes_lib.Episode, dict]]:
-        """(episode_index, Episode, metadata) in the order of the source file."""
+    def examples(self) -> Iterator[dict]:
+        """Decoded (numpy) examples in the order of the source file."""
         import tensorflow as tf
         import tensorflow_datasets as tfds
 
+        feedback_spec = isinstance(self.spec, FeedbackSpec)
+        nested = (schema.LEFT, schema.RIGHT) if feedback_spec else (schema.STEPS,)
         ds = self.builder.as_dataset(split="train", shuffle_files=False)
-        ds = ds.map(_batched_steps, num_parallel_calls=tf.data.AUTOTUNE, deterministic=True).prefetch(2)
+        ds = ds.map(lambda ex: _batched(ex, nested), num_parallel_calls=tf.data.AUTOTUNE,
+                    deterministic=True).prefetch(2)
         expected = 0
         for example in tfds.as_numpy(ds):
-            meta = example[schema.EPISODE_METADATA]
-            index = int(meta[schema.EPISODE_INDEX])
+            index = int(example[schema.RESPONSE_INDEX] if feedback_spec
+                        else example[schema.EPISODE_METADATA][schema.EPISODE_INDEX])
             if index != expected:
-                raise DataError(f"{self.builder.data_dir}: episode {expected} expected next, found {index} "
+                raise DataError(f"{self.builder.data_dir}: item {expected} expected next, found {index} "
                                 "(incomplete or reordered dataset)")
             expected += 1
-            yield index, episodes_lib.from_rlds_steps(example[schema.STEPS], meta, self.spec), meta
+            yield example
+
+    def episodes(self) -> Iterator[tuple[int, episodes_lib.Episode, dict]]:
+        """(episode_index, Episode, metadata) in the order of the source file."""
+        for example in self.examples():
+            meta = example[schema.EPISODE_METADATA]
+            yield (int(meta[schema.EPISODE_INDEX]),
+                   episodes_lib.from_rlds_steps(example[schema.STEPS], meta, self.spec), meta)
 
     def metadata(self) -> dict:
         return dict(self.builder.info.metadata or {})
@@ -120,13 +130,23 @@ class BuiltDataset:
         return [InitialStateFile.from_metadata(name, meta) for name, meta in files.items()]
 
     def source_protocol(self) -> int:
+        if isinstance(self.spec, FeedbackSpec):
+            return int(self.metadata().get("responses_pickle_protocol", pickle.DEFAULT_PROTOCOL))
         for _, _, meta in self.episodes():
             return int(meta[schema.PICKLE_PROTOCOL])
         return pickle.DEFAULT_PROTOCOL
 
+    def reproducible_files(self) -> tuple[str, ...]:
+        """The release files this config holds everything of."""
+        if isinstance(self.spec, FeedbackSpec):
+            return (self.spec.responses_file,)
+        return self.spec.sources.all
+
     def legacy_files(self) -> dict[str, Callable[[], Iterator[Any]]]:
-        """Release file name -> a function streaming that file's items (or its whole value)."""
+        """Release file name -> a function streaming that file's items."""
         spec = self.spec
+        if isinstance(spec, FeedbackSpec):
+            return {spec.responses_file: lambda: (feedback.from_example(ex, spec) for ex in self.examples())}
         meta = self.metadata().get("source_files", {})
         out: dict[str, Callable[[], Iterator[Any]]] = {}
         variants = [(spec.sources.episodes, False)]
@@ -186,7 +206,7 @@ def verify(dataset: str, manual_dir: str | os.PathLike, data_dir: Optional[str] 
     """Streams every source file of the config against the built dataset; reports per episode."""
     built = BuiltDataset.open(dataset, data_dir)
     spec = built.spec
-    found = sources.locate(manual_dir, spec.sources.all, required=())
+    found = sources.locate(manual_dir, built.reproducible_files(), required=())
     reports = []
     for name, exported_items in built.legacy_files().items():
         if name not in found:

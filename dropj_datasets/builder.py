@@ -7,14 +7,15 @@ download instructions and generator all come from `schema.DATASETS`.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from pathlib import Path
-from typing import Iterator
+from typing import Callable, Iterator, Mapping, Optional
 
 import numpy as np
 import tensorflow_datasets as tfds
 
 from dropj_datasets import schema
-from dropj_datasets.schema import DatasetSpec, Field
+from dropj_datasets.schema import DatasetSpec, FeedbackSpec, Field
 
 HOMEPAGE = "https://doi.org/10.5258/SOTON/D3749"
 # Bounded memory while writing: TFDS keeps serialized examples in memory up to
@@ -22,56 +23,92 @@ HOMEPAGE = "https://doi.org/10.5258/SOTON/D3749"
 WRITE_BUFFER_BYTES = 32 << 20
 
 
-def _feature(field: Field) -> tfds.features.FeatureConnector:
+def _feature(field: Field, shape: Optional[tuple] = None) -> tfds.features.FeatureConnector:
+    shape = field.shape if shape is None else shape
     if field.encoding == "png":
-        return tfds.features.Image(shape=field.shape, dtype=np.uint8, encoding_format="png", doc=field.doc)
+        return tfds.features.Image(shape=shape, dtype=np.uint8, encoding_format="png", doc=field.doc)
     if field.dtype == "str":
         return tfds.features.Text(doc=field.doc)
     # float64 would be narrowed to float32 by tf.train.Example's FloatList:
     # raw bytes keep every bit.
     encoding = tfds.features.Encoding.BYTES if field.encoding == "bytes" else tfds.features.Encoding.NONE
-    return tfds.features.Tensor(shape=field.shape, dtype=np.dtype(field.dtype), encoding=encoding, doc=field.doc)
+    return tfds.features.Tensor(shape=shape, dtype=np.dtype(field.dtype), encoding=encoding, doc=field.doc)
 
 
-def _nested(fields: tuple[Field, ...]) -> dict:
-    out: dict = {}
+def _nested(fields: tuple[Field, ...], sequences: Mapping[str, Callable] = {}) -> tfds.features.FeaturesDict:
+    """FeaturesDict from '/'-separated field names. A group named in `sequences`
+    becomes that sequence feature (e.g. tfds Dataset) of its fields' per-item shapes."""
+    tree: dict = {}
     for field in fields:
         *parents, leaf = field.name.split("/")
-        node = out
+        node = tree
         for parent in parents:
             node = node.setdefault(parent, {})
-        node[leaf] = _feature(field)
-    return out
+        node[leaf] = field
+
+    def build(name: str, node: dict) -> tfds.features.FeatureConnector:
+        if name in sequences:
+            return sequences[name]({k: _feature(f, f.shape[1:]) for k, f in node.items()})
+        return tfds.features.FeaturesDict(
+            {k: build(k, v) if isinstance(v, dict) else _feature(v) for k, v in node.items()})
+
+    return build("", tree)
 
 
-def _as_features_dict(tree: dict) -> tfds.features.FeaturesDict:
-    return tfds.features.FeaturesDict(
-        {k: _as_features_dict(v) if isinstance(v, dict) else v for k, v in tree.items()})
-
-
-def features(spec: DatasetSpec) -> tfds.features.FeaturesDict:
+def features(spec: DatasetSpec | FeedbackSpec) -> tfds.features.FeaturesDict:
     """The TFDS features of one config, generated from the schema."""
-    steps = _nested(spec.step_fields())
-    steps_features = {k: _as_features_dict(v) if isinstance(v, dict) else v for k, v in steps.items()}
+    if isinstance(spec, FeedbackSpec):
+        return _nested(spec.example_fields(), {schema.LEFT: tfds.features.Dataset,
+                                               schema.RIGHT: tfds.features.Dataset,
+                                               schema.ANSWERS: tfds.features.Sequence})
     return tfds.features.FeaturesDict({
-        schema.STEPS: tfds.features.Dataset(steps_features),
-        schema.EPISODE_METADATA: _as_features_dict(_nested(spec.metadata_fields())),
+        schema.STEPS: tfds.features.Dataset(dict(_nested(spec.step_fields()).items())),
+        schema.EPISODE_METADATA: _nested(spec.metadata_fields()),
     })
+
+
+def _needs(spec: DatasetSpec | FeedbackSpec) -> str:
+    if isinstance(spec, FeedbackSpec):
+        return f"{spec.queries_file} and {spec.responses_file}"
+    if spec.is_dream:
+        return (f"{spec.sources.episodes} and/or {spec.sources.scaled} (optional, provenance of step 0: "
+                f"{', '.join(spec.sources.initial_states)})")
+    return spec.sources.episodes
 
 
 def manual_instructions(dataset: str) -> str:
     lines = [
         "Download the DROPJ release (DOI 10.5258/SOTON/D3749, CC BY 4.0) and put its .zip archives, or the",
-        "extracted .pkl files, anywhere under the manual directory (`--manual_dir`). Files are found by name,",
-        "read in place and never extracted. Each config needs:",
+        "extracted .pkl files, anywhere under the manual directory (`--manual_dir`). Files are found by name",
+        "(with their release folder where the name alone is ambiguous), read in place and never extracted.",
+        "Each config needs:",
     ]
-    for config, spec in schema.DATASETS[dataset].items():
-        needed = [spec.sources.episodes] if not spec.is_dream else [
-            f"{spec.sources.episodes} and/or {spec.sources.scaled}"]
-        optional = list(spec.sources.initial_states)
-        lines.append(f"  {config}: " + ", ".join(needed) +
-                     (f" (optional, provenance of step 0: {', '.join(optional)})" if optional else ""))
+    lines += [f"  {config}: {_needs(spec)}" for config, spec in schema.DATASETS[dataset].items()]
     return "\n".join(lines)
+
+
+@dataclasses.dataclass(eq=False)
+class PreferenceConfig(tfds.core.BuilderConfig):
+    """A preference config; the label-rule weights are parameters (DATA_FORMATS.md 5.3).
+
+    Other weights make other labels, so a config with them needs its own name;
+    `preset` names the config whose sources and questions it shares:
+
+        config = PreferenceConfig(name='preferences_dropj_wdef08', preset='preferences_dropj', w_def=0.8)
+        tfds.builder('dropj_carracing', config=config, data_dir=...)
+    """
+
+    preset: str = ""
+    w_s: float = 1.0
+    w_def: float = 0.75
+    just_weights: tuple[tuple[str, float], ...] = ()
+
+
+def _config(name: str, spec: DatasetSpec | FeedbackSpec) -> tfds.core.BuilderConfig:
+    if isinstance(spec, FeedbackSpec):
+        return PreferenceConfig(name=name, description=spec.description, w_s=spec.w_s, w_def=spec.w_def,
+                                just_weights=spec.just_weights)
+    return tfds.core.BuilderConfig(name=name, description=spec.description)
 
 
 class DropjBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
@@ -84,15 +121,13 @@ class DropjBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
         if cls.DATASET:
-            cls.BUILDER_CONFIGS = [
-                tfds.core.BuilderConfig(name=name, description=spec.description)
-                for name, spec in schema.DATASETS[cls.DATASET].items()
-            ]
+            cls.BUILDER_CONFIGS = [_config(name, spec) for name, spec in schema.DATASETS[cls.DATASET].items()]
             cls.MANUAL_DOWNLOAD_INSTRUCTIONS = manual_instructions(cls.DATASET)
 
     @property
-    def spec(self) -> DatasetSpec:
-        return schema.spec_for(self.DATASET, self.builder_config.name)
+    def spec(self) -> DatasetSpec | FeedbackSpec:
+        config = self.builder_config
+        return schema.spec_for(self.DATASET, getattr(config, "preset", "") or config.name)
 
     def _info(self) -> tfds.core.DatasetInfo:
         citation_file = Path(__file__).parent / self.DATASET / "CITATIONS.bib"
@@ -108,6 +143,8 @@ class DropjBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         from dropj.converters import sources, to_rlds  # writer side: imported only when building
 
         spec = self.spec
+        if isinstance(spec, FeedbackSpec):
+            return self._feedback_split_generators(spec, dl_manager)
         names = spec.sources.all
         if spec.is_dream:
             found = sources.index(dl_manager.manual_dir)
@@ -126,6 +163,28 @@ class DropjBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         from dropj.converters import to_rlds
 
         yield from to_rlds.iter_examples(spec, refs, initial_states)
+
+    def _feedback_split_generators(self, spec: FeedbackSpec, dl_manager: tfds.download.DownloadManager):
+        from dropj.converters import feedback, sources, to_rlds
+
+        refs = sources.locate(dl_manager.manual_dir, spec.all_sources, required=spec.all_sources)
+        config = self.builder_config
+        weights = feedback.LabelWeights(config.w_s, config.w_def, tuple(config.just_weights))
+        self.info.metadata["source_files"] = {name: str(ref) for name, ref in refs.items()}
+        self.info.metadata["label_weights"] = weights.to_metadata()
+        self.info.metadata["responses_pickle_protocol"] = to_rlds.read_protocol(refs[spec.responses_file])
+        return {"train": self._generate_preferences(spec, refs, weights)}
+
+    def _generate_preferences(self, spec, refs, weights) -> Iterator:
+        from dropj.converters import feedback, legacy_pickle, to_rlds
+
+        queries_ref, responses_ref = refs[spec.queries_file], refs[spec.responses_file]
+        with queries_ref.open() as f:
+            queries = feedback.validate_queries(legacy_pickle.load(f, str(queries_ref)), spec, str(queries_ref))
+        with responses_ref.open() as f:
+            for index, example in feedback.iter_examples(spec, queries, legacy_pickle.iter_list(
+                    f, str(responses_ref)), weights, str(responses_ref)):
+                yield to_rlds.example_key(index), example
 
     def _download_and_prepare(self, *args, **kwargs):
         with _bounded_write_buffer():

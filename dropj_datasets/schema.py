@@ -192,6 +192,10 @@ class DatasetSpec:
         return self.kind == "dream"
 
     @property
+    def all_sources(self) -> tuple[str, ...]:
+        return self.sources.all
+
+    @property
     def info_keys(self) -> tuple[str, ...]:
         return () if self.is_dream else self.env.info_keys
 
@@ -257,7 +261,118 @@ class DatasetSpec:
         return tuple(fields)
 
 
-DATASETS: dict[str, dict[str, DatasetSpec]] = {
+# --- human feedback (DATA_FORMATS.md 4-5) ---------------------------------------------------------------
+QUERY_ID = "query_id"
+QUERY_INDEX = "query_index"
+RESPONSE_INDEX = "response_index"
+LEFT = "left"
+RIGHT = "right"
+RESPONSE = "response"
+SKIPPED = "skipped"
+ANSWERS = "answers"
+QUESTION = "question"
+ANSWER = "answer"
+SECONDS = "seconds"
+REPEAT_COUNT = "repeat_count"
+TOTAL_TIME = "total_time"
+ANNOTATOR = "annotator"
+USER_ID = "user_id"
+METHOD = "method"
+PREFERENCE = "preference"
+JUSTIFICATION = "justification"
+LABEL = "label"
+HAS_LABEL = "has_label"
+
+# Keys of one response entry in the release files, and the strings the GUIs wrote.
+RESPONSE_KEYS = ("video", "responses", "repeat_count", "total_time")
+SKIPPED_ANSWER = "Skipped"
+Q_PREFER = "Which clip do you prefer?"
+Q_LEFT_SAFE = "Does the left car stay safe?"
+Q_RIGHT_SAFE = "Does the right car stay safe?"
+Q_JUSTIFICATION = "Please give Justification"
+Q_PREFERENCE = "Please give Preference"
+A_LEFT, A_RIGHT, A_EQUALLY, A_YES, A_NO = "Left", "Right", "Equally", "Yes", "No"
+
+
+@dataclasses.dataclass(frozen=True)
+class FeedbackSpec:
+    """The schema of one preference config: a query (two segments) and one person's response.
+
+    `method` selects the paper's label rule (DATA_FORMATS.md 5.3): 'DROP'
+    (Left/Right), 'DROPe' (adds Equally), 'DROPJ' (safety of each clip, then
+    a preference when both are safe) or 'multi-justification' (one
+    justification and a preference, obstacle envs).
+    """
+
+    config: str
+    method: str
+    env: EnvSpec
+    queries_file: str  # release path of data.pkl (its folder disambiguates it)
+    responses_file: str
+    user_id: int
+    justifications: tuple[str, ...]  # the answers Q_JUSTIFICATION allows (multi-justification only)
+    description: str
+    # Label-rule weights (builder-config parameters; these are the defaults).
+    w_s: float = 1.0  # DROPJ: label when only the left clip is safe (dropj.py:293)
+    w_def: float = 0.75  # DROPJ: label for Left when both are safe (dropj.py:294)
+    just_weights: tuple[tuple[str, float], ...] = ()  # multi-justification: label for Left given J
+    kind: str = "preferences"
+
+    @property
+    def all_sources(self) -> tuple[str, ...]:
+        return (self.queries_file, self.responses_file)
+
+    @property
+    def segment_width(self) -> int:
+        return self.env.latent_dim + 3
+
+    @property
+    def answers_have_seconds(self) -> bool:
+        """The Car Racing GUI stored (question, answer, seconds); the obstacle GUI (question, answer)."""
+        return self.method != "multi-justification"
+
+    def segment_fields(self) -> tuple[Field, ...]:
+        return (
+            Field(OBSERVATION, (self.env.latent_dim,), "float64", "latent", "",
+                  "prev_obs of a dream step, z|c|h (the first columns of a data.pkl segment row)", "bytes"),
+            Field(ACTION, (3,), "float64", "scaled", "[-1, 1]",
+                  "the scaled action of that step (the last 3 columns of the row)", "bytes"),
+        )
+
+    def example_fields(self) -> tuple[Field, ...]:
+        answers = f"{RESPONSE}/{ANSWERS}"
+        return (
+            Field(QUERY_ID, (), "str", "", "'0.mp4' ...", "the query's video name, its key in data.pkl"),
+            Field(QUERY_INDEX, (), "int32", "", ">= 0", "the number in the video name"),
+            Field(RESPONSE_INDEX, (), "int32", "", ">= 0",
+                  "position in the responses file (the paper trains on the first 400 or 500)"),
+            *[Field(f"{side}/{f.name}", (20,) + f.shape, f.dtype, f.units, f.range,
+                    f"{'left (segment1)' if side == LEFT else 'right (segment2)'} clip, 20 steps: {f.doc}", f.encoding)
+              for side in (LEFT, RIGHT) for f in self.segment_fields()],
+            Field(f"{RESPONSE}/{SKIPPED}", (), "bool", "", "", "the person skipped the query (no answers)"),
+            Field(f"{answers}/{QUESTION}", (None,), "str", "", "", "each question asked, in order"),
+            Field(f"{answers}/{ANSWER}", (None,), "str", "", "", "the answer given to it"),
+            Field(f"{answers}/{SECONDS}", (None,), "float64", "s", ">= 0",
+                  "time since the previous answer (or since the query loaded); NaN where the GUI "
+                  "recorded no times (obstacle envs)", "bytes"),
+            Field(f"{RESPONSE}/{REPEAT_COUNT}", (), "int32", "", ">= 0", "presses of 'Repeat Video'"),
+            Field(f"{RESPONSE}/{TOTAL_TIME}", (), "float64", "s", "> 0",
+                  "from query load to the last answer, or to Skip", "bytes"),
+            Field(f"{ANNOTATOR}/{USER_ID}", (), "int32", "", "", "the participant (from the file name)"),
+            Field(f"{ANNOTATOR}/{METHOD}", (), "str", "", "DROP, DROPe, DROPJ, multi-justification",
+                  "the feedback method, which fixes the questions and the label rule"),
+            Field(PREFERENCE, (), "str", "", "Left, Right, Equally or ''",
+                  "the answer to the preference question ('' if none was asked or the query was skipped)"),
+            Field(JUSTIFICATION, (), "str", "", "",
+                  "DROPJ: the two safety answers as 'left/right', e.g. 'Yes/No'; "
+                  "multi-justification: Default, Grass, Chuckhole or Car; '' otherwise"),
+            Field(LABEL, (), "float64", "P(left preferred)", "[0, 1]; NaN when absent",
+                  "the training label of the paper's rule for this method (docs/labels.md)", "bytes"),
+            Field(HAS_LABEL, (), "bool", "", "", "false for skipped queries, which get no label"),
+        )
+
+
+DATASETS: dict[str, dict[str, "DatasetSpec | FeedbackSpec"]] = {
     "dropj_carracing": {
         "real": DatasetSpec("real", "real", CARRACING, SourceFiles("raw_user_rollouts_res84_ep600.pkl"),
                             "Dataset R: 600 human keyboard episodes of Car Racing, 84x84 frames"),
@@ -265,6 +380,18 @@ DATASETS: dict[str, dict[str, DatasetSpec]] = {
             "dream", "dream", CARRACING,
             SourceFiles("dream_user_rollouts.pkl", "dream_user_rollouts_scaled.pkl", ("default_init_obs.pkl",)),
             "Dataset D: human keyboard episodes in the Car Racing world model, 544-d latent states"),
+        "preferences_drop": FeedbackSpec(
+            "preferences_drop", "DROP", CARRACING, "queries_s20/data.pkl",
+            "responses_user26_s20_q600_drop.pkl", 26, (),
+            "DROP: user 26's plain preferences (Left/Right) over 600 Car Racing query clips"),
+        "preferences_drope": FeedbackSpec(
+            "preferences_drope", "DROPe", CARRACING, "queries_s20/data.pkl",
+            "responses_user27_s20_q600_drope.pkl", 27, (),
+            "DROPe: user 27's preferences with 'Equally' over the 600 Car Racing query clips"),
+        "preferences_dropj": FeedbackSpec(
+            "preferences_dropj", "DROPJ", CARRACING, "queries_s20/data.pkl",
+            "responses_user27_s20_q600_dropj.pkl", 27, (),
+            "DROPJ: user 27's safety justifications, then preferences, over the 600 Car Racing query clips"),
     },
     "dropj_obst_carracing": {
         "chuckc_real": DatasetSpec(
@@ -283,11 +410,21 @@ DATASETS: dict[str, dict[str, DatasetSpec]] = {
             SourceFiles("dream_user_rollouts_chuckccarobst.pkl", "dream_user_rollouts_chuckccarobst_scaled.pkl",
                         ("default_init_obses_chuckccarobst.pkl", "default_init_obs_chuckccarobst.pkl")),
             "Dataset D: episodes in the chuckhole-and-cars world model, 2112-d latent states"),
+        "chuckc_preferences": FeedbackSpec(
+            "chuckc_preferences", "multi-justification", CHUCKC, "queries_s20_chuckcobst/data.pkl",
+            "responses_chuckcobst_user44_mjust.pkl", 44, ("Default", "Grass", "Chuckhole"),
+            "User 44's justified preferences (Default, Grass or Chuckhole) over chuckhole query clips",
+            just_weights=(("Default", 0.75), ("Grass", 1.0), ("Chuckhole", 1.0))),  # obst_dropj.py:315-325
+        "chuckccar_preferences": FeedbackSpec(
+            "chuckccar_preferences", "multi-justification", CHUCKCCAR, "queries_s20_chuckccarobst/data.pkl",
+            "responses_chuckccarobst_user45_mjust.pkl", 45, ("Default", "Grass", "Chuckhole", "Car"),
+            "User 45's justified preferences (Default, Grass, Chuckhole or Car) over chuckhole-and-car clips",
+            just_weights=(("Default", 1.0), ("Grass", 1.0), ("Chuckhole", 1.0), ("Car", 1.0))),
     },
 }
 
 
-def spec_for(dataset: str, config: str) -> DatasetSpec:
+def spec_for(dataset: str, config: str) -> "DatasetSpec | FeedbackSpec":
     try:
         return DATASETS[dataset][config]
     except KeyError:
@@ -331,9 +468,15 @@ def markdown() -> str:
     for dataset, configs in DATASETS.items():
         out += ["", f"## `{dataset}`"]
         for config, spec in configs.items():
-            files = ", ".join(f"`{name}`" for name in spec.sources.all)
+            files = ", ".join(f"`{name}`" for name in spec.all_sources)
             out += ["", f"### `{dataset}/{config}`", "", spec.description + ".", "",
-                    f"Environment: {spec.env.description}. Source files: {files}.", "",
-                    "Steps:", ""] + table(spec.step_fields()) + ["", "Episode metadata:", ""] + \
-                table(spec.metadata_fields())
+                    f"Environment: {spec.env.description}. Source files: {files}.", ""]
+            if isinstance(spec, FeedbackSpec):
+                weights = f"w_s={spec.w_s}, w_def={spec.w_def}" if spec.method == "DROPJ" else (
+                    ", ".join(f"{j}={w}" for j, w in spec.just_weights) if spec.just_weights else "none")
+                out += [f"Feedback method: {spec.method} (user {spec.user_id}); default label weights: "
+                        f"{weights}. One example per response entry:", ""] + table(spec.example_fields())
+            else:
+                out += ["Steps:", ""] + table(spec.step_fields()) + ["", "Episode metadata:", ""] + \
+                    table(spec.metadata_fields())
     return "\n".join(out) + "\n"

@@ -43,19 +43,18 @@ def test_carracing_frames_are_processed_as_the_release():
 
 def test_every_sample_file_has_the_release_protocol_and_kind():
     for dataset, configs in schema.DATASETS.items():
-        found = sources.index(_committed(dataset))
+        manual = _committed(dataset)
         for spec in configs.values():
-            for name in spec.sources.all:
-                [ref] = found[name]
+            refs = sources.locate(manual, spec.all_sources, required=spec.all_sources)
+            for name, ref in refs.items():
                 with ref.open() as f:
                     protocol = legacy_pickle.pickle_protocol(f.read(2))
                 if name.startswith("raw_user_rollouts"):
                     assert protocol == 5 and ref.member is not None, name
-                elif name.startswith("dream_user_rollouts") or name.startswith("default_init_obs_") \
-                        or name == "default_init_obs.pkl":
+                elif name.startswith("default_init_obses_"):
+                    assert protocol == 5, name
+                else:  # dream rollouts, default_init_obs*, data.pkl and the responses files
                     assert protocol == 4, name
-                else:
-                    assert protocol == 5, name  # default_init_obses_*.pkl
 
 
 def test_obstacle_archive_uses_zip64_records():

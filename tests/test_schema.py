@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -39,7 +40,7 @@ def _leaves(feature, prefix=""):
     if isinstance(feature, tfds.features.FeaturesDict):
         for key, sub in feature.items():
             yield from _leaves(sub, f"{prefix}{key}/")
-    elif isinstance(feature, tfds.features.Dataset):
+    elif isinstance(feature, tfds.features.Sequence):  # tfds Dataset is a Sequence too
         yield from _leaves(feature.feature, prefix)
     else:
         yield prefix.rstrip("/"), feature
@@ -49,13 +50,24 @@ def _leaves(feature, prefix=""):
 def test_builder_features_are_exactly_the_schema_fields(dataset, config, tmp_path):
     spec = schema.spec_for(dataset, config)
     info = tfds.builder(f"{dataset}/{config}", data_dir=str(tmp_path)).info
-    steps = dict(_leaves(info.features[schema.STEPS]))
-    meta = dict(_leaves(info.features[schema.EPISODE_METADATA]))
-    assert sorted(steps) == sorted(f.name for f in spec.step_fields())
-    assert sorted(meta) == sorted(f.name for f in spec.metadata_fields())
-    for field in spec.step_fields() + spec.metadata_fields():
-        feature = (steps if field in spec.step_fields() else meta)[field.name]
-        assert tuple(feature.shape) == field.shape, field.name
+    if isinstance(spec, schema.FeedbackSpec):
+        fields = spec.example_fields()
+        features = dict(_leaves(info.features))
+        per_item = {schema.LEFT, schema.RIGHT, schema.ANSWERS}  # sequences: the schema adds the length
+    else:
+        fields = spec.step_fields() + spec.metadata_fields()
+        features = {f"{schema.STEPS}/{k}": v for k, v in _leaves(info.features[schema.STEPS])}
+        features.update({f"{schema.EPISODE_METADATA}/{k}": v
+                         for k, v in _leaves(info.features[schema.EPISODE_METADATA])})
+        fields = tuple(dataclasses.replace(f, name=f"{schema.STEPS}/{f.name}") for f in spec.step_fields()) + \
+            tuple(dataclasses.replace(f, name=f"{schema.EPISODE_METADATA}/{f.name}") for f in spec.metadata_fields())
+        per_item = set()
+    assert sorted(features) == sorted(f.name for f in fields)
+    for field in fields:
+        feature = features[field.name]
+        nested = bool(per_item & set(field.name.split("/")))
+        shape = field.shape[1:] if nested else field.shape
+        assert tuple(feature.shape) == shape, field.name
         expected = np.dtype(object) if field.dtype == "str" else np.dtype(field.dtype)
         assert np.dtype(feature.np_dtype) == expected, field.name
         if field.dtype == "float64":  # must not be narrowed by tf.train.Example's FloatList
@@ -63,9 +75,11 @@ def test_builder_features_are_exactly_the_schema_fields(dataset, config, tmp_pat
 
 
 def test_configs_are_the_public_names():
-    assert [c.name for c in dropj_datasets.DropjCarracing.BUILDER_CONFIGS] == ["real", "dream"]
+    assert [c.name for c in dropj_datasets.DropjCarracing.BUILDER_CONFIGS] == [
+        "real", "dream", "preferences_drop", "preferences_drope", "preferences_dropj"]
     assert [c.name for c in dropj_datasets.DropjObstCarracing.BUILDER_CONFIGS] == [
-        "chuckc_real", "chuckccar_real", "chuckc_dream", "chuckccar_dream"]
+        "chuckc_real", "chuckccar_real", "chuckc_dream", "chuckccar_dream", "chuckc_preferences",
+        "chuckccar_preferences"]
     assert tfds.builder_cls("dropj_carracing").default_builder_config.name == "real"
     assert dropj_datasets.DropjObstCarracing.BUILDER_CONFIGS[0].name == "chuckc_real"
 
