@@ -205,7 +205,6 @@ def verify(dataset: str, manual_dir: str | os.PathLike, data_dir: Optional[str] 
            log: Callable[[str], None] = print) -> list[FileReport]:
     """Streams every source file of the config against the built dataset; reports per episode."""
     built = BuiltDataset.open(dataset, data_dir)
-    spec = built.spec
     found = sources.locate(manual_dir, built.reproducible_files(), required=())
     reports = []
     for name, exported_items in built.legacy_files().items():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import collections
-import copy
 import os
 import pickle
 import shutil
@@ -16,7 +15,7 @@ import tensorflow_datasets as tfds
 import dropj_datasets
 import legacy_factory
 from dropj.converters import episodes as episodes_lib
-from dropj.converters import feedback, to_legacy
+from dropj.converters import to_legacy
 from dropj.converters.feedback import LabelWeights, UnlabelableAnswer, label_for
 from dropj_datasets import schema
 from dropj_datasets.schema import DataError
