@@ -16,7 +16,7 @@ from typing import Any, Iterator, Mapping, Optional
 import numpy as np
 
 from dropj_datasets import schema
-from dropj_datasets.schema import DataError, FeedbackSpec
+from dropj_datasets.schema import DataError, EnvSpec, FeedbackSpec, QuerySpec
 
 _VIDEO = re.compile(r"^(\d+)\.mp4$")
 
@@ -112,12 +112,12 @@ def _questions_in_order(spec: FeedbackSpec, answers: list[tuple]) -> tuple[str, 
     return (schema.Q_PREFER,)
 
 
-def validate_queries(data: Any, spec: FeedbackSpec, file: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+def validate_queries(data: Any, env: EnvSpec, file: str) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """data.pkl -> {video: (segment1, segment2)}; raises one DataError listing every problem."""
     if not isinstance(data, dict):
         raise DataError(file=file, field="data.pkl", expected="dict of video name -> segments",
                         got=type(data).__name__)
-    shape = (20, spec.segment_width)
+    shape = (schema.SEGMENT_STEPS, env.latent_dim + 3)
     problems, out = [], {}
     for video, entry in data.items():
         where = f"{file}, query {video!r}"
@@ -205,8 +205,36 @@ def validate_response(entry: Any, spec: FeedbackSpec, *, file: str, index: int) 
     return Response(index, video, parsed, entry["repeat_count"], entry["total_time"])
 
 
-def _segment_steps(segment: np.ndarray, spec: FeedbackSpec) -> dict:
-    return {schema.OBSERVATION: segment[:, :spec.env.latent_dim], schema.ACTION: segment[:, spec.env.latent_dim:]}
+def _segment_steps(segment: np.ndarray, env: EnvSpec) -> dict:
+    return {schema.OBSERVATION: segment[:, :env.latent_dim], schema.ACTION: segment[:, env.latent_dim:]}
+
+
+def _segment(steps: dict) -> np.ndarray:
+    """Inverse of `_segment_steps`: the data.pkl row layout [z|c|h, scaled action]."""
+    return np.concatenate([steps[schema.OBSERVATION], steps[schema.ACTION]], axis=1).astype(np.float64)
+
+
+def _query(video: str, segments: tuple[np.ndarray, np.ndarray], env: EnvSpec) -> dict:
+    return {
+        schema.QUERY_ID: video,
+        schema.QUERY_INDEX: int(_VIDEO.match(video).group(1)),
+        schema.LEFT: _segment_steps(segments[0], env),
+        schema.RIGHT: _segment_steps(segments[1], env),
+    }
+
+
+def query_examples(spec: QuerySpec, queries: Mapping[str, tuple[np.ndarray, np.ndarray]],
+                   videos: Mapping[str, bytes]) -> Iterator[tuple[int, dict]]:
+    """(position in data.pkl, example) for every query, with its video's bytes as released."""
+    for index, (video, segments) in enumerate(queries.items()):
+        yield index, {**_query(video, segments, spec.env), schema.VIDEO: videos[video]}
+
+
+def query_from_example(example: dict) -> tuple[str, dict, bytes]:
+    """A decoded `queries` example -> (video name, its data.pkl entry, the mp4 bytes)."""
+    return (_text(example[schema.QUERY_ID]),
+            {"segment1": _segment(example[schema.LEFT]), "segment2": _segment(example[schema.RIGHT])},
+            bytes(example[schema.VIDEO]))
 
 
 def _summary(spec: FeedbackSpec, answers: Optional[list[tuple]]) -> tuple[str, str]:
@@ -232,11 +260,8 @@ def to_example(spec: FeedbackSpec, response: Response, segments: tuple[np.ndarra
             raise UnlabelableAnswer(f"{file}, entry {response.index} (video {response.video!r}): {exc}") from None
     preference, justification = _summary(spec, response.answers)
     return {
-        schema.QUERY_ID: response.video,
-        schema.QUERY_INDEX: int(_VIDEO.match(response.video).group(1)),
+        **_query(response.video, segments, spec.env),
         schema.RESPONSE_INDEX: response.index,
-        schema.LEFT: _segment_steps(segments[0], spec),
-        schema.RIGHT: _segment_steps(segments[1], spec),
         schema.RESPONSE: {
             schema.SKIPPED: response.answers is None,
             schema.ANSWERS: {

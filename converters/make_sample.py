@@ -10,7 +10,7 @@ format (docs: DATA_FORMATS.md sections 0-6), laid out as the release ships them
         carracing_rollouts.zip            raw_user_rollouts_res84_ep600.pkl (Dataset R, protocol 5)
         extracted/dream_user_rollouts.pkl, dream_user_rollouts_scaled.pkl   (Dataset D, protocol 4)
         extracted/default_init_obs.pkl                                      (protocol 4, one array)
-        feedback/queries_s20/data.pkl                                       (query segments, protocol 4)
+        feedback/queries_s20/data.pkl, 0.mp4 ... 9.mp4                      (query segments, protocol 4; videos)
         feedback/responses_s20/responses_user26_s20_q600_drop.pkl, responses_user27_s20_q600_drope.pkl,
                                responses_user27_s20_q600_dropj.pkl          (GUI responses, protocol 4)
         feedback/request_query_data_guiTrue_rewep200_rewinitFalse_gdit200.pkl,
@@ -21,7 +21,7 @@ format (docs: DATA_FORMATS.md sections 0-6), laid out as the release ships them
                                           raw_user_rollouts_res128_ep800_chuckccarobst.pkl (protocol 5)
         extracted/dream_user_rollouts_{m}obst.pkl, ..._{m}obst_scaled.pkl   (protocol 4)
         extracted/default_init_obses_{m}obst.pkl (protocol 5, list), default_init_obs_{m}obst.pkl (protocol 4)
-        feedback/queries_s20_{m}obst/data.pkl                               (protocol 4)
+        feedback/queries_s20_{m}obst/data.pkl, 0.mp4 ...                    (protocol 4; videos)
         feedback/responses_s20_{m}obst/responses_{m}obst_user{44|45}_mjust.pkl  (protocol 4)
 
 Why it is shortened. The release holds 600-800 real episodes of 1000 steps
@@ -38,8 +38,8 @@ hundreds of queries and responses, enough for every answer pattern of each
 GUI and a skip, and ReQueST/DROS keep 3-4 sketches of 3-6 labelled steps
 instead of 90 of up to 49. Query segments keep their full (20, 547) and
 (20, 2115) float64 shape, so the query files are most of the sample; each
-`queries_s20*/data.pkl` is zipped, as the release ships its folders. Answers are scripted per video (the plans below);
-times, repeat counts and labels of sparse queries are seeded draws.
+`queries_s20*/data.pkl` is zipped with its query videos, as the release ships its folders. Answers are scripted per
+video (the plans below); times, repeat counts and labels of sparse queries are seeded draws.
 
 Where the data comes from.
 * Real frames are rendered by gymnasium `CarRacing-v3` (seeded, scripted
@@ -61,6 +61,9 @@ Where the data comes from.
   sketches come from the same runs, unscaled; ReQueST trajectories are
   deterministic mean rollouts of the same world model from 3 encoded start
   states, under random actions clamped to the action box (no optimiser).
+* Query videos have the release's format (1000x500 H.264, 20 frames at
+  2.5 fps) but, with no VAE to decode z, show each step's z as a heat map
+  (`query_video`); about 30 kB (Car Racing) and 55 kB (Obstacle) each.
 * GUI times are differences of a fixed 2024 `time.time()`-like clock, hence
   exact multiples of 2**-22 s like the release's; no real clock is read.
 
@@ -83,6 +86,7 @@ from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
+from dropj.converters import query_video
 from dropj_datasets import schema
 from dropj_datasets.schema import EnvSpec
 
@@ -887,7 +891,8 @@ def _write_file(path: Path, data: bytes) -> Path:
 
 def _zip_info(name: str) -> zipfile.ZipInfo:
     info = zipfile.ZipInfo(name, date_time=_ZIP_DATE_TIME)
-    info.compress_type = zipfile.ZIP_DEFLATED
+    # H.264 in mp4 is already compressed: deflate would gain nothing and cost time to read.
+    info.compress_type = zipfile.ZIP_STORED if name.endswith(".mp4") else zipfile.ZIP_DEFLATED
     info.create_system = _ZIP_CREATE_SYSTEM
     info.external_attr = _ZIP_UNIX_MODE
     return info
@@ -970,10 +975,24 @@ def write_obst_feedback(folder: Path) -> list[Path]:
     return written
 
 
+def query_videos(plan: QueryPlan, queries: dict) -> dict[str, bytes]:
+    """The `{i}.mp4` beside data.pkl for each of its keys (DATA_FORMATS.md 4.2), in the key order.
+
+    The release's frames are VAE reconstructions of each step's z; the sample has
+    no VAE and shows each step's z as a heat map instead (`query_video.latent_panels`).
+    """
+    n_z = plan.dream.env.n_z
+    return {video: query_video.render(query_video.latent_panels(query["segment1"], n_z),
+                                      query_video.latent_panels(query["segment2"], n_z))
+            for video, query in queries.items()}
+
+
 def _write_queries(folder: Path, plan: QueryPlan, queries: dict) -> Path:
     # Zipped, as the release ships its folders: float64 segments of float32 values deflate to about half.
-    return _write_zip(folder / f"{plan.folder}.zip",
-                      {f"{plan.folder}/data.pkl": _dumps(queries, FEEDBACK_PROTOCOL)}, zip64=False, level=9)
+    # data.pkl first, then the videos, stored (`_zip_info`).
+    members = {f"{plan.folder}/data.pkl": _dumps(queries, FEEDBACK_PROTOCOL)}
+    members.update({f"{plan.folder}/{video}": mp4 for video, mp4 in query_videos(plan, queries).items()})
+    return _write_zip(folder / f"{plan.folder}.zip", members, zip64=False, level=9)
 
 
 def _write_responses(folder: Path, plan: ResponsesPlan, queries: dict) -> Path:

@@ -104,11 +104,12 @@ def locate(root: os.PathLike | str, names: tuple[str, ...], *, required: tuple[s
     found = index(root) if found is None else found
     result: dict[str, SourceRef] = {}
     problems = []
+    missing = []
     for name in names:
         refs = [ref for ref in found.get(name.rsplit("/", 1)[-1], []) if ref.ends_with(name)]
         if not refs:
             if name in required:
-                problems.append(f"missing {name}")
+                missing.append(name)
             continue
         sizes = {ref.size for ref in refs}
         if len(sizes) > 1:
@@ -116,6 +117,9 @@ def locate(root: os.PathLike | str, names: tuple[str, ...], *, required: tuple[s
                             ", ".join(str(ref) for ref in refs))
             continue
         result[name] = refs[0]
+    if missing:
+        more = f" and {len(missing) - 10} more" if len(missing) > 10 else ""
+        problems.insert(0, "missing " + ", ".join(missing[:10]) + more)
     if problems:
         raise DataError(f"{root}: " + "; ".join(problems) +
                         " (place the release .pkl files or their .zip archives anywhere under this directory)")

@@ -16,10 +16,10 @@ from typing import Any, BinaryIO, Callable, Iterable, Iterator, Optional
 
 
 from dropj.converters import episodes as episodes_lib
-from dropj.converters import feedback, legacy_pickle, sources
+from dropj.converters import feedback, legacy_pickle, sketches, sources
 from dropj.converters.to_rlds import InitialStateFile
 from dropj_datasets import schema
-from dropj_datasets.schema import DataError, DatasetSpec, FeedbackSpec
+from dropj_datasets.schema import DataError, DatasetSpec, FeedbackSpec, QuerySpec, SketchSpec
 
 _APPENDS_BATCH = 1000  # what the pickle module itself uses
 
@@ -75,7 +75,7 @@ def _batched(example: dict, keys: tuple[str, ...]) -> dict:
 class BuiltDataset:
     """A built config: its spec, its episodes in source order, its file metadata."""
 
-    spec: DatasetSpec | FeedbackSpec
+    spec: schema.Spec
     builder: Any  # tfds.core.DatasetBuilder
 
     @classmethod
@@ -100,18 +100,20 @@ class BuiltDataset:
         import tensorflow as tf
         import tensorflow_datasets as tfds
 
-        feedback_spec = isinstance(self.spec, FeedbackSpec)
-        nested = (schema.LEFT, schema.RIGHT) if feedback_spec else (schema.STEPS,)
+        spec = self.spec
+        nested = (schema.LEFT, schema.RIGHT) if isinstance(spec, (FeedbackSpec, QuerySpec)) else (schema.STEPS,)
         ds = self.builder.as_dataset(split="train", shuffle_files=False)
         ds = ds.map(lambda ex: _batched(ex, nested), num_parallel_calls=tf.data.AUTOTUNE,
                     deterministic=True).prefetch(2)
         expected = 0
         for example in tfds.as_numpy(ds):
-            index = int(example[schema.RESPONSE_INDEX] if feedback_spec
-                        else example[schema.EPISODE_METADATA][schema.EPISODE_INDEX])
-            if index != expected:
-                raise DataError(f"{self.builder.data_dir}: item {expected} expected next, found {index} "
-                                "(incomplete or reordered dataset)")
+            if not isinstance(spec, QuerySpec):  # queries keep data.pkl's key order, which has no index field
+                index = int(example[schema.RESPONSE_INDEX] if isinstance(spec, FeedbackSpec) else
+                            example[schema.EPISODE_METADATA][
+                                schema.SKETCH_INDEX if isinstance(spec, SketchSpec) else schema.EPISODE_INDEX])
+                if index != expected:
+                    raise DataError(f"{self.builder.data_dir}: item {expected} expected next, found {index} "
+                                    "(incomplete or reordered dataset)")
             expected += 1
             yield example
 
@@ -129,64 +131,101 @@ class BuiltDataset:
         files = self.metadata().get("initial_state_files", {})
         return [InitialStateFile.from_metadata(name, meta) for name, meta in files.items()]
 
-    def source_protocol(self) -> int:
-        if isinstance(self.spec, FeedbackSpec):
-            return int(self.metadata().get("responses_pickle_protocol", pickle.DEFAULT_PROTOCOL))
+    def _protocol(self, key: str) -> int:
+        return int(self.metadata().get(key, pickle.DEFAULT_PROTOCOL))
+
+    def episode_protocol(self) -> int:
         for _, _, meta in self.episodes():
             return int(meta[schema.PICKLE_PROTOCOL])
         return pickle.DEFAULT_PROTOCOL
 
-    def reproducible_files(self) -> tuple[str, ...]:
-        """The release files this config holds everything of."""
-        if isinstance(self.spec, FeedbackSpec):
-            return (self.spec.responses_file,)
-        return self.spec.sources.all
-
-    def legacy_files(self) -> dict[str, Callable[[], Iterator[Any]]]:
-        """Release file name -> a function streaming that file's items."""
+    def legacy_files(self) -> list["LegacyFile"]:
+        """The release files this config holds everything of, ready to write or compare."""
         spec = self.spec
         if isinstance(spec, FeedbackSpec):
-            return {spec.responses_file: lambda: (feedback.from_example(ex, spec) for ex in self.examples())}
-        meta = self.metadata().get("source_files", {})
-        out: dict[str, Callable[[], Iterator[Any]]] = {}
-        variants = [(spec.sources.episodes, False)]
-        if spec.is_dream:
-            variants.append((spec.sources.scaled, True))
+            return [LegacyFile(spec.responses_file, "list", self._protocol("responses_pickle_protocol"),
+                               lambda: (feedback.from_example(ex, spec) for ex in self.examples()))]
+        if isinstance(spec, QuerySpec):
+            return [LegacyFile(spec.queries_file, "pickle", self._protocol("queries_pickle_protocol"),
+                               lambda: {video: entry for video, entry, _ in self._queries()}),
+                    LegacyFile(f"{spec.folder}/*.mp4", "raw", 0,
+                               lambda: ((f"{spec.folder}/{video}", mp4) for video, _, mp4 in self._queries()))]
+        if isinstance(spec, SketchSpec):
+            [(times_name, times_meta)] = self.metadata()["times_file"].items()
+            return [LegacyFile(spec.sketches_file, "list", self._protocol("sketches_pickle_protocol"),
+                               lambda: (sketches.from_example(ex, spec) for ex in self.examples())),
+                    LegacyFile(times_name, "pickle", int(times_meta["protocol"]),
+                               lambda: sketches.times_from_metadata(times_meta))]
+        built_from = self.metadata().get("source_files", {})
+        out = []
+        variants = [(spec.sources.episodes, False)] + ([(spec.sources.scaled, True)] if spec.is_dream else [])
         for name, scaled in variants:
-            if name in meta:
-                out[name] = lambda scaled=scaled: (
-                    episodes_lib.to_legacy(ep, spec, scaled=scaled) for _, ep, _ in self.episodes())
+            if name in built_from:
+                out.append(LegacyFile(name, "list", None, lambda scaled=scaled: (
+                    episodes_lib.to_legacy(ep, spec, scaled=scaled) for _, ep, _ in self.episodes())))
+        for state_file in self.initial_state_files():
+            out.append(LegacyFile(state_file.name, "pickle", state_file.protocol, state_file.to_legacy))
         return out
+
+    def _queries(self) -> Iterator[tuple[str, dict, bytes]]:
+        return (feedback.query_from_example(ex) for ex in self.examples())
+
+
+@dataclasses.dataclass
+class LegacyFile:
+    """One release file a built config reproduces.
+
+    kind 'list': `content()` streams the items of a pickled list; 'pickle': it
+    returns the whole (small) pickled value; 'raw': it streams (release path,
+    bytes) of files kept byte for byte (the query videos; `name` is a pattern).
+    `protocol` None means: the episodes' recorded protocol.
+    """
+
+    name: str
+    kind: str
+    protocol: Optional[int]
+    content: Callable[[], Any]
 
 
 def export(dataset: str, out_dir: str | os.PathLike, data_dir: Optional[str] = None,
            log: Callable[[str], None] = print) -> list[Path]:
-    """Writes the release pickles of a built config into `out_dir`; returns their paths."""
+    """Writes the release files of a built config into `out_dir` (release folders kept); returns their paths."""
     built = BuiltDataset.open(dataset, data_dir)
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     written = []
-    protocol = None
-    for name, items in built.legacy_files().items():
-        protocol = protocol or built.source_protocol()
-        path = out_dir / name
-        partial = path.with_name(path.name + ".partial")
-        with open(partial, "wb") as f:
+    for legacy in built.legacy_files():
+        if legacy.kind == "raw":
+            for name, data in legacy.content():
+                written.append(_write_atomically(out_dir / name, lambda f, data=data: f.write(data)))
+            log(f"wrote {legacy.name} under {out_dir}")
+            continue
+        protocol = built.episode_protocol() if legacy.protocol is None else legacy.protocol
+        count = [0]
+
+        def write(f: BinaryIO, legacy: LegacyFile = legacy, protocol: int = protocol) -> None:
+            if legacy.kind == "pickle":
+                pickle.dump(legacy.content(), f, protocol=protocol)
+                return
             writer = ListPickleWriter(f, protocol)
-            for episode in items():
-                writer.append(episode)
+            for item in legacy.content():
+                writer.append(item)
             writer.close()
-        partial.replace(path)  # a complete file or none
-        log(f"wrote {path} ({writer.count} episodes, protocol {protocol})")
-        written.append(path)
-    for state_file in built.initial_state_files():
-        path = out_dir / state_file.name
-        with open(path.with_name(path.name + ".partial"), "wb") as f:
-            pickle.dump(state_file.to_legacy(), f, protocol=state_file.protocol)
-        path.with_name(path.name + ".partial").replace(path)
-        log(f"wrote {path} (initial states, protocol {state_file.protocol})")
+            count[0] = writer.count
+
+        path = _write_atomically(out_dir / legacy.name, write)
+        log(f"wrote {path} (" + (f"{count[0]} items, " if legacy.kind == "list" else "") + f"protocol {protocol})")
         written.append(path)
     return written
+
+
+def _write_atomically(path: Path, write: Callable[[BinaryIO], Any]) -> Path:
+    """A complete file or none: written to NAME.partial, then renamed."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    with open(partial, "wb") as f:
+        write(f)
+    partial.replace(path)
+    return path
 
 
 @dataclasses.dataclass
@@ -203,33 +242,52 @@ class FileReport:
 
 def verify(dataset: str, manual_dir: str | os.PathLike, data_dir: Optional[str] = None,
            log: Callable[[str], None] = print) -> list[FileReport]:
-    """Streams every source file of the config against the built dataset; reports per episode."""
+    """Compares every source file of the config with the built dataset's export; reports per item."""
     built = BuiltDataset.open(dataset, data_dir)
-    found = sources.locate(manual_dir, built.reproducible_files(), required=())
+    found = sources.index(manual_dir)
     reports = []
-    for name, exported_items in built.legacy_files().items():
-        if name not in found:
-            log(f"{name}: not under {manual_dir}, skipped")
+    for legacy in built.legacy_files():
+        if legacy.kind == "raw":
+            reports.append(_compare_raw(legacy, manual_dir, found, log))
             continue
-        ref = found[name]
-        report = FileReport(name, str(ref))
-        with ref.open() as f:
-            _compare_streams(legacy_pickle.iter_list(f, str(ref)), exported_items(), report, log)
-        reports.append(report)
-    for state_file in built.initial_state_files():
-        if state_file.name not in found:
+        refs = sources.locate(manual_dir, (legacy.name,), required=(), found=found)
+        if legacy.name not in refs:
+            log(f"{legacy.name}: not under {manual_dir}, skipped")
             continue
-        ref = found[state_file.name]
+        ref = refs[legacy.name]
+        report = FileReport(legacy.name, str(ref))
         with ref.open() as f:
-            source = legacy_pickle.load(f, str(ref))
-        report = FileReport(state_file.name, str(ref), episodes=1)
-        report.mismatches = episodes_lib.compare(source, state_file.to_legacy())
-        log(f"{state_file.name}: " + ("OK" if report.ok else "MISMATCH " + "; ".join(report.mismatches)))
+            if legacy.kind == "list":
+                _compare_streams(legacy_pickle.iter_list(f, str(ref)), legacy.content(), report, log)
+            else:
+                report.episodes = 1
+                report.mismatches = episodes_lib.compare(legacy_pickle.load(f, str(ref)), legacy.content())
+                log(f"{legacy.name}: " + ("OK (exact)" if report.ok else "MISMATCH " + "; ".join(report.mismatches)))
         reports.append(report)
-    missing = [name for name in found if name not in {r.name for r in reports}]
-    for name in missing:
-        reports.append(FileReport(name, str(found[name]), mismatches=["present in the source but not in the dataset"]))
+    if not isinstance(built.spec, (FeedbackSpec, QuerySpec, SketchSpec)):
+        # An episode file present now but not when the dataset was built (say the scaled dream file).
+        reproduced = {r.name for r in reports}
+        for name, ref in sources.locate(manual_dir, built.spec.sources.all, required=(), found=found).items():
+            if name not in reproduced:
+                reports.append(FileReport(name, str(ref), mismatches=["present in the source but not in the dataset"]))
     return reports
+
+
+def _compare_raw(legacy: LegacyFile, manual_dir: str | os.PathLike, found: dict,
+                 log: Callable[[str], None]) -> FileReport:
+    report = FileReport(legacy.name, str(manual_dir))
+    for name, data in legacy.content():
+        refs = sources.locate(manual_dir, (name,), required=(), found=found)
+        if name not in refs:
+            report.mismatches.append(f"{name}: in the dataset but not under {manual_dir}")
+            continue
+        with refs[name].open() as f:
+            same = f.read() == data
+        report.episodes += 1
+        if not same:
+            report.mismatches.append(f"{name}: bytes differ")
+        log(f"{name}: " + ("OK (identical bytes)" if same else "MISMATCH (bytes differ)"))
+    return report
 
 
 def _compare_streams(source: Iterable[Any], exported: Iterable[Any], report: FileReport,

@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from dropj_datasets import schema
-from dropj_datasets.schema import DatasetSpec, FeedbackSpec, Field
+from dropj_datasets.schema import DatasetSpec, FeedbackSpec, Field, QuerySpec, SketchSpec
 
 HOMEPAGE = "https://doi.org/10.5258/SOTON/D3749"
 # Bounded memory while writing: TFDS keeps serialized examples in memory up to
@@ -29,6 +29,8 @@ def _feature(field: Field, shape: Optional[tuple] = None) -> tfds.features.Featu
         return tfds.features.Image(shape=shape, dtype=np.uint8, encoding_format="png", doc=field.doc)
     if field.dtype == "str":
         return tfds.features.Text(doc=field.doc)
+    if field.dtype == "bytes":
+        return tfds.features.Tensor(shape=shape, dtype=np.object_, doc=field.doc)
     # float64 would be narrowed to float32 by tf.train.Example's FloatList:
     # raw bytes keep every bit.
     encoding = tfds.features.Encoding.BYTES if field.encoding == "bytes" else tfds.features.Encoding.NONE
@@ -55,9 +57,9 @@ def _nested(fields: tuple[Field, ...], sequences: Mapping[str, Callable] = {}) -
     return build("", tree)
 
 
-def features(spec: DatasetSpec | FeedbackSpec) -> tfds.features.FeaturesDict:
+def features(spec: schema.Spec) -> tfds.features.FeaturesDict:
     """The TFDS features of one config, generated from the schema."""
-    if isinstance(spec, FeedbackSpec):
+    if isinstance(spec, (FeedbackSpec, QuerySpec)):
         return _nested(spec.example_fields(), {schema.LEFT: tfds.features.Dataset,
                                                schema.RIGHT: tfds.features.Dataset,
                                                schema.ANSWERS: tfds.features.Sequence})
@@ -67,9 +69,13 @@ def features(spec: DatasetSpec | FeedbackSpec) -> tfds.features.FeaturesDict:
     })
 
 
-def _needs(spec: DatasetSpec | FeedbackSpec) -> str:
+def _needs(spec: schema.Spec) -> str:
     if isinstance(spec, FeedbackSpec):
         return f"{spec.queries_file} and {spec.responses_file}"
+    if isinstance(spec, QuerySpec):
+        return f"{spec.queries_file} and every video {spec.folder}/N.mp4 it names"
+    if isinstance(spec, SketchSpec):
+        return f"{spec.sketches_file} and {spec.times_file}"
     if spec.is_dream:
         return (f"{spec.sources.episodes} and/or {spec.sources.scaled} (optional, provenance of step 0: "
                 f"{', '.join(spec.sources.initial_states)})")
@@ -104,7 +110,7 @@ class PreferenceConfig(tfds.core.BuilderConfig):
     just_weights: tuple[tuple[str, float], ...] = ()
 
 
-def _config(name: str, spec: DatasetSpec | FeedbackSpec) -> tfds.core.BuilderConfig:
+def _config(name: str, spec: schema.Spec) -> tfds.core.BuilderConfig:
     if isinstance(spec, FeedbackSpec):
         return PreferenceConfig(name=name, description=spec.description, w_s=spec.w_s, w_def=spec.w_def,
                                 just_weights=spec.just_weights)
@@ -125,7 +131,7 @@ class DropjBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             cls.MANUAL_DOWNLOAD_INSTRUCTIONS = manual_instructions(cls.DATASET)
 
     @property
-    def spec(self) -> DatasetSpec | FeedbackSpec:
+    def spec(self) -> schema.Spec:
         config = self.builder_config
         return schema.spec_for(self.DATASET, getattr(config, "preset", "") or config.name)
 
@@ -145,6 +151,10 @@ class DropjBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         spec = self.spec
         if isinstance(spec, FeedbackSpec):
             return self._feedback_split_generators(spec, dl_manager)
+        if isinstance(spec, QuerySpec):
+            return self._query_split_generators(spec, dl_manager)
+        if isinstance(spec, SketchSpec):
+            return self._sketch_split_generators(spec, dl_manager)
         names = spec.sources.all
         if spec.is_dream:
             found = sources.index(dl_manager.manual_dir)
@@ -180,15 +190,71 @@ class DropjBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
         queries_ref, responses_ref = refs[spec.queries_file], refs[spec.responses_file]
         with queries_ref.open() as f:
-            queries = feedback.validate_queries(legacy_pickle.load(f, str(queries_ref)), spec, str(queries_ref))
+            queries = feedback.validate_queries(legacy_pickle.load(f, str(queries_ref)), spec.env, str(queries_ref))
         with responses_ref.open() as f:
             for index, example in feedback.iter_examples(spec, queries, legacy_pickle.iter_list(
                     f, str(responses_ref)), weights, str(responses_ref)):
                 yield to_rlds.example_key(index), example
 
+    def _query_split_generators(self, spec: QuerySpec, dl_manager: tfds.download.DownloadManager):
+        from dropj.converters import feedback, legacy_pickle, sources, to_rlds
+
+        found = sources.index(dl_manager.manual_dir)
+        [queries_ref] = sources.locate(dl_manager.manual_dir, spec.all_sources, required=spec.all_sources,
+                                       found=found).values()
+        with queries_ref.open() as f:
+            queries = feedback.validate_queries(legacy_pickle.load(f, str(queries_ref)), spec.env, str(queries_ref))
+        names = tuple(f"{spec.folder}/{video}" for video in queries)
+        videos = sources.locate(dl_manager.manual_dir, names, required=names, found=found)
+        self.info.metadata["source_files"] = {spec.queries_file: str(queries_ref),
+                                              "videos": f"{len(videos)} files beside it"}
+        self.info.metadata["queries_pickle_protocol"] = to_rlds.read_protocol(queries_ref)
+        return {"train": self._generate_queries(spec, queries, videos)}
+
+    def _generate_queries(self, spec, queries, videos) -> Iterator:
+        from dropj.converters import feedback, to_rlds
+
+        def read(video: str) -> bytes:
+            with videos[f"{spec.folder}/{video}"].open() as f:
+                return f.read()
+
+        lazy = _LazyVideos(read)
+        for index, example in feedback.query_examples(spec, queries, lazy):
+            yield to_rlds.example_key(index), example
+
+    def _sketch_split_generators(self, spec: SketchSpec, dl_manager: tfds.download.DownloadManager):
+        from dropj.converters import legacy_pickle, sketches, sources, to_rlds
+
+        refs = sources.locate(dl_manager.manual_dir, spec.all_sources, required=spec.all_sources)
+        times_ref = refs[spec.times_file]
+        with times_ref.open() as f:
+            times = legacy_pickle.load(f, str(times_ref))
+        self.info.metadata["source_files"] = {name: str(ref) for name, ref in refs.items()}
+        self.info.metadata["sketches_pickle_protocol"] = to_rlds.read_protocol(refs[spec.sketches_file])
+        self.info.metadata["times_file"] = {spec.times_file: sketches.times_to_metadata(
+            times, file=str(times_ref), protocol=to_rlds.read_protocol(times_ref))}
+        return {"train": self._generate_sketches(spec, refs[spec.sketches_file])}
+
+    def _generate_sketches(self, spec, ref) -> Iterator:
+        from dropj.converters import legacy_pickle, sketches, to_rlds
+
+        with ref.open() as f:
+            for index, example in sketches.iter_examples(spec, legacy_pickle.iter_list(f, str(ref)), str(ref)):
+                yield to_rlds.example_key(index), example
+
     def _download_and_prepare(self, *args, **kwargs):
         with _bounded_write_buffer():
             return super()._download_and_prepare(*args, **kwargs)
+
+
+class _LazyVideos:
+    """video name -> bytes, read from the source when asked (one video in memory at a time)."""
+
+    def __init__(self, read: Callable[[str], bytes]):
+        self._read = read
+
+    def __getitem__(self, video: str) -> bytes:
+        return self._read(video)
 
 
 @contextlib.contextmanager

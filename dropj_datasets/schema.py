@@ -126,11 +126,11 @@ class Field:
     units: str
     range: str
     doc: str
-    encoding: str = "tensor"  # 'png' (lossless image), 'bytes' (raw little-endian), 'tensor', 'text'
+    encoding: str = "tensor"  # 'png' (lossless image), 'bytes' (raw little-endian), 'tensor', 'raw' (bytes as is)
 
     @property
     def np_dtype(self) -> np.dtype:
-        return np.dtype(object if self.dtype == "str" else self.dtype)
+        return np.dtype(object if self.dtype in ("str", "bytes") else self.dtype)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -294,6 +294,107 @@ Q_PREFERENCE = "Please give Preference"
 A_LEFT, A_RIGHT, A_EQUALLY, A_YES, A_NO = "Left", "Right", "Equally", "Yes", "No"
 
 
+SEGMENT_STEPS = 20
+VIDEO = "video"
+SKETCH_INDEX = "sketch_index"
+FEEDBACK_SESSION = "feedback_session"
+NEXT_OBSERVATION = "next_observation"
+
+
+def segment_fields(env: EnvSpec) -> tuple[Field, ...]:
+    """One step of a query clip: a row of a data.pkl segment, split into its parts."""
+    return (
+        Field(OBSERVATION, (env.latent_dim,), "float64", "latent", "",
+              "prev_obs of a dream step, z|c|h (the first columns of a data.pkl segment row)", "bytes"),
+        Field(ACTION, (3,), "float64", "scaled", "[-1, 1]",
+              "the scaled action of that step (the last 3 columns of the row)", "bytes"),
+    )
+
+
+def query_fields(env: EnvSpec) -> tuple[Field, ...]:
+    """What identifies a query and its two clips (DATA_FORMATS.md 4.1)."""
+    return (
+        Field(QUERY_ID, (), "str", "", "'0.mp4' ...", "the query's video name, its key in data.pkl"),
+        Field(QUERY_INDEX, (), "int32", "", ">= 0", "the number in the video name"),
+        *[Field(f"{side}/{f.name}", (SEGMENT_STEPS,) + f.shape, f.dtype, f.units, f.range,
+                f"{'left (segment1)' if side == LEFT else 'right (segment2)'} clip, 20 steps: {f.doc}", f.encoding)
+          for side in (LEFT, RIGHT) for f in segment_fields(env)],
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class QuerySpec:
+    """The schema of the `queries` config: each query's two clips and its video, as released."""
+
+    config: str
+    env: EnvSpec
+    queries_file: str  # release path of data.pkl; the videos {i}.mp4 sit beside it
+    description: str
+    kind: str = "queries"
+
+    @property
+    def folder(self) -> str:
+        return self.queries_file.rsplit("/", 1)[0]
+
+    @property
+    def all_sources(self) -> tuple[str, ...]:
+        return (self.queries_file,)
+
+    def example_fields(self) -> tuple[Field, ...]:
+        return (
+            *query_fields(self.env),
+            Field(VIDEO, (), "bytes", "mp4", "",
+                  "the query's video exactly as released (H.264, 1000x500, 20 frames at 2.5 fps; "
+                  "decode with dropj.loaders.video.decode)", "raw"),
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class SketchSpec:
+    """ReQueST / DROS query data: sketches of up to 49 transitions labelled -1/0/+10 (DATA_FORMATS.md 6)."""
+
+    config: str
+    env: EnvSpec
+    sketches_file: str
+    times_file: str  # kept whole in the dataset's metadata
+    dtype: str  # of states and actions: float32 (ReQueST) or float64 (DROS)
+    sketches_per_session: int  # 15 for ReQueST (one per initial state); 0 when there are no sessions
+    description: str
+    kind: str = "sketches"
+
+    @property
+    def all_sources(self) -> tuple[str, ...]:
+        return (self.sketches_file, self.times_file)
+
+    def step_fields(self) -> tuple[Field, ...]:
+        enc = "bytes" if self.dtype == "float64" else "tensor"
+        dim = self.env.latent_dim
+        return (
+            Field(OBSERVATION, (dim,), self.dtype, "latent", "", "s: the state the label was given in, z|c|h", enc),
+            Field(ACTION, (3,), self.dtype, "env units", "clamped to the action box", "a, not scaled", enc),
+            Field(REWARD, (), "float64", "class reward", "{-1, 0, +10}",
+                  "the person's label: -1 Grass/Kerbs, 0 Road, +10 New Tile (a numpy.float64 in the source)",
+                  "bytes"),
+            Field(NEXT_OBSERVATION, (dim,), self.dtype, "latent", "",
+                  "s_next. Kept per step: steps the person skipped are absent from the sketch, so s_next "
+                  "need not equal the next step's observation", enc),
+            Field(IS_FIRST, (), "bool", "", "", "true on the first labelled step"),
+            Field(IS_LAST, (), "bool", "", "", "true on the last labelled step"),
+            Field(IS_TERMINAL, (), "bool", "", "", "always false: a sketch is a cut of a dream trajectory"),
+        )
+
+    def metadata_fields(self) -> tuple[Field, ...]:
+        fields = [
+            Field(SOURCE_FILE, (), "str", "", "", "release file the sketch was read from"),
+            Field(SKETCH_INDEX, (), "int64", "", ">= 0", "index of the sketch in that file"),
+        ]
+        if self.sketches_per_session:
+            fields.append(Field(FEEDBACK_SESSION, (), "int32", "", ">= 0",
+                                f"the feedback session ({self.sketches_per_session} sketches each, one per "
+                                "initial state)"))
+        return tuple(fields)
+
+
 @dataclasses.dataclass(frozen=True)
 class FeedbackSpec:
     """The schema of one preference config: a query (two segments) and one person's response.
@@ -332,23 +433,14 @@ class FeedbackSpec:
         return self.method != "multi-justification"
 
     def segment_fields(self) -> tuple[Field, ...]:
-        return (
-            Field(OBSERVATION, (self.env.latent_dim,), "float64", "latent", "",
-                  "prev_obs of a dream step, z|c|h (the first columns of a data.pkl segment row)", "bytes"),
-            Field(ACTION, (3,), "float64", "scaled", "[-1, 1]",
-                  "the scaled action of that step (the last 3 columns of the row)", "bytes"),
-        )
+        return segment_fields(self.env)
 
     def example_fields(self) -> tuple[Field, ...]:
         answers = f"{RESPONSE}/{ANSWERS}"
         return (
-            Field(QUERY_ID, (), "str", "", "'0.mp4' ...", "the query's video name, its key in data.pkl"),
-            Field(QUERY_INDEX, (), "int32", "", ">= 0", "the number in the video name"),
+            *query_fields(self.env),
             Field(RESPONSE_INDEX, (), "int32", "", ">= 0",
                   "position in the responses file (the paper trains on the first 400 or 500)"),
-            *[Field(f"{side}/{f.name}", (20,) + f.shape, f.dtype, f.units, f.range,
-                    f"{'left (segment1)' if side == LEFT else 'right (segment2)'} clip, 20 steps: {f.doc}", f.encoding)
-              for side in (LEFT, RIGHT) for f in self.segment_fields()],
             Field(f"{RESPONSE}/{SKIPPED}", (), "bool", "", "", "the person skipped the query (no answers)"),
             Field(f"{answers}/{QUESTION}", (None,), "str", "", "", "each question asked, in order"),
             Field(f"{answers}/{ANSWER}", (None,), "str", "", "", "the answer given to it"),
@@ -372,7 +464,8 @@ class FeedbackSpec:
         )
 
 
-DATASETS: dict[str, dict[str, "DatasetSpec | FeedbackSpec"]] = {
+Spec = "DatasetSpec | FeedbackSpec | QuerySpec | SketchSpec"
+DATASETS: dict[str, dict[str, Spec]] = {
     "dropj_carracing": {
         "real": DatasetSpec("real", "real", CARRACING, SourceFiles("raw_user_rollouts_res84_ep600.pkl"),
                             "Dataset R: 600 human keyboard episodes of Car Racing, 84x84 frames"),
@@ -392,6 +485,16 @@ DATASETS: dict[str, dict[str, "DatasetSpec | FeedbackSpec"]] = {
             "preferences_dropj", "DROPJ", CARRACING, "queries_s20/data.pkl",
             "responses_user27_s20_q600_dropj.pkl", 27, (),
             "DROPJ: user 27's safety justifications, then preferences, over the 600 Car Racing query clips"),
+        "queries": QuerySpec(
+            "queries", CARRACING, "queries_s20/data.pkl",
+            "The Car Racing preference queries: two 20-step dream clips each, and the video people saw"),
+        "request": SketchSpec(
+            "request", CARRACING, "request_query_data_guiTrue_rewep200_rewinitFalse_gdit200.pkl",
+            "request_traj_opt_times_guiTrue_rewep200_rewinitFalse_gdit200.pkl", "float32", 15,
+            "ReQueST: sketches of optimised dream trajectories with the person's per-step reward labels"),
+        "dros": SketchSpec(
+            "dros", CARRACING, "dros_query_data_rewep200.pkl", "dros_all_query_times_rewep200_.pkl", "float64", 0,
+            "DROS: sketches cut from the dream rollouts with the person's per-step reward labels"),
     },
     "dropj_obst_carracing": {
         "chuckc_real": DatasetSpec(
@@ -424,7 +527,7 @@ DATASETS: dict[str, dict[str, "DatasetSpec | FeedbackSpec"]] = {
 }
 
 
-def spec_for(dataset: str, config: str) -> "DatasetSpec | FeedbackSpec":
+def spec_for(dataset: str, config: str) -> Spec:
     try:
         return DATASETS[dataset][config]
     except KeyError:
@@ -453,7 +556,7 @@ def markdown() -> str:
         "",
         "Encodings: `png` = lossless PNG image; `bytes` = the raw little-endian values "
         "(float64 would otherwise be narrowed to float32 by `tf.train.Example`); `tensor` = plain "
-        "TFDS tensor; `text` = UTF-8 string.",
+        "TFDS tensor; `text` = UTF-8 string; `raw` = a file's bytes exactly as released.",
     ]
 
     def table(fields: tuple[Field, ...]) -> list[str]:
@@ -471,7 +574,13 @@ def markdown() -> str:
             files = ", ".join(f"`{name}`" for name in spec.all_sources)
             out += ["", f"### `{dataset}/{config}`", "", spec.description + ".", "",
                     f"Environment: {spec.env.description}. Source files: {files}.", ""]
-            if isinstance(spec, FeedbackSpec):
+            if isinstance(spec, QuerySpec):
+                out += ["One example per query, in data.pkl order:", ""] + table(spec.example_fields())
+            elif isinstance(spec, SketchSpec):
+                out += [f"One episode per sketch; `{spec.times_file}` is kept whole in the dataset's "
+                        "`metadata.json`.", "", "Steps:", ""] + table(spec.step_fields()) + \
+                    ["", "Episode metadata:", ""] + table(spec.metadata_fields())
+            elif isinstance(spec, FeedbackSpec):
                 weights = f"w_s={spec.w_s}, w_def={spec.w_def}" if spec.method == "DROPJ" else (
                     ", ".join(f"{j}={w}" for j, w in spec.just_weights) if spec.just_weights else "none")
                 out += [f"Feedback method: {spec.method} (user {spec.user_id}); default label weights: "

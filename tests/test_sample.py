@@ -51,7 +51,7 @@ def test_every_sample_file_has_the_release_protocol_and_kind():
                     protocol = legacy_pickle.pickle_protocol(f.read(2))
                 if name.startswith("raw_user_rollouts"):
                     assert protocol == 5 and ref.member is not None, name
-                elif name.startswith("default_init_obses_"):
+                elif name.startswith(("default_init_obses_", "request_", "dros_")):
                     assert protocol == 5, name
                 else:  # dream rollouts, default_init_obs*, data.pkl and the responses files
                     assert protocol == 4, name

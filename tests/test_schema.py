@@ -50,7 +50,7 @@ def _leaves(feature, prefix=""):
 def test_builder_features_are_exactly_the_schema_fields(dataset, config, tmp_path):
     spec = schema.spec_for(dataset, config)
     info = tfds.builder(f"{dataset}/{config}", data_dir=str(tmp_path)).info
-    if isinstance(spec, schema.FeedbackSpec):
+    if hasattr(spec, "example_fields"):  # preferences and queries: flat examples
         fields = spec.example_fields()
         features = dict(_leaves(info.features))
         per_item = {schema.LEFT, schema.RIGHT, schema.ANSWERS}  # sequences: the schema adds the length
@@ -68,7 +68,7 @@ def test_builder_features_are_exactly_the_schema_fields(dataset, config, tmp_pat
         nested = bool(per_item & set(field.name.split("/")))
         shape = field.shape[1:] if nested else field.shape
         assert tuple(feature.shape) == shape, field.name
-        expected = np.dtype(object) if field.dtype == "str" else np.dtype(field.dtype)
+        expected = field.np_dtype
         assert np.dtype(feature.np_dtype) == expected, field.name
         if field.dtype == "float64":  # must not be narrowed by tf.train.Example's FloatList
             assert feature._encoding == tfds.features.Encoding.BYTES, field.name
@@ -76,7 +76,7 @@ def test_builder_features_are_exactly_the_schema_fields(dataset, config, tmp_pat
 
 def test_configs_are_the_public_names():
     assert [c.name for c in dropj_datasets.DropjCarracing.BUILDER_CONFIGS] == [
-        "real", "dream", "preferences_drop", "preferences_drope", "preferences_dropj"]
+        "real", "dream", "preferences_drop", "preferences_drope", "preferences_dropj", "queries", "request", "dros"]
     assert [c.name for c in dropj_datasets.DropjObstCarracing.BUILDER_CONFIGS] == [
         "chuckc_real", "chuckccar_real", "chuckc_dream", "chuckccar_dream", "chuckc_preferences",
         "chuckccar_preferences"]

@@ -1,0 +1,117 @@
+"""ReQueST and DROS query data (DATA_FORMATS.md 6) <-> RLDS episodes.
+
+A sketch is a list of up to 49 labelled transitions `(s, a, r, s_next, None,
+None)`. Steps the person skipped are simply absent, so `s_next` of one tuple
+need not be `s` of the next: each RLDS step keeps its own `next_observation`
+rather than relying on the next step's observation, and there is no extra
+final step. The companion time files are kept whole, as JSON, in the
+dataset's metadata (`times_to_metadata`), so that export writes them back.
+"""
+
+from __future__ import annotations
+
+import collections
+import struct
+from typing import Any, Iterator
+
+import numpy as np
+
+from dropj_datasets import schema
+from dropj_datasets.schema import DataError, SketchSpec
+
+
+def validate_sketch(sketch: Any, spec: SketchSpec, *, file: str, index: int) -> list[tuple]:
+    if not isinstance(sketch, list):
+        raise DataError(file=file, episode=index, field="sketch", expected="list of transitions",
+                        got=type(sketch).__name__)
+    shape, dtype = (spec.env.latent_dim,), np.dtype(spec.dtype)
+    problems = []
+    for t, item in enumerate(sketch):
+        where = schema.format_location(file, index, t, None)
+        if not isinstance(item, tuple) or len(item) != 6 or item[4] is not None or item[5] is not None:
+            problems.append(f"{where}: expected (s, a, r, s_next, None, None), got {type(item).__name__}")
+            continue
+        s, a, r, s_next = item[:4]
+        for name, value, want in (("s", s, shape), ("a", a, (3,)), ("s_next", s_next, shape)):
+            if not isinstance(value, np.ndarray) or value.dtype != dtype or value.shape != want:
+                got = f"ndarray {value.dtype}{list(value.shape)}" if isinstance(value, np.ndarray) \
+                    else type(value).__name__
+                problems.append(f"{where}, field '{name}': expected ndarray {dtype}{list(want)}, got {got}")
+        if type(r) is not np.float64:
+            problems.append(f"{where}, field 'r': expected numpy.float64, got {type(r).__name__}")
+    if problems:
+        raise DataError(problems[0] if len(problems) == 1 else
+                        f"{len(problems)} problems:\n  " + "\n  ".join(problems[:20]))
+    return sketch
+
+
+def to_example(sketch: list[tuple], spec: SketchSpec, *, file: str, index: int) -> dict:
+    n = len(sketch)
+    dim, dtype = spec.env.latent_dim, np.dtype(spec.dtype)
+
+    def column(k: int, shape: tuple) -> np.ndarray:
+        return np.stack([item[k] for item in sketch]) if n else np.zeros((0,) + shape, dtype)
+
+    meta = {schema.SOURCE_FILE: file.rsplit("!", 1)[-1].rsplit("/", 1)[-1], schema.SKETCH_INDEX: index}
+    if spec.sketches_per_session:
+        meta[schema.FEEDBACK_SESSION] = index // spec.sketches_per_session
+    return {
+        schema.STEPS: {
+            schema.OBSERVATION: column(0, (dim,)),
+            schema.ACTION: column(1, (3,)),
+            schema.REWARD: np.array([item[2] for item in sketch], np.float64),
+            schema.NEXT_OBSERVATION: column(3, (dim,)),
+            schema.IS_FIRST: np.arange(n) == 0,
+            schema.IS_LAST: np.arange(n) == n - 1,
+            schema.IS_TERMINAL: np.zeros(n, bool),
+        },
+        schema.EPISODE_METADATA: meta,
+    }
+
+
+def iter_examples(spec: SketchSpec, sketches: Iterator[Any], file: str) -> Iterator[tuple[int, dict]]:
+    for index, sketch in enumerate(sketches):
+        yield index, to_example(validate_sketch(sketch, spec, file=file, index=index), spec, file=file, index=index)
+
+
+def from_example(example: dict, spec: SketchSpec) -> list[tuple]:
+    """A decoded example -> the release's sketch, with its dtypes and numpy.float64 rewards."""
+    steps = example[schema.STEPS]
+    dtype = np.dtype(spec.dtype)
+    return [(np.array(s, dtype), np.array(a, dtype), np.float64(r), np.array(s_next, dtype), None, None)
+            for s, a, r, s_next in zip(steps[schema.OBSERVATION], steps[schema.ACTION], steps[schema.REWARD],
+                                       steps[schema.NEXT_OBSERVATION])]
+
+
+# --- the time files, kept whole ----------------------------------------------------------------------
+
+def _float_hex(value: float) -> str:
+    return struct.pack("<d", value).hex()  # exact, whatever JSON does to floats
+
+
+def times_to_metadata(value: Any, *, file: str, protocol: int) -> dict:
+    """`request_traj_opt_times_*` (defaultdict(list) of floats) or `dros_all_query_times_*` (list of lists)."""
+    def floats(items: Any, where: str) -> list[str]:
+        if not isinstance(items, list) or any(type(x) is not float for x in items):
+            raise DataError(f"{file}: {where}: expected a list of Python floats, got {items!r:.80}")
+        return [_float_hex(x) for x in items]
+
+    if isinstance(value, collections.defaultdict) and value.default_factory is list:
+        return {"protocol": protocol, "structure": "defaultdict(list)",
+                "items": [[key, floats(items, f"key {key!r}")] for key, items in value.items()]}
+    if isinstance(value, list):
+        return {"protocol": protocol, "structure": "list of lists",
+                "items": [floats(items, f"item {i}") for i, items in enumerate(value)]}
+    raise DataError(f"{file}: expected defaultdict(list) or a list of lists of floats, got {type(value).__name__}")
+
+
+def times_from_metadata(meta: dict) -> Any:
+    def floats(items: list[str]) -> list[float]:
+        return [struct.unpack("<d", bytes.fromhex(x))[0] for x in items]
+
+    if meta["structure"] == "defaultdict(list)":
+        out: collections.defaultdict = collections.defaultdict(list)
+        for key, items in meta["items"]:
+            out[key] = floats(items)
+        return out
+    return [floats(items) for items in meta["items"]]

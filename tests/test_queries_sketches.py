@@ -1,0 +1,116 @@
+"""The `queries` config (segments + videos as released) and the ReQueST / DROS sketch configs."""
+
+from __future__ import annotations
+
+import collections
+import copy
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+import dropj_datasets  # noqa: F401
+import legacy_factory
+from dropj.converters import episodes as episodes_lib
+from dropj.converters import to_legacy
+from dropj_datasets import schema
+from dropj_datasets.schema import DataError
+
+REPO = Path(__file__).resolve().parents[1]
+CR = "dropj_carracing"
+
+
+def _build(config, manual, data_dir):
+    builder = tfds.builder(f"{CR}/{config}", data_dir=str(data_dir))
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
+    return builder
+
+
+def _queries_source(manual: Path, n: int = 4, videos: bool = True) -> tuple[dict, dict]:
+    rng = np.random.default_rng(3)
+    data = {f"{i}.mp4": {"segment1": rng.standard_normal((20, 547)), "segment2": rng.standard_normal((20, 547))}
+            for i in (2, 0, 1, 3)[:n]}  # data.pkl's key order is kept, whatever it is
+    legacy_factory.write_pickle(manual / "queries_s20" / "data.pkl", data, 4)
+    mp4s = {name: bytes(rng.integers(0, 256, 300 + 7 * i, dtype=np.uint8)) for i, name in enumerate(data)}
+    if videos:
+        legacy_factory.write_zip(manual / "videos.zip", {f"queries_s20/{name}": b for name, b in mp4s.items()})
+    return data, mp4s
+
+
+def test_queries_keep_segments_and_video_bytes_exactly(tmp_path):
+    data, mp4s = _queries_source(tmp_path / "m")
+    builder = _build("queries", tmp_path / "m", tmp_path / "d")
+    examples = list(tfds.as_numpy(builder.as_dataset(split="train")))
+    assert [e["query_id"].decode() for e in examples] == list(data)
+    first = examples[0]
+    assert first["query_index"] == 2 and first["video"] == mp4s["2.mp4"]
+    left = np.stack([step["observation"] for step in first["left"]])
+    np.testing.assert_array_equal(left, data["2.mp4"]["segment1"][:, :544])
+
+    reports = to_legacy.verify(f"{CR}/queries", tmp_path / "m", data_dir=str(tmp_path / "d"), log=lambda s: None)
+    assert [(r.name, r.episodes, r.ok) for r in reports] == [("queries_s20/data.pkl", 1, True),
+                                                             ("queries_s20/*.mp4", 4, True)]
+    written = to_legacy.export(f"{CR}/queries", tmp_path / "out", data_dir=str(tmp_path / "d"), log=lambda s: None)
+    exported = pickle.loads((tmp_path / "out" / "queries_s20" / "data.pkl").read_bytes())
+    assert episodes_lib.compare(data, exported) == [] and list(exported) == list(data)
+    assert {p.name: p.read_bytes() for p in written if p.suffix == ".mp4"} == mp4s
+
+
+def test_a_query_without_its_video_is_named(tmp_path):
+    _queries_source(tmp_path / "m", videos=False)
+    with pytest.raises(DataError, match=r"missing queries_s20/2.mp4, queries_s20/0.mp4"):
+        _build("queries", tmp_path / "m", tmp_path / "d")
+
+
+@pytest.mark.parametrize("config", ["request", "dros"])
+def test_sample_sketches_round_trip_with_their_time_files(tmp_path, config):
+    spec = schema.spec_for(CR, config)
+    manual = REPO / "dropj_datasets" / CR / "dummy_data"
+    builder = _build(config, manual, tmp_path / "d")
+    reports = to_legacy.verify(f"{CR}/{config}", manual, data_dir=str(tmp_path / "d"), log=lambda s: None)
+    assert [r.name for r in reports] == [spec.sketches_file, spec.times_file]
+    assert all(r.ok for r in reports), [r.mismatches for r in reports]
+
+    out = {p.name: p for p in to_legacy.export(f"{CR}/{config}", tmp_path / "out", data_dir=str(tmp_path / "d"),
+                                                 log=lambda s: None)}
+    sketches = pickle.loads(out[spec.sketches_file].read_bytes())
+    first = sketches[0][0]
+    assert first[0].dtype == np.dtype(spec.dtype) and type(first[2]) is np.float64 and first[4:] == (None, None)
+    times = pickle.loads(out[spec.times_file].read_bytes())
+    if config == "request":
+        assert isinstance(times, collections.defaultdict) and times.default_factory is list
+
+    for ep in tfds.as_numpy(builder.as_dataset(split="train")):
+        steps = list(ep["steps"])
+        assert steps[0]["is_first"] and steps[-1]["is_last"] and not any(s["is_terminal"] for s in steps)
+        assert set(float(s["reward"]) for s in steps) <= {-1.0, 0.0, 10.0}
+        if config == "request":
+            assert ep["episode_metadata"]["feedback_session"] == ep["episode_metadata"]["sketch_index"] // 15
+
+
+def test_a_skipped_step_keeps_its_own_next_observation(tmp_path):
+    spec = schema.spec_for(CR, "request")
+    rng = np.random.default_rng(0)
+    states = [rng.standard_normal(544).astype(np.float32) for _ in range(5)]
+    step = lambda k: (states[k], np.zeros(3, np.float32), np.float64(0.0), states[k + 1], None, None)  # noqa: E731
+    sketch = [step(0), step(2), step(3)]  # the person skipped step 1
+    legacy_factory.write_pickle(tmp_path / "m" / spec.sketches_file, [copy.deepcopy(sketch)], 5)
+    legacy_factory.write_pickle(tmp_path / "m" / spec.times_file, collections.defaultdict(list, max_rew=[1.5]), 5)
+    builder = _build("request", tmp_path / "m", tmp_path / "d")
+    [ep] = tfds.as_numpy(builder.as_dataset(split="train"))
+    steps = list(ep["steps"])
+    np.testing.assert_array_equal(steps[0]["next_observation"], states[1])
+    np.testing.assert_array_equal(steps[1]["observation"], states[2])
+
+
+def test_a_python_float_reward_in_a_sketch_is_named(tmp_path):
+    spec = schema.spec_for(CR, "dros")
+    s = np.zeros(544)
+    sketches = [[(s, np.zeros(3), np.float64(0.0), s, None, None)],
+                [(s, np.zeros(3), np.float64(10.0), s, None, None), (s, np.zeros(3), 10.0, s, None, None)]]
+    legacy_factory.write_pickle(tmp_path / "m" / spec.sketches_file, [copy.deepcopy(x) for x in sketches], 5)
+    legacy_factory.write_pickle(tmp_path / "m" / spec.times_file, [[1.0], [2.0, 3.0]], 5)
+    with pytest.raises(DataError, match=r"episode 1, step 1, field 'r': expected numpy.float64, got float"):
+        _build("dros", tmp_path / "m", tmp_path / "d")
