@@ -40,7 +40,7 @@ def _verify(args: argparse.Namespace) -> int:
     bad = [r for r in reports if not r.ok]
     for report in reports:
         status = "OK" if report.ok else f"MISMATCH ({len(report.mismatches)} differences)"
-        print(f"{report.name}: {report.episodes} episodes checked against {report.source}: {status}")
+        print(f"{report.name}: {report.episodes} items checked against {report.source}: {status}")
         for line in report.mismatches[:20]:
             print(f"  {line}")
     if not reports:

@@ -24,7 +24,7 @@ def _dir_bytes(path: Path) -> int:
     return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
 
 
-def summarise(dataset: str, config: str, data_dir: str) -> dict:
+def summarise(dataset: str, config: str, data_dir: str, extra_last_step: bool = True) -> dict:
     """Episodes, steps, returns and sizes of a built config, read through `tfds.load`."""
     import tensorflow as tf
     import tensorflow_datasets as tfds
@@ -38,7 +38,7 @@ def summarise(dataset: str, config: str, data_dir: str) -> dict:
                            acc[2] or step[schema.IS_TERMINAL])))
     lengths, returns, terminal = [], [], 0
     for steps, ret, term in tfds.as_numpy(ds):
-        lengths.append(int(steps) - 1)  # transitions; the extra last step holds s_T
+        lengths.append(int(steps) - extra_last_step)  # transitions; an extra last step holds s_T
         returns.append(int(ret))
         terminal += bool(term)
     return {"episodes": len(lengths), "transitions": int(np.sum(lengths)), "terminal": terminal,
@@ -101,7 +101,7 @@ def run(data_dir: Optional[str] = None) -> int:
     print(header)
     print("-" * len(header))
     failures = 0
-    preference_configs = []
+    preference_configs, query_configs = [], []
     for dataset, configs in schema.DATASETS.items():
         manual = dummy_dir(dataset)
         found = sources.index(manual)
@@ -109,15 +109,28 @@ def run(data_dir: Optional[str] = None) -> int:
             if isinstance(spec, schema.FeedbackSpec):
                 preference_configs.append((dataset, config, manual))
                 continue
+            if isinstance(spec, schema.QuerySpec):
+                query_configs.append((dataset, config, manual))
+                continue
             seconds = _build(tfds, dataset, config, manual, data_dir)
-            summary = summarise(dataset, config, data_dir)
-            source_bytes = sum(found[name][0].size for name in spec.all_sources if name in found)
+            summary = summarise(dataset, config, data_dir, extra_last_step=isinstance(spec, schema.DatasetSpec))
+            source_bytes = sum(ref.size for ref in sources.locate(manual, spec.all_sources, required=(),
+                                                                  found=found).values())
             ok, verdict = _verified(dataset, config, manual, data_dir)
             failures += not ok
             print(f"{dataset + '/' + config:36} {summary['episodes']:8d} {summary['transitions']:11d} "
                   f"{summary['terminal']:8d} {summary['mean_return']:7.1f} {source_bytes / 1e6:9.2f} "
                   f"{summary['dataset_bytes'] / 1e6:8.2f} {summary['dataset_bytes'] / source_bytes:6.3f} "
                   f"{seconds:7.1f}  {verdict}")
+    print("\nPreference queries (two 20-step clips each, and the video shown)\n")
+    for dataset, config, manual in query_configs:
+        seconds = _build(tfds, dataset, config, manual, data_dir)
+        ds = tfds.load(f"{dataset}/{config}", data_dir=data_dir, split="train")
+        videos = [len(example[schema.VIDEO]) for example in tfds.as_numpy(ds)]
+        ok, verdict = _verified(dataset, config, manual, data_dir)
+        failures += not ok
+        print(f"{dataset + '/' + config:36} {len(videos)} queries, {sum(videos) / 1e3:.0f} kB of mp4, "
+              f"built in {seconds:.2f} s, {verdict}")
     print("\nHuman feedback (one example per response; labels by the paper's rule for each method)\n")
     for dataset, config, manual in preference_configs:
         seconds = _build(tfds, dataset, config, manual, data_dir)

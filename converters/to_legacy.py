@@ -93,7 +93,8 @@ class BuiltDataset:
                 raise DataError(f"{dataset}: not built under {data_dir or 'the default data dir'} "
                                 "(run `tfds build` first)")
         config = builder.builder_config
-        return cls(schema.spec_for(builder.name, getattr(config, "preset", "") or config.name), builder)
+        preset = getattr(config, "preset", "") or (builder.info.metadata or {}).get("preset") or config.name
+        return cls(schema.spec_for(builder.name, preset), builder)
 
     def examples(self) -> Iterator[dict]:
         """Decoded (numpy) examples in the order of the source file."""

@@ -182,6 +182,7 @@ class DropjBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         weights = feedback.LabelWeights(config.w_s, config.w_def, tuple(config.just_weights))
         self.info.metadata["source_files"] = {name: str(ref) for name, ref in refs.items()}
         self.info.metadata["label_weights"] = weights.to_metadata()
+        self.info.metadata["preset"] = spec.config  # which schema config a custom-named one is
         self.info.metadata["responses_pickle_protocol"] = to_rlds.read_protocol(refs[spec.responses_file])
         return {"train": self._generate_preferences(spec, refs, weights)}
 

@@ -53,7 +53,7 @@ def test_tfds_build_cli_then_load_and_verify(tmp_path):
                            "--data_dir", str(tmp_path), "--manual_dir", str(manual)],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert f"{schema.spec_for('dropj_carracing', 'real').sources.episodes}: 3 episodes checked" in proc.stdout
+    assert f"{schema.spec_for('dropj_carracing', 'real').sources.episodes}: 3 items checked" in proc.stdout
 
 
 def test_every_sample_config_verifies_exactly(tmp_path):
@@ -63,9 +63,32 @@ def test_every_sample_config_verifies_exactly(tmp_path):
             builder = tfds.builder(f"{dataset}/{config}", data_dir=str(tmp_path))
             builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
             reports = to_legacy.verify(f"{dataset}/{config}", manual, data_dir=str(tmp_path), log=lambda s: None)
-            expected = {spec.responses_file} if isinstance(spec, schema.FeedbackSpec) else set(spec.all_sources)
+            if isinstance(spec, schema.FeedbackSpec):
+                expected = {spec.responses_file}
+            elif isinstance(spec, schema.QuerySpec):
+                expected = {spec.queries_file, f"{spec.folder}/*.mp4"}
+            else:
+                expected = set(spec.all_sources)
             assert {r.name for r in reports} == expected, (dataset, config)
             assert all(r.ok and r.episodes for r in reports), [(r.name, r.mismatches) for r in reports]
+
+
+class CarRacingQueriesTest(tfds.testing.DatasetBuilderTestCase):
+    DATASET_CLASS = dropj_datasets.DropjCarracing
+    BUILDER_CONFIG_NAMES_TO_TEST = ["queries"]
+    SPLITS = {"train": 10}
+
+
+class CarRacingRequestTest(tfds.testing.DatasetBuilderTestCase):
+    DATASET_CLASS = dropj_datasets.DropjCarracing
+    BUILDER_CONFIG_NAMES_TO_TEST = ["request"]
+    SPLITS = {"train": 4}
+
+
+class CarRacingDrosTest(tfds.testing.DatasetBuilderTestCase):
+    DATASET_CLASS = dropj_datasets.DropjCarracing
+    BUILDER_CONFIG_NAMES_TO_TEST = ["dros"]
+    SPLITS = {"train": 3}
 
 
 class CarRacingPreferencesTest(tfds.testing.DatasetBuilderTestCase):

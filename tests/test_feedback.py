@@ -127,6 +127,9 @@ def test_label_weights_are_config_parameters_recorded_with_the_data(tmp_path):
     labels = [float(e["label"]) for e in tfds.as_numpy(builder.as_dataset(split="train"))]
     assert labels == [0.9, pytest.approx(0.1), 0.5, 0.6]
     assert builder.info.metadata["label_weights"]["w_def"] == 0.6
+    # A custom-named config is exported and verified from its directory.
+    [report] = to_legacy.verify(str(builder.data_dir), tmp_path / "m", log=lambda s: None)
+    assert report.ok and report.episodes == 4
 
 
 @pytest.mark.parametrize("change,message", [
