@@ -9,6 +9,7 @@ compares them exactly (`episodes.compare`): same nesting, Python types
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import pickle
 from pathlib import Path
@@ -19,7 +20,7 @@ from dropj.converters import episodes as episodes_lib
 from dropj.converters import feedback, legacy_pickle, sketches, sources
 from dropj.converters.to_rlds import InitialStateFile
 from dropj_datasets import schema
-from dropj_datasets.schema import DataError, DatasetSpec, FeedbackSpec, QuerySpec, SketchSpec
+from dropj_datasets.schema import DataError, FeedbackSpec, QuerySpec, SketchSpec
 
 _APPENDS_BATCH = 1000  # what the pickle module itself uses
 
@@ -197,36 +198,42 @@ def export(dataset: str, out_dir: str | os.PathLike, data_dir: Optional[str] = N
     for legacy in built.legacy_files():
         if legacy.kind == "raw":
             for name, data in legacy.content():
-                written.append(_write_atomically(out_dir / name, lambda f, data=data: f.write(data)))
+                path, _ = _write_atomically(out_dir / name, functools.partial(_write_bytes, data=data))
+                written.append(path)
             log(f"wrote {legacy.name} under {out_dir}")
             continue
         protocol = built.episode_protocol() if legacy.protocol is None else legacy.protocol
-        count = [0]
-
-        def write(f: BinaryIO, legacy: LegacyFile = legacy, protocol: int = protocol) -> None:
-            if legacy.kind == "pickle":
-                pickle.dump(legacy.content(), f, protocol=protocol)
-                return
-            writer = ListPickleWriter(f, protocol)
-            for item in legacy.content():
-                writer.append(item)
-            writer.close()
-            count[0] = writer.count
-
-        path = _write_atomically(out_dir / legacy.name, write)
-        log(f"wrote {path} (" + (f"{count[0]} items, " if legacy.kind == "list" else "") + f"protocol {protocol})")
+        path, count = _write_atomically(out_dir / legacy.name,
+                                        functools.partial(_write_pickle, legacy=legacy, protocol=protocol))
+        log(f"wrote {path} (" + (f"{count} items, " if legacy.kind == "list" else "") + f"protocol {protocol})")
         written.append(path)
     return written
 
 
-def _write_atomically(path: Path, write: Callable[[BinaryIO], Any]) -> Path:
-    """A complete file or none: written to NAME.partial, then renamed."""
+def _write_bytes(f: BinaryIO, data: bytes) -> None:
+    f.write(data)
+
+
+def _write_pickle(f: BinaryIO, legacy: LegacyFile, protocol: int) -> Optional[int]:
+    """Writes one legacy pickle; returns the number of items of a list file."""
+    if legacy.kind == "pickle":
+        pickle.dump(legacy.content(), f, protocol=protocol)
+        return None
+    writer = ListPickleWriter(f, protocol)
+    for item in legacy.content():
+        writer.append(item)
+    writer.close()
+    return writer.count
+
+
+def _write_atomically(path: Path, write: Callable[[BinaryIO], Any]) -> tuple[Path, Any]:
+    """A complete file or none: written to NAME.partial, then renamed. Returns (path, what write returned)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_name(path.name + ".partial")
     with open(partial, "wb") as f:
-        write(f)
+        result = write(f)
     partial.replace(path)
-    return path
+    return path, result
 
 
 @dataclasses.dataclass

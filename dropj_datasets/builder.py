@@ -15,7 +15,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from dropj_datasets import schema
-from dropj_datasets.schema import DatasetSpec, FeedbackSpec, Field, QuerySpec, SketchSpec
+from dropj_datasets.schema import FeedbackSpec, Field, QuerySpec, SketchSpec
 
 HOMEPAGE = "https://doi.org/10.5258/SOTON/D3749"
 # Bounded memory while writing: TFDS keeps serialized examples in memory up to
