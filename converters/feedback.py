@@ -311,3 +311,64 @@ def from_example(example: dict, spec: FeedbackSpec) -> dict:
 
 def _text(value: Any) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
+
+
+def prepare_preferences(spec: FeedbackSpec, manual_dir: str, config: Any) -> tuple[dict, Iterator[tuple[int, dict]]]:
+    """Dataset metadata and examples of a preference config; `config` carries the label weights."""
+    from dropj.converters import sources, to_rlds
+
+    refs = sources.locate(manual_dir, spec.all_sources, required=spec.all_sources)
+    weights = LabelWeights(config.w_s, config.w_def, tuple(config.just_weights))
+    metadata = {
+        "source_files": {name: str(ref) for name, ref in refs.items()},
+        "label_weights": weights.to_metadata(),
+        "preset": spec.config,  # which schema config a custom-named config is
+        "responses_pickle_protocol": to_rlds.read_protocol(refs[spec.responses_file]),
+    }
+    return metadata, _preference_examples(spec, refs, weights)
+
+
+def _preference_examples(spec: FeedbackSpec, refs: dict, weights: LabelWeights) -> Iterator[tuple[int, dict]]:
+    from dropj.converters import legacy_pickle, to_rlds
+
+    queries_ref, responses_ref = refs[spec.queries_file], refs[spec.responses_file]
+    with queries_ref.open() as f:
+        queries = validate_queries(legacy_pickle.load(f, str(queries_ref)), spec.env, str(queries_ref))
+    with responses_ref.open() as f:
+        entries = legacy_pickle.iter_list(f, str(responses_ref))
+        for index, example in iter_examples(spec, queries, entries, weights, str(responses_ref)):
+            yield to_rlds.example_key(index), example
+
+
+def prepare_queries(spec: QuerySpec, manual_dir: str) -> tuple[dict, Iterator[tuple[int, dict]]]:
+    """Dataset metadata and examples of the `queries` config: data.pkl and every video it names."""
+    from dropj.converters import legacy_pickle, sources, to_rlds
+
+    found = sources.index(manual_dir)
+    [queries_ref] = sources.locate(manual_dir, spec.all_sources, required=spec.all_sources, found=found).values()
+    with queries_ref.open() as f:
+        queries = validate_queries(legacy_pickle.load(f, str(queries_ref)), spec.env, str(queries_ref))
+    names = tuple(f"{spec.folder}/{video}" for video in queries)
+    videos = sources.locate(manual_dir, names, required=names, found=found)  # all present, or one clear error
+    metadata = {"source_files": {spec.queries_file: str(queries_ref), "videos": f"{len(videos)} files beside it"},
+                "queries_pickle_protocol": to_rlds.read_protocol(queries_ref)}
+
+    def read(video: str) -> bytes:  # one video in memory at a time
+        with videos[f"{spec.folder}/{video}"].open() as f:
+            return f.read()
+
+    def examples() -> Iterator[tuple[int, dict]]:
+        for index, example in query_examples(spec, queries, _Videos(read)):
+            yield to_rlds.example_key(index), example
+
+    return metadata, examples()
+
+
+class _Videos:
+    """video name -> bytes, read from the source when asked."""
+
+    def __init__(self, read: Any):
+        self._read = read
+
+    def __getitem__(self, video: str) -> bytes:
+        return self._read(video)

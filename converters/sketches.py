@@ -115,3 +115,26 @@ def times_from_metadata(meta: dict) -> Any:
             out[key] = floats(items)
         return out
     return [floats(items) for items in meta["items"]]
+
+
+def prepare(spec: SketchSpec, manual_dir: str) -> tuple[dict, Iterator[tuple[int, dict]]]:
+    """Dataset metadata (with the time file kept whole) and the sketch episodes."""
+    from dropj.converters import legacy_pickle, sources, to_rlds
+
+    refs = sources.locate(manual_dir, spec.all_sources, required=spec.all_sources)
+    times_ref, sketches_ref = refs[spec.times_file], refs[spec.sketches_file]
+    with times_ref.open() as f:
+        times = legacy_pickle.load(f, str(times_ref))
+    metadata = {
+        "source_files": {name: str(ref) for name, ref in refs.items()},
+        "sketches_pickle_protocol": to_rlds.read_protocol(sketches_ref),
+        "times_file": {spec.times_file: times_to_metadata(times, file=str(times_ref),
+                                                          protocol=to_rlds.read_protocol(times_ref))},
+    }
+
+    def examples() -> Iterator[tuple[int, dict]]:
+        with sketches_ref.open() as f:
+            for index, example in iter_examples(spec, legacy_pickle.iter_list(f, str(sketches_ref)), str(sketches_ref)):
+                yield to_rlds.example_key(index), example
+
+    return metadata, examples()

@@ -24,7 +24,7 @@ from typing import Any, Iterator, Optional
 import numpy as np
 
 from dropj.converters import episodes as episodes_lib
-from dropj.converters import legacy_pickle, png
+from dropj.converters import legacy_pickle, png, sources
 from dropj.converters.sources import SourceRef
 from dropj_datasets import schema
 from dropj_datasets.schema import DataError, DatasetSpec
@@ -227,3 +227,32 @@ def iter_examples(spec: DatasetSpec, refs: dict[str, SourceRef],
             previous = (index, ep, frames)
         if previous is not None:
             yield example(*previous)
+
+
+def prepare(spec: schema.Spec, manual_dir: str, config: Any) -> tuple[dict, Iterator[tuple[int, dict]]]:
+    """What a builder needs for one config: (dataset metadata, the (key, example) generator).
+
+    Reads and checks what has to be known before writing (which files exist,
+    the small files kept whole); the examples are produced lazily.
+    """
+    from dropj.converters import feedback, sketches
+
+    if isinstance(spec, schema.FeedbackSpec):
+        return feedback.prepare_preferences(spec, manual_dir, config)
+    if isinstance(spec, schema.QuerySpec):
+        return feedback.prepare_queries(spec, manual_dir)
+    if isinstance(spec, schema.SketchSpec):
+        return sketches.prepare(spec, manual_dir)
+    return _prepare_episodes(spec, manual_dir)
+
+
+def _prepare_episodes(spec: DatasetSpec, manual_dir: str) -> tuple[dict, Iterator[tuple[int, dict]]]:
+    found = sources.index(manual_dir)
+    required = (spec.sources.episodes,)
+    if spec.is_dream and spec.sources.scaled in found:
+        required = ()  # either dream file will do
+    refs = sources.locate(manual_dir, spec.sources.all, required=required, found=found)
+    initial_states = [load_initial_states(refs[name], spec) for name in spec.sources.initial_states if name in refs]
+    metadata = {"source_files": {name: str(ref) for name, ref in refs.items()},
+                "initial_state_files": {f.name: f.to_metadata() for f in initial_states}}
+    return metadata, iter_examples(spec, refs, initial_states)

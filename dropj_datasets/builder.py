@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 from pathlib import Path
-from typing import Callable, Iterator, Mapping, Optional
+from typing import Callable, Mapping, Optional
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -146,116 +146,18 @@ class DropjBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         )
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-        from dropj.converters import sources, to_rlds  # writer side: imported only when building
+        from dropj.converters import to_rlds  # the writer side: imported only when building
 
-        spec = self.spec
-        if isinstance(spec, FeedbackSpec):
-            return self._feedback_split_generators(spec, dl_manager)
-        if isinstance(spec, QuerySpec):
-            return self._query_split_generators(spec, dl_manager)
-        if isinstance(spec, SketchSpec):
-            return self._sketch_split_generators(spec, dl_manager)
-        names = spec.sources.all
-        if spec.is_dream:
-            found = sources.index(dl_manager.manual_dir)
-            required = () if (spec.sources.episodes in found or spec.sources.scaled in found) else (
-                spec.sources.episodes,)
-            refs = sources.locate(dl_manager.manual_dir, names, required=required, found=found)
-        else:
-            refs = sources.locate(dl_manager.manual_dir, names, required=(spec.sources.episodes,))
-        initial_states = [to_rlds.load_initial_states(refs[name], spec)
-                          for name in spec.sources.initial_states if name in refs]
-        self.info.metadata["source_files"] = {name: str(ref) for name, ref in refs.items()}
-        self.info.metadata["initial_state_files"] = {f.name: f.to_metadata() for f in initial_states}
-        return {"train": self._generate_examples(spec, refs, initial_states)}
+        metadata, examples = to_rlds.prepare(self.spec, dl_manager.manual_dir, self.builder_config)
+        self.info.metadata.update(metadata)
+        return {"train": examples}
 
-    def _generate_examples(self, spec, refs, initial_states) -> Iterator:
-        from dropj.converters import to_rlds
-
-        yield from to_rlds.iter_examples(spec, refs, initial_states)
-
-    def _feedback_split_generators(self, spec: FeedbackSpec, dl_manager: tfds.download.DownloadManager):
-        from dropj.converters import feedback, sources, to_rlds
-
-        refs = sources.locate(dl_manager.manual_dir, spec.all_sources, required=spec.all_sources)
-        config = self.builder_config
-        weights = feedback.LabelWeights(config.w_s, config.w_def, tuple(config.just_weights))
-        self.info.metadata["source_files"] = {name: str(ref) for name, ref in refs.items()}
-        self.info.metadata["label_weights"] = weights.to_metadata()
-        self.info.metadata["preset"] = spec.config  # which schema config a custom-named one is
-        self.info.metadata["responses_pickle_protocol"] = to_rlds.read_protocol(refs[spec.responses_file])
-        return {"train": self._generate_preferences(spec, refs, weights)}
-
-    def _generate_preferences(self, spec, refs, weights) -> Iterator:
-        from dropj.converters import feedback, legacy_pickle, to_rlds
-
-        queries_ref, responses_ref = refs[spec.queries_file], refs[spec.responses_file]
-        with queries_ref.open() as f:
-            queries = feedback.validate_queries(legacy_pickle.load(f, str(queries_ref)), spec.env, str(queries_ref))
-        with responses_ref.open() as f:
-            for index, example in feedback.iter_examples(spec, queries, legacy_pickle.iter_list(
-                    f, str(responses_ref)), weights, str(responses_ref)):
-                yield to_rlds.example_key(index), example
-
-    def _query_split_generators(self, spec: QuerySpec, dl_manager: tfds.download.DownloadManager):
-        from dropj.converters import feedback, legacy_pickle, sources, to_rlds
-
-        found = sources.index(dl_manager.manual_dir)
-        [queries_ref] = sources.locate(dl_manager.manual_dir, spec.all_sources, required=spec.all_sources,
-                                       found=found).values()
-        with queries_ref.open() as f:
-            queries = feedback.validate_queries(legacy_pickle.load(f, str(queries_ref)), spec.env, str(queries_ref))
-        names = tuple(f"{spec.folder}/{video}" for video in queries)
-        videos = sources.locate(dl_manager.manual_dir, names, required=names, found=found)
-        self.info.metadata["source_files"] = {spec.queries_file: str(queries_ref),
-                                              "videos": f"{len(videos)} files beside it"}
-        self.info.metadata["queries_pickle_protocol"] = to_rlds.read_protocol(queries_ref)
-        return {"train": self._generate_queries(spec, queries, videos)}
-
-    def _generate_queries(self, spec, queries, videos) -> Iterator:
-        from dropj.converters import feedback, to_rlds
-
-        def read(video: str) -> bytes:
-            with videos[f"{spec.folder}/{video}"].open() as f:
-                return f.read()
-
-        lazy = _LazyVideos(read)
-        for index, example in feedback.query_examples(spec, queries, lazy):
-            yield to_rlds.example_key(index), example
-
-    def _sketch_split_generators(self, spec: SketchSpec, dl_manager: tfds.download.DownloadManager):
-        from dropj.converters import legacy_pickle, sketches, sources, to_rlds
-
-        refs = sources.locate(dl_manager.manual_dir, spec.all_sources, required=spec.all_sources)
-        times_ref = refs[spec.times_file]
-        with times_ref.open() as f:
-            times = legacy_pickle.load(f, str(times_ref))
-        self.info.metadata["source_files"] = {name: str(ref) for name, ref in refs.items()}
-        self.info.metadata["sketches_pickle_protocol"] = to_rlds.read_protocol(refs[spec.sketches_file])
-        self.info.metadata["times_file"] = {spec.times_file: sketches.times_to_metadata(
-            times, file=str(times_ref), protocol=to_rlds.read_protocol(times_ref))}
-        return {"train": self._generate_sketches(spec, refs[spec.sketches_file])}
-
-    def _generate_sketches(self, spec, ref) -> Iterator:
-        from dropj.converters import legacy_pickle, sketches, to_rlds
-
-        with ref.open() as f:
-            for index, example in sketches.iter_examples(spec, legacy_pickle.iter_list(f, str(ref)), str(ref)):
-                yield to_rlds.example_key(index), example
+    def _generate_examples(self):  # `prepare` hands TFDS the generator directly
+        raise NotImplementedError
 
     def _download_and_prepare(self, *args, **kwargs):
         with _bounded_write_buffer():
             return super()._download_and_prepare(*args, **kwargs)
-
-
-class _LazyVideos:
-    """video name -> bytes, read from the source when asked (one video in memory at a time)."""
-
-    def __init__(self, read: Callable[[str], bytes]):
-        self._read = read
-
-    def __getitem__(self, video: str) -> bytes:
-        return self._read(video)
 
 
 @contextlib.contextmanager
