@@ -1,0 +1,163 @@
+"""Checkpoint I/O in the authors' two formats (DATA_FORMATS.md 7.3 and 7.5).
+
+* Preference reward ensembles: one file per member, ``reward_model_{m}_{note}.pt`` for m = 0, 1, 2,
+  each a plain ``OrderedDict`` state_dict (``torch.save(member.state_dict(), ...)``). The released
+  files' storages are tagged ``'cuda:0'``; they are mapped to the CPU on load.
+* VAE, MDN-RNN and sparse reward models: one file holding
+  ``{'model_state': model.state_dict(), 'optimizer_state': Adam.state_dict()}``.
+
+Checkpoints are untrusted input: every load is ``torch.load(path, map_location='cpu', weights_only=True)``,
+which only rebuilds tensors and plain containers and never runs code from the file. Every mismatch
+against the model (missing keys, unexpected keys, shape mismatches) is reported at once, naming the file.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+from collections.abc import Mapping
+
+import torch
+from torch import nn
+
+from .reward import PreferenceRewardEnsemble
+
+__all__ = ["CheckpointError", "preference_member_path", "load_preference_members", "save_preference_members",
+           "load_checkpoint", "save_checkpoint", "read_state_dict"]
+
+PathLike = str | os.PathLike
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read or does not fit the model; the message names the file."""
+
+
+def _load(path: PathLike) -> Any:
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"{path}: checkpoint file not found")
+    try:
+        return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises UnpicklingError, RuntimeError, zipfile errors, ...
+        raise CheckpointError(f"{path}: cannot be read as a safe (weights_only) torch checkpoint: "
+                              f"{type(err).__name__}: {err}") from err
+
+
+def _check_state_dict(state: Any, model: nn.Module, path: PathLike, what: str = "state_dict") -> None:
+    """Raise one CheckpointError listing every difference between ``state`` and ``model.state_dict()``."""
+    if not isinstance(state, Mapping) or not all(isinstance(k, str) for k in state):
+        raise CheckpointError(f"{path}: expected the {what} to be a mapping of parameter names to tensors, "
+                              f"got {type(state).__name__}")
+    expected = model.state_dict()
+    missing = [k for k in expected if k not in state]
+    unexpected = [k for k in state if k not in expected]
+    mismatched = []
+    for k, ref in expected.items():
+        if k in state:
+            got = state[k]
+            if not isinstance(got, torch.Tensor):
+                mismatched.append(f"{k}: expected a tensor of shape {tuple(ref.shape)}, got {type(got).__name__}")
+            elif got.shape != ref.shape:
+                mismatched.append(f"{k}: expected shape {tuple(ref.shape)}, got {tuple(got.shape)}")
+    problems = []
+    if missing:
+        problems.append(f"missing keys {missing}")
+    if unexpected:
+        problems.append(f"unexpected keys {unexpected}")
+    if mismatched:
+        problems.append("shape mismatches: " + "; ".join(mismatched))
+    if problems:
+        raise CheckpointError(f"{path}: {what} does not fit {type(model).__name__}: " + "; ".join(problems))
+
+
+def read_state_dict(path: PathLike) -> dict[str, torch.Tensor]:
+    """Safely read a plain state_dict file (CPU tensors), e.g. one preference member."""
+    state = _load(path)
+    if not isinstance(state, Mapping):
+        raise CheckpointError(f"{path}: expected a state_dict (a mapping), got {type(state).__name__}")
+    return dict(state)
+
+
+def preference_member_path(directory: PathLike, m: int, note: str) -> Path:
+    """``{directory}/reward_model_{m}_{note}.pt``, the authors' file name (``reward_model_pref.py:494-502``)."""
+    return Path(directory) / f"reward_model_{m}_{note}.pt"
+
+
+def load_preference_members(directory: PathLike, note: str, members: int = 3) -> PreferenceRewardEnsemble:
+    """Load the authors' per-member files into a `PreferenceRewardEnsemble` on the CPU.
+
+    directory: e.g. ``models/carracing/pref_reward_models``; note: e.g. ``'GUI_s20_just_resp500'``.
+    The input width (547 or 2115) is read from the first member's ``0.weight``; hidden size and depth
+    are the authors' (256, 3), and every member is checked against them.
+    """
+    paths = [preference_member_path(directory, m, note) for m in range(members)]
+    absent = [str(p) for p in paths if not p.is_file()]
+    if absent:
+        raise CheckpointError(f"preference reward model {note!r} in {directory}: missing member files {absent}")
+    states = [read_state_dict(p) for p in paths]
+    first = states[0].get("0.weight")
+    if not isinstance(first, torch.Tensor) or first.dim() != 2:
+        raise CheckpointError(f"{paths[0]}: no 2-d '0.weight' to read the input width from; keys {list(states[0])}")
+    model = PreferenceRewardEnsemble(input_dim=int(first.shape[1]), members=members)
+    for m, (path, state) in enumerate(zip(paths, states)):
+        _check_state_dict(state, model.member(m), path)
+        model.member(m).load_state_dict(state)
+    return model
+
+
+def save_preference_members(model: PreferenceRewardEnsemble, directory: PathLike, note: str) -> list[Path]:
+    """Write ``reward_model_{m}_{note}.pt`` (one state_dict per member, the authors' format); returns the paths.
+
+    Tensors are written from wherever the model lives (CPU files load on any machine).
+    """
+    if not isinstance(model, PreferenceRewardEnsemble):
+        raise TypeError(f"model must be a PreferenceRewardEnsemble, got {type(model).__name__}")
+    Path(directory).mkdir(parents=True, exist_ok=True)
+    paths = []
+    for m in range(len(model.members)):
+        path = preference_member_path(directory, m, note)
+        torch.save(model.member(m).state_dict(), path)
+        paths.append(path)
+    return paths
+
+
+def save_checkpoint(model: nn.Module, optimizer: torch.optim.Optimizer | None, path: PathLike) -> Path:
+    """Write ``{'model_state': ..., 'optimizer_state': ...}`` (the authors' ``PyTorchModel.save``).
+
+    With ``optimizer=None`` a fresh ``Adam(model.parameters())`` state is stored, so the file still has
+    both keys the authors' ``load`` requires.
+    """
+    if optimizer is None:
+        optimizer = torch.optim.Adam(model.parameters())
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({"model_state": model.state_dict(), "optimizer_state": optimizer.state_dict()}, path)
+    return path
+
+
+def load_checkpoint(model: nn.Module, path: PathLike,
+                    optimizer: torch.optim.Optimizer | None = None) -> dict | None:
+    """Load a ``{'model_state', 'optimizer_state'}`` checkpoint into ``model`` (strictly, on the CPU).
+
+    The model must be constructed with the checkpoint's hyper-parameters (e.g. ``ConvVAE.for_env(...)``).
+    If ``optimizer`` is given its state is restored too (the authors' ``load`` restores Adam). Returns the
+    stored optimizer state dict (or None when the file has none).
+    """
+    ckpt = _load(path)
+    if not isinstance(ckpt, Mapping) or "model_state" not in ckpt:
+        keys = list(ckpt)[:10] if isinstance(ckpt, Mapping) else type(ckpt).__name__
+        hint = (" (this looks like a plain state_dict, e.g. a preference member: use load_preference_members)"
+                if isinstance(ckpt, Mapping) and all(isinstance(v, torch.Tensor) for v in ckpt.values()) else "")
+        raise CheckpointError(f"{path}: not a {{'model_state', 'optimizer_state'}} checkpoint; found {keys}{hint}")
+    _check_state_dict(ckpt["model_state"], model, path, "model_state")
+    model.load_state_dict(ckpt["model_state"])
+    opt_state = ckpt.get("optimizer_state")
+    if optimizer is not None:
+        if opt_state is None:
+            raise CheckpointError(f"{path}: has no 'optimizer_state' to restore into the optimizer")
+        try:
+            optimizer.load_state_dict(opt_state)
+        except (ValueError, KeyError, TypeError) as err:
+            raise CheckpointError(f"{path}: optimizer_state does not fit the optimizer: {err}") from err
+    return opt_state
