@@ -16,28 +16,27 @@ from dropj_datasets import schema
 REPO = Path(__file__).resolve().parents[1]
 
 
-class CarRacingRealTest(tfds.testing.DatasetBuilderTestCase):
-    DATASET_CLASS = dropj_datasets.DropjCarracing
-    BUILDER_CONFIG_NAMES_TO_TEST = ["real"]
-    SPLITS = {"train": 3}
+def _builder_case(builder: type, configs: list[str], examples: int) -> type:
+    """TFDS's own builder test on the embedded sample (dummy_data is the manual dir)."""
+    return type(f"{builder.name}_{configs[0]}_test", (tfds.testing.DatasetBuilderTestCase,), {
+        "DATASET_CLASS": builder, "BUILDER_CONFIG_NAMES_TO_TEST": configs, "SPLITS": {"train": examples}})
 
 
-class CarRacingDreamTest(tfds.testing.DatasetBuilderTestCase):
-    DATASET_CLASS = dropj_datasets.DropjCarracing
-    BUILDER_CONFIG_NAMES_TO_TEST = ["dream"]
-    SPLITS = {"train": 2}
+CarRacing, Obst = dropj_datasets.DropjCarracing, dropj_datasets.DropjObstCarracing
+CarRacingRealTest = _builder_case(CarRacing, ["real"], 3)
+CarRacingDreamTest = _builder_case(CarRacing, ["dream"], 2)
+CarRacingPreferencesTest = _builder_case(CarRacing, ["preferences_drop", "preferences_drope", "preferences_dropj"], 10)
+CarRacingQueriesTest = _builder_case(CarRacing, ["queries"], 10)
+CarRacingRequestTest = _builder_case(CarRacing, ["request"], 4)
+CarRacingDrosTest = _builder_case(CarRacing, ["dros"], 3)
+ObstRealTest = _builder_case(Obst, ["chuckc_real", "chuckccar_real"], 2)
+ObstDreamTest = _builder_case(Obst, ["chuckc_dream", "chuckccar_dream"], 2)
+ChuckcPreferencesTest = _builder_case(Obst, ["chuckc_preferences"], 4)
+ChuckccarPreferencesTest = _builder_case(Obst, ["chuckccar_preferences"], 5)
 
 
-class ObstRealTest(tfds.testing.DatasetBuilderTestCase):
-    DATASET_CLASS = dropj_datasets.DropjObstCarracing
-    BUILDER_CONFIG_NAMES_TO_TEST = ["chuckc_real", "chuckccar_real"]
-    SPLITS = {"train": 2}
 
 
-class ObstDreamTest(tfds.testing.DatasetBuilderTestCase):
-    DATASET_CLASS = dropj_datasets.DropjObstCarracing
-    BUILDER_CONFIG_NAMES_TO_TEST = ["chuckc_dream", "chuckccar_dream"]
-    SPLITS = {"train": 2}
 
 
 def test_tfds_build_cli_then_load_and_verify(tmp_path):
@@ -73,37 +72,7 @@ def test_every_sample_config_verifies_exactly(tmp_path):
             assert all(r.ok and r.episodes for r in reports), [(r.name, r.mismatches) for r in reports]
 
 
-class CarRacingQueriesTest(tfds.testing.DatasetBuilderTestCase):
-    DATASET_CLASS = dropj_datasets.DropjCarracing
-    BUILDER_CONFIG_NAMES_TO_TEST = ["queries"]
-    SPLITS = {"train": 10}
 
 
-class CarRacingRequestTest(tfds.testing.DatasetBuilderTestCase):
-    DATASET_CLASS = dropj_datasets.DropjCarracing
-    BUILDER_CONFIG_NAMES_TO_TEST = ["request"]
-    SPLITS = {"train": 4}
 
 
-class CarRacingDrosTest(tfds.testing.DatasetBuilderTestCase):
-    DATASET_CLASS = dropj_datasets.DropjCarracing
-    BUILDER_CONFIG_NAMES_TO_TEST = ["dros"]
-    SPLITS = {"train": 3}
-
-
-class CarRacingPreferencesTest(tfds.testing.DatasetBuilderTestCase):
-    DATASET_CLASS = dropj_datasets.DropjCarracing
-    BUILDER_CONFIG_NAMES_TO_TEST = ["preferences_drop", "preferences_drope", "preferences_dropj"]
-    SPLITS = {"train": 10}
-
-
-class ChuckcPreferencesTest(tfds.testing.DatasetBuilderTestCase):
-    DATASET_CLASS = dropj_datasets.DropjObstCarracing
-    BUILDER_CONFIG_NAMES_TO_TEST = ["chuckc_preferences"]
-    SPLITS = {"train": 4}
-
-
-class ChuckccarPreferencesTest(tfds.testing.DatasetBuilderTestCase):
-    DATASET_CLASS = dropj_datasets.DropjObstCarracing
-    BUILDER_CONFIG_NAMES_TO_TEST = ["chuckccar_preferences"]
-    SPLITS = {"train": 5}
