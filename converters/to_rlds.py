@@ -1,5 +1,9 @@
 """Legacy release pickles -> TFDS examples of RLDS episodes (what the builders yield).
 
+`prepare` is the builders' one entry point: for any config it returns the
+dataset metadata and the (key, example) generator, dispatching to the
+feedback and sketch converters for those kinds.
+
 The pipeline overlaps its three stages on the machine's cores:
 
     reader process: stream + unpickle (safe VM) + validate the next episodes
