@@ -239,7 +239,7 @@ class _SafeUnpickler(pickle._Unpickler):  # the pure-Python VM, so it can be ste
         self.proto = head[1]
 
     def _step(self) -> bytes:
-        """Executes one opcode; returns it (b'' at end of file)."""
+        """Executes one opcode and returns it; the end of the data before STOP is a DataError."""
         key = self.read(1)
         if not key:
             raise DataError(f"{self.name}: the pickle ends before its STOP opcode (truncated file?)")
