@@ -7,6 +7,8 @@ standard way to build and load.
     dropj verify DATASET --data_dir D --manual_dir M   prove the dataset equals the source, per episode
     dropj make-sample [--out DIR]                  regenerate the embedded sample (deterministic)
     dropj schema-doc                               print docs/schema.md
+    dropj train {vae,mdnrnn,reward} --data_dir D --out O [--dataset NAME/CONFIG] [--steps N] ...
+                                                   train a model on a built dataset (resumes from O)
 
 DATASET is 'name/config' (e.g. dropj_carracing/real) or a built dataset directory.
 """
@@ -68,6 +70,19 @@ def _schema_doc(args: argparse.Namespace) -> int:
     return 0
 
 
+def _train(args: argparse.Namespace) -> int:
+    from dropj.loaders import training_data
+
+    extra = {"sequence_length": args.sequence_length} if args.sequence_length is not None else {}
+    history = training_data.train_from_dataset(args.model, args.data_dir, dataset=args.dataset, out_dir=args.out,
+                                               steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                                               seed=args.seed, **extra)
+    if history.train_loss:
+        print(f"{args.model}: steps {history.step[0]}-{history.step[-1]}, train loss "
+              f"{history.train_loss[0]:.4g} -> {history.train_loss[-1]:.4g}; written to {args.out}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dropj", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -93,6 +108,19 @@ def parser() -> argparse.ArgumentParser:
     sample = sub.add_parser("make-sample", help="regenerate the embedded sample data")
     sample.add_argument("--out", help="write here instead of the packages' dummy_data folders")
     sample.set_defaults(run=_make_sample)
+
+    train = sub.add_parser("train", help="train a model on a built dataset (resumes from OUT/checkpoint.pt)")
+    train.add_argument("model", choices=("vae", "mdnrnn", "reward"))
+    train.add_argument("--data_dir", help="TFDS data dir the dataset was built in")
+    train.add_argument("--dataset", help="name/config (default: dropj_carracing/real, /dream, "
+                                         "/preferences_dropj for vae, mdnrnn, reward)")
+    train.add_argument("--out", required=True, help="directory for checkpoint.pt, losses.json, losses.png")
+    train.add_argument("--steps", type=int, help="total optimizer steps")
+    train.add_argument("--batch_size", type=int)
+    train.add_argument("--lr", type=float)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--sequence_length", type=int, help="mdnrnn: transitions per window")
+    train.set_defaults(run=_train)
 
     doc = sub.add_parser("schema-doc", help="print the schema as Markdown (docs/schema.md)")
     doc.set_defaults(run=_schema_doc)

@@ -86,6 +86,20 @@ def _verified(dataset: str, config: str, manual: Path, data_dir: str) -> tuple[b
     return ok, f"{'exact' if ok else 'MISMATCH'} ({len(reports)} files, {checked} items)"
 
 
+def _train_briefly(data_dir: str, steps: int = 5) -> None:
+    """Train each model a few steps (batch 2) on the sample configs just built; one line per model."""
+    from dropj.loaders import training_data
+
+    print(f"\nTraining each model for {steps} steps (batch 2) on the sample\n")
+    out = tempfile.mkdtemp(prefix="dropj-demo-train-")
+    for kind, extra in (("vae", {}), ("mdnrnn", {"sequence_length": 8}), ("reward", {})):
+        start = time.perf_counter()
+        history = training_data.train_from_dataset(kind, data_dir, out_dir=f"{out}/{kind}", steps=steps,
+                                                   batch_size=2, progress=False, validate_every=steps, **extra)
+        print(f"{kind:8} {training_data.DEFAULT_DATASETS[kind]:36} train loss {history.train_loss[0]:10.4g} -> "
+              f"{history.train_loss[-1]:10.4g}  in {time.perf_counter() - start:5.1f} s")
+
+
 def run(data_dir: Optional[str] = None) -> int:
     import tensorflow_datasets as tfds
 
@@ -141,6 +155,7 @@ def run(data_dir: Optional[str] = None) -> int:
         labels = ", ".join(f"{k:g}: {v}" for k, v in summary["labels"].items())
         print(f"{dataset + '/' + config:36} {summary['examples']} examples, {summary['skipped']} skipped, "
               f"built in {seconds:.2f} s, {verdict}\n    answers  {answers}\n    labels   {labels}")
+    _train_briefly(data_dir)
     print("\nLoad any of them with:\n  import dropj_datasets, tensorflow_datasets as tfds\n"
           f"  tfds.load('dropj_carracing/real', data_dir='{data_dir}')")
     return 1 if failures else 0

@@ -15,7 +15,7 @@ This package needs torch and numpy only: it never imports TensorFlow or tensorfl
 """
 
 from .checkpoints import (CheckpointError, load_checkpoint, load_preference_members, preference_member_path,
-                          read_state_dict, save_checkpoint, save_preference_members)
+                          read_checkpoint, read_state_dict, save_checkpoint, save_preference_members)
 from .mdnrnn import MDNOutput, MDNRNN, MDNRNNConfig, latent_state, mdn_nll, split_latent_state
 from .reward import (REWARD_CLASSES, PreferenceRewardConfig, PreferenceRewardEnsemble, SparseRewardConfig,
                      SparseRewardEnsemble, preference_loss, reward_class_index)
@@ -31,5 +31,5 @@ __all__ = [
     "SparseRewardConfig", "SparseRewardEnsemble", "REWARD_CLASSES", "reward_class_index",
     # checkpoints
     "CheckpointError", "load_preference_members", "save_preference_members", "preference_member_path",
-    "load_checkpoint", "save_checkpoint", "read_state_dict",
+    "load_checkpoint", "save_checkpoint", "read_checkpoint", "read_state_dict",
 ]

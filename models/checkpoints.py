@@ -24,7 +24,7 @@ from torch import nn
 from .reward import PreferenceRewardEnsemble
 
 __all__ = ["CheckpointError", "preference_member_path", "load_preference_members", "save_preference_members",
-           "load_checkpoint", "save_checkpoint", "read_state_dict"]
+           "load_checkpoint", "save_checkpoint", "read_checkpoint", "read_state_dict"]
 
 PathLike = str | os.PathLike
 
@@ -122,18 +122,34 @@ def save_preference_members(model: PreferenceRewardEnsemble, directory: PathLike
     return paths
 
 
-def save_checkpoint(model: nn.Module, optimizer: torch.optim.Optimizer | None, path: PathLike) -> Path:
+def save_checkpoint(model: nn.Module, optimizer: torch.optim.Optimizer | None, path: PathLike,
+                    extra: Mapping[str, Any] | None = None) -> Path:
     """Write ``{'model_state': ..., 'optimizer_state': ...}`` (the authors' ``PyTorchModel.save``).
 
     With ``optimizer=None`` a fresh ``Adam(model.parameters())`` state is stored, so the file still has
-    both keys the authors' ``load`` requires.
+    both keys the authors' ``load`` requires. `extra` adds further keys (e.g. the training loop's
+    ``'step'``); they must be tensors or plain containers so that a ``weights_only`` load reads them,
+    and the authors' ``load`` ignores them.
     """
     if optimizer is None:
         optimizer = torch.optim.Adam(model.parameters())
+    clash = sorted(set(extra or {}) & {"model_state", "optimizer_state"})
+    if clash:
+        raise ValueError(f"extra must not replace the checkpoint's own keys {clash}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"model_state": model.state_dict(), "optimizer_state": optimizer.state_dict()}, path)
+    torch.save({"model_state": model.state_dict(), "optimizer_state": optimizer.state_dict(), **(extra or {})},
+               path)
     return path
+
+
+def read_checkpoint(path: PathLike) -> dict:
+    """The whole ``{'model_state', 'optimizer_state', ...}`` mapping of a checkpoint, read safely on the CPU."""
+    ckpt = _load(path)
+    if not isinstance(ckpt, Mapping):
+        raise CheckpointError(f"{path}: not a {{'model_state', 'optimizer_state'}} checkpoint; "
+                              f"found {type(ckpt).__name__}")
+    return dict(ckpt)
 
 
 def load_checkpoint(model: nn.Module, path: PathLike,

@@ -1,0 +1,359 @@
+"""One training loop for the three models, with their loss adapters (torch only, never TensorFlow).
+
+    from dropj.models import ConvVAE
+    from dropj.models.train import VAETrainConfig, train, vae_batch_loss
+
+    config = VAETrainConfig(env='carracing', steps=1000, out_dir='runs/vae')
+    history = train(ConvVAE(...), vae_batch_loss, train_batches, val_batches, config)
+
+`train` pulls batches from any iterable of torch batches (a `DataLoader`, a list), starting it again
+when it runs out, takes `config.steps` Adam steps, validates every `validate_every` steps and writes
+into `out_dir`:
+
+* ``checkpoint.pt``: ``{'model_state', 'optimizer_state'}`` (the authors' format, see `checkpoints`)
+  plus ``'step'`` and ``'rng_state'``, every `checkpoint_every` steps and at the end. A run whose
+  `out_dir` already holds one resumes from it: model, optimizer, step and torch's CPU RNG.
+* ``losses.json``: ``{'step', 'train_loss', 'val_step', 'val_loss'}`` lists (kept across resumes).
+* ``losses.png``: the train and validation curves, drawn with Pillow.
+
+Loss adapters take ``(model, batch)`` and return a scalar tensor; `dropj.loaders.training_data`
+builds the batches each one expects from the built datasets.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import os
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .checkpoints import load_checkpoint, read_checkpoint, save_checkpoint
+from .mdnrnn import MDNRNN, mdn_nll
+from .reward import PreferenceRewardEnsemble, preference_loss
+from .vae import ConvVAE, frames_to_tensor, vae_loss
+
+__all__ = ["ENVS", "TrainConfig", "VAETrainConfig", "MDNRNNTrainConfig", "RewardTrainConfig", "History",
+           "train", "vae_batch_loss", "mdnrnn_batch_loss", "reward_batch_loss", "draw_losses",
+           "CHECKPOINT_FILE", "LOSSES_FILE", "PLOT_FILE"]
+
+# The env names of dropj_datasets.schema (CARRACING, CHUCKC, CHUCKCCAR); spelled here because
+# importing the schema would import tensorflow_datasets.
+ENVS = ("carracing", "chuckc", "chuckccar")
+CHECKPOINT_FILE = "checkpoint.pt"
+LOSSES_FILE = "losses.json"
+PLOT_FILE = "losses.png"
+
+LossFn = Callable[[nn.Module, Any], torch.Tensor]
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """What every training run needs.
+
+    env: 'carracing' | 'chuckc' | 'chuckccar'; steps: total optimizer steps (a resumed run stops at the
+    same total); lr: Adam learning rate; batch_size: for whoever builds the batches; validate_every,
+    checkpoint_every: in steps (the last step always does both); out_dir: checkpoint, losses and plot;
+    seed: seeds torch before the first step; device: None picks 'cuda' when available, else 'cpu';
+    progress: show a tqdm bar.
+    """
+
+    env: str = "carracing"
+    steps: int = 1000
+    lr: float = 1e-3
+    batch_size: int = 32
+    validate_every: int = 100
+    checkpoint_every: int = 500
+    out_dir: str = "runs/train"
+    seed: int = 0
+    device: str | None = None
+    progress: bool = True
+
+    def __post_init__(self):
+        problems = self._problems()
+        if problems:
+            raise ValueError(f"invalid {type(self).__name__}: " + "; ".join(problems))
+
+    def _problems(self) -> list[str]:
+        problems = []
+        if self.env not in ENVS:
+            problems.append(f"env must be one of {list(ENVS)}, got {self.env!r}")
+        for name in ("steps", "batch_size", "validate_every", "checkpoint_every"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                problems.append(f"{name} must be a positive int, got {value!r}")
+        if not isinstance(self.lr, (int, float)) or isinstance(self.lr, bool) or not 0 < self.lr < math.inf:
+            problems.append(f"lr must be a positive finite number, got {self.lr!r}")
+        if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
+            problems.append(f"seed must be an int >= 0, got {self.seed!r}")
+        if not isinstance(self.out_dir, (str, os.PathLike)) or not str(self.out_dir):
+            problems.append(f"out_dir must be a non-empty path, got {self.out_dir!r}")
+        if self.device is not None and not isinstance(self.device, str):
+            problems.append(f"device must be None or a string such as 'cpu', got {self.device!r}")
+        return problems
+
+
+@dataclasses.dataclass(frozen=True)
+class VAETrainConfig(TrainConfig):
+    """`ConvVAE` on single frames. The kl_tolerance (0.5 CR, 2.0 Obstacle) is the model's own."""
+
+    lr: float = 1e-4
+    batch_size: int = 32
+
+
+@dataclasses.dataclass(frozen=True)
+class MDNRNNTrainConfig(TrainConfig):
+    """`MDNRNN` on windows of `sequence_length` transitions of latent states."""
+
+    lr: float = 1e-3
+    batch_size: int = 16
+    sequence_length: int = 32
+
+    def _problems(self) -> list[str]:
+        problems = super()._problems()
+        if not isinstance(self.sequence_length, int) or isinstance(self.sequence_length, bool) \
+                or self.sequence_length <= 0:
+            problems.append(f"sequence_length must be a positive int, got {self.sequence_length!r}")
+        return problems
+
+
+@dataclasses.dataclass(frozen=True)
+class RewardTrainConfig(TrainConfig):
+    """`PreferenceRewardEnsemble` (`members` nets) on labelled preference pairs of 20-step clips."""
+
+    lr: float = 1e-4
+    batch_size: int = 16
+    members: int = 3
+
+    def _problems(self) -> list[str]:
+        problems = super()._problems()
+        if not isinstance(self.members, int) or isinstance(self.members, bool) or self.members <= 0:
+            problems.append(f"members must be a positive int, got {self.members!r}")
+        return problems
+
+
+@dataclasses.dataclass
+class History:
+    """Losses of a run (including the steps before a resume); ``start_step`` is where this call began."""
+
+    step: list[int] = dataclasses.field(default_factory=list)
+    train_loss: list[float] = dataclasses.field(default_factory=list)
+    val_step: list[int] = dataclasses.field(default_factory=list)
+    val_loss: list[float] = dataclasses.field(default_factory=list)
+    start_step: int = 0
+
+    def to_json(self) -> dict:
+        return {"step": self.step, "train_loss": self.train_loss, "val_step": self.val_step,
+                "val_loss": self.val_loss}
+
+    @classmethod
+    def read(cls, path: Path, up_to: int) -> History:
+        """The losses of `path` for steps <= `up_to` (a checkpoint older than the losses drops the rest)."""
+        if not path.is_file():
+            return cls(start_step=up_to)
+        data = json.loads(path.read_text())
+        train = [(s, v) for s, v in zip(data["step"], data["train_loss"]) if s <= up_to]
+        val = [(s, v) for s, v in zip(data["val_step"], data["val_loss"]) if s <= up_to]
+        return cls([s for s, _ in train], [v for _, v in train], [s for s, _ in val], [v for _, v in val],
+                   start_step=up_to)
+
+
+# -- loss adapters: (model, batch) -> scalar ----------------------------------------------------------------
+
+
+def _device(model: nn.Module) -> torch.device:
+    return next(model.parameters()).device
+
+
+def vae_batch_loss(model: ConvVAE, batch: torch.Tensor | Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """batch: (N, H, W, 3) uint8 frames (or a dict with 'observation') -> `vae_loss` with the model's kl_tolerance."""
+    frames = batch["observation"] if isinstance(batch, Mapping) else batch
+    x = frames_to_tensor(frames).to(_device(model))
+    recon, mu, logvar = model(x)
+    return vae_loss(recon, x, mu, logvar, model.config.kl_tolerance, model.config.n_z)
+
+
+def mdnrnn_batch_loss(model: MDNRNN, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """batch: windows ``{'observation', 'action', 'next_observation'}`` of latent states -> `mdn_nll`.
+
+    observation, next_observation: (B, T, n_z + 2*rnn_size) ``z|c|h``; action: (B, T, 3) in env units.
+    Inputs are ``[z_t, a_t]`` and targets ``z_{t+1}``, each z the first n_z features. The LSTM starts
+    each window from zeros: the stored c|h are the release RNN's, not this model's.
+    """
+    n_z, device = model.config.n_z, _device(model)
+    z = batch["observation"][..., :n_z].to(device, torch.float32)
+    a = batch["action"].to(device, torch.float32)
+    target = batch["next_observation"][..., :n_z].to(device, torch.float32)
+    out = model(torch.cat([z, a], dim=-1))
+    return mdn_nll(out.logmix, out.mean, out.logstd, target)
+
+
+def reward_batch_loss(model: PreferenceRewardEnsemble, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """batch: preference pairs (`dropj.loaders.preference_pairs`) -> sum over members of `preference_loss`.
+
+    Each step's input is ``concat(observation, action)`` (B, 20, 547 for Car Racing); the actions of
+    the clips are already scaled to [-1, 1]. Every member is trained on the same batch, as the authors'.
+    """
+    device = _device(model)
+
+    def segment(side: str) -> torch.Tensor:
+        return torch.cat([batch[f"{side}_observation"], batch[f"{side}_action"]], dim=-1).to(device, torch.float32)
+
+    r_left, r_right = model.member_rewards(segment("left")), model.member_rewards(segment("right"))
+    label = batch["label"].to(device, torch.float32)
+    return sum(preference_loss(r_left[m], r_right[m], label) for m in range(r_left.shape[0]))
+
+
+# -- the loop -----------------------------------------------------------------------------------------------
+
+
+def _forever(batches: Iterable) -> Iterator:
+    """Batches without end: each pass starts the iterable again (with the next epoch where it has one)."""
+    epoch = 0
+    while True:
+        source = getattr(batches, "dataset", batches)  # a DataLoader's TorchIterable
+        if hasattr(source, "set_epoch"):
+            source.set_epoch(epoch)
+        empty = True
+        for batch in batches:
+            empty = False
+            yield batch
+        if empty:
+            raise ValueError("the training batches are empty: no batch in a whole pass")
+        epoch += 1
+
+
+def _validate(model: nn.Module, loss_fn: LossFn, val_batches: Iterable) -> float | None:
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for batch in val_batches:
+            total += float(loss_fn(model, batch))
+            count += 1
+    model.train(was_training)
+    return total / count if count else None
+
+
+def _save(model: nn.Module, optimizer: torch.optim.Optimizer, out_dir: Path, step: int) -> None:
+    # Write beside and rename: a run killed while saving keeps its previous checkpoint whole.
+    path = out_dir / CHECKPOINT_FILE
+    tmp = path.with_name(path.name + ".tmp")
+    save_checkpoint(model, optimizer, tmp, extra={"step": step, "rng_state": torch.get_rng_state()})
+    os.replace(tmp, path)
+
+
+def _write_losses(history: History, out_dir: Path) -> None:
+    (out_dir / LOSSES_FILE).write_text(json.dumps(history.to_json(), indent=1))
+    draw_losses(history, out_dir / PLOT_FILE)
+
+
+def train(model: nn.Module, loss_fn: LossFn, batches: Iterable, val_batches: Iterable | None,
+          config: TrainConfig, optimizer: torch.optim.Optimizer | None = None) -> History:
+    """Train `model` for ``config.steps`` steps in total; resumes from ``out_dir/checkpoint.pt`` if present.
+
+    loss_fn(model, batch) -> scalar; batches: an iterable of batches, started again when exhausted;
+    val_batches: iterated whole every `validate_every` steps and at the end (mean loss, no grad);
+    optimizer: default ``Adam(model.parameters(), lr=config.lr)``. The model is moved to the device.
+    Returns the `History` of every step so far (also in ``out_dir/losses.json``).
+
+    Resuming restores model, optimizer, step and torch's CPU RNG state; the batches start from the
+    beginning of their iterable again (a shuffled loader gives its first epoch's order again).
+    """
+    from tqdm.auto import tqdm
+
+    device = torch.device(config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    model.to(device)
+    model.train()
+    if optimizer is None:
+        optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
+    out_dir = Path(config.out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    checkpoint = out_dir / CHECKPOINT_FILE
+    torch.manual_seed(config.seed)
+    step = 0
+    if checkpoint.is_file():
+        load_checkpoint(model, checkpoint, optimizer)
+        saved = read_checkpoint(checkpoint)
+        step = int(saved.get("step", 0))
+        if isinstance(saved.get("rng_state"), torch.Tensor):
+            torch.set_rng_state(saved["rng_state"])
+    history = History.read(out_dir / LOSSES_FILE, up_to=step)
+    if step >= config.steps:
+        return history
+
+    data = _forever(batches)
+    bar = tqdm(total=config.steps, initial=step, desc=type(model).__name__, disable=not config.progress,
+               dynamic_ncols=True)
+    try:
+        while step < config.steps:
+            loss = loss_fn(model, next(data))
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"loss became {loss.item()} at step {step + 1}")
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            step += 1
+            value = loss.item()
+            history.step.append(step)
+            history.train_loss.append(value)
+            postfix = {"loss": f"{value:.4g}"}
+            last = step == config.steps
+            if val_batches is not None and (step % config.validate_every == 0 or last):
+                val = _validate(model, loss_fn, val_batches)
+                if val is not None:
+                    history.val_step.append(step)
+                    history.val_loss.append(val)
+                    postfix["val"] = f"{val:.4g}"
+            bar.set_postfix(postfix)
+            bar.update(1)
+            if step % config.checkpoint_every == 0 or last:
+                _save(model, optimizer, out_dir, step)
+                _write_losses(history, out_dir)
+    finally:
+        bar.close()
+    return history
+
+
+def draw_losses(history: History, path: str | os.PathLike, size: tuple[int, int] = (480, 300)) -> Path:
+    """A small PNG of the train (blue) and validation (orange) losses against the step (Pillow only)."""
+    from PIL import Image, ImageDraw
+
+    width, height = size
+    left, right, top, bottom = 56, 12, 22, 28
+    image = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(image)
+    values = history.train_loss + history.val_loss
+    steps = history.step + history.val_step
+    draw.rectangle([left, top, width - right, height - bottom], outline="black")
+    if values:
+        lo, hi = min(values), max(values)
+        hi = hi if hi > lo else lo + 1.0
+        s0, s1 = min(steps), max(steps)
+        s1 = s1 if s1 > s0 else s0 + 1
+
+        def xy(s: int, v: float) -> tuple[float, float]:
+            return (left + (s - s0) / (s1 - s0) * (width - left - right),
+                    height - bottom - (v - lo) / (hi - lo) * (height - top - bottom))
+
+        for xs, ys, colour in ((history.step, history.train_loss, (31, 119, 180)),
+                               (history.val_step, history.val_loss, (255, 127, 14))):
+            points = [xy(s, v) for s, v in zip(xs, ys)]
+            if len(points) > 1:
+                draw.line(points, fill=colour, width=2)
+            for x, y in points if len(points) <= 1 or colour == (255, 127, 14) else ():
+                draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=colour)
+        draw.text((4, top - 4), f"{hi:.4g}", fill="black")
+        draw.text((4, height - bottom - 8), f"{lo:.4g}", fill="black")
+        draw.text((left, height - bottom + 6), f"step {s0}", fill="black")
+        draw.text((width - right - 70, height - bottom + 6), f"step {s1}", fill="black")
+    draw.text((left, 4), "train", fill=(31, 119, 180))
+    draw.text((left + 44, 4), "validation", fill=(255, 127, 14))
+    path = Path(path)
+    image.save(path)
+    return path
