@@ -30,6 +30,7 @@ sample: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) tests/benchmarks/bench_build.py --write-docs
+	$(PY) tests/benchmarks/bench_loader.py --write-docs
 
 docs: $(STAMP)
 	$(VENV)/bin/dropj schema-doc > docs/schema.md
