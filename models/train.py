@@ -79,14 +79,15 @@ class TrainConfig:
         if problems:
             raise ValueError(f"invalid {type(self).__name__}: " + "; ".join(problems))
 
+    def _extra_positive_ints(self) -> tuple[str, ...]:
+        """Fields a subclass adds that must be positive ints (checked after the common ones)."""
+        return ()
+
     def _problems(self) -> list[str]:
         problems = []
         if self.env not in ENVS:
             problems.append(f"env must be one of {list(ENVS)}, got {self.env!r}")
-        for name in ("steps", "batch_size", "validate_every", "checkpoint_every"):
-            value = getattr(self, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
-                problems.append(f"{name} must be a positive int, got {value!r}")
+        problems += self._not_positive_ints(("steps", "batch_size", "validate_every", "checkpoint_every"))
         if not isinstance(self.lr, (int, float)) or isinstance(self.lr, bool) or not 0 < self.lr < math.inf:
             problems.append(f"lr must be a positive finite number, got {self.lr!r}")
         if not isinstance(self.seed, int) or isinstance(self.seed, bool) or self.seed < 0:
@@ -95,7 +96,12 @@ class TrainConfig:
             problems.append(f"out_dir must be a non-empty path, got {self.out_dir!r}")
         if self.device is not None and not isinstance(self.device, str):
             problems.append(f"device must be None or a string such as 'cpu', got {self.device!r}")
-        return problems
+        return problems + self._not_positive_ints(self._extra_positive_ints())
+
+    def _not_positive_ints(self, names: tuple[str, ...]) -> list[str]:
+        return [f"{name} must be a positive int, got {getattr(self, name)!r}" for name in names
+                if not isinstance(getattr(self, name), int) or isinstance(getattr(self, name), bool)
+                or getattr(self, name) <= 0]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -114,12 +120,8 @@ class MDNRNNTrainConfig(TrainConfig):
     batch_size: int = 16
     sequence_length: int = 32
 
-    def _problems(self) -> list[str]:
-        problems = super()._problems()
-        if not isinstance(self.sequence_length, int) or isinstance(self.sequence_length, bool) \
-                or self.sequence_length <= 0:
-            problems.append(f"sequence_length must be a positive int, got {self.sequence_length!r}")
-        return problems
+    def _extra_positive_ints(self) -> tuple[str, ...]:
+        return ("sequence_length",)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,11 +132,8 @@ class RewardTrainConfig(TrainConfig):
     batch_size: int = 16
     members: int = 3
 
-    def _problems(self) -> list[str]:
-        problems = super()._problems()
-        if not isinstance(self.members, int) or isinstance(self.members, bool) or self.members <= 0:
-            problems.append(f"members must be a positive int, got {self.members!r}")
-        return problems
+    def _extra_positive_ints(self) -> tuple[str, ...]:
+        return ("members",)
 
 
 @dataclasses.dataclass
