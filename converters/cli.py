@@ -9,6 +9,8 @@ standard way to build and load.
     dropj schema-doc                               print docs/schema.md
     dropj train {vae,mdnrnn,reward} --data_dir D --out O [--dataset NAME/CONFIG] [--steps N] ...
                                                    train a model on a built dataset (resumes from O)
+    dropj record --out D --user U [--env E] [--episodes N] [--seed S]
+                                                   drive with the arrow keys; record RLDS episodes into D
 
 DATASET is 'name/config' (e.g. dropj_carracing/real) or a built dataset directory.
 """
@@ -83,6 +85,28 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _window_size(text: str) -> tuple[int, int]:
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT, e.g. 1000x800, got {text!r}") from None
+    return width, height
+
+
+def _record(args: argparse.Namespace) -> int:
+    from dropj.converters import record, record_window
+
+    try:
+        config = record_window.RecordConfig(env=args.env, out=args.out, user=args.user, episodes=args.episodes,
+                                            seed=args.seed, fps=args.fps, max_steps=args.max_steps,
+                                            window=args.window, screenshot=args.screenshot)
+        record_window.run(config)
+    except (ValueError, record.RecordingError) as exc:
+        print(f"dropj record: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="dropj", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -121,6 +145,19 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--seed", type=int, default=0)
     train.add_argument("--sequence_length", type=int, help="mdnrnn: transitions per window")
     train.set_defaults(run=_train)
+
+    rec = sub.add_parser("record", help="drive with the arrow keys and record RLDS episodes (docs/recording.md)")
+    rec.add_argument("--env", default="carracing", choices=("carracing", "chuckc", "chuckccar"))
+    rec.add_argument("--out", required=True,
+                     help="TFDS data dir; episodes go to OUT/dropj_recording/ENV/1.0.0 (appended)")
+    rec.add_argument("--user", required=True, help="driver id stored with every episode")
+    rec.add_argument("--episodes", type=int, help="stop after this many saved episodes (default: until Esc)")
+    rec.add_argument("--seed", type=int, help="seed of the first track, +1 per episode (default: random)")
+    rec.add_argument("--fps", type=float, default=50.0, help="steps per second (the study's 50)")
+    rec.add_argument("--max_steps", type=int, default=1000, help="time limit per episode (the study's 1000)")
+    rec.add_argument("--window", type=_window_size, default=(1000, 800), help="window size WIDTHxHEIGHT")
+    rec.add_argument("--screenshot", help="save the window as PNG at step 100")
+    rec.set_defaults(run=_record)
 
     doc = sub.add_parser("schema-doc", help="print the schema as Markdown (docs/schema.md)")
     doc.set_defaults(run=_schema_doc)

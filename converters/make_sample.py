@@ -88,6 +88,7 @@ import numpy as np
 
 from dropj.converters import query_video
 from dropj_datasets import schema
+from dropj_datasets.envs.frames import CARRACING_RAW_SIZE, process_frame
 from dropj_datasets.schema import EnvSpec
 
 Transition = tuple[np.ndarray, np.ndarray, int, np.ndarray, float, dict]
@@ -118,9 +119,7 @@ _ZIP_CREATE_SYSTEM = 3  # Unix, whatever machine writes it
 
 # The first second of an episode is a zoom-in animation (50 steps at 50 FPS).
 ZOOM_STEPS = 50
-CARRACING_RAW_SIZE = 96
 OBST_RAW_SIZE = 128
-CARRACING_CROP_ROWS = 84  # removes the indicator bar (DATA_FORMATS.md 1.2)
 
 # The keyboard subset of actions (DATA_FORMATS.md 0.3), env units.
 STEER_LEFT, STEER_RIGHT = -1.0, 1.0
@@ -227,24 +226,6 @@ OBST_DREAM = {
 
 
 # --- real episodes: gymnasium CarRacing -------------------------------------------------------------
-
-
-def process_frame(frame: np.ndarray) -> np.ndarray:
-    """The release's frame processing (DATA_FORMATS.md 1.2).
-
-    Car Racing, (96, 96, 3) uint8: crop rows 0:84 -> LANCZOS resize to 84x84
-    -> pure black (0, 0, 0) set to white, so the result never holds a black
-    pixel. Any other height (the 128x128 obstacle frames) passes unchanged.
-    """
-    if frame.shape[0] != CARRACING_RAW_SIZE:
-        return np.array(frame, dtype=np.uint8)
-    from PIL import Image
-
-    height, width, _ = schema.CARRACING.frame_shape
-    cropped = Image.fromarray(np.ascontiguousarray(frame[:CARRACING_CROP_ROWS]))
-    out = np.array(cropped.resize((width, height), Image.LANCZOS), dtype=np.uint8)
-    out[np.all(out == 0, axis=-1)] = 255
-    return out
 
 
 @contextlib.contextmanager

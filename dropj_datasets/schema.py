@@ -527,11 +527,76 @@ DATASETS: dict[str, dict[str, Spec]] = {
 }
 
 
+# --- new recordings (`dropj record`; DATA_FORMATS.md 1 and 8) --------------------------------------------
+RECORDING_DATASET = "dropj_recording"
+WALL_TIME = "wall_time"
+KEYS_HELD = "keys_held"
+KEYS = ("left", "right", "up", "down")  # the order of `keys_held`
+USER_ID_TEXT = "user_id"
+SESSION_ID = "session_id"
+ENV_ID = "env_id"
+ENV_MODE = "env_mode"
+SEED = "seed"
+DROPJ_VERSION = "dropj_version"
+GYMNASIUM_VERSION = "gymnasium_version"
+START_TIME = "start_time"
+RECORDED_PICKLE_PROTOCOL = 5  # what the authors' recorder wrote (pickle.HIGHEST_PROTOCOL under Python 3.8)
+
+
+@dataclasses.dataclass(frozen=True)
+class RecordingSpec(DatasetSpec):
+    """A directory written by `dropj record`: Dataset R's steps plus what the recorder saw.
+
+    Steps are those of the release's `real` configs (same observation,
+    action, reward, discount, flags and info tri-states, same alignment),
+    plus two step-metadata fields. The episode metadata names who drove,
+    when, in which environment and with which seed. `sources.episodes` is the
+    export name pattern; `{n}` becomes the number of episodes.
+    """
+
+    def step_fields(self) -> tuple[Field, ...]:
+        return super().step_fields() + (
+            Field(WALL_TIME, (), "float64", "s since the Unix epoch", "",
+                  "wall-clock time when observation s_t was returned to the driver", "bytes"),
+            Field(KEYS_HELD, (len(KEYS),), "bool", "", "",
+                  "arrow keys held when action_t was read: " + ", ".join(KEYS) + "; all false on the last step"),
+        )
+
+    def metadata_fields(self) -> tuple[Field, ...]:
+        return (
+            Field(EPISODE_INDEX, (), "int64", "", ">= 0", "index of the episode in the recording directory"),
+            Field(USER_ID_TEXT, (), "str", "", "", "the driver (as given to `dropj record --user`)"),
+            Field(SESSION_ID, (), "str", "", "", "one `dropj record` run: UTC start time and a random suffix"),
+            Field(ENV_ID, (), "str", "", "", "gymnasium id of the environment"),
+            Field(ENV_MODE, (), "str", "", "'', chuckc, chuckccar", "the obstacle env's mode ('' for Car Racing)"),
+            Field(SEED, (), "int64", "", ">= 0", "reset seed: `env.reset(seed=...)` rebuilds the track"),
+            Field(DROPJ_VERSION, (), "str", "", "", "version of this package that recorded"),
+            Field(GYMNASIUM_VERSION, (), "str", "", "", "gymnasium version that ran the environment"),
+            Field(START_TIME, (), "float64", "s since the Unix epoch", "", "when the episode was reset", "bytes"),
+            Field(FINAL_DONE, (), "float64", "", "1.0",
+                  "the `done` of the last transition, as the release's recorder wrote it", "bytes"),
+            Field(PICKLE_PROTOCOL, (), "int32", "", "5", "protocol `dropj export` writes (the release's)"),
+        )
+
+
+RECORDINGS: dict[str, RecordingSpec] = {
+    env.name: RecordingSpec(
+        env.name, "real", env, SourceFiles(pattern),
+        f"Human keyboard episodes of {env.description.split(':')[0]} recorded with `dropj record`")
+    for env, pattern in ((CARRACING, "raw_user_rollouts_res84_ep{n}.pkl"),
+                         (CHUCKC, "raw_user_rollouts_res128_ep{n}_chuckcobst.pkl"),
+                         (CHUCKCCAR, "raw_user_rollouts_res128_ep{n}_chuckccarobst.pkl"))
+}
+
+
 def spec_for(dataset: str, config: str) -> Spec:
+    if dataset == RECORDING_DATASET and config in RECORDINGS:
+        return RECORDINGS[config]
     try:
         return DATASETS[dataset][config]
     except KeyError:
-        known = ", ".join(f"{d}/{c}" for d, cs in DATASETS.items() for c in cs)
+        known = ", ".join([f"{d}/{c}" for d, cs in DATASETS.items() for c in cs] +
+                          [f"{RECORDING_DATASET}/{c}" for c in RECORDINGS])
         raise KeyError(f"unknown dataset config {dataset}/{config}; known: {known}") from None
 
 
@@ -588,4 +653,12 @@ def markdown() -> str:
             else:
                 out += ["Steps:", ""] + table(spec.step_fields()) + ["", "Episode metadata:", ""] + \
                     table(spec.metadata_fields())
+    out += ["", f"## `{RECORDING_DATASET}`: new recordings", "",
+            "Written by `dropj record` (docs/recording.md) into a directory that `tfds.builder_from_directory` "
+            "reads. One config per environment; the steps are the `real` configs' plus two step-metadata fields."]
+    for config, spec in RECORDINGS.items():
+        out += ["", f"### `{RECORDING_DATASET}/{config}`", "", spec.description + ".", "",
+                f"Environment: {spec.env.description}. `dropj export` writes `{spec.sources.episodes}`.", "",
+                "Steps:", ""] + table(spec.step_fields()) + ["", "Episode metadata:", ""] + \
+            table(spec.metadata_fields())
     return "\n".join(out) + "\n"

@@ -1,0 +1,222 @@
+"""`dropj record`: drive a DROPJ environment with the arrow keys, as the participants did, and record it.
+
+The window shows gym 0.20's driver view (the whole 1000x800 scene, indicator
+bar included) with the episode, step and return on top. Keys, as in the
+authors' recorder (`user_extract.py`):
+
+* Left / Right: steer -1 / +1. The last pressed wins; releasing a key
+  straightens the wheel only if that key's direction is the one applied.
+* Up: gas 1. Down: brake 0.8. Each is 0 when released.
+* Enter: restart (the episode being driven is dropped). Escape or closing
+  the window: quit (the episode being driven is dropped).
+
+Steps are paced to the environment's 50 per second. Each episode is
+written the moment it ends (`record.RecordingWriter`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import os
+import time
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from dropj.converters import record
+from dropj_datasets import schema
+
+STEER_LEFT, STEER_RIGHT, GAS, BRAKE = -1.0, 1.0, 1.0, 0.8
+WINDOW_TITLE = "DROPJ record"
+HELP = "arrows drive  |  Enter restarts  |  Esc quits"
+SCREENSHOT_STEP = 100
+
+
+class Keyboard:
+    """Arrow keys -> the study's action [steer, gas, brake] (DATA_FORMATS.md 0.3, keyboard subset)."""
+
+    def __init__(self) -> None:
+        self.action = np.zeros(3, dtype=np.float64)
+        self.held = dict.fromkeys(schema.KEYS, False)
+
+    def press(self, name: str) -> None:
+        if name not in self.held:
+            return
+        self.held[name] = True
+        if name == "left":
+            self.action[0] = STEER_LEFT
+        elif name == "right":
+            self.action[0] = STEER_RIGHT
+        elif name == "up":
+            self.action[1] = GAS
+        else:
+            self.action[2] = BRAKE
+
+    def release(self, name: str) -> None:
+        if name not in self.held:
+            return
+        self.held[name] = False
+        if name == "left" and self.action[0] == STEER_LEFT:
+            self.action[0] = 0.0
+        elif name == "right" and self.action[0] == STEER_RIGHT:
+            self.action[0] = 0.0
+        elif name == "up":
+            self.action[1] = 0.0
+        elif name == "down":
+            self.action[2] = 0.0
+
+    def keys_held(self) -> tuple[bool, bool, bool, bool]:
+        return tuple(self.held[k] for k in schema.KEYS)
+
+    def clear(self) -> None:
+        """Window focus lost: no key counts as held any more."""
+        for name in schema.KEYS:
+            self.release(name)
+
+
+@dataclasses.dataclass
+class RecordConfig:
+    """What `dropj record` was asked to do; validated on creation."""
+
+    env: str = "carracing"
+    out: str = "recordings"
+    user: str = "anonymous"
+    episodes: Optional[int] = None  # None: until the driver quits
+    seed: Optional[int] = None  # first reset seed (then +1 per episode); None: fresh entropy per episode
+    fps: float = 50.0
+    max_steps: int = 1000  # the study's time limit
+    window: tuple[int, int] = (1000, 800)
+    screenshot: Optional[str] = None  # save the window as PNG once, at step 100 of the first episode
+
+    def __post_init__(self) -> None:
+        if self.env not in schema.RECORDINGS:
+            raise ValueError(f"env must be one of {sorted(schema.RECORDINGS)}, got {self.env!r}")
+        if not self.user.strip():
+            raise ValueError("user must not be empty")
+        if self.episodes is not None and self.episodes < 1:
+            raise ValueError(f"episodes must be >= 1, got {self.episodes}")
+        if self.seed is not None and self.seed < 0:
+            raise ValueError(f"seed must be >= 0, got {self.seed}")
+        if not 1 <= self.fps <= 1000:
+            raise ValueError(f"fps must be within 1..1000, got {self.fps}")
+        if self.max_steps < 1:
+            raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
+        if min(self.window) < 64:
+            raise ValueError(f"window must be at least 64x64, got {self.window}")
+
+
+@dataclasses.dataclass
+class SessionSummary:
+    directory: str
+    episodes_saved: int
+    episodes_dropped: int
+    steps: int
+    paced_steps: int  # steps after the first of each episode: the ones the pace applies to
+    seconds_driving: float  # from the first to the last step start of each episode, summed
+
+    @property
+    def steps_per_second(self) -> float:
+        return self.paced_steps / self.seconds_driving if self.seconds_driving > 0 else float("nan")
+
+
+_KEY_NAMES = {"K_LEFT": "left", "K_RIGHT": "right", "K_UP": "up", "K_DOWN": "down"}
+
+
+def run(config: RecordConfig, log=print) -> SessionSummary:
+    """Opens the window and records until `config.episodes` are saved or the driver quits."""
+    os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+    import gymnasium
+    import pygame
+
+    import dropj_datasets.envs  # noqa: F401
+
+    env_id, mode = record.ENV_IDS[config.env]
+    gym_env = gymnasium.make(env_id, max_episode_steps=config.max_steps, disable_env_checker=True,
+                             **({"mode": mode} if mode else {}))
+    keyboard = Keyboard()
+    seeds = itertools.count(config.seed) if config.seed is not None else None
+    recorder = record.open_recorder(config.env, config.out, config.user, seeds=seeds,
+                                    keys_held=keyboard.keys_held, gym_env=gym_env)
+    keys = {getattr(pygame, name): key for name, key in _KEY_NAMES.items()}
+    pygame.display.init()
+    pygame.font.init()
+    window = pygame.display.set_mode(config.window)
+    pygame.display.set_caption(WINDOW_TITLE)
+    font = pygame.font.Font(None, max(18, config.window[1] // 28))
+    car = gym_env.unwrapped
+    saved = dropped = steps = paced_steps = 0
+    driving = 0.0
+    period = 1.0 / config.fps
+    log(f"recording {config.env} into {recorder.writer.directory} "
+        f"({recorder.writer.episodes_before} episodes there already); {HELP}")
+    try:
+        quit_requested = False
+        while not quit_requested and (config.episodes is None or saved < config.episodes):
+            timestep = recorder.logger.reset()
+            episode_number = recorder.writer.episodes_before + saved
+            restart = False
+            deadline = time.perf_counter()
+            previous_step: Optional[float] = None
+            while True:
+                for event in pygame.event.get():
+                    if event.type == pygame.QUIT:
+                        quit_requested = True
+                    elif event.type == pygame.KEYDOWN:
+                        if event.key == pygame.K_ESCAPE:
+                            quit_requested = True
+                        elif event.key in (pygame.K_RETURN, pygame.K_KP_ENTER):
+                            restart = True
+                        elif event.key in keys:
+                            keyboard.press(keys[event.key])
+                    elif event.type == pygame.KEYUP and event.key in keys:
+                        keyboard.release(keys[event.key])
+                    elif event.type == pygame.WINDOWFOCUSLOST:
+                        keyboard.clear()
+                if quit_requested or restart:
+                    dropped += 1 if recorder.adapter.episode_steps else 0
+                    recorder.writer.discard_episode()
+                    break
+                now = time.perf_counter()
+                if previous_step is not None:  # pace = time between step starts (not the episode's write)
+                    driving += now - previous_step
+                    paced_steps += 1
+                previous_step = now
+                timestep = recorder.logger.step(keyboard.action.copy())
+                steps += 1
+                _draw(window, font, car, episode_number, recorder.adapter)
+                if config.screenshot and steps == SCREENSHOT_STEP:
+                    pygame.image.save(window, config.screenshot)
+                if timestep.last():
+                    saved += 1
+                    break
+                deadline += period
+                wait = deadline - time.perf_counter()
+                if wait > 0:
+                    time.sleep(wait)
+                elif wait < -5 * period:
+                    deadline = time.perf_counter()  # fell far behind: do not race to catch up
+            if timestep.last():
+                log(f"episode {episode_number} saved: {recorder.adapter.episode_steps} steps, "
+                    f"return {recorder.adapter.episode_return}, seed {recorder.adapter.seed}")
+    finally:
+        directory = recorder.writer.directory
+        recorder.close()
+        pygame.display.quit()
+    summary = SessionSummary(directory, saved, dropped, steps, paced_steps, driving)
+    log(f"{saved} episodes saved, {dropped} dropped, {summary.steps_per_second:.1f} steps/s -> {directory}")
+    return summary
+
+
+def _draw(window, font, car, episode: int, adapter: record.DmEnvAdapter) -> None:
+    import pygame
+
+    car.draw(window, indicators=True)
+    lines = [f"episode {episode}   step {adapter.episode_steps}   return {adapter.episode_return:+d}", HELP]
+    y = 8
+    for line in lines:
+        text = font.render(line, True, (255, 255, 255), (0, 0, 0))
+        window.blit(text, (8, y))
+        y += text.get_height() + 4
+    pygame.display.flip()

@@ -1,0 +1,39 @@
+"""The DROPJ environments, registered with gymnasium on import.
+
+    import gymnasium as gym
+    import dropj_datasets.envs  # registers the ids below
+
+    env = gym.make("DropjCarRacing-v0")                          # 84x84 frames
+    env = gym.make("DropjObstCarRacing-v0", mode="chuckccar")    # 128x128, chuckholes and NPC cars
+    obs, info = env.reset(seed=3)                               # gym 0.20 seeding: the authors' track 3
+
+Both carry gymnasium's 1000-step `TimeLimit`. `gym.make("dropj_datasets.envs:DropjCarRacing-v0")`
+works without the import. Semantics and measured differences from the authors' gym 0.20
+environments: docs/environments.md.
+"""
+
+from __future__ import annotations
+
+import gymnasium
+
+from dropj_datasets.envs.car_racing import MAX_EPISODE_STEPS
+
+CARRACING_ID = "DropjCarRacing-v0"
+OBST_CARRACING_ID = "DropjObstCarRacing-v0"
+
+# environment id + mode -> the schema's EnvSpec name (the release's config prefix)
+ENV_NAMES = {(CARRACING_ID, None): "carracing", (OBST_CARRACING_ID, "chuckc"): "chuckc",
+             (OBST_CARRACING_ID, "chuckccar"): "chuckccar"}
+
+
+def _register() -> None:
+    registered = gymnasium.envs.registration.registry
+    if CARRACING_ID not in registered:
+        gymnasium.register(CARRACING_ID, entry_point="dropj_datasets.envs.car_racing:DropjCarRacing",
+                           max_episode_steps=MAX_EPISODE_STEPS)
+    if OBST_CARRACING_ID not in registered:
+        gymnasium.register(OBST_CARRACING_ID, entry_point="dropj_datasets.envs.obst_car_racing:DropjObstCarRacing",
+                           max_episode_steps=MAX_EPISODE_STEPS, kwargs={"mode": "chuckccar"})
+
+
+_register()
