@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test venv sample bench docs clean
+.PHONY: demo test venv sysdeps sample bench docs clean
 
 venv: $(STAMP)
 
@@ -21,16 +21,24 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(VENV)/bin/dropj demo
 
-test: $(STAMP)
+test: $(STAMP) sysdeps
 	$(PY) -m pytest -n 2 -q
+
+# Debian's xvfb and xdotool: the recorder's window is tested with real key events on a virtual display.
+sysdeps:
+	@if command -v Xvfb >/dev/null && command -v xdotool >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq xvfb xdotool >/dev/null; \
+	else echo "note: install Debian's xvfb and xdotool to run the recorder's window tests (skipped without them)"; fi
 
 # Regenerate the embedded sample data (deterministic).
 sample: $(STAMP)
 	$(VENV)/bin/dropj make-sample
 
-bench: $(STAMP)
+bench: $(STAMP) sysdeps
 	$(PY) tests/benchmarks/bench_build.py --write-docs
 	$(PY) tests/benchmarks/bench_loader.py --write-docs
+	$(PY) tests/benchmarks/bench_record.py --write-docs
 
 docs: $(STAMP)
 	$(VENV)/bin/dropj schema-doc > docs/schema.md

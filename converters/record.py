@@ -255,6 +255,7 @@ class RecordingWriter(tfds_backend_writer.TFDSBackendWriter):
         from envlogger.backends import backend_writer
 
         backend_writer.BackendWriter.__init__(self, **base_kwargs)  # the stock __init__ would overwrite
+        self._closed = True  # until the directory is open: nothing to close
         self.spec = schema.RECORDINGS[env_name]
         self._data_directory = str(recording_dir(data_dir, env_name))
         _check_existing(Path(self._data_directory), self.spec)

@@ -32,6 +32,7 @@ STEER_LEFT, STEER_RIGHT, GAS, BRAKE = -1.0, 1.0, 1.0, 0.8
 WINDOW_TITLE = "DROPJ record"
 HELP = "arrows drive  |  Enter restarts  |  Esc quits"
 SCREENSHOT_STEP = 100
+CATCH_UP_PERIODS = 10  # up to 0.2 s behind is made up by shorter waits; further behind, the pace restarts
 
 
 class Keyboard:
@@ -195,7 +196,7 @@ def run(config: RecordConfig, log=print) -> SessionSummary:
                 wait = deadline - time.perf_counter()
                 if wait > 0:
                     time.sleep(wait)
-                elif wait < -5 * period:
+                elif wait < -CATCH_UP_PERIODS * period:
                     deadline = time.perf_counter()  # fell far behind: do not race to catch up
             if timestep.last():
                 log(f"episode {episode_number} saved: {recorder.adapter.episode_steps} steps, "

@@ -94,6 +94,8 @@ class BuiltDataset:
                 raise DataError(f"{dataset}: not built under {data_dir or 'the default data dir'} "
                                 "(run `tfds build` first)")
         config = builder.builder_config
+        if config is None:
+            raise DataError(f"{dataset}: not a DROPJ dataset (no builder config)")
         preset = getattr(config, "preset", "") or (builder.info.metadata or {}).get("preset") or config.name
         return cls(schema.spec_for(builder.name, preset), builder)
 
@@ -158,6 +160,10 @@ class BuiltDataset:
                                lambda: (sketches.from_example(ex, spec) for ex in self.examples())),
                     LegacyFile(times_name, "pickle", int(times_meta["protocol"]),
                                lambda: sketches.times_from_metadata(times_meta))]
+        if isinstance(spec, schema.RecordingSpec):  # `dropj record`: Dataset R's format, named like the release's
+            count = self.builder.info.splits["train"].num_examples
+            return [LegacyFile(spec.sources.episodes.format(n=count), "list", None, lambda: (
+                episodes_lib.to_legacy(ep, spec) for _, ep, _ in self.episodes()))]
         built_from = self.metadata().get("source_files", {})
         out = []
         variants = [(spec.sources.episodes, False)] + ([(spec.sources.scaled, True)] if spec.is_dream else [])
