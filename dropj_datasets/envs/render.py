@@ -94,21 +94,26 @@ def fill_convex(image: np.ndarray, poly: np.ndarray, color: Sequence[int]) -> No
     parts come out a pixel wider).
     """
     height, width = image.shape[:2]
-    lo, hi = poly.min(axis=0), poly.max(axis=0)
-    c0, c1 = max(math.ceil(lo[0] - 0.5), 0), min(math.floor(hi[0] - 0.5), width - 1)
-    r0, r1 = max(math.ceil(lo[1] - 0.5), 0), min(math.floor(hi[1] - 0.5), height - 1)
+    points = poly.tolist()
+    xs_, ys_ = [p[0] for p in points], [p[1] for p in points]
+    c0, c1 = max(math.ceil(min(xs_) - 0.5), 0), min(math.floor(max(xs_) - 0.5), width - 1)
+    r0, r1 = max(math.ceil(min(ys_) - 0.5), 0), min(math.floor(max(ys_) - 0.5), height - 1)
     if c0 > c1 or r0 > r1:
         return
-    xs = np.arange(c0, c1 + 1) + 0.5
-    ys = (np.arange(r0, r1 + 1) + 0.5)[:, None]
-    edges = np.roll(poly, -1, axis=0) - poly
-    area = float(np.sum(poly[:, 0] * np.roll(poly[:, 1], -1) - np.roll(poly[:, 0], -1) * poly[:, 1]))
+    n = len(points)
+    area = sum(xs_[i] * ys_[(i + 1) % n] - xs_[(i + 1) % n] * ys_[i] for i in range(n))
     if area == 0.0:
         return
     sign = 1.0 if area > 0 else -1.0
-    inside = np.ones((len(ys), len(xs)), dtype=bool)
-    for (vx, vy), (ex, ey) in zip(poly, edges):
-        inside &= sign * (ex * (ys - vy) - ey * (xs - vx)) >= 0.0
+    xs = np.arange(c0, c1 + 1) + 0.5
+    ys = (np.arange(r0, r1 + 1) + 0.5)[:, None]
+    inside = None
+    for i in range(n):
+        vx, vy = xs_[i], ys_[i]
+        ex, ey = sign * (xs_[(i + 1) % n] - vx), sign * (ys_[(i + 1) % n] - vy)
+        # ex * (y - vy) - ey * (x - vx) >= 0, split so the row and column terms broadcast
+        edge = (ex * ys - ex * vy + ey * vx) >= ey * xs
+        inside = edge if inside is None else inside & edge
     image[r0:r1 + 1, c0:c1 + 1][inside] = color
 
 

@@ -936,13 +936,15 @@ def report(args: Args, source: dict, ours: BuildRun, reference: BuildRun, speedu
 
 
 def write_docs(section: str, path: Path = DOCS) -> None:
-    """Replaces this benchmark's section of docs/benchmarks.md, keeping every other section."""
+    """Replaces the section of docs/benchmarks.md headed by `section`'s first line, keeping every other section
+    (appended at the end if missing). Every benchmark in this folder writes its section with it."""
+    heading = section.split("\n", 1)[0]
     text = path.read_text() if path.exists() else f"{DOCS_TITLE}\n\n{DOCS_INTRO}\n"
-    start = text.find(SECTION_HEADING + "\n")
+    start = text.find(heading + "\n")
     if start == -1:
         text = text.rstrip("\n") + "\n\n" + section
     else:
-        end = text.find("\n## ", start + len(SECTION_HEADING))
+        end = text.find("\n## ", start + len(heading))
         text = text[:start] + section + ("\n" + text[end + 1:] if end != -1 else "")
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)

@@ -454,18 +454,6 @@ def version(name: str) -> str:
         return "?"
 
 
-def write_docs(section: str, path: Path = DOCS) -> None:
-    """Replaces this benchmark's section of docs/benchmarks.md (appended at the end if missing)."""
-    text = path.read_text()
-    start = text.find(SECTION_HEADING + "\n")
-    if start == -1:
-        text = text.rstrip("\n") + "\n\n" + section
-    else:
-        end = text.find("\n## ", start + len(SECTION_HEADING))
-        text = text[:start] + section + ("\n" + text[end + 1:] if end != -1 else "")
-    path.write_text(text)
-
-
 def main(argv: Optional[list[str]] = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--episodes", type=int, default=20, help="episodes of 1000 steps in the source")
@@ -519,7 +507,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     print()
     print(section)
     if args.write_docs:
-        write_docs(section)
+        bench_build.write_docs(section)
         print(f"wrote {DOCS}")
     return 0
 

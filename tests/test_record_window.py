@@ -1,0 +1,314 @@
+"""`dropj record` driven with real key events: a headless X server (Xvfb), the real pygame window, keys
+sent with xdotool (XTEST), and the recorded TFDS episodes read back. No mocks.
+
+Skipped only when `Xvfb` or `xdotool` is not installed (Debian: apt-get install xvfb xdotool).
+The helpers (`XServer`, `start_record`, `find_window`, `xdotool`) are reused by
+tests/benchmarks/bench_record.py.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Iterator, Optional
+
+import numpy as np
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+DROPJ = Path(sys.executable).parent / "dropj"
+X11_SOCKETS = Path("/tmp/.X11-unix")
+SCREEN = "1280x1024x24"
+FPS = 50.0
+ENV_NAME = "carracing"
+SUMMARY = re.compile(r"^(\d+) episodes saved, (\d+) dropped, ([\d.]+|nan) steps/s -> (.+)$", re.M)
+
+MISSING = [tool for tool in ("Xvfb", "xdotool") if shutil.which(tool) is None]
+
+
+# --- helpers (also used by tests/benchmarks/bench_record.py) -----------------------------------------
+
+
+class XServer:
+    """Xvfb on the first free display number (no /tmp/.X11-unix/XN, no /tmp/.XN-lock) from `first` on."""
+
+    def __init__(self, first: int = 90, last: int = 400, screen: str = SCREEN):
+        self.proc: Optional[subprocess.Popen] = None
+        self.display = ""
+        for number in range(first, last):
+            if (X11_SOCKETS / f"X{number}").exists() or Path(f"/tmp/.X{number}-lock").exists():
+                continue
+            proc = subprocess.Popen(["Xvfb", f":{number}", "-screen", "0", screen, "-nolisten", "tcp"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            deadline = time.monotonic() + 15
+            while proc.poll() is None and time.monotonic() < deadline:
+                if (X11_SOCKETS / f"X{number}").exists():
+                    self.proc, self.display = proc, f":{number}"
+                    return
+                time.sleep(0.05)
+            _stop(proc)  # taken meanwhile (another engineer's server) or too slow: try the next number
+        raise RuntimeError(f"could not start Xvfb on any display :{first}..:{last - 1}")
+
+    def close(self) -> None:
+        if self.proc is not None:
+            _stop(self.proc)
+            self.proc = None
+
+
+def _stop(proc: subprocess.Popen, grace: float = 5.0) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(grace)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
+def xdotool(display: str, *args: str) -> str:
+    done = subprocess.run(["xdotool", *args], env={**os.environ, "DISPLAY": display}, capture_output=True,
+                          text=True, timeout=15)
+    if done.returncode != 0 and not (args[0] == "search" and done.returncode == 1):  # 1: search found nothing
+        raise RuntimeError(f"xdotool {' '.join(args)}: rc {done.returncode}: {done.stderr.strip()}")
+    return done.stdout
+
+
+def record_environment(display: str) -> dict:
+    env = {**os.environ, "DISPLAY": display, "TF_CPP_MIN_LOG_LEVEL": "2", "NO_GCE_CHECK": "true",
+           "PYGAME_HIDE_SUPPORT_PROMPT": "1"}
+    for name in ("SDL_VIDEODRIVER", "SDL_AUDIODRIVER", "WAYLAND_DISPLAY"):
+        env.pop(name, None)  # the real X11 window, whatever the caller's session uses
+    return env
+
+
+class Recording:
+    """A running `dropj record` process, its output going to files in `logs`."""
+
+    def __init__(self, display: str, out: Path, logs: Path, *args: str, user: str = "tester"):
+        logs.mkdir(parents=True, exist_ok=True)
+        self.stdout_path, self.stderr_path = logs / "stdout.txt", logs / "stderr.txt"
+        self._stdout, self._stderr = open(self.stdout_path, "w"), open(self.stderr_path, "w")
+        # Started directly (not under `timeout`): xdotool finds the window by this process id.
+        self.proc = subprocess.Popen([str(DROPJ), "record", "--out", str(out), "--user", user, *args],
+                                     env=record_environment(display), stdout=self._stdout, stderr=self._stderr,
+                                     stdin=subprocess.DEVNULL, cwd=str(out.parent))
+        self.display = display
+
+    @property
+    def stdout(self) -> str:
+        return self.stdout_path.read_text()
+
+    @property
+    def stderr(self) -> str:
+        return self.stderr_path.read_text()
+
+    def find_window(self, timeout: float = 60.0) -> str:
+        """The id of the process's visible window (polled: imports take a few seconds), focused."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise AssertionError(f"dropj record exited (rc {self.proc.returncode}) before its window "
+                                     f"appeared:\n{self.stdout}\n{self.stderr[-3000:]}")
+            windows = xdotool(self.display, "search", "--onlyvisible", "--pid", str(self.proc.pid)).split()
+            if windows:
+                window = windows[-1]
+                xdotool(self.display, "windowfocus", "--sync", window)
+                return window
+            time.sleep(0.1)
+        raise AssertionError(f"no window of dropj record (pid {self.proc.pid}) after {timeout:g} s:\n"
+                             f"{self.stderr[-3000:]}")
+
+    def keys(self, action: str, *keys: str) -> None:
+        """`action` is keydown or keyup; the events go to the focused window through XTEST."""
+        xdotool(self.display, action, *keys)
+
+    def wait(self, timeout: float) -> int:
+        try:
+            return self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise AssertionError(f"dropj record still running after {timeout:g} s:\n{self.stdout}") from None
+        finally:
+            self._stdout.close()
+            self._stderr.close()
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            _stop(self.proc)
+        self._stdout.close()
+        self._stderr.close()
+
+
+def summary(stdout: str) -> tuple[int, int, float]:
+    """(saved, dropped, steps/s) of `record_window.run`'s last line."""
+    found = SUMMARY.findall(stdout)
+    assert found, f"no summary line in:\n{stdout}"
+    saved, dropped, rate, _ = found[-1]
+    return int(saved), int(dropped), float(rate)
+
+
+def read_episodes(out: Path) -> list[dict]:
+    import tensorflow_datasets as tfds
+
+    from dropj.converters import record
+
+    builder = tfds.builder_from_directory(str(record.recording_dir(out, ENV_NAME)))
+    return list(tfds.as_numpy(builder.as_dataset(split="train")))
+
+
+def stacked_steps(episode: dict) -> dict[str, np.ndarray]:
+    steps = list(episode["steps"])
+    return {key: np.stack([s[key] for s in steps]) for key in ("action", "keys_held", "wall_time",
+                                                               "is_last", "is_terminal")}
+
+
+def expected_actions(keys_held: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The study's mapping replayed from the keys held at each step, in the order they were pressed.
+
+    Gas 1 while up is held, brake 0.8 while down is held. Steer: a newly held left/right sets -1/+1 (the
+    last pressed wins); a released key straightens the wheel only if its direction is the one applied.
+    Returns (actions, ambiguous): ambiguous marks steps where left and right were both newly pressed
+    since the previous step (the order is not in the data; either steer is accepted there).
+    """
+    actions = np.zeros((len(keys_held), 3))
+    ambiguous = np.zeros(len(keys_held), dtype=bool)
+    steer = 0.0
+    previous = np.zeros(4, dtype=bool)
+    for t, held in enumerate(keys_held):
+        pressed, released = held & ~previous, ~held & previous
+        if released[0] and steer == -1.0:
+            steer = 0.0
+        if released[1] and steer == 1.0:
+            steer = 0.0
+        if pressed[0] and pressed[1]:
+            ambiguous[t] = True
+            steer = -1.0
+        elif pressed[0]:
+            steer = -1.0
+        elif pressed[1]:
+            steer = 1.0
+        actions[t] = (steer, 1.0 if held[2] else 0.0, 0.8 if held[3] else 0.0)  # up, down
+        previous = held
+    return actions, ambiguous
+
+
+# --- tests -------------------------------------------------------------------------------------------
+
+pytestmark = pytest.mark.skipif(bool(MISSING), reason=f"{' and '.join(MISSING)} not installed "
+                                                       "(Debian packages xvfb, xdotool)")
+
+
+@pytest.fixture(scope="module")
+def display() -> Iterator[str]:
+    server = XServer()
+    try:
+        yield server.display
+    finally:
+        server.close()
+
+
+@contextlib.contextmanager
+def recording(display: str, tmp_path: Path, *args: str, user: str = "tester") -> Iterator[Recording]:
+    rec = Recording(display, tmp_path / "out", tmp_path / "logs", *args, user=user)
+    try:
+        yield rec
+    finally:
+        rec.close()
+
+
+def test_arrow_keys_become_the_recorded_actions(display, tmp_path):
+    out = tmp_path / "out"
+    held: dict[str, float] = {}
+    with recording(display, tmp_path, "--episodes", "1", "--seed", "4", "--max_steps", "250",
+                   user="keys-test") as rec:
+        rec.find_window()
+        time.sleep(0.2)
+        t_up = time.monotonic()
+        rec.keys("keydown", "Up")
+        time.sleep(0.6)
+        rec.keys("keydown", "Left")  # Up still held
+        time.sleep(0.5)
+        rec.keys("keyup", "Left")
+        time.sleep(0.3)
+        rec.keys("keydown", "Right")
+        time.sleep(0.5)
+        rec.keys("keydown", "Down")  # gas and brake together, steering right
+        time.sleep(0.5)
+        rec.keys("keyup", "Down", "Right", "Up")
+        held["up"] = time.monotonic() - t_up
+        rc = rec.wait(120)
+        stdout, stderr = rec.stdout, rec.stderr
+    assert rc == 0, f"rc {rc}:\n{stdout}\n{stderr[-3000:]}"
+    assert summary(stdout)[:2] == (1, 0), stdout
+    assert "episode 0 saved: 250 steps" in stdout, stdout
+
+    (episode,) = read_episodes(out)
+    steps = stacked_steps(episode)
+    assert len(steps["action"]) == 251  # 250 transitions + the final observation
+    assert steps["is_last"][-1] and not steps["is_terminal"][-1]  # truncated at --max_steps
+    meta = episode["episode_metadata"]
+    assert meta["user_id"] == b"keys-test"
+    assert meta["seed"] == 4
+
+    keys_held, actions = steps["keys_held"], steps["action"]
+    assert not keys_held[-1].any() and not actions[-1].any()  # the final step carries no action
+    left, right, up, down = keys_held.T
+    # each key really arrived: 0.5 s is about 25 steps at 50 steps/s
+    for name, column in zip(("left", "right", "up", "down"), keys_held.T):
+        assert column.sum() >= 10, f"{name} held on only {column.sum()} steps"
+    # the mapping, key by key
+    np.testing.assert_array_equal(actions[:, 1] == 1.0, up)
+    np.testing.assert_array_equal(actions[:, 1] != 0.0, up)
+    np.testing.assert_array_equal(actions[:, 2] == 0.8, down)
+    np.testing.assert_array_equal(actions[:, 2] != 0.0, down)
+    assert (actions[left & ~right, 0] == -1.0).all()
+    assert (actions[right & ~left, 0] == 1.0).all()
+    assert (actions[~left & ~right, 0] == 0.0).all()
+    # ... and as a whole, replayed in press order
+    expected, ambiguous = expected_actions(keys_held)
+    clear = ~ambiguous
+    np.testing.assert_array_equal(actions[clear], expected[clear])
+    # up was held for held['up'] seconds: about 50 steps a second of it
+    expected_up = held["up"] * FPS
+    assert 0.6 * expected_up <= up.sum() <= 1.4 * expected_up, (up.sum(), held["up"])
+    # and it was held in one run of consecutive steps, as it was on the keyboard
+    assert np.flatnonzero(up).ptp() + 1 == up.sum()
+    # the pace: 50 steps a second between step starts (loose: the machine may be shared)
+    pace = np.diff(steps["wall_time"][:-1])
+    assert 1 / FPS * 0.8 <= np.median(pace) <= 1 / FPS * 1.25, np.median(pace)
+
+
+def test_enter_restarts_and_escape_quits_dropping_both_episodes(display, tmp_path):
+    out = tmp_path / "out"
+    with recording(display, tmp_path, "--max_steps", "1000", "--seed", "7") as rec:
+        rec.find_window()
+        time.sleep(0.2)
+        rec.keys("keydown", "Up")
+        time.sleep(0.5)
+        rec.keys("keyup", "Up")
+        rec.keys("key", "Return")  # restart: the episode being driven is dropped
+        time.sleep(0.2)
+        rec.keys("keydown", "Up")
+        time.sleep(0.5)
+        rec.keys("keyup", "Up")
+        rec.keys("key", "Escape")  # quit: dropped too
+        rc = rec.wait(60)
+        stdout, stderr = rec.stdout, rec.stderr
+    assert rc == 0, f"rc {rc}:\n{stdout}\n{stderr[-3000:]}"
+    assert re.search(r"^0 episodes saved, 2 dropped, ", stdout, re.M), stdout
+    assert "saved:" not in stdout  # no "episode N saved: ..." line
+    directory = out / "dropj_recording" / ENV_NAME / "1.0.0"
+    assert not list(directory.glob("*.tfrecord*")), sorted(p.name for p in directory.iterdir())
+    info = directory / "dataset_info.json"
+    if info.exists():
+        import json
+
+        splits = json.loads(info.read_text()).get("splits", [])
+        assert sum(int(n) for split in splits for n in split.get("shardLengths", [])) == 0, splits
