@@ -100,6 +100,39 @@ def _train_briefly(data_dir: str, steps: int = 5) -> None:
               f"{history.train_loss[-1]:10.4g}  in {time.perf_counter() - start:5.1f} s")
 
 
+def _record_briefly(data_dir: str, steps: int = 50) -> None:
+    """Record one short scripted episode per environment with the EnvLogger recorder, reload and export it."""
+    import itertools
+
+    import gymnasium
+    import tensorflow_datasets as tfds
+
+    import dropj_datasets.envs  # noqa: F401
+    from dropj.converters import record, to_legacy
+
+    print(f"\nRecording one {steps}-step scripted episode per environment (dropj record's recorder, no window)\n")
+    out = Path(data_dir) / "recordings"
+    for env_name, (env_id, mode) in record.ENV_IDS.items():
+        gym_env = gymnasium.make(env_id, max_episode_steps=steps, disable_env_checker=True,
+                                 **({"mode": mode} if mode else {}))
+        recorder = record.open_recorder(env_name, out, "demo", seeds=itertools.count(3), gym_env=gym_env)
+        start = time.perf_counter()
+        timestep = recorder.logger.reset()
+        while not timestep.last():  # a keyboard-like script: gas, and a left burst
+            steer = -1.0 if 20 <= recorder.adapter.episode_steps < 26 else 0.0
+            timestep = recorder.logger.step(np.array([steer, 1.0, 0.0]))
+        seconds = time.perf_counter() - start
+        recorder.close()
+        directory = record.recording_dir(out, env_name)
+        builder = tfds.builder_from_directory(str(directory))
+        [episode] = tfds.as_numpy(builder.as_dataset(split="train"))
+        frames = len(list(episode["steps"]))
+        [path] = to_legacy.export(str(directory), Path(data_dir) / "recordings-legacy", log=lambda line: None)
+        print(f"{env_name:10} {frames} steps (shape {builder.info.features['steps']['observation'].shape}), "
+              f"return {recorder.adapter.episode_return:+d}, {steps / seconds:5.0f} steps/s with the write -> "
+              f"{directory.relative_to(data_dir)}; exported {path.name}")
+
+
 def run(data_dir: Optional[str] = None) -> int:
     import tensorflow_datasets as tfds
 
@@ -156,6 +189,7 @@ def run(data_dir: Optional[str] = None) -> int:
         print(f"{dataset + '/' + config:36} {summary['examples']} examples, {summary['skipped']} skipped, "
               f"built in {seconds:.2f} s, {verdict}\n    answers  {answers}\n    labels   {labels}")
     _train_briefly(data_dir)
+    _record_briefly(data_dir)
     print("\nLoad any of them with:\n  import dropj_datasets, tensorflow_datasets as tfds\n"
           f"  tfds.load('dropj_carracing/real', data_dir='{data_dir}')")
     return 1 if failures else 0
