@@ -20,7 +20,6 @@ import dataclasses
 import itertools
 import os
 import time
-from pathlib import Path
 from typing import Optional
 
 import numpy as np

@@ -772,15 +772,17 @@ def code_version() -> str:
             f"(diff sha1 {hashlib.sha1(diff.encode()).hexdigest()[:10]})")
 
 
-def versions() -> str:
-    def version(*names: str) -> str:
-        for name in names:
-            try:
-                return metadata.version(name)
-            except metadata.PackageNotFoundError:
-                continue
-        return "?"
+def version(*names: str) -> str:
+    """The installed version of the first of these distributions that is installed, or '?'."""
+    for name in names:
+        try:
+            return metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return "?"
 
+
+def versions() -> str:
     return ", ".join([f"Python {platform.python_version()}", f"numpy {version('numpy')}",
                       f"tensorflow {version('tensorflow-cpu', 'tensorflow')}",
                       f"tensorflow-datasets {version('tensorflow-datasets')}", f"pillow {version('pillow')}",

@@ -457,8 +457,8 @@ def report(args: argparse.Namespace, results: list[EnvResult], window: WindowRes
         SECTION_HEADING,
         "",
         f"Measured {datetime.date.today().isoformat()} with `{command(args)}`, on {bench_build.machine()}; "
-        f"{bench_build.versions()}, envlogger {version('envlogger')}, "
-        f"pygame-ce {version('pygame-ce', 'pygame')}; {code}. "
+        f"{bench_build.versions()}, envlogger {bench_build.version('envlogger')}, "
+        f"pygame-ce {bench_build.version('pygame-ce', 'pygame')}; {code}. "
         f"Load average {loads[0]} at the start and {loads[1]} at the end (1/5/15 min): the machine is shared "
         "with other engineers, so absolute figures are noisy; bare and recorded ran interleaved in one process "
         "so their difference is the useful part.",
@@ -490,17 +490,6 @@ def report(args: argparse.Namespace, results: list[EnvResult], window: WindowRes
         verdict(results, window),
     ]
     return "\n".join(lines) + "\n"
-
-
-def version(*names: str) -> str:
-    from importlib import metadata
-
-    for name in names:
-        try:
-            return metadata.version(name)
-        except metadata.PackageNotFoundError:
-            continue
-    return "?"
 
 
 def main(argv: Optional[list[str]] = None) -> int:
