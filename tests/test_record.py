@@ -85,6 +85,8 @@ def test_features_are_the_builders_real_features_plus_recording_metadata(recorde
     spec = schema.spec_for(schema.RECORDING_DATASET, "carracing")
     assert repr(builder.info.features) == repr(builder_lib.features(spec))
     assert (builder.name, builder.builder_config.name) == (schema.RECORDING_DATASET, "carracing")
+    by_name = tfds.load(f"{schema.RECORDING_DATASET}/carracing", data_dir=str(data_dir), split="train")
+    assert by_name.cardinality().numpy() == 3
 
 
 def test_steps_are_aligned_as_the_release_builders_align_them(recorded):
