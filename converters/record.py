@@ -17,8 +17,9 @@ Capture is separate from storage:
   `schema.RECORDINGS` (a test compares them with the builders').
 
 Nothing lost. Each finished episode is written as its own closed shard and
-the directory's `dataset_info.json` is rewritten right after, before the
-next reset, so a crash or a SIGKILL loses at most the episode being driven.
+the directory's `dataset_info.json` is replaced (atomically) right after,
+before the next reset, so a crash or a SIGKILL loses at most the episode
+being driven.
 An unfinished episode (the driver restarted or quit) is discarded, never
 written: every stored episode ended as the release's did, by leaving the
 playfield or at the time limit. Writing into a directory that already holds
@@ -31,6 +32,8 @@ from __future__ import annotations
 import dataclasses
 import os
 import secrets
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
@@ -267,7 +270,7 @@ class RecordingWriter(tfds_backend_writer.TFDSBackendWriter):
         info = tfds.rlds.rlds_base.build_info(dataset_config(self.spec), identity,
                                               {"dataset": schema.RECORDING_DATASET, "config": env_name})
         self._ds_info = info
-        self._sequential_writer = tfds.core.SequentialWriter(info, max_examples_per_shard=1, overwrite=False)
+        self._sequential_writer = _atomic_metadata_writer()(info, max_examples_per_shard=1, overwrite=False)
         self._split_name = SPLIT
         self._sequential_writer.initialize_splits([SPLIT], fail_if_exists=False)
         self.episodes_before = sum(info.splits[SPLIT].shard_lengths) if SPLIT in info.splits else 0
@@ -314,8 +317,44 @@ class RecordingWriter(tfds_backend_writer.TFDSBackendWriter):
         self._sequential_writer.close_all()
 
 
+STAGING_PREFIX = ".metadata-"
+DATASET_INFO = "dataset_info.json"
+
+
+def _atomic_metadata_writer() -> type:
+    """TFDS's SequentialWriter, but its metadata files are replaced atomically.
+
+    The stock writer rewrites `dataset_info.json` (the list of shards and
+    their episode counts) in place after every episode, so a kill in the
+    middle of that write would leave a truncated file and an unreadable
+    recording. Here the files are written into a staging folder beside them
+    and moved over the old ones with `os.replace`, `dataset_info.json` last:
+    a reader sees the old list or the new one, never half of one.
+    (tfds 4.9.4 is pinned; `_write_splits_metadata` and `_split_dict` are its
+    internals, and the recorder's tests exercise them.)
+    """
+    import tensorflow_datasets as tfds
+    from tensorflow_datasets.core import sequential_writer
+
+    class AtomicMetadataWriter(tfds.core.SequentialWriter):
+        def _write_splits_metadata(self) -> None:
+            self._ds_info.set_splits(sequential_writer._split_dict(self._splits))
+            directory = Path(self._data_dir)
+            staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=directory))
+            try:
+                self._ds_info.write_to_directory(staging)
+                for item in sorted(staging.iterdir(), key=lambda p: p.name == DATASET_INFO):
+                    os.replace(item, directory / item.name)
+            finally:
+                shutil.rmtree(staging, ignore_errors=True)
+
+    return AtomicMetadataWriter
+
+
 def _check_existing(directory: Path, spec: RecordingSpec) -> None:
-    info_file = directory / "dataset_info.json"
+    for stale in directory.glob(STAGING_PREFIX + "*"):  # left by a kill during a metadata write
+        shutil.rmtree(stale, ignore_errors=True)
+    info_file = directory / DATASET_INFO
     if not info_file.exists():
         return
     import json
