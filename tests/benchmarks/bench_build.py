@@ -952,6 +952,15 @@ def write_docs(section: str, path: Path = DOCS) -> None:
     path.write_text(text)
 
 
+def publish(section: str, write: bool) -> None:
+    """Prints a benchmark's docs section and, with --write-docs, puts it into docs/benchmarks.md."""
+    print()
+    print(section)
+    if write:
+        write_docs(section)
+        print(f"wrote {DOCS}")
+
+
 def parse_args(argv: Optional[list[str]]) -> Args:
     parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
     parser.add_argument("--gb", type=float, default=Args.gb, help="source size, decimal GB of pickle")
@@ -976,11 +985,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     if code_version() != code:
         code += " (**the library changed during the run**: rerun)"
     section = report(args, source, ours, reference, speedups, stages, code)
-    print()
-    print(section)
-    if args.write_docs:
-        write_docs(section)
-        print(f"wrote {DOCS}")
+    publish(section, args.write_docs)
     return 0
 
 

@@ -504,11 +504,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         {"ceiling": ceiling.as_dict(), "results": [r.as_dict() for r in results], "long": long,
          "loads": loads}, indent=1))
     section = report(args, stamp, results, ceiling, long, code, (loads[0], loads[1]))
-    print()
-    print(section)
-    if args.write_docs:
-        bench_build.write_docs(section)
-        print(f"wrote {DOCS}")
+    bench_build.publish(section, args.write_docs)
     return 0
 
 

@@ -542,11 +542,7 @@ def main(argv: Optional[list[str]] = None) -> int:
               f"max {window.intervals_ms.max():.1f} ms")
     print(verdict(results, window))
     section = report(args, results, window, code, (loads[0], loads[1]))
-    print()
-    print(section)
-    if args.write_docs:
-        bench_build.write_docs(section)
-        print(f"wrote {DOCS}")
+    bench_build.publish(section, args.write_docs)
     return 0
 
 
