@@ -219,3 +219,19 @@ def test_rgb_array_render():
     frame = env.render()
     assert frame.shape == (car_racing.VIDEO_H, car_racing.VIDEO_W, 3) and frame.dtype == np.uint8
     env.close()
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"mode": "chuckc"}, {"mode": "chuckccar"}], ids=["carracing", "chuckc", "chuckccar"])
+def test_gymnasium_env_checker_passes_without_warnings(kwargs):
+    import warnings
+
+    from gymnasium.utils.env_checker import check_env
+
+    env_id = "DropjObstCarRacing-v0" if kwargs else "DropjCarRacing-v0"
+    env = gym.make(env_id, **kwargs)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        check_env(env.unwrapped, skip_render_check=True)
+    messages = [str(w.message) for w in caught if "Swig" not in str(w.message)]
+    assert messages == []
+    env.close()

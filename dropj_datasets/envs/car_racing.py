@@ -16,9 +16,11 @@ with the authors' changes to gym 0.20's `CarRacing-v0`:
   camera, aliased; `render.py`) processed to 84x84 as in the release. The
   unprocessed image is `self.state`.
 * **Seeding** follows gym 0.20 (`seeding.py`): `reset(seed=s)` builds the
-  track the authors' environment built for `env.seed(s)`. `reset()` without a
-  seed continues the previous random stream, as gym 0.20 did; `info['seed']`
-  of the first reset names the seed drawn.
+  track the authors' environment built for `env.seed(s)`, from a legacy
+  `RandomState` kept in `self.track_random` (gymnasium's own `np_random`
+  Generator is seeded too, as gymnasium expects). `reset()` without a seed
+  continues the previous stream, as gym 0.20 did; `info['seed']` names the
+  seed the stream started from.
 
 The gymnasium 5-tuple API is used; `dropj.converters.record` turns it back
 into the release's (prev_obs, action, reward, obs, done, info) tuples.
@@ -109,6 +111,8 @@ class DropjCarRacing(gym_car_racing.CarRacing):
         self.off_road = False
         self.prev_tile_visited_count = 0
         self.state: Optional[np.ndarray] = None
+        self.track_random: Optional[np.random.RandomState] = None  # gym 0.20's, for the track
+        self.track_seed: Optional[int] = None
         self._polys = np.zeros((0, 4, 2))
         self._poly_colors: list[tuple[int, int, int]] = []
         self._grass = render.grass_patches()
@@ -117,9 +121,10 @@ class DropjCarRacing(gym_car_racing.CarRacing):
     # --- episode life cycle ---------------------------------------------------------------------
 
     def reset(self, *, seed: Optional[int] = None, options: Optional[dict] = None) -> tuple[np.ndarray, dict]:
-        gym.Env.reset(self)  # not with the seed: gymnasium would seed a Generator, gym 0.20 a RandomState
-        if seed is not None or not isinstance(self._np_random, np.random.RandomState):
-            self._np_random, self._np_random_seed = legacy_random_state(seed)
+        gym.Env.reset(self, seed=seed)  # gymnasium's own Generator (`np_random`), for gymnasium's checks
+        if seed is not None or self.track_random is None:
+            self.track_random, self.track_seed = legacy_random_state(seed)
+            self.on_seed(self.track_seed)
         self._destroy()
         self.world.contactListener_bug_workaround = TileContacts(self)
         self.world.contactListener = self.world.contactListener_bug_workaround
@@ -130,14 +135,14 @@ class DropjCarRacing(gym_car_racing.CarRacing):
         self.t = 0.0
         self.new_lap = False
         self.road_poly = []
-        while not self._create_track():
+        while not self._create_track_from(self.track_random):
             pass
         self._index_road()
         self.car = Car(self.world, *self.track[0][1:4])
         self.off_road = False
         self.on_reset()
         observation = self.step(None)[0]
-        return observation, {"seed": self._np_random_seed}
+        return observation, {"seed": self.track_seed}
 
     def step(self, action: Any) -> tuple[np.ndarray, int, bool, bool, dict]:
         assert self.car is not None, "call reset() first"
@@ -176,7 +181,23 @@ class DropjCarRacing(gym_car_racing.CarRacing):
             self.render()
         return process_frame(self.state), reward, terminated, False, info
 
+    def _create_track_from(self, random_state: np.random.RandomState) -> bool:
+        """gymnasium's track generator, drawing from gym 0.20's RandomState instead of `np_random`.
+
+        Both generators make the same `uniform` draws in the same order, so the
+        draws decide the same track as the authors' environment did.
+        """
+        generator = self._np_random
+        self._np_random = random_state
+        try:
+            return self._create_track()
+        finally:
+            self._np_random = generator
+
     # --- hooks for the obstacle env -------------------------------------------------------------
+
+    def on_seed(self, seed: int) -> None:
+        """A new seed was drawn or given (before the track is built)."""
 
     def on_reset(self) -> None:
         """After the track and the agent car exist, before the first (action-less) step."""

@@ -248,7 +248,6 @@ class DropjObstCarRacing(DropjCarRacing):
         self.chuckholes: list[Any] = []
         self.chuckhole_tiles: list[int] = []
         self._obstacle_rng: random.Random | None = None
-        self._rng_source: Any = None
         self._recovery = _Recovery()
         self._step_count = 0
         self._track_xy = np.zeros((0, 2))
@@ -272,10 +271,10 @@ class DropjObstCarRacing(DropjCarRacing):
         self.passed_cars: set[int] = set()
         self._events: dict[str, bool] = {}
 
+    def on_seed(self, seed: int) -> None:
+        self._obstacle_rng = random.Random(seed)  # as the authors' global `random` after random.seed(seed)
+
     def on_reset(self) -> None:
-        if self._np_random is not self._rng_source:  # the base class seeded a new track RandomState
-            self._obstacle_rng = random.Random(self._np_random_seed)
-            self._rng_source = self._np_random
         self._reset_obstacle_state()
         self._recovery.reset()
         self._step_count = 1  # the reset's action-less step, which follows
