@@ -105,6 +105,11 @@ class DmEnvAdapter(dm_env.Environment):
         self.env_spec = schema.RECORDINGS[env_name].env
         self.gym_env = gym_env if gym_env is not None else make_env(env_name)
         self._seeds = seeds if seeds is not None else iter(entropy_seed, None)
+        limit = getattr(getattr(self.gym_env, "spec", None), "max_episode_steps", None)
+        if not limit:
+            raise ValueError(f"{env_name}: the environment needs a step limit (gymnasium's TimeLimit), "
+                             "as every release episode had one")
+        self.time_limit = int(limit)
         self.seed: Optional[int] = None
         self.start_time = float("nan")
         self.last_info: dict[str, int] = {}
@@ -192,6 +197,7 @@ def episode_metadata_fn(user_id: str, session_id: str) -> Callable[[dm_env.TimeS
             schema.ENV_MODE: mode,
             schema.SEED: adapter.seed,
             schema.START_TIME: np.float64(adapter.start_time),
+            schema.TIME_LIMIT: adapter.time_limit,
             **versions,
         }
 

@@ -540,6 +540,7 @@ SEED = "seed"
 DROPJ_VERSION = "dropj_version"
 GYMNASIUM_VERSION = "gymnasium_version"
 START_TIME = "start_time"
+TIME_LIMIT = "time_limit"
 RECORDED_PICKLE_PROTOCOL = 5  # what the authors' recorder wrote (pickle.HIGHEST_PROTOCOL under Python 3.8)
 
 
@@ -573,6 +574,8 @@ class RecordingSpec(DatasetSpec):
             Field(DROPJ_VERSION, (), "str", "", "", "version of this package that recorded"),
             Field(GYMNASIUM_VERSION, (), "str", "", "", "gymnasium version that ran the environment"),
             Field(START_TIME, (), "float64", "s since the Unix epoch", "", "when the episode was reset", "bytes"),
+            Field(TIME_LIMIT, (), "int32", "steps", ">= 1",
+                  "the episode's step limit (the study's 1000; `dropj record --max_steps`)"),
             Field(FINAL_DONE, (), "float64", "", "1.0",
                   "the `done` of the last transition, as the release's recorder wrote it", "bytes"),
             Field(PICKLE_PROTOCOL, (), "int32", "", "5", "protocol `dropj export` writes (the release's)"),

@@ -131,6 +131,7 @@ def test_episode_metadata_and_appending(recorded):
     assert [m[schema.USER_ID_TEXT].decode() for m in metas] == ["driver-1", "driver-1", "driver-2"]
     assert [m[schema.SESSION_ID].decode() for m in metas] == ["s1", "s1", "s2"]
     assert [int(m[schema.SEED]) for m in metas] == [7, 8, 0]
+    assert [int(m[schema.TIME_LIMIT]) for m in metas] == [30, 30, 1000]
     assert metas[0][schema.ENV_ID].decode() == "DropjCarRacing-v0" and metas[0][schema.ENV_MODE] == b""
     assert metas[0][schema.GYMNASIUM_VERSION].decode() == gym.__version__
     assert metas[0][schema.DROPJ_VERSION].decode() == record.package_version()
@@ -274,3 +275,10 @@ def test_metadata_is_replaced_atomically_and_staging_left_by_a_kill_is_cleared(t
     rec.close()
     _, episodes = load(tmp_path)
     assert len(episodes) == 1
+
+
+def test_an_environment_without_a_step_limit_is_refused(tmp_path):
+    from dropj_datasets.envs.car_racing import DropjCarRacing
+
+    with pytest.raises(ValueError, match="needs a step limit"):
+        record.DmEnvAdapter("carracing", gym_env=DropjCarRacing())
