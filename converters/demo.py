@@ -104,18 +104,15 @@ def _record_briefly(data_dir: str, steps: int = 50) -> None:
     """Record one short scripted episode per environment with the EnvLogger recorder, reload and export it."""
     import itertools
 
-    import gymnasium
     import tensorflow_datasets as tfds
 
-    import dropj_datasets.envs  # noqa: F401
     from dropj.converters import record, to_legacy
 
     print(f"\nRecording one {steps}-step scripted episode per environment (dropj record's recorder, no window)\n")
     out = Path(data_dir) / "recordings"
-    for env_name, (env_id, mode) in record.ENV_IDS.items():
-        gym_env = gymnasium.make(env_id, max_episode_steps=steps, disable_env_checker=True,
-                                 **({"mode": mode} if mode else {}))
-        recorder = record.open_recorder(env_name, out, "demo", seeds=itertools.count(3), gym_env=gym_env)
+    for env_name in record.ENV_IDS:
+        recorder = record.open_recorder(env_name, out, "demo", seeds=itertools.count(3),
+                                        gym_env=record.make_env(env_name, steps))
         start = time.perf_counter()
         timestep = recorder.logger.reset()
         while not timestep.last():  # a keyboard-like script: gas, and a left burst

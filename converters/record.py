@@ -60,15 +60,15 @@ def recording_dir(data_dir: str | os.PathLike, env_name: str) -> Path:
     return Path(data_dir) / schema.RECORDING_DATASET / env_name / RECORDING_VERSION
 
 
-def make_env(env_name: str, render_mode: Optional[str] = None) -> Any:
-    """The gymnasium environment of a recording config (TimeLimit included)."""
+def make_env(env_name: str, max_steps: Optional[int] = None) -> Any:
+    """The gymnasium environment of a recording config, with its TimeLimit (default: the study's 1000 steps)."""
     import gymnasium
 
     import dropj_datasets.envs  # noqa: F401  (registers the ids)
 
     env_id, mode = ENV_IDS[env_name]
     kwargs = {"mode": mode} if mode else {}
-    return gymnasium.make(env_id, render_mode=render_mode, disable_env_checker=True, **kwargs)
+    return gymnasium.make(env_id, max_episode_steps=max_steps, disable_env_checker=True, **kwargs)
 
 
 # --- capture ----------------------------------------------------------------------------------------
@@ -94,8 +94,8 @@ class DmEnvAdapter(dm_env.Environment):
     """A gymnasium DROPJ environment as a `dm_env.Environment` (what EnvLogger wraps).
 
     `seeds` yields one reset seed per episode (default: fresh OS entropy).
-    After each step, `last` holds what the gymnasium step returned that a
-    TimeStep cannot: the info tri-states of the transition.
+    After each step, `last_info` holds what the gymnasium step returned that
+    a TimeStep cannot: the info tri-states of the transition.
     """
 
     def __init__(self, env_name: str, gym_env: Any = None, seeds: Optional[Iterator[int]] = None):

@@ -127,14 +127,9 @@ _KEY_NAMES = {"K_LEFT": "left", "K_RIGHT": "right", "K_UP": "up", "K_DOWN": "dow
 def run(config: RecordConfig, log=print) -> SessionSummary:
     """Opens the window and records until `config.episodes` are saved or the driver quits."""
     os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
-    import gymnasium
     import pygame
 
-    import dropj_datasets.envs  # noqa: F401
-
-    env_id, mode = record.ENV_IDS[config.env]
-    gym_env = gymnasium.make(env_id, max_episode_steps=config.max_steps, disable_env_checker=True,
-                             **({"mode": mode} if mode else {}))
+    gym_env = record.make_env(config.env, config.max_steps)
     keyboard = Keyboard()
     seeds = itertools.count(config.seed) if config.seed is not None else None
     recorder = record.open_recorder(config.env, config.out, config.user, seeds=seeds,

@@ -103,14 +103,9 @@ def keyboard_script(seed: int, steps: int) -> list[tuple[np.ndarray, tuple[bool,
 
 def make_gym_env(env_name: str, steps: int) -> Any:
     """The environment as `dropj record` makes it (`record_window.run`), with an N-step limit."""
-    import gymnasium
-
-    import dropj_datasets.envs  # noqa: F401
     from dropj.converters import record
 
-    env_id, mode = record.ENV_IDS[env_name]
-    return gymnasium.make(env_id, max_episode_steps=steps, disable_env_checker=True,
-                          **({"mode": mode} if mode else {}))
+    return record.make_env(env_name, steps)
 
 
 @dataclasses.dataclass
