@@ -8,16 +8,47 @@ directions. Nothing here knows about TFDS.
 from __future__ import annotations
 
 import dataclasses
+import os
 import struct
 from typing import Any, Optional, Sequence
 
 import numpy as np
 
+from dropj.converters import legacy_pickle
 from dropj_datasets import schema
-from dropj_datasets.schema import DataError, DatasetSpec
+from dropj_datasets.schema import DataError, DatasetSpec, describe
 
 _MAX_REPORTED = 20
 _INT32 = np.iinfo(np.int32)
+_PLUS_ZERO = struct.pack("<d", 0.0)
+
+# Every release episode ends at the environment's time limit (DATA_FORMATS.md 1.4, 2.1). A longer
+# one is refused while it is read, before it can cost memory; this variable raises the cap.
+MAX_STEPS_VARIABLE = "DROPJ_MAX_EPISODE_STEPS"
+TIME_LIMIT = 1000
+
+
+def max_episode_steps() -> int:
+    """The cap on transitions per episode: the time limit, or `$DROPJ_MAX_EPISODE_STEPS`."""
+    text = os.environ.get(MAX_STEPS_VARIABLE, "").strip()
+    if not text:
+        return TIME_LIMIT
+    if not text.isdigit() or int(text) < 1:
+        raise DataError(f"{MAX_STEPS_VARIABLE}={text[:40]!r}: expected a whole number of steps >= 1")
+    return int(text)
+
+
+def reader_limits(spec: DatasetSpec) -> legacy_pickle.Limits:
+    """What `legacy_pickle.iter_list` may let one episode of `spec` hold: its steps, and their bytes."""
+    steps = max_episode_steps()
+    state_bytes = int(np.prod(spec.observation_shape)) * (8 if spec.is_dream else 1)
+    per_step = 2 * state_bytes + 1024  # prev_obs and obs (stored twice by the release), action, info, ...
+    default = legacy_pickle.DEFAULT_LIMITS
+    return dataclasses.replace(
+        default, max_bytes=max(default.max_bytes, steps * per_step),
+        max_objects=max(default.max_objects, steps * 64), max_item_length=steps, item_noun="episode",
+        length_hint=f"every release episode ends at the environment's time limit of {TIME_LIMIT} steps "
+                    f"(set {MAX_STEPS_VARIABLE} to read longer ones)")
 
 
 @dataclasses.dataclass
@@ -70,6 +101,19 @@ def _describe(value: Any) -> str:
     return type(value).__name__
 
 
+def _same_bits(a: np.ndarray, b: np.ndarray) -> bool:
+    return a.dtype == b.dtype and a.shape == b.shape and a.tobytes() == b.tobytes()
+
+
+def _first_differing_row(a: np.ndarray, b: np.ndarray) -> Optional[int]:
+    if a.shape != b.shape or a.ndim == 0:
+        return None
+    rows = (np.ascontiguousarray(a).view(np.uint8).reshape(len(a), -1)
+            != np.ascontiguousarray(b).view(np.uint8).reshape(len(b), -1)).any(axis=1)
+    found = np.flatnonzero(rows)
+    return int(found[0]) if len(found) else None
+
+
 def _check_array(problems: _Problems, step: int, field: str, value: Any, dtype: str,
                  shape: tuple[int, ...]) -> bool:
     if not isinstance(value, np.ndarray) or value.dtype != np.dtype(dtype) or value.shape != shape:
@@ -88,6 +132,11 @@ def from_legacy(transitions: Any, spec: DatasetSpec, *, file: str, episode: int)
         problems.add(None, "episode", "at least one transition", "an empty list")
         problems.raise_if_any()
     num = len(transitions)
+    limit = max_episode_steps()
+    if num > limit:
+        problems.add(None, "episode", f"at most {limit:,} transitions, the time limit "
+                                      f"(set {MAX_STEPS_VARIABLE} to read longer episodes)", f"{num:,}")
+        problems.raise_if_any()
     obs_shape = spec.observation_shape
     obs_dtype = "float32" if spec.is_dream else "uint8"
     observations = np.empty((num + 1,) + obs_shape, dtype=obs_dtype)
@@ -100,8 +149,9 @@ def from_legacy(transitions: Any, spec: DatasetSpec, *, file: str, episode: int)
     previous_obs = None
     for t, item in enumerate(transitions):
         if not isinstance(item, tuple) or len(item) != 6:
+            length = len(item) if isinstance(item, (tuple, list, dict, str, bytes)) else "?"
             problems.add(t, "transition", "tuple (prev_obs, action, reward, obs, done, info)",
-                         f"{_describe(item)} of length {len(item) if hasattr(item, '__len__') else '?'}")
+                         f"{_describe(item)} of length {length}")
             previous_obs = None  # no continuity check across a malformed transition
             continue
         prev_obs, action, reward, obs, done, step_info = item
@@ -132,18 +182,18 @@ def from_legacy(transitions: Any, spec: DatasetSpec, *, file: str, episode: int)
             previous_obs = None
         if type(done) is not float:
             problems.add(t, "done", "Python float", _describe(done))
-        elif t < num - 1 and done != 0.0:
-            problems.add(t, "done", "0.0 before the last step", done)
+        elif t < num - 1 and struct.pack("<d", done) != _PLUS_ZERO:  # -0.0 and NaN are not 0.0 here
+            problems.add(t, "done", "0.0 before the last step", repr(done))
         else:
-            final_done = done
-        if not isinstance(step_info, dict):
+            final_done = done  # kept bit for bit (episode metadata `final_done`)
+        if type(step_info) is not dict:  # an OrderedDict or defaultdict would come back as a dict
             problems.add(t, "info", "dict", _describe(step_info))
             continue
         for key, value in step_info.items():
             if key not in allowed_info:
                 expected = f"one of {sorted(allowed_info)}" if allowed_info else "an empty dict"
                 problems.add(t, f"info['{key}']" if isinstance(key, str) else "info", expected,
-                             f"unknown key {key!r}")
+                             f"unknown key {describe(key)}")
             elif type(value) is not bool:
                 problems.add(t, f"info['{key}']", "bool", _describe(value))
             else:
@@ -169,9 +219,8 @@ def merge_scaled(unscaled: Optional[Episode], scaled: Optional[Episode], *, file
              "rewards": (unscaled.rewards, scaled.rewards),
              "initial_state": (unscaled.initial_state, scaled.initial_state)}
     for name, (a, b) in pairs.items():
-        if not np.array_equal(a, b):
-            step = int(np.argwhere(a != b)[0][0]) if a.shape == b.shape and a.ndim > 0 else None
-            problems.add(step, name, "the same as in the env-unit file", "different values")
+        if not _same_bits(a, b):  # bit for bit: a NaN latent present in both files is the same
+            problems.add(_first_differing_row(a, b), name, "the same as in the env-unit file", "different values")
     if struct.pack("<d", unscaled.final_done) != struct.pack("<d", scaled.final_done):
         problems.add(unscaled.num_transitions - 1, "done", unscaled.final_done, scaled.final_done)
     problems.raise_if_any()
@@ -181,9 +230,10 @@ def merge_scaled(unscaled: Optional[Episode], scaled: Optional[Episode], *, file
 def to_legacy(ep: Episode, spec: DatasetSpec, *, scaled: bool = False) -> list[tuple]:
     """The release's transition list, with the source's Python types and dtypes."""
     actions = ep.actions_scaled if scaled else ep.actions
-    if actions is None or np.isnan(actions).all():
-        raise DataError(f"this episode has no {'scaled' if scaled else 'env-unit'} actions "
-                        "(the release file was absent when the dataset was built)")
+    if actions is None:
+        raise DataError(f"this episode has no {'scaled' if scaled else 'env-unit'} actions")
+    # Which action columns exist is decided by the dataset's metadata (the source files it was
+    # built from), never by the values: an episode whose actions are all NaN is exported as such.
     keys = [key for key in spec.info_keys]
     out = []
     last = ep.num_transitions - 1
@@ -283,12 +333,15 @@ def compare(source: Any, exported: Any, path: str = "") -> list[str]:
         return out
     if isinstance(source, dict):
         if set(source) != set(exported):
-            return [f"{where}: keys {sorted(map(str, source))} != {sorted(map(str, exported))}"]
+            only = [describe(k, 40) for k in list(set(source) ^ set(exported))[:5]]
+            return [f"{where}: keys differ ({len(source)} vs {len(exported)}; e.g. {', '.join(only)})"]
         out = []
         for key in source:
-            out += compare(source[key], exported[key], f"{path}[{key!r}]")
+            out += compare(source[key], exported[key], f"{path}[{describe(key, 40)}]")
+            if len(out) > _MAX_REPORTED:
+                break
         return out
     if isinstance(source, float):
         same = struct.pack("<d", source) == struct.pack("<d", exported)
-        return [] if same else [f"{where}: {source!r} != {exported!r}"]
-    return [] if source == exported else [f"{where}: {source!r} != {exported!r}"]
+        return [] if same else [f"{where}: {describe(source)} != {describe(exported)}"]
+    return [] if source == exported else [f"{where}: {describe(source)} != {describe(exported)}"]

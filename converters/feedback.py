@@ -16,9 +16,11 @@ from typing import Any, Iterator, Mapping, Optional
 import numpy as np
 
 from dropj_datasets import schema
-from dropj_datasets.schema import DataError, EnvSpec, FeedbackSpec, QuerySpec
+from dropj_datasets.schema import DataError, EnvSpec, FeedbackSpec, QuerySpec, describe
 
-_VIDEO = re.compile(r"^(\d+)\.mp4$")
+_VIDEO = re.compile(r"^(\d{1,9})\.mp4$")  # the index is stored as int32
+_INT32_MAX = 2**31 - 1
+MAX_VIDEO_BYTES = 64 << 20  # a release video is 1000x500, 8 s: about 100 kB
 
 
 @dataclasses.dataclass(frozen=True)
@@ -120,13 +122,13 @@ def validate_queries(data: Any, env: EnvSpec, file: str) -> dict[str, tuple[np.n
     shape = (schema.SEGMENT_STEPS, env.latent_dim + 3)
     problems, out = [], {}
     for video, entry in data.items():
-        where = f"{file}, query {video!r}"
+        where = f"{file}, query {describe(video)}"
         if not isinstance(video, str) or not _VIDEO.match(video):
-            problems.append(f"{where}: expected a key like '17.mp4'")
+            problems.append(f"{file}, query {describe(video)}: expected a key like '17.mp4' (at most 9 digits)")
             continue
         if not isinstance(entry, dict) or set(entry) != {"segment1", "segment2"}:
             problems.append(f"{where}: expected a dict with 'segment1' and 'segment2', got "
-                            f"{sorted(entry) if isinstance(entry, dict) else type(entry).__name__}")
+                            f"{_keys(entry) if isinstance(entry, dict) else type(entry).__name__}")
             continue
         segments = []
         for name in ("segment1", "segment2"):
@@ -140,6 +142,17 @@ def validate_queries(data: Any, env: EnvSpec, file: str) -> dict[str, tuple[np.n
         raise DataError(f"{len(problems)} problems:\n  " + "\n  ".join(problems[:20]) if len(problems) > 1
                         else problems[0])
     return out
+
+
+def _keys(entry: dict) -> str:
+    keys = [describe(k, 30) for k in list(entry)[:8]]
+    return "[" + ", ".join(keys) + (f", ... {len(entry)} keys" if len(entry) > 8 else "") + "]"
+
+
+def _answer_text(item: Any) -> str:
+    if isinstance(item, tuple) and len(item) <= 4:
+        return "(" + ", ".join(describe(x, 40) for x in item) + ")"
+    return describe(item)
 
 
 @dataclasses.dataclass
@@ -163,13 +176,15 @@ def validate_response(entry: Any, spec: FeedbackSpec, *, file: str, index: int) 
     where = f"{file}, entry {index}"
     if not isinstance(entry, dict) or tuple(sorted(entry)) != tuple(sorted(schema.RESPONSE_KEYS)):
         raise DataError(f"{where}: expected a dict with keys {list(schema.RESPONSE_KEYS)}, got "
-                        f"{sorted(entry) if isinstance(entry, dict) else type(entry).__name__}")
+                        f"{_keys(entry) if isinstance(entry, dict) else type(entry).__name__}")
     video, answers = entry["video"], entry["responses"]
     problems = []
     if not isinstance(video, str) or not _VIDEO.match(video):
-        problems.append(f"field 'video': expected a name like '17.mp4', got {video!r}")
-    if type(entry["repeat_count"]) is not int or entry["repeat_count"] < 0:
-        problems.append(f"field 'repeat_count': expected an int >= 0, got {entry['repeat_count']!r}")
+        problems.append(f"field 'video': expected a name like '17.mp4', got {describe(video)}")
+    if type(entry["repeat_count"]) is not int or not 0 <= entry["repeat_count"] <= _INT32_MAX:
+        # stored as int32: a larger count would wrap, so it is refused rather than changed
+        problems.append(f"field 'repeat_count': expected an int in [0, {_INT32_MAX}], "
+                        f"got {describe(entry['repeat_count'])}")
     if type(entry["total_time"]) is not float:
         problems.append(f"field 'total_time': expected a float, got {type(entry['total_time']).__name__}")
     arity = 3 if spec.answers_have_seconds else 2
@@ -177,7 +192,7 @@ def validate_response(entry: Any, spec: FeedbackSpec, *, file: str, index: int) 
     if answers == schema.SKIPPED_ANSWER:
         parsed = None
     elif not isinstance(answers, list) or not answers:
-        problems.append(f"field 'responses': expected 'Skipped' or a list of answers, got {answers!r}")
+        problems.append(f"field 'responses': expected 'Skipped' or a list of answers, got {describe(answers)}")
     else:
         parsed = []
         allowed = _allowed_answers(spec)
@@ -186,22 +201,22 @@ def validate_response(entry: Any, spec: FeedbackSpec, *, file: str, index: int) 
                         and (arity == 2 or type(item[2]) is float))
             if not ok_shape:
                 kind = "(question, answer, seconds: float)" if arity == 3 else "(question, answer)"
-                problems.append(f"answer {k}: expected a tuple {kind}, got {item!r}")
+                problems.append(f"answer {k}: expected a tuple {kind}, got {_answer_text(item)}")
                 continue
             question, answer = item[0], item[1]
             expected_questions = _questions_in_order(spec, parsed + [item])
             if k >= len(expected_questions) or question != expected_questions[k]:
-                problems.append(f"answer {k}: unexpected question {question!r} for {spec.method} "
+                problems.append(f"answer {k}: unexpected question {describe(question)} for {spec.method} "
                                 f"(expected {list(expected_questions)})")
             elif answer not in allowed[question]:
-                problems.append(f"answer {k}: unknown answer {answer!r} to {question!r} "
+                problems.append(f"answer {k}: unknown answer {describe(answer)} to {describe(question)} "
                                 f"(expected one of {list(allowed[question])})")
             parsed.append(item)
         if parsed is not None and not problems and len(parsed) != len(_questions_in_order(spec, parsed)):
             problems.append(f"field 'responses': expected answers to {list(_questions_in_order(spec, parsed))}, "
                             f"got {len(parsed)}")
     if problems:
-        raise DataError(f"{where} (video {video!r}): " + "; ".join(problems))
+        raise DataError(f"{where} (video {describe(video)}): " + "; ".join(problems))
     return Response(index, video, parsed, entry["repeat_count"], entry["total_time"])
 
 
@@ -333,11 +348,12 @@ def _preference_examples(spec: FeedbackSpec, refs: dict, weights: LabelWeights) 
 
     queries_ref, responses_ref = refs[spec.queries_file], refs[spec.responses_file]
     with queries_ref.open() as f:
-        queries = validate_queries(legacy_pickle.load(f, str(queries_ref)), spec.env, str(queries_ref))
+        queries = validate_queries(legacy_pickle.load(f, str(queries_ref), size=queries_ref.size), spec.env,
+                                   str(queries_ref))
     with responses_ref.open() as f:
-        entries = legacy_pickle.iter_list(f, str(responses_ref))
+        entries = legacy_pickle.iter_list(f, str(responses_ref), size=responses_ref.size)
         for index, example in iter_examples(spec, queries, entries, weights, str(responses_ref)):
-            yield to_rlds.example_key(index), example
+            yield to_rlds.example_key(index, str(responses_ref)), example
 
 
 def prepare_queries(spec: QuerySpec, manual_dir: str) -> tuple[dict, Iterator[tuple[int, dict]]]:
@@ -347,7 +363,8 @@ def prepare_queries(spec: QuerySpec, manual_dir: str) -> tuple[dict, Iterator[tu
     found = sources.index(manual_dir)
     [queries_ref] = sources.locate(manual_dir, spec.all_sources, required=spec.all_sources, found=found).values()
     with queries_ref.open() as f:
-        queries = validate_queries(legacy_pickle.load(f, str(queries_ref)), spec.env, str(queries_ref))
+        queries = validate_queries(legacy_pickle.load(f, str(queries_ref), size=queries_ref.size), spec.env,
+                                   str(queries_ref))
     names = tuple(f"{spec.folder}/{video}" for video in queries)
     videos = sources.locate(manual_dir, names, required=names, found=found)  # all present, or one clear error
     metadata = {"source_files": {spec.queries_file: str(queries_ref), "videos": f"{len(videos)} files beside it"},
@@ -359,7 +376,7 @@ def prepare_queries(spec: QuerySpec, manual_dir: str) -> tuple[dict, Iterator[tu
 
     def examples() -> Iterator[tuple[int, dict]]:
         for index, example in query_examples(spec, queries, _Videos(read)):
-            yield to_rlds.example_key(index), example
+            yield to_rlds.example_key(index, str(queries_ref)), example
 
     return metadata, examples()
 

@@ -17,7 +17,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from dropj_datasets import schema
-from dropj_datasets.schema import DataError, SketchSpec
+from dropj_datasets.schema import DataError, SketchSpec, describe
 
 
 def validate_sketch(sketch: Any, spec: SketchSpec, *, file: str, index: int) -> list[tuple]:
@@ -93,12 +93,12 @@ def times_to_metadata(value: Any, *, file: str, protocol: int) -> dict:
     """`request_traj_opt_times_*` (defaultdict(list) of floats) or `dros_all_query_times_*` (list of lists)."""
     def floats(items: Any, where: str) -> list[str]:
         if not isinstance(items, list) or any(type(x) is not float for x in items):
-            raise DataError(f"{file}: {where}: expected a list of Python floats, got {items!r:.80}")
+            raise DataError(f"{file}: {where}: expected a list of Python floats, got {describe(items)}")
         return [_float_hex(x) for x in items]
 
     if isinstance(value, collections.defaultdict) and value.default_factory is list:
         return {"protocol": protocol, "structure": "defaultdict(list)",
-                "items": [[key, floats(items, f"key {key!r}")] for key, items in value.items()]}
+                "items": [[key, floats(items, f"key {describe(key)}")] for key, items in value.items()]}
     if isinstance(value, list):
         return {"protocol": protocol, "structure": "list of lists",
                 "items": [floats(items, f"item {i}") for i, items in enumerate(value)]}
@@ -124,7 +124,7 @@ def prepare(spec: SketchSpec, manual_dir: str) -> tuple[dict, Iterator[tuple[int
     refs = sources.locate(manual_dir, spec.all_sources, required=spec.all_sources)
     times_ref, sketches_ref = refs[spec.times_file], refs[spec.sketches_file]
     with times_ref.open() as f:
-        times = legacy_pickle.load(f, str(times_ref))
+        times = legacy_pickle.load(f, str(times_ref), size=times_ref.size)
     metadata = {
         "source_files": {name: str(ref) for name, ref in refs.items()},
         "sketches_pickle_protocol": to_rlds.read_protocol(sketches_ref),
@@ -134,7 +134,8 @@ def prepare(spec: SketchSpec, manual_dir: str) -> tuple[dict, Iterator[tuple[int
 
     def examples() -> Iterator[tuple[int, dict]]:
         with sketches_ref.open() as f:
-            for index, example in iter_examples(spec, legacy_pickle.iter_list(f, str(sketches_ref)), str(sketches_ref)):
-                yield to_rlds.example_key(index), example
+            items = legacy_pickle.iter_list(f, str(sketches_ref), size=sketches_ref.size)
+            for index, example in iter_examples(spec, items, str(sketches_ref)):
+                yield to_rlds.example_key(index, str(sketches_ref)), example
 
     return metadata, examples()

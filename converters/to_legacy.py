@@ -272,10 +272,11 @@ def verify(dataset: str, manual_dir: str | os.PathLike, data_dir: Optional[str] 
         report = FileReport(legacy.name, str(ref))
         with ref.open() as f:
             if legacy.kind == "list":
-                _compare_streams(legacy_pickle.iter_list(f, str(ref)), legacy.content(), report, log)
+                _compare_streams(legacy_pickle.iter_list(f, str(ref), size=ref.size), legacy.content(), report, log)
             else:
                 report.episodes = 1
-                report.mismatches = episodes_lib.compare(legacy_pickle.load(f, str(ref)), legacy.content())
+                report.mismatches = episodes_lib.compare(legacy_pickle.load(f, str(ref), size=ref.size),
+                                                         legacy.content())
                 log(f"{legacy.name}: " + ("OK (exact)" if report.ok else "MISMATCH " + "; ".join(report.mismatches)))
         reports.append(report)
     if not isinstance(built.spec, (FeedbackSpec, QuerySpec, SketchSpec)):

@@ -23,6 +23,7 @@ import itertools
 import multiprocessing
 import os
 import queue
+import signal
 from typing import Any, Iterator, Optional
 
 import numpy as np
@@ -41,9 +42,10 @@ MAX_EPISODES = 2**14
 KEY_STRIDE = 2**128 // MAX_EPISODES
 
 
-def example_key(episode_index: int) -> int:
+def example_key(episode_index: int, file: str = "<source>") -> int:
     if not 0 <= episode_index < MAX_EPISODES:
-        raise DataError(f"episode index {episode_index} is beyond the supported {MAX_EPISODES} per file")
+        raise DataError(f"{file}: item {episode_index} is beyond the {MAX_EPISODES:,} items one file may hold "
+                        "(the release's largest has 800)")
     return episode_index * KEY_STRIDE
 
 
@@ -79,7 +81,7 @@ def read_protocol(ref: SourceRef) -> int:
 
 def load_initial_states(ref: SourceRef, spec: DatasetSpec) -> InitialStateFile:
     with ref.open() as f:
-        value = legacy_pickle.load(f, str(ref))
+        value = legacy_pickle.load(f, str(ref), size=ref.size)
     shape = (spec.env.latent_dim,)
     items = value if isinstance(value, list) else [value]
     for i, state in enumerate(items):
@@ -114,13 +116,36 @@ def _episodes(spec: DatasetSpec, refs: dict[str, SourceRef]) -> Iterator[tuple[i
 
 def _stream(ref: SourceRef, spec: DatasetSpec) -> Iterator[episodes_lib.Episode]:
     with ref.open() as f:
-        for index, raw in enumerate(legacy_pickle.iter_list(f, str(ref))):
+        for index, raw in enumerate(legacy_pickle.iter_list(f, str(ref), size=ref.size,
+                                                              limits=episodes_lib.reader_limits(spec))):
             yield episodes_lib.from_legacy(raw, spec, file=str(ref), episode=index)
             del raw
 
 
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def _die_with_parent(parent: int) -> None:
+    """Linux: the kernel kills this process when the build's process ends, however it ends (SIGKILL too).
+
+    Without it a reader stuck in one long step would outlive a killed build.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    except (OSError, AttributeError):  # not Linux: the queue's timeout below still notices an orphan
+        pass
+    if os.getppid() != parent:  # the parent ended before the signal was armed
+        os._exit(1)
+
+
+
 def _read_worker(spec: DatasetSpec, refs: dict[str, SourceRef], out: "multiprocessing.Queue",
                  parent: int) -> None:
+    _die_with_parent(parent)
+
     def put(item: Any) -> None:
         while True:
             try:
@@ -215,7 +240,7 @@ def iter_examples(spec: DatasetSpec, refs: dict[str, SourceRef],
 
     def example(index: int, ep: episodes_lib.Episode, frames: Optional[list]) -> tuple[int, dict]:
         observations = None if frames is None else png.Encoder.collect(frames)
-        return example_key(index), {
+        return example_key(index, str(main)), {
             schema.STEPS: episodes_lib.to_rlds_steps(ep, spec, observations),
             schema.EPISODE_METADATA: episode_metadata(spec, refs, index, ep, protocol, initial),
         }
@@ -242,12 +267,25 @@ def prepare(spec: schema.Spec, manual_dir: str, config: Any) -> tuple[dict, Iter
     from dropj.converters import feedback, sketches
 
     if isinstance(spec, schema.FeedbackSpec):
-        return feedback.prepare_preferences(spec, manual_dir, config)
-    if isinstance(spec, schema.QuerySpec):
-        return feedback.prepare_queries(spec, manual_dir)
-    if isinstance(spec, schema.SketchSpec):
-        return sketches.prepare(spec, manual_dir)
-    return _prepare_episodes(spec, manual_dir)
+        metadata, examples = feedback.prepare_preferences(spec, manual_dir, config)
+    elif isinstance(spec, schema.QuerySpec):
+        metadata, examples = feedback.prepare_queries(spec, manual_dir)
+    elif isinstance(spec, schema.SketchSpec):
+        metadata, examples = sketches.prepare(spec, manual_dir)
+    else:
+        metadata, examples = _prepare_episodes(spec, manual_dir)
+    return metadata, _not_empty(examples, ", ".join(map(str, metadata.get("source_files", {}).values())))
+
+
+def _not_empty(examples: Iterator[tuple[int, dict]], sources_text: str) -> Iterator[tuple[int, dict]]:
+    """TFDS cannot write a split without examples: say which file is empty instead of failing an assert."""
+    count = 0
+    for item in examples:
+        count += 1
+        yield item
+    if not count:
+        raise DataError(f"{sources_text or 'the source'}: holds nothing to build (an empty list or dict); "
+                        "a dataset needs at least one item")
 
 
 def _prepare_episodes(spec: DatasetSpec, manual_dir: str) -> tuple[dict, Iterator[tuple[int, dict]]]:

@@ -282,7 +282,6 @@ LOAD_OBJECTS: dict[str, Callable[[], Any]] = {
     "defaultdict_list_of_floats": _defaultdict_of_floats,
     "numpy_float64_scalar": lambda: np.float64(1.0),
     "numpy_scalars_in_list": lambda: [np.float64(1.0), np.float32(2.5), np.int64(-3), np.bool_(True), np.uint8(7)],
-    "ordered_dict": lambda: collections.OrderedDict([("z", 1), ("a", np.zeros(2)), ("m", [1.5, "x"])]),
     "bytes_and_str": lambda: {"short": b"ab", "long": bytes(range(256)) * 3, "empty": b"", "text": "é" * 70},
     "scalars": lambda: [None, True, False, 0, -1, 2 ** 70, 1.5, float("nan"), "", (), (1,), (1, 2), (1, 2, 3)],
 }
@@ -551,11 +550,15 @@ OPCODE_PAYLOADS: dict[str, tuple[Callable[[pathlib.Path], bytes], str, bool]] = 
         lambda m: pickle.MARK + pickle.GLOBAL + b"posix\nsystem\n" + _binunicode(_sh_touch(m)) + pickle.OBJ,
         "posix.system", True),
     "OBJ_allowed_class": (
-        lambda m: pickle.MARK + pickle.GLOBAL + b"collections\nOrderedDict\n" + pickle.OBJ, "OBJ", False),
+        lambda m: pickle.MARK + pickle.GLOBAL + b"collections\ndefaultdict\n" + pickle.OBJ, "OBJ", False),
     "BUILD_on_non_array": (
-        lambda m: (pickle.GLOBAL + b"collections\nOrderedDict\n" + pickle.EMPTY_TUPLE + pickle.REDUCE
-                   + pickle.EMPTY_DICT + _binunicode("x") + _binunicode("y") + pickle.SETITEM + pickle.BUILD),
+        lambda m: (pickle.GLOBAL + b"collections\ndefaultdict\n" + pickle.GLOBAL + b"builtins\nlist\n"
+                   + pickle.TUPLE1 + pickle.REDUCE + pickle.EMPTY_DICT + _binunicode("x") + _binunicode("y")
+                   + pickle.SETITEM + pickle.BUILD),
         "BUILD", False),
+    "OrderedDict": (  # harmless, but no release file holds one: refused like any other global
+        lambda m: pickle.GLOBAL + b"collections\nOrderedDict\n" + pickle.EMPTY_TUPLE + pickle.REDUCE,
+        "collections.OrderedDict", False),
     "NEWOBJ_list": (
         lambda m: pickle.GLOBAL + b"builtins\nlist\n" + pickle.EMPTY_TUPLE + pickle.NEWOBJ, "NEWOBJ", False),
     "NEWOBJ_ndarray": (
