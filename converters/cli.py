@@ -3,7 +3,7 @@ the work lives in the modules it calls. `tfds build` / `tfds.load` remain the
 standard way to build and load.
 
     dropj demo [--data_dir D]                      build every config from the embedded sample, load, verify
-    dropj export DATASET --data_dir D --out O      built dataset -> release pickles
+    dropj export DATASET --data_dir D --out O [--force]   built dataset -> release pickles
     dropj verify DATASET --data_dir D --manual_dir M   prove the dataset equals the source, per episode
     dropj make-sample [--out DIR]                  regenerate the embedded sample (deterministic)
     dropj schema-doc                               print docs/schema.md
@@ -11,45 +11,110 @@ standard way to build and load.
                                                    train a model on a built dataset (resumes from O)
     dropj record --out D --user U [--env E] [--episodes N] [--seed S]
                                                    drive with the arrow keys; record RLDS episodes into D
+    dropj repair-recording DIR                     rebuild a recording's dataset_info.json from its shards
 
 DATASET is 'name/config' (e.g. dropj_carracing/real) or a built dataset directory.
+A mistake gets one line `dropj <command>: error: ...` and exit status 2 (a traceback with --debug);
+`dropj verify` exits 1 only when the dataset and its source differ.
 """
 
 from __future__ import annotations
 
 import argparse
+import difflib
+import logging
 import os
 import sys
-from typing import Optional, Sequence
+import warnings
+from typing import NoReturn, Optional, Sequence
 
 
-def _quiet_tensorflow() -> None:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a mistake is one line (the usage is one `--help` away)."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number, got {text!r}") from None
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number, got {text}")
+    return value
+
+
+def _dataset_name(text: str) -> str:
+    """NAME/CONFIG of the schema, or a directory; a misspelt name gets a suggestion."""
+    if os.path.exists(text) or "/" not in text or os.sep in text.split("/", 1)[1]:
+        return text
+    from dropj_datasets import schema
+
+    name, _, config = text.partition("/")
+    try:
+        schema.spec_for(name, config)
+    except KeyError:
+        known = [f"{d}/{c}" for d, cs in schema.DATASETS.items() for c in cs] + \
+            [f"{schema.RECORDING_DATASET}/{c}" for c in schema.RECORDINGS]
+        close = difflib.get_close_matches(text, known, n=1)
+        raise argparse.ArgumentTypeError(f"unknown dataset {text!r}" + (
+            f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(known[:6])}, ...")) from None
+    return text
+
+
+def _quiet_frameworks(debug: bool) -> None:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if debug else "2")
     # TFDS otherwise probes Google Cloud Storage for every builder; there is no network here.
     os.environ.setdefault("NO_GCE_CHECK", "true")
+    if not debug:
+        logging.getLogger("absl").setLevel(logging.ERROR)
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)
+        warnings.filterwarnings("ignore")
 
 
 def _export(args: argparse.Namespace) -> int:
     from dropj.converters import to_legacy
 
-    to_legacy.export(args.dataset, args.out, data_dir=args.data_dir)
+    to_legacy.export(args.dataset, args.out, data_dir=args.data_dir, force=args.force, progress=True)
     return 0
 
 
 def _verify(args: argparse.Namespace) -> int:
     from dropj.converters import to_legacy
+    from dropj_datasets.schema import DataError
 
     reports = to_legacy.verify(args.dataset, args.manual_dir, data_dir=args.data_dir,
-                               log=(lambda line: None) if args.quiet else print)
+                               log=(lambda line: None) if args.quiet else print, progress=True)
+    if not reports:
+        raise DataError(f"no source file of {args.dataset} found under {args.manual_dir}")
     bad = [r for r in reports if not r.ok]
     for report in reports:
         status = "OK" if report.ok else f"MISMATCH ({len(report.mismatches)} differences)"
         print(f"{report.name}: {report.episodes} items checked against {report.source}: {status}")
         for line in report.mismatches[:20]:
             print(f"  {line}")
-    if not reports:
-        print(f"no source file of {args.dataset} found under {args.manual_dir}")
-        return 1
     return 1 if bad else 0
 
 
@@ -75,10 +140,11 @@ def _schema_doc(args: argparse.Namespace) -> int:
 def _train(args: argparse.Namespace) -> int:
     from dropj.loaders import training_data
 
-    extra = {"sequence_length": args.sequence_length} if args.sequence_length is not None else {}
+    extra = {k: getattr(args, k) for k in ("sequence_length", "validate_every", "checkpoint_every")
+             if getattr(args, k) is not None}
     history = training_data.train_from_dataset(args.model, args.data_dir, dataset=args.dataset, out_dir=args.out,
                                                steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                                               seed=args.seed, **extra)
+                                               seed=args.seed, log=print, **extra)
     if history.train_loss:
         print(f"{args.model}: steps {history.step[0]}-{history.step[-1]}, train loss "
               f"{history.train_loss[0]:.4g} -> {history.train_loss[-1]:.4g}; written to {args.out}")
@@ -94,36 +160,41 @@ def _window_size(text: str) -> tuple[int, int]:
 
 
 def _record(args: argparse.Namespace) -> int:
-    from dropj.converters import record, record_window
+    from dropj.converters import record_window
 
-    try:
-        config = record_window.RecordConfig(env=args.env, out=args.out, user=args.user, episodes=args.episodes,
-                                            seed=args.seed, fps=args.fps, max_steps=args.max_steps,
-                                            window=args.window, screenshot=args.screenshot)
-        record_window.run(config)
-    except (ValueError, record.RecordingError) as exc:
-        print(f"dropj record: error: {exc}", file=sys.stderr)
-        return 2
+    config = record_window.RecordConfig(env=args.env, out=args.out, user=args.user, episodes=args.episodes,
+                                        seed=args.seed, fps=args.fps, max_steps=args.max_steps,
+                                        window=args.window, screenshot=args.screenshot)
+    record_window.run(config)
+    return 0
+
+
+def _repair_recording(args: argparse.Namespace) -> int:
+    from dropj.converters import record
+
+    print(record.repair(args.directory))
     return 0
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="dropj", description=__doc__.split("\n\n")[0],
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = p.add_subparsers(dest="command", required=True)
+    p = _Parser(prog="dropj", description=__doc__.split("\n\n")[0],
+                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--debug", action="store_true", help="show tracebacks and the frameworks' logs")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     demo = sub.add_parser("demo", help="build, load and verify every config from the embedded sample")
     demo.add_argument("--data_dir", help="where to build (default: a fresh temporary directory)")
     demo.set_defaults(run=_demo)
 
     export = sub.add_parser("export", help="write a built dataset back as release pickles")
-    export.add_argument("dataset", help="name/config, or a built dataset directory")
+    export.add_argument("dataset", type=_dataset_name, help="name/config, or a built dataset's version folder")
     export.add_argument("--data_dir", help="TFDS data dir the dataset was built in")
     export.add_argument("--out", required=True, help="directory for the pickles")
+    export.add_argument("--force", action="store_true", help="replace files of an earlier export in --out")
     export.set_defaults(run=_export)
 
     verify = sub.add_parser("verify", help="check a built dataset against its source files, per episode")
-    verify.add_argument("dataset", help="name/config, or a built dataset directory")
+    verify.add_argument("dataset", type=_dataset_name, help="name/config, or a built dataset's version folder")
     verify.add_argument("--data_dir", help="TFDS data dir the dataset was built in")
     verify.add_argument("--manual_dir", required=True, help="directory holding the release files")
     verify.add_argument("-q", "--quiet", action="store_true", help="only the summary, not a line per episode")
@@ -136,14 +207,18 @@ def parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a model on a built dataset (resumes from OUT/checkpoint.pt)")
     train.add_argument("model", choices=("vae", "mdnrnn", "reward"))
     train.add_argument("--data_dir", help="TFDS data dir the dataset was built in")
-    train.add_argument("--dataset", help="name/config (default: dropj_carracing/real, /dream, "
-                                         "/preferences_dropj for vae, mdnrnn, reward)")
+    train.add_argument("--dataset", type=_dataset_name,
+                       help="name/config (default: dropj_carracing/real, /dream, /preferences_dropj for vae, "
+                            "mdnrnn, reward)")
     train.add_argument("--out", required=True, help="directory for checkpoint.pt, losses.json, losses.png")
-    train.add_argument("--steps", type=int, help="total optimizer steps")
-    train.add_argument("--batch_size", type=int)
-    train.add_argument("--lr", type=float)
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--sequence_length", type=int, help="mdnrnn: transitions per window")
+    train.add_argument("--steps", type=_positive_int, help="total optimizer steps")
+    train.add_argument("--batch_size", type=_positive_int)
+    train.add_argument("--lr", type=_positive_float)
+    train.add_argument("--seed", type=_non_negative_int, default=0)
+    train.add_argument("--sequence_length", type=_positive_int, help="mdnrnn: transitions per window")
+    train.add_argument("--validate_every", type=_positive_int, help="steps between validations (and at the end)")
+    train.add_argument("--checkpoint_every", type=_positive_int,
+                       help="steps between checkpoints (also at the end and on Ctrl-C)")
     train.set_defaults(run=_train)
 
     rec = sub.add_parser("record", help="drive with the arrow keys and record RLDS episodes (docs/recording.md)")
@@ -151,28 +226,59 @@ def parser() -> argparse.ArgumentParser:
     rec.add_argument("--out", required=True,
                      help="TFDS data dir; episodes go to OUT/dropj_recording/ENV/1.0.0 (appended)")
     rec.add_argument("--user", required=True, help="driver id stored with every episode")
-    rec.add_argument("--episodes", type=int, help="stop after this many saved episodes (default: until Esc)")
-    rec.add_argument("--seed", type=int, help="seed of the first track, +1 per episode (default: random)")
-    rec.add_argument("--fps", type=float, default=50.0, help="steps per second (the study's 50)")
-    rec.add_argument("--max_steps", type=int, default=1000, help="time limit per episode (the study's 1000)")
+    rec.add_argument("--episodes", type=_positive_int, help="stop after this many saved episodes (default: until Esc)")
+    rec.add_argument("--seed", type=_non_negative_int,
+                     help="seed of the first track, +1 per episode (default: random)")
+    rec.add_argument("--fps", type=_positive_float, default=50.0, help="steps per second (the study's 50)")
+    rec.add_argument("--max_steps", type=_positive_int, default=1000, help="time limit per episode (the study's 1000)")
     rec.add_argument("--window", type=_window_size, default=(1000, 800), help="window size WIDTHxHEIGHT")
     rec.add_argument("--screenshot", help="save the window as PNG at step 100")
     rec.set_defaults(run=_record)
+
+    repair = sub.add_parser("repair-recording",
+                            help="rebuild a recording's dataset_info.json from the shards on disk")
+    repair.add_argument("directory", help="the recording's version folder, OUT/dropj_recording/ENV/1.0.0")
+    repair.set_defaults(run=_repair_recording)
 
     doc = sub.add_parser("schema-doc", help="print the schema as Markdown (docs/schema.md)")
     doc.set_defaults(run=_schema_doc)
     return p
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = parser().parse_args(argv)
-    _quiet_tensorflow()
+def _user_errors() -> tuple[type[BaseException], ...]:
+    """The exceptions that mean: the input or the arguments are wrong (one line, exit 2)."""
     from dropj_datasets.schema import DataError
 
+    errors: list[type[BaseException]] = [DataError, ValueError, KeyError, OSError]
+    for module, name in (("dropj.models.checkpoints", "CheckpointError"), ("dropj.converters.record", "RecordingError")):
+        loaded = sys.modules.get(module)
+        if loaded is not None:
+            errors.append(getattr(loaded, name))
+    return tuple(errors)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc.args[0]) if isinstance(exc, KeyError) and exc.args else str(exc)
+    if isinstance(exc, OSError) and exc.filename:
+        text = f"{exc.filename}: {exc.strerror}"
+    return text or type(exc).__name__  # several problems of one input: one indented line each
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = parser().parse_args(argv)
+    _quiet_frameworks(args.debug)
+    prog = f"dropj {args.command}"
     try:
         return args.run(args)
-    except DataError as exc:
-        print(f"dropj {args.command}: error: {exc}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"{prog}: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - every failure is reported in one line
+        if args.debug:
+            raise
+        known = isinstance(exc, _user_errors())
+        hint = "" if known else f" ({type(exc).__name__}, unexpected: run with --debug for the traceback)"
+        print(f"{prog}: error: {_one_line(exc)}{hint}", file=sys.stderr)
         return 2
 
 

@@ -245,6 +245,11 @@ def query_examples(spec: QuerySpec, queries: Mapping[str, tuple[np.ndarray, np.n
         yield index, {**_query(video, segments, spec.env), schema.VIDEO: videos[video]}
 
 
+def is_video_name(name: str) -> bool:
+    """'17.mp4': the only file names a query may give (export writes them)."""
+    return bool(_VIDEO.match(name))
+
+
 def query_from_example(example: dict) -> tuple[str, dict, bytes]:
     """A decoded `queries` example -> (video name, its data.pkl entry, the mp4 bytes)."""
     return (_text(example[schema.QUERY_ID]),
@@ -370,9 +375,8 @@ def prepare_queries(spec: QuerySpec, manual_dir: str) -> tuple[dict, Iterator[tu
     metadata = {"source_files": {spec.queries_file: str(queries_ref), "videos": f"{len(videos)} files beside it"},
                 "queries_pickle_protocol": to_rlds.read_protocol(queries_ref)}
 
-    def read(video: str) -> bytes:  # one video in memory at a time
-        with videos[f"{spec.folder}/{video}"].open() as f:
-            return f.read()
+    def read(video: str) -> bytes:  # one video in memory at a time, of bounded size
+        return videos[f"{spec.folder}/{video}"].read_bytes(MAX_VIDEO_BYTES)
 
     def examples() -> Iterator[tuple[int, dict]]:
         for index, example in query_examples(spec, queries, _Videos(read)):

@@ -247,6 +247,16 @@ def dataset_config(spec: RecordingSpec) -> Any:
     )
 
 
+def recording_features(spec: RecordingSpec) -> Any:
+    """The TFDS features a recording directory is written with (what its features.json must say)."""
+    import tensorflow_datasets as tfds
+
+    identity = tfds.core.dataset_info.DatasetIdentity(
+        name=schema.RECORDING_DATASET, version=tfds.core.Version(RECORDING_VERSION), data_dir="",
+        module_name="", config_name=spec.config, config_description=spec.description)
+    return tfds.rlds.rlds_base.build_info(dataset_config(spec), identity).features
+
+
 class RecordingWriter(tfds_backend_writer.TFDSBackendWriter):
     """EnvLogger's TFDS backend, writing the schema's alignment, one closed shard per finished episode.
 

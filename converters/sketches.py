@@ -105,16 +105,30 @@ def times_to_metadata(value: Any, *, file: str, protocol: int) -> dict:
     raise DataError(f"{file}: expected defaultdict(list) or a list of lists of floats, got {type(value).__name__}")
 
 
-def times_from_metadata(meta: dict) -> Any:
-    def floats(items: list[str]) -> list[float]:
-        return [struct.unpack("<d", bytes.fromhex(x))[0] for x in items]
+def times_from_metadata(meta: Any, where: str = "metadata.json") -> Any:
+    """Inverse of `times_to_metadata`; `meta` comes from a dataset's metadata.json and is checked."""
+    def floats(items: Any) -> list[float]:
+        if not isinstance(items, list) or not all(isinstance(x, str) and len(x) == 16 for x in items):
+            raise DataError(f"{where}: time file values must be lists of 16-digit hex floats")
+        try:
+            return [struct.unpack("<d", bytes.fromhex(x))[0] for x in items]
+        except ValueError:
+            raise DataError(f"{where}: a time file value is not hex") from None
 
-    if meta["structure"] == "defaultdict(list)":
+    structure = meta.get("structure") if isinstance(meta, dict) else None
+    items = meta.get("items") if isinstance(meta, dict) else None
+    if not isinstance(items, list):
+        raise DataError(f"{where}: the time file has no list of items")
+    if structure == "defaultdict(list)":
         out: collections.defaultdict = collections.defaultdict(list)
-        for key, items in meta["items"]:
-            out[key] = floats(items)
+        for entry in items:
+            if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)):
+                raise DataError(f"{where}: time file entries must be [key, values]")
+            out[entry[0]] = floats(entry[1])
         return out
-    return [floats(items) for items in meta["items"]]
+    if structure == "list of lists":
+        return [floats(entry) for entry in items]
+    raise DataError(f"{where}: time file structure {str(structure)[:40]!r} is not one dropj writes")
 
 
 def prepare(spec: SketchSpec, manual_dir: str) -> tuple[dict, Iterator[tuple[int, dict]]]:

@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import glob
+import hashlib
+import json
 import os
 import pickle
+import secrets
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Iterator, Optional
 
-
+from dropj.converters import dataset_dir
 from dropj.converters import episodes as episodes_lib
 from dropj.converters import feedback, legacy_pickle, sketches, sources
 from dropj.converters.to_rlds import InitialStateFile
@@ -74,10 +78,16 @@ def _batched(example: dict, keys: tuple[str, ...]) -> dict:
 
 @dataclasses.dataclass
 class BuiltDataset:
-    """A built config: its spec, its episodes in source order, its file metadata."""
+    """A built config: its spec, its episodes in source order, its file metadata.
+
+    The directory is untrusted (someone may have shared it): `open` checks it
+    with `dataset_dir.check` before TFDS reads it, and every value taken from
+    its metadata is checked against the schema before it names a file.
+    """
 
     spec: schema.Spec
     builder: Any  # tfds.core.DatasetBuilder
+    directory: Path
 
     @classmethod
     def open(cls, dataset: str, data_dir: Optional[str] = None) -> "BuiltDataset":
@@ -87,17 +97,44 @@ class BuiltDataset:
         import dropj_datasets  # noqa: F401  (registers the builders)
 
         if os.path.isdir(dataset):
-            builder = tfds.builder_from_directory(dataset)
+            directory = Path(dataset)
+            dataset_dir.check(directory)
+            builder = tfds.builder_from_directory(str(directory))
         else:
-            builder = tfds.builder(dataset, data_dir=data_dir)
+            name, _, config = dataset.partition("/")
+            try:
+                schema.spec_for(name, config)
+            except KeyError as exc:
+                if os.path.exists(dataset):
+                    raise DataError(f"{dataset}: not a directory") from None
+                raise DataError(f"{dataset}: {exc.args[0]}") from None
+            root = Path(data_dir) if data_dir else Path(tfds.core.constants.DATA_DIR).expanduser()
+            versions = sorted(p for p in (root / name / config).glob("*.*.*") if p.is_dir()) \
+                if (root / name / config).is_dir() else []
+            built = [v for v in versions if (v / dataset_dir.DATASET_INFO).exists()]
+            if not built:
+                raise DataError(f"{dataset}: not built under {root} (build it with `tfds build "
+                                f"dropj_datasets/{name} --config {config} --manual_dir M --data_dir {root}`)")
+            directory = built[-1]
+            dataset_dir.check(directory)
+            builder = tfds.builder(dataset, data_dir=str(root)) if name != schema.RECORDING_DATASET \
+                else tfds.builder_from_directory(str(directory))
             if not builder.is_prepared():
-                raise DataError(f"{dataset}: not built under {data_dir or 'the default data dir'} "
-                                "(run `tfds build` first)")
+                raise DataError(f"{dataset}: not built under {root} (run `tfds build` first)")
         config = builder.builder_config
         if config is None:
             raise DataError(f"{dataset}: not a DROPJ dataset (no builder config)")
         preset = getattr(config, "preset", "") or (builder.info.metadata or {}).get("preset") or config.name
-        return cls(schema.spec_for(builder.name, preset), builder)
+        try:
+            spec = schema.spec_for(builder.name, preset)
+        except KeyError:
+            raise DataError(f"{dataset}: {builder.name}/{str(preset)[:60]} is not a DROPJ config") from None
+        return cls(spec, builder, directory)
+
+    @property
+    def count(self) -> int:
+        """Items of the train split, from the dataset's own info."""
+        return int(self.builder.info.splits["train"].num_examples)
 
     def examples(self) -> Iterator[dict]:
         """Decoded (numpy) examples in the order of the source file."""
@@ -110,16 +147,36 @@ class BuiltDataset:
         ds = ds.map(lambda ex: _batched(ex, nested), num_parallel_calls=tf.data.AUTOTUNE,
                     deterministic=True).prefetch(2)
         expected = 0
-        for example in tfds.as_numpy(ds):
+        iterator = iter(tfds.as_numpy(ds))
+        while True:
+            try:
+                example = next(iterator)
+            except StopIteration:
+                break
+            except tf.errors.OpError as exc:
+                raise DataError(self._damaged_shard(expected, exc)) from None
             if not isinstance(spec, QuerySpec):  # queries keep data.pkl's key order, which has no index field
                 index = int(example[schema.RESPONSE_INDEX] if isinstance(spec, FeedbackSpec) else
                             example[schema.EPISODE_METADATA][
                                 schema.SKETCH_INDEX if isinstance(spec, SketchSpec) else schema.EPISODE_INDEX])
                 if index != expected:
-                    raise DataError(f"{self.builder.data_dir}: item {expected} expected next, found {index} "
+                    raise DataError(f"{self.directory}: item {expected} expected next, found {index} "
                                     "(incomplete or reordered dataset)")
             expected += 1
             yield example
+
+    def _damaged_shard(self, item: int, exc: Exception) -> str:
+        """Which shard TFDS could not read: each is read on its own to find it."""
+        import tensorflow as tf
+
+        message = str(getattr(exc, "message", exc)).split("\n")[0][:200]
+        for shard in sorted(self.directory.glob("*.tfrecord-*")):
+            try:
+                for _ in tf.data.TFRecordDataset(str(shard)):
+                    pass
+            except tf.errors.OpError:
+                return f"{shard}: damaged shard, cannot be read ({message}); rebuild or re-copy the dataset"
+        return f"{self.directory}: item {item} cannot be decoded ({message})"
 
     def episodes(self) -> Iterator[tuple[int, episodes_lib.Episode, dict]]:
         """(episode_index, Episode, metadata) in the order of the source file."""
@@ -131,16 +188,24 @@ class BuiltDataset:
     def metadata(self) -> dict:
         return dict(self.builder.info.metadata or {})
 
+    def _where(self) -> str:
+        return str(self.directory / dataset_dir.METADATA)
+
     def initial_state_files(self) -> list[InitialStateFile]:
         files = self.metadata().get("initial_state_files", {})
-        return [InitialStateFile.from_metadata(name, meta) for name, meta in files.items()]
+        if not isinstance(files, dict):
+            raise DataError(f"{self._where()}: initial_state_files is not a mapping")
+        allowed = self.spec.sources.initial_states
+        return [InitialStateFile.from_metadata(dataset_dir.checked_name(name, allowed, self._where()), meta,
+                                               self.spec.env.latent_dim, self._where())
+                for name, meta in files.items()]
 
     def _protocol(self, key: str) -> int:
-        return int(self.metadata().get(key, pickle.DEFAULT_PROTOCOL))
+        return dataset_dir.checked_protocol(self.metadata().get(key, pickle.DEFAULT_PROTOCOL), self._where())
 
     def episode_protocol(self) -> int:
         for _, _, meta in self.episodes():
-            return int(meta[schema.PICKLE_PROTOCOL])
+            return dataset_dir.checked_protocol(int(meta[schema.PICKLE_PROTOCOL]), f"{self.directory}, episode 0")
         return pickle.DEFAULT_PROTOCOL
 
     def legacy_files(self) -> list["LegacyFile"]:
@@ -155,19 +220,26 @@ class BuiltDataset:
                     LegacyFile(f"{spec.folder}/*.mp4", "raw", 0,
                                lambda: ((f"{spec.folder}/{video}", mp4) for video, _, mp4 in self._queries()))]
         if isinstance(spec, SketchSpec):
-            [(times_name, times_meta)] = self.metadata()["times_file"].items()
+            times = self.metadata().get("times_file")
+            if not isinstance(times, dict) or len(times) != 1:
+                raise DataError(f"{self._where()}: times_file must hold exactly the file {spec.times_file}")
+            [(times_name, times_meta)] = times.items()
+            times_name = dataset_dir.checked_name(times_name, (spec.times_file,), self._where())
+            protocol = dataset_dir.checked_protocol(times_meta.get("protocol") if isinstance(times_meta, dict)
+                                                    else None, self._where())
             return [LegacyFile(spec.sketches_file, "list", self._protocol("sketches_pickle_protocol"),
                                lambda: (sketches.from_example(ex, spec) for ex in self.examples())),
-                    LegacyFile(times_name, "pickle", int(times_meta["protocol"]),
-                               lambda: sketches.times_from_metadata(times_meta))]
+                    LegacyFile(times_name, "pickle", protocol,
+                               lambda: sketches.times_from_metadata(times_meta, self._where()))]
         if isinstance(spec, schema.RecordingSpec):  # `dropj record`: Dataset R's format, named like the release's
-            count = self.builder.info.splits["train"].num_examples
-            return [LegacyFile(spec.sources.episodes.format(n=count), "list", None, lambda: (
+            return [LegacyFile(spec.sources.episodes.format(n=self.count), "list", None, lambda: (
                 episodes_lib.to_legacy(ep, spec) for _, ep, _ in self.episodes()))]
         built_from = self.metadata().get("source_files", {})
+        if not isinstance(built_from, dict):
+            raise DataError(f"{self._where()}: source_files is not a mapping")
         out = []
         variants = [(spec.sources.episodes, False)] + ([(spec.sources.scaled, True)] if spec.is_dream else [])
-        for name, scaled in variants:
+        for name, scaled in variants:  # which action columns exist is this, never the values
             if name in built_from:
                 out.append(LegacyFile(name, "list", None, lambda scaled=scaled: (
                     episodes_lib.to_legacy(ep, spec, scaled=scaled) for _, ep, _ in self.episodes())))
@@ -176,7 +248,11 @@ class BuiltDataset:
         return out
 
     def _queries(self) -> Iterator[tuple[str, dict, bytes]]:
-        return (feedback.query_from_example(ex) for ex in self.examples())
+        for example in self.examples():
+            video, entry, mp4 = feedback.query_from_example(example)
+            if not feedback.is_video_name(video):
+                raise DataError(f"{self.directory}: query id {video[:60]!r} is not a video name like '17.mp4'")
+            yield video, entry, mp4
 
 
 @dataclasses.dataclass
@@ -195,32 +271,88 @@ class LegacyFile:
     content: Callable[[], Any]
 
 
-def export(dataset: str, out_dir: str | os.PathLike, data_dir: Optional[str] = None,
-           log: Callable[[str], None] = print) -> list[Path]:
-    """Writes the release files of a built config into `out_dir` (release folders kept); returns their paths."""
+MANIFEST_PREFIX = "MANIFEST-"
+PARTIAL_SUFFIX = ".dropj-partial"
+
+
+def _manifest_name(spec: schema.Spec, built: "BuiltDataset") -> str:
+    return f"{MANIFEST_PREFIX}{built.builder.name}-{built.builder.builder_config.name}.json"
+
+
+def export(dataset: str, out_dir: str | os.PathLike, data_dir: Optional[str] = None, *, force: bool = False,
+           log: Callable[[str], None] = print, progress: bool = False) -> list[Path]:
+    """Writes the release files of a built config into `out_dir` (release folders kept); returns their paths.
+
+    Nothing outside `out_dir` is written, whatever the dataset's metadata says; an existing file is
+    replaced only with `force`. Each file is written to a temporary file created exclusively beside
+    it, flushed to disk, then renamed; a failure removes the temporary file. A manifest
+    (`MANIFEST-<dataset>-<config>.json`, with each file's size and SHA-256) is written last: an export
+    without it is incomplete.
+    """
     built = BuiltDataset.open(dataset, data_dir)
     out_dir = Path(out_dir)
-    written = []
-    for legacy in built.legacy_files():
-        if legacy.kind == "raw":
-            for name, data in legacy.content():
-                path, _ = _write_atomically(out_dir / name, functools.partial(_write_bytes, data=data))
-                written.append(path)
-            log(f"wrote {legacy.name} under {out_dir}")
-            continue
-        protocol = built.episode_protocol() if legacy.protocol is None else legacy.protocol
-        path, count = _write_atomically(out_dir / legacy.name,
-                                        functools.partial(_write_pickle, legacy=legacy, protocol=protocol))
-        log(f"wrote {path} (" + (f"{count} items, " if legacy.kind == "list" else "") + f"protocol {protocol})")
-        written.append(path)
+    if out_dir.exists() and not out_dir.is_dir():
+        raise DataError(f"{out_dir}: is a file; --out must be a directory")
+    out_dir.mkdir(parents=True, exist_ok=True)
+    legacy_files = built.legacy_files()
+    manifest = dataset_dir.resolve_under(out_dir, _manifest_name(built.spec, built))
+    targets = [dataset_dir.resolve_under(out_dir, f.name) for f in legacy_files if f.kind != "raw"]
+    raw_folders = [dataset_dir.resolve_under(out_dir, f.name.rsplit("/", 1)[0]) for f in legacy_files
+                   if f.kind == "raw"]
+    existing = [p for p in targets if os.path.lexists(p)] + [p for folder in raw_folders if folder.is_dir()
+                                                            for p in sorted(folder.glob("*.mp4"))]
+    if existing and not force:
+        more = f" and {len(existing) - 3} more" if len(existing) > 3 else ""
+        raise DataError(f"{', '.join(map(str, existing[:3]))}{more}: already exist; pass --force to replace them")
+    if os.path.lexists(manifest):
+        if not force:
+            raise DataError(f"{manifest}: an earlier export is here; pass --force to replace it")
+        manifest.unlink()  # first: until the new one is written last, the set is visibly incomplete
+    written: list[Path] = []
+    entries: list[dict] = []
+    bar = _progress(progress, built.count * len([f for f in legacy_files if f.kind != "pickle"]), "export")
+    try:
+        for legacy in legacy_files:
+            if legacy.kind == "raw":
+                for name, data in legacy.content():
+                    path = dataset_dir.resolve_under(out_dir, name)
+                    _, digest = write_atomically(path, functools.partial(_write_bytes, data=data), force=force)
+                    written.append(path)
+                    entries.append(_entry(out_dir, path, digest))
+                    bar.update(1)
+                log(f"wrote {legacy.name} under {out_dir}")
+                continue
+            protocol = built.episode_protocol() if legacy.protocol is None else legacy.protocol
+            path = dataset_dir.resolve_under(out_dir, legacy.name)
+            count, digest = write_atomically(path, functools.partial(_write_pickle, legacy=legacy, protocol=protocol,
+                                                                     bar=bar), force=force)
+            log(f"wrote {path} (" + (f"{count} items, " if legacy.kind == "list" else "") + f"protocol {protocol})")
+            written.append(path)
+            entries.append(_entry(out_dir, path, digest))
+    finally:
+        bar.close()
+    body = json.dumps({"dataset": built.builder.name, "config": built.builder.builder_config.name,
+                       "version": str(built.builder.version), "complete": True, "files": entries}, indent=1)
+    write_atomically(manifest, functools.partial(_write_bytes, data=body.encode()), force=True)
     return written
+
+
+def _entry(out_dir: Path, path: Path, digest: "hashlib._Hash") -> dict:
+    return {"name": str(path.relative_to(out_dir.resolve())), "bytes": path.stat().st_size,
+            "sha256": digest.hexdigest()}
+
+
+def _progress(enabled: bool, total: int, what: str) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total or None, desc=what, unit="item", disable=None if enabled else True, dynamic_ncols=True)
 
 
 def _write_bytes(f: BinaryIO, data: bytes) -> None:
     f.write(data)
 
 
-def _write_pickle(f: BinaryIO, legacy: LegacyFile, protocol: int) -> Optional[int]:
+def _write_pickle(f: BinaryIO, legacy: LegacyFile, protocol: int, bar: Any = None) -> Optional[int]:
     """Writes one legacy pickle; returns the number of items of a list file."""
     if legacy.kind == "pickle":
         pickle.dump(legacy.content(), f, protocol=protocol)
@@ -228,18 +360,60 @@ def _write_pickle(f: BinaryIO, legacy: LegacyFile, protocol: int) -> Optional[in
     writer = ListPickleWriter(f, protocol)
     for item in legacy.content():
         writer.append(item)
+        if bar is not None:
+            bar.update(1)
     writer.close()
     return writer.count
 
 
-def _write_atomically(path: Path, write: Callable[[BinaryIO], Any]) -> tuple[Path, Any]:
-    """A complete file or none: written to NAME.partial, then renamed. Returns (path, what write returned)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    with open(partial, "wb") as f:
-        result = write(f)
-    partial.replace(path)
-    return path, result
+class _Hashing:
+    """A write-only file that hashes what goes through it."""
+
+    def __init__(self, f: BinaryIO):
+        self.f, self.digest = f, hashlib.sha256()
+
+    def write(self, data: bytes) -> int:
+        self.digest.update(data)
+        return self.f.write(data)
+
+
+def write_atomically(path: Path, write: Callable[[BinaryIO], Any], *, force: bool = False) -> tuple[Any, Any]:
+    """A complete file or none. Returns (what `write` returned, the SHA-256 of the bytes).
+
+    The bytes go to a temporary file created exclusively in the target's folder (O_EXCL and
+    O_NOFOLLOW: a planted file or symlink is never followed), are flushed to disk, and the file is
+    renamed over the target, whose folder is then flushed too. Any failure (disk full included)
+    removes the temporary file. Temporary files of earlier, killed writes of the same name are removed.
+    """
+    folder = path.parent
+    folder.mkdir(parents=True, exist_ok=True)
+    if os.path.lexists(path) and not force:
+        raise DataError(f"{path}: already exists; pass --force to replace it")
+    for stale in folder.glob(f".{glob.escape(path.name)}.*{PARTIAL_SUFFIX}"):  # left by a killed export
+        stale.unlink(missing_ok=True)
+    temp = folder / f".{path.name}.{secrets.token_hex(6)}{PARTIAL_SUFFIX}"
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    try:
+        with os.fdopen(fd, "wb", buffering=1 << 20) as raw:
+            f = _Hashing(raw)
+            result = write(f)
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.replace(temp, path)
+    except BaseException:
+        temp.unlink(missing_ok=True)
+        raise
+    fsync_directory(folder)
+    return result, f.digest
+
+
+def fsync_directory(folder: Path) -> None:
+    """Makes a rename in `folder` durable."""
+    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 @dataclasses.dataclass
@@ -255,11 +429,17 @@ class FileReport:
 
 
 def verify(dataset: str, manual_dir: str | os.PathLike, data_dir: Optional[str] = None,
-           log: Callable[[str], None] = print) -> list[FileReport]:
-    """Compares every source file of the config with the built dataset's export; reports per item."""
+           log: Callable[[str], None] = print, progress: bool = False) -> list[FileReport]:
+    """Compares every source file of the config with the built dataset's export; reports per item.
+
+    Each list file is also recounted by an independent parse (`legacy_pickle.count_items`), so a
+    source whose items the streaming reader would count differently from `pickle.load` shows up.
+    """
     built = BuiltDataset.open(dataset, data_dir)
     found = sources.index(manual_dir)
     reports = []
+    limits = episodes_lib.reader_limits(built.spec) if isinstance(built.spec, schema.DatasetSpec) \
+        else legacy_pickle.DEFAULT_LIMITS
     for legacy in built.legacy_files():
         if legacy.kind == "raw":
             reports.append(_compare_raw(legacy, manual_dir, found, log))
@@ -272,12 +452,23 @@ def verify(dataset: str, manual_dir: str | os.PathLike, data_dir: Optional[str] 
         report = FileReport(legacy.name, str(ref))
         with ref.open() as f:
             if legacy.kind == "list":
-                _compare_streams(legacy_pickle.iter_list(f, str(ref), size=ref.size), legacy.content(), report, log)
+                bar = _progress(progress, built.count, f"verify {legacy.name}")
+                try:
+                    _compare_streams(legacy_pickle.iter_list(f, str(ref), size=ref.size, limits=limits),
+                                     legacy.content(), report, log, bar)
+                finally:
+                    bar.close()
             else:
                 report.episodes = 1
                 report.mismatches = episodes_lib.compare(legacy_pickle.load(f, str(ref), size=ref.size),
                                                          legacy.content())
                 log(f"{legacy.name}: " + ("OK (exact)" if report.ok else "MISMATCH " + "; ".join(report.mismatches)))
+        if legacy.kind == "list" and report.ok:
+            with ref.open() as f:
+                counted = legacy_pickle.count_items(f, str(ref))
+            if counted != report.episodes:
+                report.mismatches.append(f"an independent parse counts {counted} items, the reader "
+                                         f"{report.episodes}")
         reports.append(report)
     if not isinstance(built.spec, (FeedbackSpec, QuerySpec, SketchSpec)):
         # An episode file present now but not when the dataset was built (say the scaled dream file).
@@ -296,8 +487,7 @@ def _compare_raw(legacy: LegacyFile, manual_dir: str | os.PathLike, found: dict,
         if name not in refs:
             report.mismatches.append(f"{name}: in the dataset but not under {manual_dir}")
             continue
-        with refs[name].open() as f:
-            same = f.read() == data
+        same = refs[name].read_bytes(feedback.MAX_VIDEO_BYTES) == data
         report.episodes += 1
         if not same:
             report.mismatches.append(f"{name}: bytes differ")
@@ -306,7 +496,7 @@ def _compare_raw(legacy: LegacyFile, manual_dir: str | os.PathLike, found: dict,
 
 
 def _compare_streams(source: Iterable[Any], exported: Iterable[Any], report: FileReport,
-                     log: Callable[[str], None]) -> None:
+                     log: Callable[[str], None], bar: Any = None) -> None:
     sentinel = object()
     source_it, exported_it = iter(source), iter(exported)
     index = 0
@@ -327,4 +517,6 @@ def _compare_streams(source: Iterable[Any], exported: Iterable[Any], report: Fil
             log(f"{report.name} episode {index}: MISMATCH\n  " + "\n  ".join(diffs[:10]))
         else:
             log(f"{report.name} episode {index}: OK ({length} transitions, exact)")
+        if bar is not None:
+            bar.update(1)
         index += 1

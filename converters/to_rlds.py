@@ -64,10 +64,28 @@ class InitialStateFile:
                 "data_base64": base64.b64encode(self.states.tobytes()).decode("ascii")}
 
     @classmethod
-    def from_metadata(cls, name: str, meta: dict) -> "InitialStateFile":
-        states = np.frombuffer(base64.b64decode(meta["data_base64"]), dtype=np.float64)
-        return cls(name, int(meta["protocol"]), meta["structure"] == "list",
-                   states.reshape(meta["shape"]).copy())
+    def from_metadata(cls, name: str, meta: Any, latent_dim: int, where: str) -> "InitialStateFile":
+        """From a dataset's metadata.json, which is untrusted: every value is checked against the schema."""
+        if not isinstance(meta, dict) or meta.get("dtype") != "float64" \
+                or meta.get("structure") not in ("list", "array"):
+            raise DataError(f"{where}: initial state file {name}: not the metadata dropj writes")
+        shape = meta.get("shape")
+        if (not isinstance(shape, list) or len(shape) != 2 or not all(type(n) is int for n in shape)
+                or not 1 <= shape[0] <= 100_000 or shape[1] != latent_dim
+                or (meta["structure"] == "array" and shape[0] != 1)):
+            raise DataError(f"{where}: initial state file {name}: shape {str(shape)[:60]}, expected "
+                            f"[n, {latent_dim}]")
+        text = meta.get("data_base64")
+        if not isinstance(text, str) or len(text) != 4 * -(-shape[0] * latent_dim * 8 // 3):
+            raise DataError(f"{where}: initial state file {name}: data of the wrong length")
+        try:
+            raw = base64.b64decode(text, validate=True)
+        except ValueError:
+            raise DataError(f"{where}: initial state file {name}: data is not base64") from None
+        from dropj.converters.dataset_dir import checked_protocol
+
+        states = np.frombuffer(raw, dtype=np.float64).reshape(shape).copy()
+        return cls(name, checked_protocol(meta.get("protocol"), where), meta["structure"] == "list", states)
 
     def to_legacy(self) -> Any:
         rows = [np.array(row) for row in self.states]

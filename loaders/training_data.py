@@ -20,7 +20,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import tensorflow as tf
@@ -97,7 +99,8 @@ def reward_data(data_dir: str | None, name: str = DEFAULT_DATASETS["reward"], *,
 
 def train_from_dataset(kind: str, data_dir: str | None, *, dataset: str | None = None, out_dir: str,
                        steps: int | None = None, batch_size: int | None = None, lr: float | None = None,
-                       seed: int = 0, num_workers: int = 0, progress: bool = True, **config: Any):
+                       seed: int = 0, num_workers: int = 0, progress: bool = True,
+                       log: Callable[[str], None] | None = None, **config: Any):
     """Train model `kind` ('vae' | 'mdnrnn' | 'reward') on a built dataset; returns the `History`.
 
     dataset: 'name/config' (default `DEFAULT_DATASETS[kind]`); the env, and so the model's size, is
@@ -114,7 +117,12 @@ def train_from_dataset(kind: str, data_dir: str | None, *, dataset: str | None =
     dataset = dataset or DEFAULT_DATASETS[kind]
     if "/" not in dataset:
         raise ValueError(f"dataset must be 'name/config', e.g. {DEFAULT_DATASETS[kind]!r}; got {dataset!r}")
-    env = schema.spec_for(*dataset.split("/", 1)).env
+    spec = schema.spec_for(*dataset.split("/", 1))
+    _check_fits(kind, dataset, spec)
+    _check_built(dataset, data_dir)
+    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
+        raise schema.DataError(f"{out_dir}: is a file; --out must be a directory")
+    env = spec.env
     given = {"steps": steps, "batch_size": batch_size, "lr": lr}
     config.update({k: v for k, v in given.items() if v is not None})
     config_class = {"vae": loop.VAETrainConfig, "mdnrnn": loop.MDNRNNTrainConfig,
@@ -131,4 +139,27 @@ def train_from_dataset(kind: str, data_dir: str | None, *, dataset: str | None =
     else:
         model, loss_fn = PreferenceRewardEnsemble(env.latent_dim + 3, members=cfg.members), loop.reward_batch_loss
         train, val = reward_data(data_dir, dataset, batch_size=cfg.batch_size, seed=cfg.seed)
-    return loop.train(model, loss_fn, train.loader(num_workers=num_workers), val.loader(num_workers=0), cfg)
+    return loop.train(model, loss_fn, train.loader(num_workers=num_workers), val.loader(num_workers=0), cfg,
+                      log=log)
+
+
+_TRAINS_ON = {"vae": "frames: a real config (e.g. dropj_carracing/real) or a recording",
+              "mdnrnn": "latent states: a dream config (e.g. dropj_carracing/dream)",
+              "reward": "labelled preferences: a preferences config (e.g. dropj_carracing/preferences_dropj)"}
+
+
+def _check_fits(kind: str, dataset: str, spec: Any) -> None:
+    """The model and the dataset's kind must match; say which configs would."""
+    fits = {"vae": isinstance(spec, schema.DatasetSpec) and not spec.is_dream,
+            "mdnrnn": isinstance(spec, schema.DatasetSpec) and spec.is_dream,
+            "reward": isinstance(spec, schema.FeedbackSpec)}[kind]
+    if not fits:
+        raise ValueError(f"{dataset}: the {kind} model trains on {_TRAINS_ON[kind]}")
+
+
+def _check_built(dataset: str, data_dir: str | None) -> None:
+    root = Path(data_dir) if data_dir else Path(tfds.core.constants.DATA_DIR).expanduser()
+    if not any(v.joinpath("dataset_info.json").exists() for v in root.joinpath(dataset).glob("*.*.*")):
+        name, config = dataset.split("/", 1)
+        raise schema.DataError(f"{dataset}: not built under {root} (build it with `tfds build "
+                               f"dropj_datasets/{name} --config {config} --manual_dir M --data_dir {root}`)")

@@ -33,10 +33,99 @@ class CheckpointError(ValueError):
     """A checkpoint file that cannot be read or does not fit the model; the message names the file."""
 
 
+# A checkpoint is untrusted input: it is size-checked before torch reads it (`check_file`).
+MAX_CHECKPOINT_BYTES = 4 << 30  # the largest of the paper's models with Adam state is about 310 MB
+MAX_PICKLE_BYTES = 16 << 20  # the archive's data.pkl: about 1 kB for a state_dict, a few kB with Adam
+MAX_PICKLE_DEPTH = 64
+
+
+def check_file(path: Path, limit: int = MAX_CHECKPOINT_BYTES) -> None:
+    """Refuses, before loading, a checkpoint that could cost more memory or time than its size.
+
+    torch's zip format stores every member uncompressed: a compressed member (which could inflate
+    to gigabytes) is refused, so memory is bounded by the file's size, itself at most `limit`. The
+    archive's data.pkl is scanned first (`_scan_pickle`): no shared tuples (whose hash can cost
+    2**depth), no nesting deeper than MAX_PICKLE_DEPTH.
+    """
+    import stat
+    import zipfile
+
+    try:
+        st = os.stat(path)
+    except OSError:
+        raise CheckpointError(f"{path}: checkpoint file not found") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise CheckpointError(f"{path}: not a regular file")
+    if st.st_size > limit:
+        raise CheckpointError(f"{path}: {st.st_size:,} bytes, more than the {limit:,} a checkpoint may have")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+            if len(members) > 100_000:
+                raise CheckpointError(f"{path}: {len(members):,} archive members")
+            for member in members:
+                if member.compress_type != zipfile.ZIP_STORED or member.file_size != member.compress_size:
+                    raise CheckpointError(f"{path}: member {member.filename[:80]} is compressed; torch writes "
+                                          "checkpoints uncompressed, so this one was not written by torch.save")
+            pickles = [m for m in members if m.filename.endswith("/data.pkl") or m.filename == "data.pkl"]
+            if len(pickles) != 1:
+                raise CheckpointError(f"{path}: expected one data.pkl in the archive, found {len(pickles)}")
+            if pickles[0].file_size > MAX_PICKLE_BYTES:
+                raise CheckpointError(f"{path}: data.pkl has {pickles[0].file_size:,} bytes; a state_dict needs "
+                                      f"far less than {MAX_PICKLE_BYTES:,}")
+            _scan_pickle(archive.read(pickles[0]), path)
+    except zipfile.BadZipFile:
+        raise CheckpointError(f"{path}: not a torch checkpoint (torch.save writes a zip archive)") from None
+
+
+def _scan_pickle(data: bytes, path: Path) -> None:
+    """A symbolic pass over data.pkl's opcodes (nothing is built): depth and tuple sharing."""
+    import pickletools
+
+    stack: list = []  # (depth, is a non-empty tuple) per value
+    metastack: list = []
+    memo: dict = {}
+    try:
+        for op, arg, _ in pickletools.genops(data):
+            name = op.name
+            if name == "MARK":
+                metastack.append(stack)
+                stack = []
+                continue
+            if name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
+                memo[len(memo) if name == "MEMOIZE" else arg] = stack[-1]
+                continue
+            if name in ("GET", "BINGET", "LONG_BINGET"):
+                value = memo[arg]
+                if value[1]:
+                    raise CheckpointError(f"{path}: data.pkl shares a tuple (memo {arg}); torch.save never does, "
+                                          "and hashing shared tuples can take forever")
+                stack.append(value)
+                continue
+            before = list(op.stack_before)
+            popped: list = []
+            if pickletools.markobject in before:
+                popped, stack = stack, metastack.pop()
+                before = before[:before.index(pickletools.markobject)]
+            if before:
+                popped += stack[len(stack) - len(before):]
+                del stack[len(stack) - len(before):]
+            depth = 1 + max((d for d, _ in popped), default=-1)
+            if depth > MAX_PICKLE_DEPTH:
+                raise CheckpointError(f"{path}: data.pkl nests deeper than {MAX_PICKLE_DEPTH} levels")
+            is_tuple = name in ("TUPLE", "TUPLE1", "TUPLE2", "TUPLE3") and bool(popped)
+            stack.extend((depth, is_tuple) for _ in op.stack_after)
+    except CheckpointError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a corrupt pickle: torch would refuse it too
+        raise CheckpointError(f"{path}: data.pkl is not a valid pickle ({type(exc).__name__})") from None
+
+
 def _load(path: PathLike) -> Any:
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"{path}: checkpoint file not found")
+    check_file(path)
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises UnpicklingError, RuntimeError, zipfile errors, ...

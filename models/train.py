@@ -253,7 +253,8 @@ def _write_losses(history: History, out_dir: Path) -> None:
 
 
 def train(model: nn.Module, loss_fn: LossFn, batches: Iterable, val_batches: Iterable | None,
-          config: TrainConfig, optimizer: torch.optim.Optimizer | None = None) -> History:
+          config: TrainConfig, optimizer: torch.optim.Optimizer | None = None,
+          log: Callable[[str], None] | None = None) -> History:
     """Train `model` for ``config.steps`` steps in total; resumes from ``out_dir/checkpoint.pt`` if present.
 
     loss_fn(model, batch) -> scalar; batches: an iterable of batches, started again when exhausted;
@@ -263,6 +264,8 @@ def train(model: nn.Module, loss_fn: LossFn, batches: Iterable, val_batches: Ite
 
     Resuming restores model, optimizer, step and torch's CPU RNG state; the batches start from the
     beginning of their iterable again (a shuffled loader gives its first epoch's order again).
+    `log` hears where a run starts or resumes. Ctrl-C (KeyboardInterrupt) saves a checkpoint of the
+    last finished step before it propagates, so the same call resumes from there.
     """
     from tqdm.auto import tqdm
 
@@ -283,7 +286,12 @@ def train(model: nn.Module, loss_fn: LossFn, batches: Iterable, val_batches: Ite
         if isinstance(saved.get("rng_state"), torch.Tensor):
             torch.set_rng_state(saved["rng_state"])
     history = History.read(out_dir / LOSSES_FILE, up_to=step)
+    if log is not None:
+        log(f"resuming from step {step} of {config.steps} ({checkpoint})" if step else
+            f"training {type(model).__name__} for {config.steps} steps into {out_dir}")
     if step >= config.steps:
+        if log is not None:
+            log(f"{checkpoint} is already at step {step}: nothing to do (raise --steps to train further)")
         return history
 
     data = _forever(batches)
@@ -314,6 +322,14 @@ def train(model: nn.Module, loss_fn: LossFn, batches: Iterable, val_batches: Ite
             if step % config.checkpoint_every == 0 or last:
                 _save(model, optimizer, out_dir, step)
                 _write_losses(history, out_dir)
+    except KeyboardInterrupt:
+        bar.close()
+        if step > history.start_step:  # the optimizer step of `step` is complete: keep it
+            _save(model, optimizer, out_dir, step)
+            _write_losses(history, out_dir)
+            if log is not None:
+                log(f"interrupted: checkpoint of step {step} saved to {checkpoint}; run the same command to resume")
+        raise
     finally:
         bar.close()
     return history

@@ -515,7 +515,7 @@ def test_checkpoint_errors_name_the_file_and_every_problem(tmp_path):
 
     garbage = tmp_path / "garbage.pt"
     garbage.write_bytes(b"not a checkpoint")
-    with pytest.raises(CheckpointError, match="garbage.pt: cannot be read as a safe"):
+    with pytest.raises(CheckpointError, match="garbage.pt: not a torch checkpoint"):
         load_checkpoint(cr, garbage)
 
 

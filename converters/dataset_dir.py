@@ -1,0 +1,186 @@
+"""A built dataset directory is untrusted input too: checked before TensorFlow Datasets reads it.
+
+Someone may share a built dataset. TFDS trusts its JSON: `features.json`
+names the Python class of every feature and TFDS imports that module;
+`dataset_info.json` names the shard files. So before TFDS opens a directory
+(`check`), this module verifies that
+
+* the directory is a version folder (`.../name/config/1.0.0`) of a DROPJ
+  dataset: `dataset_info.json` names a dataset and config of the schema, or
+  a recording;
+* `features.json` is exactly the features that config is built with
+  (descriptions aside): no other class can be named, and no shape changed;
+* `dataset_info.json` uses TFDS's own shard-file naming, in TFRecord, and
+  every shard it lists is a regular file in the directory;
+* each JSON file is a regular file of bounded size (`JSON_LIMITS`).
+
+`metadata_*` helpers check the values `dropj export` takes from
+`metadata.json` (file names, protocols, arrays) against the schema.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from pathlib import Path
+from typing import Any, Optional
+
+from dropj.converters.sources import open_regular
+from dropj_datasets import schema
+from dropj_datasets.schema import DataError
+
+DATASET_INFO = "dataset_info.json"
+FEATURES = "features.json"
+METADATA = "metadata.json"
+JSON_LIMITS = {DATASET_INFO: 16 << 20, FEATURES: 4 << 20, METADATA: 64 << 20}
+SHARD_TEMPLATE = "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}"  # `tfds build`
+SHARD_INDEX_TEMPLATE = "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_INDEX}"  # TFDS's SequentialWriter (`dropj record`)
+
+
+def shard_name(dataset: str, template: str, index: int, count: int) -> str:
+    """A shard's file name under one of TFDS's two templates."""
+    if template == SHARD_INDEX_TEMPLATE:
+        return f"{dataset}-train.tfrecord-{index:05d}"
+    return f"{dataset}-train.tfrecord-{index:05d}-of-{count:05d}"
+_VERSION = re.compile(r"^\d+\.\d+\.\d+$")
+
+
+def read_json(path: Path, limit: int) -> Any:
+    """A JSON file of at most `limit` bytes, read from a regular file."""
+    with open_regular(path, "JSON file") as f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise DataError(f"{path}: larger than {limit:,} bytes; not a file TFDS wrote")
+    try:
+        return json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise DataError(f"{path}: not valid JSON ({str(exc)[:100]})") from None
+
+
+def _strip_descriptions(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _strip_descriptions(v) for k, v in value.items() if k != "description"}
+    if isinstance(value, list):
+        return [_strip_descriptions(v) for v in value]
+    return value
+
+
+def expected_features(dataset: str, spec: schema.Spec) -> dict:
+    """The features.json content TFDS writes for a config, as a dict."""
+    from google.protobuf import json_format
+
+    if dataset == schema.RECORDING_DATASET:
+        from dropj.converters import record
+
+        features = record.recording_features(spec)
+    else:
+        from dropj_datasets.builder import features as builder_features
+
+        features = builder_features(spec)
+    return json_format.MessageToDict(features.to_proto())
+
+
+def describe_layout(path: Path) -> Optional[str]:
+    """A hint when `path` is a dataset or config folder rather than a version folder."""
+    if not path.is_dir() or (path / DATASET_INFO).exists():
+        return None
+    versions = sorted(p.name for p in path.iterdir() if p.is_dir() and _VERSION.match(p.name))
+    if versions:
+        return f"{path} is a config folder: pass its version folder, e.g. {path / versions[-1]}"
+    configs = sorted(p.name for p in path.iterdir() if p.is_dir() and any(
+        _VERSION.match(v.name) for v in p.iterdir() if v.is_dir()))
+    if configs:
+        return (f"{path} is a dataset folder: pass a version folder, e.g. {path / configs[0]}/<version>, or use "
+                f"NAME/CONFIG with --data_dir (configs here: {', '.join(configs[:8])})")
+    return None
+
+
+def check(builder_dir: Path) -> tuple[str, schema.Spec]:
+    """Verifies a built dataset directory before TFDS reads it; returns (dataset name, spec)."""
+    builder_dir = Path(builder_dir)
+    if not builder_dir.is_dir():
+        raise DataError(f"{builder_dir}: no such directory")
+    if not (builder_dir / DATASET_INFO).exists():
+        hint = describe_layout(builder_dir)
+        raise DataError(hint or f"{builder_dir}: no {DATASET_INFO}; not a built dataset (build it with tfds build)")
+    info = read_json(builder_dir / DATASET_INFO, JSON_LIMITS[DATASET_INFO])
+    if not isinstance(info, dict):
+        raise DataError(f"{builder_dir / DATASET_INFO}: expected a JSON object")
+    name, config = info.get("name"), info.get("configName")
+    metadata = read_metadata(builder_dir)
+    preset = metadata.get("preset") if isinstance(metadata.get("preset"), str) else None
+    try:
+        spec = schema.spec_for(str(name), str(preset or config))
+    except KeyError:
+        raise DataError(f"{builder_dir}: holds {str(name)[:60]}/{str(config)[:60]}, not a DROPJ dataset "
+                        "(dropj_carracing, dropj_obst_carracing or dropj_recording)") from None
+    if info.get("fileFormat", "tfrecord") != "tfrecord":
+        raise DataError(f"{builder_dir / DATASET_INFO}: file format {str(info.get('fileFormat'))[:40]!r}; "
+                        "DROPJ datasets are TFRecord")
+    _check_splits(builder_dir, str(name), info.get("splits"))
+    features = read_json(builder_dir / FEATURES, JSON_LIMITS[FEATURES])
+    if _strip_descriptions(features) != _strip_descriptions(expected_features(str(name), spec)):
+        raise DataError(f"{builder_dir / FEATURES}: does not match the features of {name}/{config} in this "
+                        "version of the schema (refused before TFDS reads it: features.json names the Python "
+                        "classes TFDS imports)")
+    return str(name), spec
+
+
+def _check_splits(builder_dir: Path, name: str, splits: Any) -> None:
+    where = builder_dir / DATASET_INFO
+    if not isinstance(splits, list) or not splits:
+        raise DataError(f"{where}: no splits")
+    for split in splits:
+        if not isinstance(split, dict) or split.get("name") != "train":
+            raise DataError(f"{where}: DROPJ datasets have one split, 'train'")
+        template = split.get("filepathTemplate", SHARD_TEMPLATE)
+        if template not in (SHARD_TEMPLATE, SHARD_INDEX_TEMPLATE):
+            raise DataError(f"{where}: shard file template {str(template)[:80]!r}; only TFDS's own "
+                            f"{SHARD_TEMPLATE!r} and {SHARD_INDEX_TEMPLATE!r} are read")
+        lengths = split.get("shardLengths", [])
+        if not isinstance(lengths, list) or not all(isinstance(n, (str, int)) and str(n).isdigit() for n in lengths):
+            raise DataError(f"{where}: shardLengths must be a list of counts")
+        for index in range(len(lengths)):
+            shard = builder_dir / shard_name(name, template, index, len(lengths))
+            try:
+                open_regular(shard, "shard").close()
+            except DataError as exc:
+                raise DataError(f"{exc} (listed in {where})") from None
+
+
+def read_metadata(builder_dir: Path) -> dict:
+    path = Path(builder_dir) / METADATA
+    if not path.exists():
+        return {}
+    value = read_json(path, JSON_LIMITS[METADATA])
+    if not isinstance(value, dict):
+        raise DataError(f"{path}: expected a JSON object")
+    return value
+
+
+def checked_protocol(value: Any, where: str) -> int:
+    """A pickle protocol taken from a dataset's metadata: 2 to 5, as in the release."""
+    if type(value) is not int or not 2 <= value <= 5:
+        raise DataError(f"{where}: pickle protocol {str(value)[:20]!r}; expected 2 to 5")
+    return value
+
+
+def checked_name(name: Any, allowed: tuple[str, ...], where: str) -> str:
+    """A file name taken from a dataset's metadata: only one of the schema's own names."""
+    if name not in allowed:
+        raise DataError(f"{where}: file name {str(name)[:80]!r} is not one of this config's release files "
+                        f"{list(allowed)}; refused")
+    return str(name)
+
+
+def resolve_under(root: Path, relative: str) -> Path:
+    """`root/relative`, refused unless it stays under `root` (no '..', no absolute path, no symlink out)."""
+    path = Path(relative)
+    if not relative or path.is_absolute() or ".." in path.parts or "\\" in relative or "\0" in relative:
+        raise DataError(f"output name {relative[:80]!r} is not a plain relative path; refused")
+    base = root.resolve()
+    target = (base / path).resolve()  # follows any symlink among the existing components
+    if os.path.commonpath([str(base), str(target)]) != str(base):
+        raise DataError(f"{root / relative}: resolves to {target}, outside {base}; refused")
+    return base / path
