@@ -231,6 +231,23 @@ class _Input:
         self.buf = b""
         self.off = 0
         self.base = 0  # file position of buf[0]
+        self.frame_end: Optional[int] = None  # file position where the current FRAME ends
+
+    def in_frame(self, n: int) -> None:
+        """An opcode and its argument lie within one frame, or outside every frame.
+
+        CPython's C unpickler serves a read that crosses a frame's end from the
+        file and drops the rest of the frame, so such a pickle means different
+        things to different unpicklers: it is refused.
+        """
+        if self.frame_end is None:
+            return
+        here = self.base + self.off
+        if here >= self.frame_end:
+            self.frame_end = None
+        elif here + n > self.frame_end:
+            raise DataError(f"{self.name}, byte {here}: a read of {n} bytes crosses the end of its frame at byte "
+                            f"{self.frame_end} (corrupt pickle)")
 
     @property
     def position(self) -> int:
@@ -254,6 +271,8 @@ class _Input:
         self.off = 0
 
     def byte(self) -> int:
+        if self.frame_end is not None:
+            self.in_frame(1)
         if self.base + self.off >= self.size:
             raise DataError(f"{self.name}: the pickle ends before its STOP opcode (truncated file?)")
         if self.off >= len(self.buf):
@@ -265,6 +284,8 @@ class _Input:
         return value
 
     def take(self, n: int) -> bytes:
+        if self.frame_end is not None:
+            self.in_frame(n)
         if n > self.left():
             raise DataError(f"{self.name}, byte {self.position}: the pickle claims {n} more bytes, but only "
                             f"{max(self.left(), 0)} are left in the file (truncated or corrupt)")
@@ -279,15 +300,24 @@ class _Input:
         return data
 
     def line(self) -> bytes:
-        """A newline-terminated argument (GLOBAL), at most 256 bytes."""
+        """A newline-terminated argument (GLOBAL), at most 256 bytes, all within one frame."""
+        start, frame_end = self.position, self.frame_end
+        if frame_end is not None and start >= frame_end:
+            frame_end = self.frame_end = None
+        self.frame_end = None  # checked for the whole line below
         out = bytearray()
         while True:
             b = self.byte()
             if b == 10:
-                return bytes(out)
+                break
             out.append(b)
             if len(out) > 256:
                 raise DataError(f"{self.name}, byte {self.position}: a GLOBAL name longer than 256 bytes")
+        if frame_end is not None and self.position > frame_end:
+            raise DataError(f"{self.name}, byte {start}: a GLOBAL line crosses the end of its frame at byte "
+                            f"{frame_end} (corrupt pickle)")
+        self.frame_end = frame_end
+        return bytes(out)
 
 
 def stream_size(file: BinaryIO) -> int:
@@ -436,11 +466,15 @@ class _Reader:
 
     # -- framing and stop ---------------------------------------------------------------------------------------
     def _op_FRAME(self) -> None:
-        # Frames only hint at buffering (CPython's own unpickler reads straight through them);
-        # the announced bytes must exist.
+        # Frames group opcodes for buffering. One starts where the previous one ended (or outside any),
+        # and every opcode stays within its frame (`_Input.in_frame`).
         (n,) = struct.unpack("<Q", self.input.take(8))
+        here = self.input.position
+        if self.input.frame_end is not None and here < self.input.frame_end:
+            raise self.error("a frame begins before the previous one ended (corrupt pickle)")
         if n > self.input.left():
             raise self.error(f"a frame of {n:,} bytes, but only {self.input.left():,} are left (truncated)")
+        self.input.frame_end = here + n
 
     def _op_STOP(self) -> None:
         raise _Stop
