@@ -10,17 +10,18 @@ Capture is separate from storage:
 * `envlogger.EnvLogger` records every step; its `step_fn` adds what the
   transition's dm_env timestep cannot carry: the info flags, the wall-clock
   time and the arrow keys held (`StepExtras`).
-* `RecordingWriter`, a TFDS backend of EnvLogger, persists. It writes the
-  steps of the release's `real` configs, aligned exactly as the builders
-  align them (it goes through the same `episodes.to_rlds_steps`), plus the
+* `RecordingWriter`, EnvLogger's backend, hands each finished episode to
+  `recording_store.RecordingStore`, the one place that writes the directory.
+  Steps are those of the release's `real` configs, aligned exactly as the
+  builders align them (the same `episodes.to_rlds_steps`), plus the
   recording's step and episode metadata, all with features generated from
   `schema.RECORDINGS` (a test compares them with the builders').
 
-Nothing lost. Each finished episode is written as its own closed shard and
-the directory's `dataset_info.json` is replaced (atomically) right after,
-before the next reset, so a crash or a SIGKILL loses at most the episode
-being driven.
-An unfinished episode (the driver restarted or quit) is discarded, never
+Nothing lost (`recording_store` says how): one recorder per directory; each
+finished episode is its own closed shard, never overwriting one, listed
+atomically before the next reset, so a crash or a SIGKILL loses at most the
+episode being driven; an episode that cannot be written is kept in a rescue
+file. An unfinished episode (the driver restarted or quit) is discarded, never
 written: every stored episode ended as the release's did, by leaving the
 playfield or at the time limit. Writing into a directory that already holds
 a recording of the same environment appends new shards; a recording of
@@ -32,8 +33,6 @@ from __future__ import annotations
 import dataclasses
 import os
 import secrets
-import shutil
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
@@ -42,15 +41,17 @@ import dm_env
 import numpy as np
 from dm_env import specs
 from envlogger import step_data
-from envlogger.backends import tfds_backend_writer
+from envlogger.backends import backend_writer
 
 from dropj.converters import episodes as episodes_lib
-from dropj.converters import png
+from dropj.converters import png, recording_store
+from dropj.converters.recording_store import DATASET_INFO, STAGING_PREFIX, RecordingError  # noqa: F401
 from dropj_datasets import schema
 from dropj_datasets.schema import RecordingSpec
 
-RECORDING_VERSION = "1.0.0"
-SPLIT = "train"
+RECORDING_VERSION = recording_store.VERSION
+MAX_SEED = 2**63 - 1  # the `seed` feature is int64
+SPLIT = recording_store.SPLIT
 ENV_IDS = {"carracing": ("DropjCarRacing-v0", ""), "chuckc": ("DropjObstCarRacing-v0", "chuckc"),
            "chuckccar": ("DropjObstCarRacing-v0", "chuckccar")}
 
@@ -118,7 +119,10 @@ class DmEnvAdapter(dm_env.Environment):
         self.episode_steps = 0
 
     def reset(self) -> dm_env.TimeStep:
-        self.seed = int(next(self._seeds))
+        seed = int(next(self._seeds))
+        if not 0 <= seed <= MAX_SEED:  # the stored seed is an int64: it must come back as it was
+            raise RecordingError(f"seed {seed} is outside 0..{MAX_SEED}, the range the episode metadata stores")
+        self.seed = seed
         self.start_time = time.time()
         observation, _ = self.gym_env.reset(seed=self.seed)
         self.last_info, self.last_raw_info = {}, {}
@@ -220,10 +224,6 @@ def new_session_id() -> str:
 # --- storage -----------------------------------------------------------------------------------------
 
 
-class RecordingError(RuntimeError):
-    """The recording directory cannot take this recording."""
-
-
 def dataset_config(spec: RecordingSpec) -> Any:
     """The RLDS DatasetConfig of a recording, with every feature generated from the schema."""
     import tensorflow_datasets as tfds
@@ -247,6 +247,11 @@ def dataset_config(spec: RecordingSpec) -> Any:
     )
 
 
+def repair(directory: str | os.PathLike) -> str:
+    """`dropj repair-recording`: rebuilds dataset_info.json from the shards (`recording_store.repair`)."""
+    return recording_store.repair(directory)
+
+
 def recording_features(spec: RecordingSpec) -> Any:
     """The TFDS features a recording directory is written with (what its features.json must say)."""
     import tensorflow_datasets as tfds
@@ -257,47 +262,35 @@ def recording_features(spec: RecordingSpec) -> Any:
     return tfds.rlds.rlds_base.build_info(dataset_config(spec), identity).features
 
 
-class RecordingWriter(tfds_backend_writer.TFDSBackendWriter):
-    """EnvLogger's TFDS backend, writing the schema's alignment, one closed shard per finished episode.
+class RecordingWriter(backend_writer.BackendWriter):
+    """EnvLogger's backend: each finished episode goes into the recording's `RecordingStore` at once.
 
-    Differs from the stock `TFDSBackendWriter` in three ways, each for the
-    data's sake: it appends to an existing recording instead of overwriting
-    it; it writes an episode the moment it ends (not at the next reset), in
-    a shard of its own, so it is on disk and listed before anything else
-    happens; and it aligns steps as the builders do (`episodes.to_rlds_steps`),
-    which keeps `info` with the action it followed rather than with the next
-    observation.
+    It aligns steps as the builders do (`episodes.to_rlds_steps`), which keeps
+    `info` with the action it followed rather than with the next observation.
+    An episode is written the moment it ends, in a shard of its own, so it is
+    on disk and listed before anything else happens. An episode that cannot be
+    written goes to a rescue file and `log` says where; if even that fails, a
+    `RecordingError` ends the session, saying so.
     """
 
-    def __init__(self, data_dir: str | os.PathLike, env_name: str, **base_kwargs: Any):
-        import tensorflow_datasets as tfds
-        from envlogger.backends import backend_writer
-
-        backend_writer.BackendWriter.__init__(self, **base_kwargs)  # the stock __init__ would overwrite
-        self._closed = True  # until the directory is open: nothing to close
+    def __init__(self, data_dir: str | os.PathLike, env_name: str, *, session_id: str = "",
+                 log: Callable[[str], None] = print, **base_kwargs: Any):
+        super().__init__(**base_kwargs)
+        self._store: Optional[recording_store.RecordingStore] = None
         self.spec = schema.RECORDINGS[env_name]
-        self._data_directory = str(recording_dir(data_dir, env_name))
-        _check_existing(Path(self._data_directory), self.spec)
-        Path(self._data_directory).mkdir(parents=True, exist_ok=True)
-        identity = tfds.core.dataset_info.DatasetIdentity(
-            name=schema.RECORDING_DATASET, version=tfds.core.Version(RECORDING_VERSION),
-            data_dir=self._data_directory, module_name="", config_name=env_name,
-            config_description=self.spec.description)
-        info = tfds.rlds.rlds_base.build_info(dataset_config(self.spec), identity,
-                                              {"dataset": schema.RECORDING_DATASET, "config": env_name})
-        self._ds_info = info
-        self._sequential_writer = _atomic_metadata_writer()(info, max_examples_per_shard=1, overwrite=False)
-        self._split_name = SPLIT
-        self._sequential_writer.initialize_splits([SPLIT], fail_if_exists=False)
-        self.episodes_before = sum(info.splits[SPLIT].shard_lengths) if SPLIT in info.splits else 0
+        self.session_id = session_id
+        self.log = log
+        self._store = recording_store.RecordingStore(recording_dir(data_dir, env_name), self.spec,
+                                                     holder=f"session {session_id}" if session_id else "", log=log)
+        self.episodes_before = self._store.episodes
         self.episodes_written = 0
+        self.rescued: list[str] = []
         self._steps: list[step_data.StepData] = []
         self._episode_metadata: dict = {}
-        self._closed = False
 
     @property
     def directory(self) -> str:
-        return self._data_directory
+        return str(self._store.directory) if self._store else ""
 
     def _record_step(self, data: step_data.StepData, is_new_episode: bool) -> None:
         if is_new_episode:
@@ -317,72 +310,29 @@ class RecordingWriter(tfds_backend_writer.TFDSBackendWriter):
 
     def _write_episode(self) -> None:
         steps, self._steps = self._steps, []
-        example = episode_example(self.spec, steps, self._episode_metadata,
-                                  self.episodes_before + self.episodes_written)
-        self._sequential_writer.add_examples({SPLIT: [example]})  # closes the shard: 1 episode per shard
+        index = self._store.episodes  # the episodes listed on disk decide the number
+        example = episode_example(self.spec, steps, self._episode_metadata, index)
+        try:
+            self._store.append(example)
+        except Exception as exc:  # noqa: BLE001 - whatever failed, the episode is kept
+            text = str(exc).splitlines()[0][:200] if str(exc) else ""
+            why = f"{type(exc).__name__}: {text}"
+            try:
+                path = self._store.rescue(example, index, self.session_id)
+            except RecordingError as again:
+                raise RecordingError(f"episode {index} could not be written ({why}) and {again}; it is lost, "
+                                     "and the session stops") from None
+            self.rescued.append(str(path))
+            self.log(f"episode {index} could not be written into {self.directory} ({why}); it is kept in {path}: "
+                     f"run `dropj repair-recording {self.directory}` to add it")
+            return
         self.episodes_written += 1
 
-    def _write_and_reset_episode(self) -> None:  # the stock close() path: unfinished episodes are dropped
-        self._steps = []
-
     def close(self) -> None:
-        if self._closed:
-            return
-        self._closed = True
         self._steps = []
-        self._sequential_writer.close_all()
-
-
-STAGING_PREFIX = ".metadata-"
-DATASET_INFO = "dataset_info.json"
-
-
-def _atomic_metadata_writer() -> type:
-    """TFDS's SequentialWriter, but its metadata files are replaced atomically.
-
-    The stock writer rewrites `dataset_info.json` (the list of shards and
-    their episode counts) in place after every episode, so a kill in the
-    middle of that write would leave a truncated file and an unreadable
-    recording. Here the files are written into a staging folder beside them
-    and moved over the old ones with `os.replace`, `dataset_info.json` last:
-    a reader sees the old list or the new one, never half of one.
-    (tfds 4.9.4 is pinned; `_write_splits_metadata` and `_split_dict` are its
-    internals, and the recorder's tests exercise them.)
-    """
-    import tensorflow_datasets as tfds
-    from tensorflow_datasets.core import sequential_writer
-
-    class AtomicMetadataWriter(tfds.core.SequentialWriter):
-        def _write_splits_metadata(self) -> None:
-            self._ds_info.set_splits(sequential_writer._split_dict(self._splits))
-            directory = Path(self._data_dir)
-            staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=directory))
-            try:
-                self._ds_info.write_to_directory(staging)
-                for item in sorted(staging.iterdir(), key=lambda p: p.name == DATASET_INFO):
-                    os.replace(item, directory / item.name)
-            finally:
-                shutil.rmtree(staging, ignore_errors=True)
-
-    return AtomicMetadataWriter
-
-
-def _check_existing(directory: Path, spec: RecordingSpec) -> None:
-    for stale in directory.glob(STAGING_PREFIX + "*"):  # left by a kill during a metadata write
-        shutil.rmtree(stale, ignore_errors=True)
-    info_file = directory / DATASET_INFO
-    if not info_file.exists():
-        return
-    import json
-
-    try:
-        info = json.loads(info_file.read_text())
-    except ValueError as e:
-        raise RecordingError(f"{info_file}: not readable JSON ({e}); refusing to append to it") from None
-    name, config = info.get("name"), info.get("configName")
-    if (name, config) != (schema.RECORDING_DATASET, spec.config):
-        raise RecordingError(f"{directory}: holds {name}/{config}, expected {schema.RECORDING_DATASET}/"
-                             f"{spec.config}; choose another --out")
+        if self._store is not None:
+            self._store.close()
+            self._store = None
 
 
 def episode_example(spec: RecordingSpec, steps: list[step_data.StepData], metadata: dict, index: int) -> dict:
@@ -434,16 +384,20 @@ class Recorder:
 def open_recorder(env_name: str, data_dir: str | os.PathLike, user_id: str, *,
                   session_id: Optional[str] = None, seeds: Optional[Iterator[int]] = None,
                   keys_held: Optional[Callable[[], tuple[bool, bool, bool, bool]]] = None,
-                  gym_env: Any = None) -> Recorder:
+                  gym_env: Any = None, log: Callable[[str], None] = print) -> Recorder:
     """Wraps the environment in `envlogger.EnvLogger` with a `RecordingWriter` under `data_dir`."""
     import envlogger
 
     if env_name not in schema.RECORDINGS:
         raise ValueError(f"unknown environment {env_name!r}; choose one of {sorted(schema.RECORDINGS)}")
-    adapter = DmEnvAdapter(env_name, gym_env=gym_env, seeds=seeds)
-    writer = RecordingWriter(data_dir, env_name)
+    session_id = session_id or new_session_id()
+    writer = RecordingWriter(data_dir, env_name, session_id=session_id, log=log)  # locks the directory first
+    try:
+        adapter = DmEnvAdapter(env_name, gym_env=gym_env, seeds=seeds)
+    except BaseException:
+        writer.close()
+        raise
     extras = StepExtras(keys_held) if keys_held is not None else StepExtras()
-    logger = envlogger.EnvLogger(adapter, step_fn=extras,
-                                 episode_fn=episode_metadata_fn(user_id, session_id or new_session_id()),
+    logger = envlogger.EnvLogger(adapter, step_fn=extras, episode_fn=episode_metadata_fn(user_id, session_id),
                                  backend=writer)
     return Recorder(logger, adapter, writer)

@@ -97,8 +97,9 @@ class RecordConfig:
             raise ValueError("user must not be empty")
         if self.episodes is not None and self.episodes < 1:
             raise ValueError(f"episodes must be >= 1, got {self.episodes}")
-        if self.seed is not None and self.seed < 0:
-            raise ValueError(f"seed must be >= 0, got {self.seed}")
+        if self.seed is not None and not 0 <= self.seed <= 2**63 - 1 - 10**9:
+            raise ValueError(f"seed must be within 0..{2**63 - 1 - 10**9} (stored as int64, +1 per episode), "
+                             f"got {self.seed}")
         if not 1 <= self.fps <= 1000:
             raise ValueError(f"fps must be within 1..1000, got {self.fps}")
         if self.max_steps < 1:
@@ -124,18 +125,43 @@ class SessionSummary:
 _KEY_NAMES = {"K_LEFT": "left", "K_RIGHT": "right", "K_UP": "up", "K_DOWN": "down"}
 
 
+# SDL falls back to these when there is no screen: the window would exist nowhere, and the car
+# would be "driven" with no key ever pressed.
+_HEADLESS_DRIVERS = ("offscreen", "dummy")
+
+
+def check_display() -> None:
+    """Raises RecordingError unless pygame can open a real window (before anything is recorded)."""
+    import pygame
+
+    try:
+        pygame.display.init()
+    except pygame.error as exc:
+        raise record.RecordingError(f"no display: {exc} (dropj record needs a window; on a machine "
+                                    "without a screen run it under Xvfb, as the tests do)") from None
+    driver = pygame.display.get_driver()
+    if driver in _HEADLESS_DRIVERS:
+        pygame.display.quit()
+        raise record.RecordingError(f"no display: SDL chose its {driver!r} video driver, so no window would be "
+                                    "seen and no key pressed (set DISPLAY, or run under Xvfb)")
+
+
 def run(config: RecordConfig, log=print) -> SessionSummary:
     """Opens the window and records until `config.episodes` are saved or the driver quits."""
     os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
     import pygame
 
+    check_display()  # first: nothing is created on disk without a window to drive in
     gym_env = record.make_env(config.env, config.max_steps)
     keyboard = Keyboard()
     seeds = itertools.count(config.seed) if config.seed is not None else None
-    recorder = record.open_recorder(config.env, config.out, config.user, seeds=seeds,
-                                    keys_held=keyboard.keys_held, gym_env=gym_env)
+    try:
+        recorder = record.open_recorder(config.env, config.out, config.user, seeds=seeds,
+                                        keys_held=keyboard.keys_held, gym_env=gym_env, log=log)
+    except BaseException:
+        pygame.display.quit()
+        raise
     keys = {getattr(pygame, name): key for name, key in _KEY_NAMES.items()}
-    pygame.display.init()
     pygame.font.init()
     window = pygame.display.set_mode(config.window)
     pygame.display.set_caption(WINDOW_TITLE)

@@ -10,16 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import glob
 import hashlib
 import json
 import os
 import pickle
-import secrets
 from pathlib import Path
 from typing import Any, BinaryIO, Callable, Iterable, Iterator, Optional
 
 from dropj.converters import dataset_dir
+from dropj.converters.durable import write_atomically
 from dropj.converters import episodes as episodes_lib
 from dropj.converters import feedback, legacy_pickle, sketches, sources
 from dropj.converters.to_rlds import InitialStateFile
@@ -272,7 +271,6 @@ class LegacyFile:
 
 
 MANIFEST_PREFIX = "MANIFEST-"
-PARTIAL_SUFFIX = ".dropj-partial"
 
 
 def _manifest_name(spec: schema.Spec, built: "BuiltDataset") -> str:
@@ -364,56 +362,6 @@ def _write_pickle(f: BinaryIO, legacy: LegacyFile, protocol: int, bar: Any = Non
             bar.update(1)
     writer.close()
     return writer.count
-
-
-class _Hashing:
-    """A write-only file that hashes what goes through it."""
-
-    def __init__(self, f: BinaryIO):
-        self.f, self.digest = f, hashlib.sha256()
-
-    def write(self, data: bytes) -> int:
-        self.digest.update(data)
-        return self.f.write(data)
-
-
-def write_atomically(path: Path, write: Callable[[BinaryIO], Any], *, force: bool = False) -> tuple[Any, Any]:
-    """A complete file or none. Returns (what `write` returned, the SHA-256 of the bytes).
-
-    The bytes go to a temporary file created exclusively in the target's folder (O_EXCL and
-    O_NOFOLLOW: a planted file or symlink is never followed), are flushed to disk, and the file is
-    renamed over the target, whose folder is then flushed too. Any failure (disk full included)
-    removes the temporary file. Temporary files of earlier, killed writes of the same name are removed.
-    """
-    folder = path.parent
-    folder.mkdir(parents=True, exist_ok=True)
-    if os.path.lexists(path) and not force:
-        raise DataError(f"{path}: already exists; pass --force to replace it")
-    for stale in folder.glob(f".{glob.escape(path.name)}.*{PARTIAL_SUFFIX}"):  # left by a killed export
-        stale.unlink(missing_ok=True)
-    temp = folder / f".{path.name}.{secrets.token_hex(6)}{PARTIAL_SUFFIX}"
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
-    try:
-        with os.fdopen(fd, "wb", buffering=1 << 20) as raw:
-            f = _Hashing(raw)
-            result = write(f)
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    fsync_directory(folder)
-    return result, f.digest
-
-
-def fsync_directory(folder: Path) -> None:
-    """Makes a rename in `folder` durable."""
-    fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 @dataclasses.dataclass

@@ -203,21 +203,16 @@ _INCOMPLETE = re.compile(r"\.incomplete\.[A-Z0-9]{6}$")  # TFDS's own name for a
 @contextlib.contextmanager
 def build_lock(config_dir: Path, what: str):
     """An exclusive lock per config folder; a second build of the same config is refused, naming the first."""
-    import fcntl
+    from dropj.converters import durable
 
-    path = config_dir / LOCK_FILE
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC | os.O_NOFOLLOW, 0o644)
     try:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            holder = os.pread(fd, 200, 0).decode("utf-8", "replace").strip() or "another process"
-            raise schema.DataError(f"{what}: another build of it is running ({holder}); wait for it to end") from None
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, f"pid {os.getpid()} on {socket.gethostname()}".encode(), 0)
+        fd = durable.take_lock(config_dir / LOCK_FILE, f"pid {os.getpid()} on {socket.gethostname()}")
+    except durable.Busy as busy:
+        raise schema.DataError(f"{what}: another build of it is running ({busy}); wait for it to end") from None
+    try:
         yield
     finally:
-        os.close(fd)  # releases the lock
+        durable.release_lock(fd)
 
 
 def remove_leftovers(version_dir: Path) -> list[Path]:

@@ -25,8 +25,11 @@ _SEED_BYTES = 8
 
 
 def entropy_seed() -> int:
-    """A fresh seed from the OS, in the range gym 0.20 drew its own from."""
-    return int.from_bytes(os.urandom(_SEED_BYTES), "little")
+    """A fresh seed from the OS: 63 random bits, so that it fits the int64 a recording stores.
+
+    (gym 0.20 drew 64 bits; every seed below 2**63 means the same track in both.)
+    """
+    return int.from_bytes(os.urandom(_SEED_BYTES), "little") >> 1
 
 
 def legacy_random_state(seed: Optional[int]) -> tuple[np.random.RandomState, int]:

@@ -1,0 +1,313 @@
+"""Where `dropj record` keeps its episodes: one append-only TFDS directory, written by us alone.
+
+    OUT/dropj_recording/ENV/1.0.0/
+        dataset_info.json  features.json  metadata.json     TFDS's metadata (replaced atomically)
+        dropj_recording-train.tfrecord-00000 ...           one closed shard per episode
+        .lock                                               who is recording here
+        rescued/                                            episodes that could not be written
+
+This is the recorder's only storage code (EnvLogger's own TFDS backend was
+removed upstream; moving to another format is a change of this file). The
+layout is TFDS's own (`tfds.builder_from_directory` reads it), and the
+guarantees are ours:
+
+* **One writer.** An exclusive lock (`flock` on `.lock`) is held for the
+  whole session; a second recorder is refused at once, with the holder named.
+* **Nothing overwritten.** The next shard's index is the number of shards on
+  disk, and a shard is written to a temporary file, flushed, and then
+  hard-linked to its final name, which fails rather than replace a file.
+* **Nothing half-listed.** `dataset_info.json` is rewritten after each
+  shard, into a staging folder, flushed, and renamed over the old one: a
+  reader sees the old list or the new one. A directory whose listed shards
+  and shards on disk disagree is refused for appending; `repair` rebuilds
+  the list from the shards.
+* **Nothing lost silently.** An episode that cannot be written is kept in a
+  rescue file (`rescued/`, else the system's temporary folder); `repair`
+  adds rescued episodes back.
+"""
+
+from __future__ import annotations
+
+import getpass
+import os
+import re
+import secrets
+import shutil
+import socket
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from dropj.converters import dataset_dir
+from dropj.converters import durable
+from dropj.converters.durable import PARTIAL_SUFFIX, fsync_directory, fsync_file, write_atomically
+from dropj_datasets import schema
+from dropj_datasets.schema import RecordingSpec
+
+VERSION = "1.0.0"
+SPLIT = "train"
+DATASET_INFO = "dataset_info.json"
+LOCK = ".lock"
+RESCUED = "rescued"
+STAGING_PREFIX = ".metadata-"
+RESCUE_FORMAT = "dropj-rescued-episode/1"
+_SHARD = re.compile(rf"^{schema.RECORDING_DATASET}-{SPLIT}\.tfrecord-(\d{{5}})$")
+
+
+class RecordingError(RuntimeError):
+    """The recording directory cannot take this recording (the message says why and what to do)."""
+
+
+def shard_path(directory: Path, index: int) -> Path:
+    return directory / dataset_dir.shard_name(schema.RECORDING_DATASET, dataset_dir.SHARD_INDEX_TEMPLATE, index, 0)
+
+
+def shards_on_disk(directory: Path) -> list[int]:
+    return sorted(int(m.group(1)) for p in directory.iterdir() if (m := _SHARD.match(p.name)))
+
+
+class RecordingStore:
+    """An open recording directory; `append` one finished episode at a time, then `close`."""
+
+    def __init__(self, directory: Path, spec: RecordingSpec, *, holder: str = "",
+                 log: Callable[[str], None] = print):
+        self.directory = Path(directory)
+        self.spec = spec
+        self.log = log
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._lock_fd: Optional[int] = _lock(self.directory, holder)
+        try:
+            self._clear_leftovers()
+            self.shard_lengths, self.num_bytes = self._existing()
+            self._features = None
+            if not (self.directory / DATASET_INFO).exists():
+                self._write_info()
+        except BaseException:
+            self.close()
+            raise
+
+    # -- opening --------------------------------------------------------------------------------------------
+    def _clear_leftovers(self) -> None:
+        for stale in self.directory.glob(STAGING_PREFIX + "*"):  # a kill during a metadata write
+            shutil.rmtree(stale, ignore_errors=True)
+        for stale in self.directory.glob("." + "*" + PARTIAL_SUFFIX):  # a kill during a shard write
+            stale.unlink(missing_ok=True)
+            self.log(f"removed {stale.name}: an episode a killed session was still writing")
+
+    def _existing(self) -> tuple[list[int], int]:
+        info_file = self.directory / DATASET_INFO
+        on_disk = shards_on_disk(self.directory)
+        if not info_file.exists():
+            if on_disk:
+                raise RecordingError(f"{self.directory}: {len(on_disk)} episode shards but no {DATASET_INFO}; "
+                                     f"run `dropj repair-recording {self.directory}`")
+            return [], 0
+        try:
+            info = dataset_dir.read_json(info_file, dataset_dir.JSON_LIMITS[DATASET_INFO])
+        except schema.DataError as exc:
+            raise RecordingError(f"{info_file}: not readable JSON ({exc}); refusing to append to it; run "
+                                 f"`dropj repair-recording {self.directory}`") from None
+        name, config = (info.get("name"), info.get("configName")) if isinstance(info, dict) else (None, None)
+        if (name, config) != (schema.RECORDING_DATASET, self.spec.config):
+            raise RecordingError(f"{self.directory}: holds {name}/{config}, expected {schema.RECORDING_DATASET}/"
+                                 f"{self.spec.config}; choose another --out")
+        splits = info.get("splits") or [{}]
+        lengths = [int(n) for n in splits[0].get("shardLengths", [])]
+        if on_disk != list(range(len(lengths))):
+            raise RecordingError(
+                f"{self.directory}: {DATASET_INFO} lists {len(lengths)} episodes but the shards on disk are "
+                f"{_ranges(on_disk)}; appending could overwrite or hide episodes. Run `dropj repair-recording "
+                f"{self.directory}` to rebuild the list from the shards")
+        return lengths, int(splits[0].get("numBytes", 0))
+
+    # -- writing ----------------------------------------------------------------------------------------------
+    @property
+    def features(self) -> Any:
+        if self._features is None:
+            from dropj.converters import record
+
+            self._features = record.recording_features(self.spec)
+        return self._features
+
+    @property
+    def episodes(self) -> int:
+        return len(self.shard_lengths)
+
+    def append(self, example: dict) -> Path:
+        """Writes one episode as the next shard and lists it; returns the shard's path."""
+        import tensorflow as tf
+
+        serialized = self.features.serialize_example(example)
+        index = len(shards_on_disk(self.directory))  # the files decide, never the list
+        final = shard_path(self.directory, index)
+        temp = self.directory / f".{final.name}.{secrets.token_hex(4)}{PARTIAL_SUFFIX}"
+        try:
+            with tf.io.TFRecordWriter(str(temp)) as writer:
+                writer.write(serialized)
+            fsync_file(temp)
+            os.link(temp, final)  # fails if the name exists: a shard is never overwritten
+        finally:
+            temp.unlink(missing_ok=True)
+        fsync_directory(self.directory)
+        self.shard_lengths.append(1)
+        self.num_bytes += final.stat().st_size
+        self._write_info()
+        return final
+
+    def _write_info(self) -> None:
+        """TFDS's metadata files, staged beside and renamed into place, dataset_info.json last."""
+        import tensorflow_datasets as tfds
+
+        from dropj.converters import record
+
+        identity = tfds.core.dataset_info.DatasetIdentity(
+            name=schema.RECORDING_DATASET, version=tfds.core.Version(VERSION), data_dir=str(self.directory),
+            module_name="", config_name=self.spec.config, config_description=self.spec.description)
+        info = tfds.rlds.rlds_base.build_info(record.dataset_config(self.spec), identity,
+                                              {"dataset": schema.RECORDING_DATASET, "config": self.spec.config})
+        template = tfds.core.ShardedFileTemplate(
+            data_dir=self.directory, template=dataset_dir.SHARD_INDEX_TEMPLATE,
+            dataset_name=schema.RECORDING_DATASET, split=SPLIT, filetype_suffix="tfrecord")
+        info.set_splits(tfds.core.SplitDict([tfds.core.SplitInfo(
+            name=SPLIT, shard_lengths=list(self.shard_lengths), num_bytes=self.num_bytes,
+            filename_template=template)]))
+        staging = Path(tempfile.mkdtemp(prefix=STAGING_PREFIX, dir=self.directory))
+        try:
+            info.write_to_directory(staging)
+            for item in sorted(staging.iterdir(), key=lambda p: p.name == DATASET_INFO):
+                fsync_file(item)
+                os.replace(item, self.directory / item.name)
+            fsync_directory(self.directory)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def rescue(self, example: dict, index: int, session: str) -> Path:
+        """Keeps an episode that could not be written: a pickle of the example, for `repair` to add back."""
+        import pickle
+
+        payload = pickle.dumps({"format": RESCUE_FORMAT, "config": self.spec.config, "example": example}, protocol=5)
+        name = f"episode-{index}-{session or 'session'}-{secrets.token_hex(3)}.pkl"
+        problems = []
+        for folder in (self.directory / RESCUED, Path(tempfile.gettempdir()) / "dropj-rescued"):
+            try:
+                folder.mkdir(parents=True, exist_ok=True)
+                write_atomically(folder / name, lambda f: f.write(payload))
+                return folder / name
+            except OSError as exc:
+                problems.append(f"{folder}: {exc.strerror or exc}")
+        raise RecordingError("could not keep it in a rescue file either (" + "; ".join(problems) + ")")
+
+    def close(self) -> None:
+        if self._lock_fd is not None:
+            durable.release_lock(self._lock_fd)
+            self._lock_fd = None
+
+
+def _ranges(indices: list[int]) -> str:
+    if not indices:
+        return "none"
+    return f"{len(indices)} files, numbers {indices[0]}..{indices[-1]}" + (
+        "" if indices == list(range(indices[0], indices[-1] + 1)) else " with gaps")
+
+
+def _lock(directory: Path, holder: str) -> int:
+    """The directory's exclusive lock: held until the store is closed (or the process ends)."""
+    started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
+    who = f"pid {os.getpid()} on {socket.gethostname()}, user {_user()}{', ' + holder if holder else ''}, " \
+          f"since {started}"
+    try:
+        return durable.take_lock(directory / LOCK, who)
+    except durable.Busy as busy:
+        raise RecordingError(f"{directory}: another recording is writing here ({busy}); one recorder per "
+                             "directory: wait for it to end, or choose another --out") from None
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid())
+
+
+def repair(directory: str | os.PathLike, log: Callable[[str], None] = print) -> str:
+    """Rebuilds a recording's dataset_info.json from the shards on disk, and adds rescued episodes back.
+
+    Shards that cannot be read whole are moved to `damaged/` (nothing is deleted); the others are
+    renumbered 0..n-1 in order if there are gaps. Holds the directory's lock throughout.
+    """
+    import tensorflow as tf
+
+    directory = Path(directory)
+    if not directory.is_dir():
+        raise RecordingError(f"{directory}: no such directory")
+    store = RecordingStore.__new__(RecordingStore)
+    store.directory, store.spec, store.log, store._features = directory, _spec_of(directory), log, None
+    store._lock_fd = _lock(directory, "dropj repair-recording")
+    try:
+        store._clear_leftovers()
+        lengths, damaged = [], []
+        for index in shards_on_disk(directory):
+            path = shard_path(directory, index)
+            try:
+                count = sum(1 for _ in tf.data.TFRecordDataset(str(path)))
+            except tf.errors.OpError:
+                (directory / "damaged").mkdir(exist_ok=True)
+                os.replace(path, directory / "damaged" / path.name)
+                damaged.append(path.name)
+                continue
+            target = shard_path(directory, len(lengths))
+            if target != path:  # close a gap: link to the lower number, then drop the old name
+                os.link(path, target)
+                path.unlink()
+            lengths.append(count)
+        store.shard_lengths = lengths
+        store.num_bytes = sum(shard_path(directory, i).stat().st_size for i in range(len(lengths)))
+        store._write_info()
+        added = 0
+        rescued = sorted((directory / RESCUED).glob("*.pkl")) if (directory / RESCUED).is_dir() else []
+        for path in rescued:
+            store.append(_read_rescued(path, store.spec))
+            os.replace(path, path.with_name(path.name + ".added"))
+            added += 1
+        total = store.episodes
+    finally:
+        store.close()
+    summary = f"{directory}: {total} episodes listed in {DATASET_INFO}"
+    if added:
+        summary += f", {added} of them rescued episodes added back"
+    if damaged:
+        summary += f"; {len(damaged)} damaged shards moved to {directory / 'damaged'}"
+    return summary
+
+
+def _spec_of(directory: Path) -> RecordingSpec:
+    info = directory / DATASET_INFO
+    if info.exists():
+        try:
+            value = dataset_dir.read_json(info, dataset_dir.JSON_LIMITS[DATASET_INFO])
+            config = value.get("configName") if isinstance(value, dict) else None
+            if value.get("name") == schema.RECORDING_DATASET and config in schema.RECORDINGS:
+                return schema.RECORDINGS[config]
+        except schema.DataError:
+            pass
+    return schema.RECORDINGS[_config_from_path(directory)]
+
+
+def _config_from_path(directory: Path) -> str:
+    config = directory.parent.name
+    if config not in schema.RECORDINGS:
+        raise RecordingError(f"{directory}: not a recording's version folder (OUT/{schema.RECORDING_DATASET}/ENV/"
+                             f"{VERSION}, ENV one of {sorted(schema.RECORDINGS)})")
+    return config
+
+
+def _read_rescued(path: Path, spec: RecordingSpec) -> dict:
+    from dropj.converters import legacy_pickle
+
+    with open(path, "rb") as f:
+        value = legacy_pickle.load(f, str(path))
+    if not isinstance(value, dict) or value.get("format") != RESCUE_FORMAT or value.get("config") != spec.config \
+            or not isinstance(value.get("example"), dict):
+        raise RecordingError(f"{path}: not a rescued episode of {spec.config}")
+    return value["example"]
