@@ -164,7 +164,7 @@ def from_legacy(transitions: Any, spec: DatasetSpec, *, file: str, episode: int)
                     observations[0] = prev_obs  # the float32 view; the exact value is `initial_state`
                 else:
                     observations[0] = prev_obs
-            elif previous_obs is not None and not np.array_equal(prev_obs, previous_obs):
+            elif previous_obs is not None and not _same_bits(prev_obs, previous_obs):  # NaN is NaN here
                 # Frames are stored once; a source where they differ cannot be kept losslessly.
                 problems.add(t, "prev_obs", f"identical to obs of step {t - 1}", "a different array")
         if _check_array(problems, t, "action", action, "float64", (3,)):

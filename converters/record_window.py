@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import itertools
 import os
+import sys
 import time
 from typing import Optional
 
@@ -134,6 +135,10 @@ def check_display() -> None:
     """Raises RecordingError unless pygame can open a real window (before anything is recorded)."""
     import pygame
 
+    if sys.platform.startswith("linux") and not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+                                                 or os.environ.get("SDL_VIDEODRIVER")):
+        raise record.RecordingError("no display: neither DISPLAY nor WAYLAND_DISPLAY is set (dropj record needs a "
+                                    "window; on a machine without a screen run it under Xvfb, as the tests do)")
     try:
         pygame.display.init()
     except pygame.error as exc:
