@@ -194,7 +194,10 @@ class _CallArgs:
 _DONE = _Done()
 _CONSUMED = _Consumed()
 _SPECIAL = (_Pending, _Done, _Outer, _Global, _Consumed, _CallArgs)
+_SPECIAL_TYPES = frozenset(_SPECIAL)
 _CONTAINERS = (list, dict, tuple, collections.defaultdict)
+_CONTAINER_TYPES = frozenset(_CONTAINERS)
+_PAYLOAD_TYPES = frozenset((bytes, bytearray, str))
 
 
 def _is_atom(value: Any) -> bool:
@@ -222,7 +225,14 @@ class _Stop(Exception):
 # --- the input --------------------------------------------------------------------------------------
 
 class _Input:
-    """Buffered reads that know how many bytes are left, so no claimed length is trusted."""
+    """Buffered reads that know how many bytes are left, so no claimed length is trusted.
+
+    Frames (protocol 4+) group opcodes for buffering. An opcode and its argument lie
+    within one frame, or outside every frame: CPython's C unpickler serves a read that
+    crosses a frame's end from the file and drops the rest of the frame, so such a
+    pickle means different things to different unpicklers, and it is refused.
+    `fast_end` is where reads may go without any check (end of buffer, frame, file).
+    """
 
     _CHUNK = 1 << 20
 
@@ -232,22 +242,7 @@ class _Input:
         self.off = 0
         self.base = 0  # file position of buf[0]
         self.frame_end: Optional[int] = None  # file position where the current FRAME ends
-
-    def in_frame(self, n: int) -> None:
-        """An opcode and its argument lie within one frame, or outside every frame.
-
-        CPython's C unpickler serves a read that crosses a frame's end from the
-        file and drops the rest of the frame, so such a pickle means different
-        things to different unpicklers: it is refused.
-        """
-        if self.frame_end is None:
-            return
-        here = self.base + self.off
-        if here >= self.frame_end:
-            self.frame_end = None
-        elif here + n > self.frame_end:
-            raise DataError(f"{self.name}, byte {here}: a read of {n} bytes crosses the end of its frame at byte "
-                            f"{self.frame_end} (corrupt pickle)")
+        self.fast_end = 0
 
     @property
     def position(self) -> int:
@@ -255,6 +250,16 @@ class _Input:
 
     def left(self) -> int:
         return self.size - self.position
+
+    def limit(self) -> None:
+        end = min(len(self.buf), self.size - self.base)
+        if self.frame_end is not None:
+            end = min(end, self.frame_end - self.base)
+        self.fast_end = end
+
+    def start_frame(self, length: int) -> None:
+        self.frame_end = self.position + length
+        self.limit()
 
     def _fill(self, need: int) -> None:
         rest = self.buf[self.off:]
@@ -271,40 +276,49 @@ class _Input:
         self.off = 0
 
     def byte(self) -> int:
-        if self.frame_end is not None:
-            self.in_frame(1)
-        if self.base + self.off >= self.size:
-            raise DataError(f"{self.name}: the pickle ends before its STOP opcode (truncated file?)")
-        if self.off >= len(self.buf):
-            self._fill(1)
-            if not self.buf:
-                raise DataError(f"{self.name}: the pickle ends before its STOP opcode (truncated file?)")
-        value = self.buf[self.off]
-        self.off += 1
-        return value
+        off = self.off
+        if off < self.fast_end:
+            self.off = off + 1
+            return self.buf[off]
+        return self._slow(1, opcode=True)[0]
 
     def take(self, n: int) -> bytes:
+        off = self.off
+        end = off + n
+        if end <= self.fast_end:
+            self.off = end
+            return self.buf[off:end]
+        return self._slow(n)
+
+    def _slow(self, n: int, opcode: bool = False) -> bytes:
+        here = self.base + self.off
         if self.frame_end is not None:
-            self.in_frame(n)
-        if n > self.left():
-            raise DataError(f"{self.name}, byte {self.position}: the pickle claims {n} more bytes, but only "
-                            f"{max(self.left(), 0)} are left in the file (truncated or corrupt)")
-        end = self.off + n
-        if end > len(self.buf):
-            self._fill(n)
-            end = n
-            if len(self.buf) < n:
+            if here >= self.frame_end:
+                self.frame_end = None
+            elif here + n > self.frame_end:
+                raise DataError(f"{self.name}, byte {here}: a read of {n} bytes crosses the end of its frame at "
+                                f"byte {self.frame_end} (corrupt pickle)")
+        if n > self.size - here:
+            if opcode or here >= self.size:
                 raise DataError(f"{self.name}: the pickle ends before its STOP opcode (truncated file?)")
-        data = self.buf[self.off:end]
-        self.off = end
+            raise DataError(f"{self.name}, byte {here}: the pickle claims {n} more bytes, but only "
+                            f"{max(self.size - here, 0)} are left in the file (truncated or corrupt)")
+        if self.off + n > len(self.buf):
+            self._fill(n)
+            if self.off + n > len(self.buf):
+                raise DataError(f"{self.name}: the pickle ends before its STOP opcode (truncated file?)")
+        data = self.buf[self.off:self.off + n]
+        self.off += n
+        self.limit()
         return data
 
     def line(self) -> bytes:
         """A newline-terminated argument (GLOBAL), at most 256 bytes, all within one frame."""
         start, frame_end = self.position, self.frame_end
         if frame_end is not None and start >= frame_end:
-            frame_end = self.frame_end = None
+            frame_end = None
         self.frame_end = None  # checked for the whole line below
+        self.limit()
         out = bytearray()
         while True:
             b = self.byte()
@@ -317,6 +331,7 @@ class _Input:
             raise DataError(f"{self.name}, byte {start}: a GLOBAL line crosses the end of its frame at byte "
                             f"{frame_end} (corrupt pickle)")
         self.frame_end = frame_end
+        self.limit()
         return bytes(out)
 
 
@@ -420,7 +435,7 @@ class _Reader:
     def check_plain(self, values: Any, where: str, *, allow_globals: bool = False) -> None:
         """Values going into a container, a call or the result: no markers, unfinished or finished items."""
         for value in values:
-            if isinstance(value, _SPECIAL):
+            if type(value) in _SPECIAL_TYPES:
                 if isinstance(value, _Global) and allow_globals:
                     continue
                 if isinstance(value, _Done):
@@ -445,9 +460,14 @@ class _Reader:
     def grow(self, container: Any, children: list) -> None:
         # Containers are never shared (a memo reference to one is refused), so a child is
         # complete when it is added and the depth computed here is final.
-        depth = 1 + max((self.depth_of(child) for child in children), default=0)
-        if depth > self.depth.get(id(container), 1):
-            self.set_depth(container, depth)
+        depth, depths = 0, self.depth
+        for child in children:
+            if type(child) in _CONTAINER_TYPES:
+                d = depths.get(id(child), 1)
+                if d > depth:
+                    depth = d
+        if depth + 1 > depths.get(id(container), 1):
+            self.set_depth(container, depth + 1)
 
     def at_item_level(self) -> bool:
         """The stack frame whose entries are the outer list's items."""
@@ -474,14 +494,16 @@ class _Reader:
             raise self.error("a frame begins before the previous one ended (corrupt pickle)")
         if n > self.input.left():
             raise self.error(f"a frame of {n:,} bytes, but only {self.input.left():,} are left (truncated)")
-        self.input.frame_end = here + n
+        self.input.start_frame(n)
 
     def _op_STOP(self) -> None:
         raise _Stop
 
     # -- scalars ---------------------------------------------------------------------------------------------
     def push_atom(self, value: Any) -> None:
-        self.charge(0)
+        self.objects += 1
+        if self.objects > self.limits.max_objects:
+            self.charge(0)
         self.stack.append(value)
 
     def _op_NONE(self) -> None:
@@ -582,15 +604,26 @@ class _Reader:
         self.push_atom(())
 
     def tuple(self, items: list) -> None:
-        self.check_plain(items, "a tuple", allow_globals=True)
+        depth, depths, call = 0, self.depth, False
+        for item in items:
+            kind = type(item)
+            if kind in _CONTAINER_TYPES:
+                d = depths.get(id(item), 1)
+                if d > depth:
+                    depth = d
+            elif kind in _SPECIAL_TYPES:
+                self.check_plain([item], "a tuple", allow_globals=True)
+                call = True
         if len(items) > self.limits.max_container:
             raise self.error(f"a tuple of more than {self.limits.max_container:,} entries")
         self.charge(0)
-        if any(isinstance(item, _Global) for item in items):
+        if call:
             self.stack.append(_CallArgs(tuple(items)))  # only ever the arguments of a REDUCE
             return
         value = tuple(items)
-        self.set_depth(value, 1 + max((self.depth_of(item) for item in items), default=0))
+        if depth >= self.limits.max_depth:
+            self.set_depth(value, depth + 1)
+        depths[id(value)] = depth + 1
         self.stack.append(value)
 
     def _op_TUPLE(self) -> None:
@@ -665,18 +698,21 @@ class _Reader:
         if not self.stack:
             raise self.error("a memo PUT on an empty stack (corrupt pickle)")
         value = self.stack[-1]
-        if isinstance(value, (_Done, _Consumed)):
-            raise self.not_streamable("a finished item is memoised again")
-        if len(self.memo) >= self.limits.max_memo:
-            raise self.error(f"more than {self.limits.max_memo:,} memo entries alive at once")
-        if isinstance(value, _Pending):
-            value.keys.append(key)
-        elif type(value) in (bytes, bytearray, str) and len(value) >= _BIG_PAYLOAD:
-            self.big[id(value)] = [key]
-        elif type(value) is tuple and self.big:  # call arguments or array state holding a payload
+        kind = type(value)
+        if kind in _SPECIAL_TYPES:
+            if kind is _Done or kind is _Consumed:
+                raise self.not_streamable("a finished item is memoised again")
+            if kind is _Pending:
+                value.keys.append(key)
+        elif kind in _PAYLOAD_TYPES:
+            if len(value) >= _BIG_PAYLOAD:
+                self.big[id(value)] = [key]
+        elif kind is tuple and self.big:  # call arguments or array state holding a payload
             for element in value:
                 if id(element) in self.big:
                     self.big[id(element)].append(key)
+        if len(self.memo) >= self.limits.max_memo:
+            raise self.error(f"more than {self.limits.max_memo:,} memo entries alive at once")
         self.memo[key] = value
         self.memo_len += 1
 
@@ -696,10 +732,11 @@ class _Reader:
                                           f"{self.limits.item_noun} (memo {key})")
             raise self.error(f"memo index {key} was never defined (corrupt pickle)")
         value = self.memo[key]
-        if type(value) in (list, dict, collections.defaultdict) or (type(value) is tuple and value):
+        kind = type(value)
+        if kind in _CONTAINER_TYPES and (kind is not tuple or value):
             raise self.error(f"refers again to a {type(value).__name__} (memo {key}); release files never share "
                              "lists, dicts or tuples, and this reader does not accept it")
-        if isinstance(value, _SPECIAL):
+        if kind in _SPECIAL_TYPES:
             if isinstance(value, _Outer):
                 raise self.not_streamable("refers to the top-level list from inside it")
             if isinstance(value, _Pending):
@@ -708,7 +745,7 @@ class _Reader:
                 raise self.error(f"refers again to the data of an array (memo {key}); release files never do")
             if isinstance(value, _CallArgs):
                 raise self.unsafe(f"refers again to the arguments of a call (memo {key})")
-        self.charge(_payload(value))
+        self.charge(_payload(value) if kind in _PAYLOAD_TYPES or kind is np.ndarray else 0)
         self.stack.append(value)
 
     def _op_BINGET(self) -> None:
@@ -871,9 +908,19 @@ class _Reader:
 
     def run_whole(self) -> Any:
         self.start()
+        inp, dispatch = self.input, self.dispatch
         try:
-            while True:
-                self.step()
+            while True:  # the hot loop: `step`, inlined
+                off = inp.off
+                if off < inp.fast_end:
+                    op = inp.buf[off]
+                    inp.off = off + 1
+                else:
+                    op = inp.byte()
+                handler = dispatch.get(op)
+                if handler is None:
+                    raise self.refuse(op)
+                handler()
         except _Stop:
             pass
         if self.metastack or len(self.stack) != 1:
@@ -883,14 +930,25 @@ class _Reader:
 
     def run_streaming(self) -> Iterator[Any]:
         self.start()
+        inp, dispatch = self.input, self.dispatch
         try:
-            while True:
+            while self.outer is None:
                 self.step()
-                if self.outer is None:
-                    if self.stack or self.metastack:
-                        raise self.error("expected a pickled list at the top level, but the pickle starts with "
-                                         "something else")
-                    continue
+                if self.outer is None and (self.stack or self.metastack):
+                    raise self.error("expected a pickled list at the top level, but the pickle starts with "
+                                     "something else")
+            while True:  # the hot loop: `step`, inlined, then the checks of the streamed list's frame
+                off = inp.off
+                if off < inp.fast_end:
+                    op = inp.buf[off]
+                    inp.off = off + 1
+                else:
+                    op = inp.byte()
+                handler = dispatch.get(op)
+                if handler is None:
+                    raise self.refuse(op)
+                self.new_id = None
+                handler()
                 if self.stack is self.batch:
                     self.hand_out_finished()
                 elif self.batch is not None and not self.metastack:
