@@ -149,15 +149,6 @@ class _Pending:
         return f"<unfinished {self.kind}>"
 
 
-class _Done:
-    """Stands on the stack in place of an item already handed out."""
-
-    __slots__ = ()
-
-    def __repr__(self) -> str:
-        return "<streamed item>"
-
-
 class _Outer:
     """The top-level list of a streamed file: it only ever receives items, which are handed out."""
 
@@ -166,34 +157,23 @@ class _Outer:
     def __init__(self) -> None:
         self.count = 0  # items appended by the pickle's own APPEND/APPENDS semantics
 
-    def __repr__(self) -> str:
-        return "<the streamed list>"
 
-
-class _Consumed:
-    """Stands in the memo for array data an array has taken over (so the data is not held twice)."""
+class _Marker(str):
+    """A stand-in that is not the data: `_DONE` on the stack for an item already handed out,
+    `_CONSUMED` in the memo for data an array has taken over (so it is not held twice)."""
 
     __slots__ = ()
 
-    def __repr__(self) -> str:
-        return "<consumed array data>"
 
-
-class _CallArgs:
+class _CallArgs(tuple):
     """A tuple holding a global (say `(numpy.ndarray, (0,), b'b')`): only ever the arguments of a REDUCE."""
 
-    __slots__ = ("args",)
-
-    def __init__(self, args: tuple):
-        self.args = args
-
-    def __repr__(self) -> str:
-        return "<call arguments>"
+    __slots__ = ()
 
 
-_DONE = _Done()
-_CONSUMED = _Consumed()
-_SPECIAL = (_Pending, _Done, _Outer, _Global, _Consumed, _CallArgs)
+_DONE = _Marker("<streamed item>")
+_CONSUMED = _Marker("<consumed array data>")
+_SPECIAL = (_Pending, _Marker, _Outer, _Global, _CallArgs)
 _SPECIAL_TYPES = frozenset(_SPECIAL)
 _CONTAINERS = (list, dict, tuple, collections.defaultdict)
 _CONTAINER_TYPES = frozenset(_CONTAINERS)
@@ -438,7 +418,7 @@ class _Reader:
             if type(value) in _SPECIAL_TYPES:
                 if isinstance(value, _Global) and allow_globals:
                     continue
-                if isinstance(value, _Done):
+                if value is _DONE:
                     raise self.not_streamable("a finished item is used again")
                 if isinstance(value, _Outer):
                     raise self.not_streamable("the top-level list is used inside itself")
@@ -618,7 +598,7 @@ class _Reader:
             raise self.error(f"a tuple of more than {self.limits.max_container:,} entries")
         self.charge(0)
         if call:
-            self.stack.append(_CallArgs(tuple(items)))  # only ever the arguments of a REDUCE
+            self.stack.append(_CallArgs(items))  # only ever the arguments of a REDUCE
             return
         value = tuple(items)
         if depth >= self.limits.max_depth:
@@ -638,11 +618,18 @@ class _Reader:
     def _op_TUPLE3(self) -> None:
         self.tuple(self.pop_n(3))
 
-    def append(self, items: list) -> None:
+    def target(self, kinds: tuple, what: str) -> Any:
+        """The container below an APPEND(S) or SETITEM(S): of `kinds`, never a marker."""
         if not self.stack:
-            raise self.error("APPEND with no list below it (corrupt pickle)")
+            raise self.error(f"{what} with nothing below it (corrupt pickle)")
         target = self.stack[-1]
-        if target is self.outer and target is not None:
+        if type(target) not in kinds:
+            self.check_plain([target], what)
+            raise self.error(f"{what} on a {type(target).__name__}")
+        return target
+
+    def append(self, items: list) -> None:
+        if self.stack and self.outer is not None and self.stack[-1] is self.outer:
             # The outer list receives placeholders of the items handed out early, then finished items.
             early = 0
             while early < len(items) and items[early] is _DONE:
@@ -651,27 +638,14 @@ class _Reader:
             self.outer.count += len(items)
             self.ready.extend(items[early:])
             return
-        if type(target) is not list:
-            self.check_plain([target], "APPEND")
-            raise self.error(f"APPEND to a {type(target).__name__} (only lists take items)")
+        target = self.target((list,), "APPEND")
         self.check_plain(items, "a list")
         self.check_length(target, len(items))
         target.extend(items)
         self.grow(target, items)
 
-    def _op_APPEND(self) -> None:
-        self.append(self.pop_n(1))
-
-    def _op_APPENDS(self) -> None:
-        self.append(self.pop_mark())
-
     def setitems(self, items: list) -> None:
-        if not self.stack:
-            raise self.error("SETITEM with no dict below it (corrupt pickle)")
-        target = self.stack[-1]
-        if type(target) not in (dict, collections.defaultdict):
-            self.check_plain([target], "SETITEM")
-            raise self.error(f"SETITEM on a {type(target).__name__} (only dicts take items)")
+        target = self.target((dict, collections.defaultdict), "SETITEM")
         if len(items) % 2:
             raise self.error("SETITEMS with an odd number of values (corrupt pickle)")
         self.check_plain(items, "a dict")
@@ -684,11 +658,11 @@ class _Reader:
             target[key] = value
         self.grow(target, values)
 
-    def _op_SETITEM(self) -> None:
-        self.setitems(self.pop_n(2))
-
-    def _op_SETITEMS(self) -> None:
-        self.setitems(self.pop_mark())
+    # one item without a MARK, or a MARKed batch
+    _op_APPEND = lambda self: self.append(self.pop_n(1))  # noqa: E731
+    _op_APPENDS = lambda self: self.append(self.pop_mark())  # noqa: E731
+    _op_SETITEM = lambda self: self.setitems(self.pop_n(2))  # noqa: E731
+    _op_SETITEMS = lambda self: self.setitems(self.pop_mark())  # noqa: E731
 
     # -- memo --------------------------------------------------------------------------------------------------
     def put(self, key: int) -> None:
@@ -700,7 +674,7 @@ class _Reader:
         value = self.stack[-1]
         kind = type(value)
         if kind in _SPECIAL_TYPES:
-            if kind is _Done or kind is _Consumed:
+            if kind is _Marker:
                 raise self.not_streamable("a finished item is memoised again")
             if kind is _Pending:
                 value.keys.append(key)
@@ -741,7 +715,7 @@ class _Reader:
                 raise self.not_streamable("refers to the top-level list from inside it")
             if isinstance(value, _Pending):
                 raise self.unsafe(f"refers to an unfinished numpy {value.kind} (memo {key})")
-            if isinstance(value, _Consumed):
+            if value is _CONSUMED:
                 raise self.error(f"refers again to the data of an array (memo {key}); release files never do")
             if isinstance(value, _CallArgs):
                 raise self.unsafe(f"refers again to the arguments of a call (memo {key})")
@@ -781,8 +755,8 @@ class _Reader:
         func, args = self.pop_n(2)
         if not isinstance(func, _Global):
             raise self.unsafe(f"REDUCE calls a {type(func).__name__}, not an allowed global")
-        if isinstance(args, _CallArgs):
-            args = args.args
+        if type(args) is _CallArgs:
+            args = tuple(args)
         elif type(args) is not tuple:
             raise self.unsafe(f"REDUCE of {func.name} with arguments of type {type(args).__name__}")
         self.stack.append(self.call(func, args))
@@ -908,19 +882,9 @@ class _Reader:
 
     def run_whole(self) -> Any:
         self.start()
-        inp, dispatch = self.input, self.dispatch
         try:
-            while True:  # the hot loop: `step`, inlined
-                off = inp.off
-                if off < inp.fast_end:
-                    op = inp.buf[off]
-                    inp.off = off + 1
-                else:
-                    op = inp.byte()
-                handler = dispatch.get(op)
-                if handler is None:
-                    raise self.refuse(op)
-                handler()
+            for _ in self.loop():  # never yields: without a streamed list nothing is handed out
+                pass
         except _Stop:
             pass
         if self.metastack or len(self.stack) != 1:
@@ -930,31 +894,13 @@ class _Reader:
 
     def run_streaming(self) -> Iterator[Any]:
         self.start()
-        inp, dispatch = self.input, self.dispatch
         try:
             while self.outer is None:
                 self.step()
                 if self.outer is None and (self.stack or self.metastack):
                     raise self.error("expected a pickled list at the top level, but the pickle starts with "
                                      "something else")
-            while True:  # the hot loop: `step`, inlined, then the checks of the streamed list's frame
-                off = inp.off
-                if off < inp.fast_end:
-                    op = inp.buf[off]
-                    inp.off = off + 1
-                else:
-                    op = inp.byte()
-                handler = dispatch.get(op)
-                if handler is None:
-                    raise self.refuse(op)
-                self.new_id = None
-                handler()
-                if self.stack is self.batch:
-                    self.hand_out_finished()
-                elif self.batch is not None and not self.metastack:
-                    self.batch = None  # the batch's APPENDS ran
-                if self.ready:
-                    yield from self.hand_out()
+            yield from self.loop()
         except _Stop:
             pass
         if self.outer is None:
@@ -966,6 +912,28 @@ class _Reader:
         if self.outer.count != self.yielded:
             raise self.error(f"the list holds {self.outer.count} items by the pickle's own semantics, but "
                              f"{self.yielded} were read (crafted file)")
+
+    def loop(self) -> Iterator[Any]:
+        """The hot loop until STOP (`step`, inlined), handing out the items of a streamed list as they finish."""
+        inp, dispatch = self.input, self.dispatch
+        while True:
+            off = inp.off
+            if off < inp.fast_end:
+                op = inp.buf[off]
+                inp.off = off + 1
+            else:
+                op = inp.byte()
+            handler = dispatch.get(op)
+            if handler is None:
+                raise self.refuse(op)
+            self.new_id = None
+            handler()
+            if self.stack is self.batch:
+                self.hand_out_finished()
+            elif self.batch is not None and not self.metastack:
+                self.batch = None  # the batch's APPENDS ran
+            if self.ready:
+                yield from self.hand_out()
 
     def hand_out_finished(self) -> None:
         """A container item is finished when the next sibling container is created beside it.

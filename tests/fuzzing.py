@@ -50,6 +50,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+import legacy_factory  # noqa: E402
 from dropj.converters import legacy_pickle  # noqa: E402
 from dropj_datasets.schema import DataError, MAX_MESSAGE  # noqa: E402
 
@@ -84,25 +85,6 @@ def _dream_episode(rng: np.random.Generator, steps: int, dim: int = 8) -> list:
     return out
 
 
-def _answer(*fields: Any) -> tuple:
-    return tuple(fields)
-
-
-def _responses() -> list:
-    return [
-        {"video": "0.mp4", "responses": [_answer("Which clip do you prefer?", "Left", 1.5)], "repeat_count": 0,
-         "total_time": 2.0},
-        {"video": "1.mp4", "responses": "Skipped", "repeat_count": 3, "total_time": 7.25},
-        {"video": "2.mp4", "responses": [_answer("Does the left car stay safe?", "Yes", 6.5),
-                                         _answer("Does the right car stay safe?", "Yes", 1.0),
-                                         _answer("Which clip do you prefer?", "Equally", 1.5)],
-         "repeat_count": 2, "total_time": 9.25},
-        {"video": "3.mp4", "responses": [_answer("Please give Justification", "Chuckhole"),
-                                         _answer("Please give Preference", "Right")], "repeat_count": 1,
-         "total_time": 3.5},
-    ]
-
-
 def _times() -> collections.defaultdict:
     times: collections.defaultdict = collections.defaultdict(list)
     times["max_rew"].extend([193.5, 190.25])
@@ -121,7 +103,7 @@ def seed_values() -> dict[str, Any]:
     return {
         "real": [_real_episode(rng, 3), _real_episode(rng, 1), _real_episode(rng, 2)],
         "dream": [_dream_episode(rng, 3), _dream_episode(rng, 2)],
-        "responses": _responses(),
+        "responses": legacy_factory.responses(),
         "init_state": rng.standard_normal(8),
         "init_states": [rng.standard_normal(8) for _ in range(3)],
         "queries": {f"{i}.mp4": {"segment1": rng.standard_normal((2, 11)), "segment2": rng.standard_normal((2, 11))}

@@ -126,3 +126,23 @@ def make_dream_source(manual_dir: Path, spec: DatasetSpec, lengths=(5, 4, 3), n_
             value: Optional[object] = list(states) if "obses" in name else states[0]
             out[name] = write_pickle(manual_dir / name, value, 5 if "obses" in name else 4)
     return {"plain": plain, "scaled": scaled, "states": states, "files": out}
+
+
+def _answer(*fields) -> tuple:
+    return tuple(fields)  # built at run time like the GUI's, so never a shared code constant
+
+
+def responses() -> list:
+    """Responses entries as `pref_gui.py` / `obst_pref_gui.py` write them, one of each kind (DATA_FORMATS §5)."""
+    return [
+        {"video": "0.mp4", "responses": [_answer("Which clip do you prefer?", "Left", 1.5)], "repeat_count": 0,
+         "total_time": 2.0},
+        {"video": "17.mp4", "responses": "Skipped", "repeat_count": 3, "total_time": 78.16},
+        {"video": "3.mp4", "responses": [_answer("Does the left car stay safe?", "Yes", 6.66),
+                                         _answer("Does the right car stay safe?", "Yes", 1.08),
+                                         _answer("Which clip do you prefer?", "Equally", 1.51)],
+         "repeat_count": 12, "total_time": 9.25},
+        {"video": "4.mp4", "responses": [_answer("Please give Justification", "Chuckhole"),
+                                         _answer("Please give Preference", "Right")], "repeat_count": 1,
+         "total_time": 3.5},
+    ]

@@ -29,6 +29,7 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 
+import legacy_factory
 from dropj.converters import legacy_pickle
 from dropj.converters.legacy_pickle import UnsafePickleError
 from dropj_datasets.schema import DataError
@@ -241,24 +242,7 @@ def test_iter_list_reads_a_real_file_object(tmp_path, protocol):
         assert_same(got, pickle.load(f))
 
 
-def _answer(*fields) -> tuple:
-    return tuple(fields)  # built at run time like the GUI's, so never a shared code constant
-
-
-def _responses():
-    """Responses entries like `pref_gui.py` / `obst_pref_gui.py` write them (DATA_FORMATS §5)."""
-    return [
-        {"video": "0.mp4", "responses": [_answer("Which clip do you prefer?", "Left", 1.5)], "repeat_count": 0,
-         "total_time": 2.0},
-        {"video": "17.mp4", "responses": "Skipped", "repeat_count": 3, "total_time": 78.16},
-        {"video": "3.mp4", "responses": [_answer("Does the left car stay safe?", "Yes", 6.66),
-                                         _answer("Does the right car stay safe?", "Yes", 1.08),
-                                         _answer("Which clip do you prefer?", "Equally", 1.51)],
-         "repeat_count": 12, "total_time": 9.25},
-        {"video": "4.mp4", "responses": [_answer("Please give Justification", "Chuckhole"),
-                                         _answer("Please give Preference", "Right")], "repeat_count": 1,
-         "total_time": 3.5},
-    ]
+_responses = legacy_factory.responses
 
 
 def _defaultdict_of_floats():
