@@ -182,7 +182,7 @@ _PAYLOAD_TYPES = frozenset((bytes, bytearray, str))
 
 def _is_atom(value: Any) -> bool:
     """Immutable and small: may stay in the memo after the item that made it is gone."""
-    if value is None or type(value) in (int, float, bool, np.dtype) or isinstance(value, (np.dtype, _Global)):
+    if value is None or type(value) in (int, float, bool) or isinstance(value, (np.dtype, _Global)):
         return True
     if type(value) is str:
         return len(value) <= _ATOM_STR
@@ -429,9 +429,6 @@ class _Reader:
                 raise self.unsafe(f"{value!r} is used as a value in {where}")
 
     # -- nesting -----------------------------------------------------------------------------------------------
-    def depth_of(self, value: Any) -> int:
-        return self.depth.get(id(value), 1) if type(value) in _CONTAINERS else 0
-
     def set_depth(self, value: Any, depth: int) -> None:
         if depth > self.limits.max_depth:
             raise self.error(f"lists, dicts and tuples nested deeper than {self.limits.max_depth} levels")
@@ -467,7 +464,7 @@ class _Reader:
     # -- framing and stop ---------------------------------------------------------------------------------------
     def _op_FRAME(self) -> None:
         # Frames group opcodes for buffering. One starts where the previous one ended (or outside any),
-        # and every opcode stays within its frame (`_Input.in_frame`).
+        # and every opcode stays within its frame (`_Input._slow`).
         (n,) = struct.unpack("<Q", self.input.take(8))
         here = self.input.position
         if self.input.frame_end is not None and here < self.input.frame_end:
