@@ -158,9 +158,9 @@ def _record(args: argparse.Namespace) -> int:
 
 
 def _repair_recording(args: argparse.Namespace) -> int:
-    from dropj.converters import record
+    from dropj.converters import recording_store
 
-    print(record.repair(args.directory))
+    print(recording_store.repair(args.directory))
     return 0
 
 

@@ -96,6 +96,23 @@ def describe_layout(path: Path) -> Optional[str]:
     return None
 
 
+def find_built(dataset: str, data_dir: Optional[str]) -> Path:
+    """The newest built version folder of NAME/CONFIG under `data_dir` (TFDS's default when None), checked."""
+    from tensorflow_datasets.core import constants
+
+    name, _, config = dataset.partition("/")
+    root = Path(data_dir) if data_dir else Path(constants.DATA_DIR).expanduser()
+    folder = root / name / config
+    built = [v for v in folder.iterdir() if _VERSION.match(v.name) and (v / DATASET_INFO).exists()] \
+        if folder.is_dir() else []
+    if not built:
+        raise DataError(f"{dataset}: not built under {root} (build it with `tfds build dropj_datasets/{name} "
+                        f"--config {config} --manual_dir M --data_dir {root}`)")
+    newest = max(built, key=lambda v: tuple(int(n) for n in v.name.split(".")))
+    check(newest)
+    return newest
+
+
 def check(builder_dir: Path) -> tuple[str, schema.Spec]:
     """Verifies a built dataset directory before TFDS reads it; returns (dataset name, spec)."""
     builder_dir = Path(builder_dir)

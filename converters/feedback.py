@@ -124,7 +124,7 @@ def validate_queries(data: Any, env: EnvSpec, file: str) -> dict[str, tuple[np.n
     for video, entry in data.items():
         where = f"{file}, query {describe(video)}"
         if not isinstance(video, str) or not _VIDEO.match(video):
-            problems.append(f"{file}, query {describe(video)}: expected a key like '17.mp4' (at most 9 digits)")
+            problems.append(f"{where}: expected a key like '17.mp4' (at most 9 digits)")
             continue
         if not isinstance(entry, dict) or set(entry) != {"segment1", "segment2"}:
             problems.append(f"{where}: expected a dict with 'segment1' and 'segment2', got "

@@ -45,7 +45,7 @@ from envlogger.backends import backend_writer
 
 from dropj.converters import episodes as episodes_lib
 from dropj.converters import png, recording_store
-from dropj.converters.recording_store import DATASET_INFO, STAGING_PREFIX, RecordingError  # noqa: F401
+from dropj.converters.recording_store import RecordingError
 from dropj_datasets import schema
 from dropj_datasets.schema import RecordingSpec
 
@@ -247,11 +247,6 @@ def dataset_config(spec: RecordingSpec) -> Any:
     )
 
 
-def repair(directory: str | os.PathLike) -> str:
-    """`dropj repair-recording`: rebuilds dataset_info.json from the shards (`recording_store.repair`)."""
-    return recording_store.repair(directory)
-
-
 def recording_features(spec: RecordingSpec) -> Any:
     """The TFDS features a recording directory is written with (what its features.json must say)."""
     import tensorflow_datasets as tfds
@@ -276,7 +271,7 @@ class RecordingWriter(backend_writer.BackendWriter):
     def __init__(self, data_dir: str | os.PathLike, env_name: str, *, session_id: str = "",
                  log: Callable[[str], None] = print, **base_kwargs: Any):
         super().__init__(**base_kwargs)
-        self._store: Optional[recording_store.RecordingStore] = None
+        self._store: Optional[recording_store.RecordingStore] = None  # close() runs from __del__ if opening fails
         self.spec = schema.RECORDINGS[env_name]
         self.session_id = session_id
         self.log = log

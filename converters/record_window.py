@@ -98,8 +98,8 @@ class RecordConfig:
             raise ValueError("user must not be empty")
         if self.episodes is not None and self.episodes < 1:
             raise ValueError(f"episodes must be >= 1, got {self.episodes}")
-        if self.seed is not None and not 0 <= self.seed <= 2**63 - 1 - 10**9:
-            raise ValueError(f"seed must be within 0..{2**63 - 1 - 10**9} (stored as int64, +1 per episode), "
+        if self.seed is not None and not 0 <= self.seed <= record.MAX_SEED - 10**9:
+            raise ValueError(f"seed must be within 0..{record.MAX_SEED - 10**9} (stored as int64, +1 per episode), "
                              f"got {self.seed}")
         if not 1 <= self.fps <= 1000:
             raise ValueError(f"fps must be within 1..1000, got {self.fps}")

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import hashlib
 import json
 import os
 import pickle
@@ -107,19 +106,11 @@ class BuiltDataset:
                 if os.path.exists(dataset):
                     raise DataError(f"{dataset}: not a directory") from None
                 raise DataError(f"{dataset}: {exc.args[0]}") from None
-            root = Path(data_dir) if data_dir else Path(tfds.core.constants.DATA_DIR).expanduser()
-            versions = sorted(p for p in (root / name / config).glob("*.*.*") if p.is_dir()) \
-                if (root / name / config).is_dir() else []
-            built = [v for v in versions if (v / dataset_dir.DATASET_INFO).exists()]
-            if not built:
-                raise DataError(f"{dataset}: not built under {root} (build it with `tfds build "
-                                f"dropj_datasets/{name} --config {config} --manual_dir M --data_dir {root}`)")
-            directory = built[-1]
-            dataset_dir.check(directory)
-            builder = tfds.builder(dataset, data_dir=str(root)) if name != schema.RECORDING_DATASET \
-                else tfds.builder_from_directory(str(directory))
+            directory = dataset_dir.find_built(dataset, data_dir)
+            builder = tfds.builder(dataset, data_dir=str(directory.parents[2])) \
+                if name != schema.RECORDING_DATASET else tfds.builder_from_directory(str(directory))
             if not builder.is_prepared():
-                raise DataError(f"{dataset}: not built under {root} (run `tfds build` first)")
+                raise DataError(f"{dataset}: not built under {directory.parents[2]} (run `tfds build` first)")
         config = builder.builder_config
         if config is None:
             raise DataError(f"{dataset}: not a DROPJ dataset (no builder config)")
@@ -273,7 +264,7 @@ class LegacyFile:
 MANIFEST_PREFIX = "MANIFEST-"
 
 
-def _manifest_name(spec: schema.Spec, built: "BuiltDataset") -> str:
+def _manifest_name(built: "BuiltDataset") -> str:
     return f"{MANIFEST_PREFIX}{built.builder.name}-{built.builder.builder_config.name}.json"
 
 
@@ -293,7 +284,7 @@ def export(dataset: str, out_dir: str | os.PathLike, data_dir: Optional[str] = N
         raise DataError(f"{out_dir}: is a file; --out must be a directory")
     out_dir.mkdir(parents=True, exist_ok=True)
     legacy_files = built.legacy_files()
-    manifest = dataset_dir.resolve_under(out_dir, _manifest_name(built.spec, built))
+    manifest = dataset_dir.resolve_under(out_dir, _manifest_name(built))
     targets = [dataset_dir.resolve_under(out_dir, f.name) for f in legacy_files if f.kind != "raw"]
     raw_folders = [dataset_dir.resolve_under(out_dir, f.name.rsplit("/", 1)[0]) for f in legacy_files
                    if f.kind == "raw"]
@@ -335,7 +326,7 @@ def export(dataset: str, out_dir: str | os.PathLike, data_dir: Optional[str] = N
     return written
 
 
-def _entry(out_dir: Path, path: Path, digest: "hashlib._Hash") -> dict:
+def _entry(out_dir: Path, path: Path, digest: Any) -> dict:
     return {"name": str(path.relative_to(out_dir.resolve())), "bytes": path.stat().st_size,
             "sha256": digest.hexdigest()}
 

@@ -30,6 +30,7 @@ import numpy as np
 
 from dropj.converters import episodes as episodes_lib
 from dropj.converters import legacy_pickle, png, sources
+from dropj.converters.dataset_dir import checked_protocol
 from dropj.converters.sources import SourceRef
 from dropj_datasets import schema
 from dropj_datasets.schema import DataError, DatasetSpec
@@ -82,8 +83,6 @@ class InitialStateFile:
             raw = base64.b64decode(text, validate=True)
         except ValueError:
             raise DataError(f"{where}: initial state file {name}: data is not base64") from None
-        from dropj.converters.dataset_dir import checked_protocol
-
         states = np.frombuffer(raw, dtype=np.float64).reshape(shape).copy()
         return cls(name, checked_protocol(meta.get("protocol"), where), meta["structure"] == "list", states)
 
@@ -157,7 +156,6 @@ def _die_with_parent(parent: int) -> None:
         pass
     if os.getppid() != parent:  # the parent ended before the signal was armed
         os._exit(1)
-
 
 
 def _read_worker(spec: DatasetSpec, refs: dict[str, SourceRef], out: "multiprocessing.Queue",

@@ -22,7 +22,6 @@ import dataclasses
 import functools
 import os
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import tensorflow as tf
@@ -161,10 +160,4 @@ def _check_built(dataset: str, data_dir: str | None) -> None:
     """The dataset must be built, and its directory pass the checks of untrusted input (docs/security.md)."""
     from dropj.converters import dataset_dir
 
-    root = Path(data_dir) if data_dir else Path(tfds.core.constants.DATA_DIR).expanduser()
-    built = sorted(v for v in root.joinpath(dataset).glob("*.*.*") if v.joinpath("dataset_info.json").exists())
-    if not built:
-        name, config = dataset.split("/", 1)
-        raise schema.DataError(f"{dataset}: not built under {root} (build it with `tfds build "
-                               f"dropj_datasets/{name} --config {config} --manual_dir M --data_dir {root}`)")
-    dataset_dir.check(built[-1])
+    dataset_dir.find_built(dataset, data_dir)

@@ -18,7 +18,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 import dropj_datasets.envs  # noqa: F401
-from dropj.converters import legacy_pickle, record, to_legacy
+from dropj.converters import legacy_pickle, record, recording_store, to_legacy
 from dropj.loaders import rlds_loaders
 from dropj_datasets import builder as builder_lib
 from dropj_datasets import schema
@@ -262,16 +262,16 @@ def test_sigkill_mid_episode_loses_only_that_episode(tmp_path):
 def test_metadata_is_replaced_atomically_and_staging_left_by_a_kill_is_cleared(tmp_path):
     directory = record.recording_dir(tmp_path, "carracing")
     directory.mkdir(parents=True)
-    stale = directory / (record.STAGING_PREFIX + "killed")
+    stale = directory / (recording_store.STAGING_PREFIX + "killed")
     stale.mkdir()
-    (stale / record.DATASET_INFO).write_text("{half a fi")
+    (stale / recording_store.DATASET_INFO).write_text("{half a fi")
     rec = record.open_recorder("carracing", tmp_path, "u", seeds=iter([1, 2]), gym_env=short_env(6))
     assert not stale.exists()
-    before = (directory / record.DATASET_INFO).stat().st_ino
+    before = (directory / recording_store.DATASET_INFO).stat().st_ino
     drive(rec, lambda t: GAS)
-    after = (directory / record.DATASET_INFO).stat().st_ino
+    after = (directory / recording_store.DATASET_INFO).stat().st_ino
     assert after != before  # a new file moved into place, not the old one rewritten
-    assert not list(directory.glob(record.STAGING_PREFIX + "*"))
+    assert not list(directory.glob(recording_store.STAGING_PREFIX + "*"))
     rec.close()
     _, episodes = load(tmp_path)
     assert len(episodes) == 1
