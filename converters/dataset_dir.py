@@ -71,9 +71,9 @@ def expected_features(dataset: str, spec: schema.Spec) -> dict:
     from google.protobuf import json_format
 
     if dataset == schema.RECORDING_DATASET:
-        from dropj.converters import record
+        from dropj.converters import recording_store
 
-        features = record.recording_features(spec)
+        features = recording_store.recording_features(spec)
     else:
         from dropj_datasets.builder import features as builder_features
 

@@ -8,13 +8,16 @@ rules live in `label_for`, in one place.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import math
 import re
-from typing import Any, Iterator, Mapping, Optional
+from typing import Any, Iterable, Iterator, Mapping, Optional
 
 import numpy as np
 
+from dropj.converters import kinds, legacy_pickle, sources
+from dropj.converters.kinds import LegacyFile
 from dropj_datasets import schema
 from dropj_datasets.schema import DataError, EnvSpec, FeedbackSpec, QuerySpec, describe
 
@@ -335,7 +338,6 @@ def _text(value: Any) -> str:
 
 def prepare_preferences(spec: FeedbackSpec, manual_dir: str, config: Any) -> tuple[dict, Iterator[tuple[int, dict]]]:
     """Dataset metadata and examples of a preference config; `config` carries the label weights."""
-    from dropj.converters import sources, to_rlds
 
     refs = sources.locate(manual_dir, spec.all_sources, required=spec.all_sources)
     weights = LabelWeights(config.w_s, config.w_def, tuple(config.just_weights))
@@ -343,13 +345,12 @@ def prepare_preferences(spec: FeedbackSpec, manual_dir: str, config: Any) -> tup
         "source_files": {name: str(ref) for name, ref in refs.items()},
         "label_weights": weights.to_metadata(),
         "preset": spec.config,  # which schema config a custom-named config is
-        "responses_pickle_protocol": to_rlds.read_protocol(refs[spec.responses_file]),
+        "responses_pickle_protocol": kinds.read_protocol(refs[spec.responses_file]),
     }
     return metadata, _preference_examples(spec, refs, weights)
 
 
 def _preference_examples(spec: FeedbackSpec, refs: dict, weights: LabelWeights) -> Iterator[tuple[int, dict]]:
-    from dropj.converters import legacy_pickle, to_rlds
 
     queries_ref, responses_ref = refs[spec.queries_file], refs[spec.responses_file]
     with queries_ref.open() as f:
@@ -358,12 +359,11 @@ def _preference_examples(spec: FeedbackSpec, refs: dict, weights: LabelWeights) 
     with responses_ref.open() as f:
         entries = legacy_pickle.iter_list(f, str(responses_ref), size=responses_ref.size)
         for index, example in iter_examples(spec, queries, entries, weights, str(responses_ref)):
-            yield to_rlds.example_key(index, str(responses_ref)), example
+            yield kinds.example_key(index, str(responses_ref)), example
 
 
-def prepare_queries(spec: QuerySpec, manual_dir: str) -> tuple[dict, Iterator[tuple[int, dict]]]:
+def prepare_queries(spec: QuerySpec, manual_dir: str, config: Any = None) -> tuple[dict, Iterator[tuple[int, dict]]]:
     """Dataset metadata and examples of the `queries` config: data.pkl and every video it names."""
-    from dropj.converters import legacy_pickle, sources, to_rlds
 
     found = sources.index(manual_dir)
     [queries_ref] = sources.locate(manual_dir, spec.all_sources, required=spec.all_sources, found=found).values()
@@ -373,14 +373,14 @@ def prepare_queries(spec: QuerySpec, manual_dir: str) -> tuple[dict, Iterator[tu
     names = tuple(f"{spec.folder}/{video}" for video in queries)
     videos = sources.locate(manual_dir, names, required=names, found=found)  # all present, or one clear error
     metadata = {"source_files": {spec.queries_file: str(queries_ref), "videos": f"{len(videos)} files beside it"},
-                "queries_pickle_protocol": to_rlds.read_protocol(queries_ref)}
+                "queries_pickle_protocol": kinds.read_protocol(queries_ref)}
 
     def read(video: str) -> bytes:  # one video in memory at a time, of bounded size
         return videos[f"{spec.folder}/{video}"].read_bytes(MAX_VIDEO_BYTES)
 
     def examples() -> Iterator[tuple[int, dict]]:
         for index, example in query_examples(spec, queries, _Videos(read)):
-            yield to_rlds.example_key(index, str(queries_ref)), example
+            yield kinds.example_key(index, str(queries_ref)), example
 
     return metadata, examples()
 
@@ -393,3 +393,55 @@ class _Videos:
 
     def __getitem__(self, video: str) -> bytes:
         return self._read(video)
+
+
+# --- back to the release files, and summaries -------------------------------------------------------
+
+def preference_files(built: Any) -> list[LegacyFile]:
+    """A preference config reproduces its responses file (data.pkl comes from `queries`)."""
+    spec = built.spec
+    return [LegacyFile(spec.responses_file, "list", built.protocol("responses_pickle_protocol"),
+                       lambda: (from_example(example, spec) for example in built.examples()))]
+
+
+def query_files(built: Any) -> list[LegacyFile]:
+    """The `queries` config reproduces data.pkl and every video beside it, byte for byte."""
+    spec = built.spec
+
+    def queries() -> Iterator[tuple[str, dict, bytes]]:
+        for example in built.examples():
+            video, entry, mp4 = query_from_example(example)
+            if not is_video_name(video):
+                raise DataError(f"{built.directory}: query id {video[:60]!r} is not a video name like '17.mp4'")
+            yield video, entry, mp4
+
+    return [LegacyFile(spec.queries_file, "pickle", built.protocol("queries_pickle_protocol"),
+                       lambda: {video: entry for video, entry, _ in queries()}),
+            LegacyFile(f"{spec.folder}/*.mp4", "raw", 0,
+                       lambda: ((f"{spec.folder}/{video}", mp4) for video, _, mp4 in queries()))]
+
+
+def summarise_preferences(spec: FeedbackSpec, examples: Iterable[dict]) -> str:
+    """Examples, skipped queries, and counts per answer pattern and per label."""
+    answers: collections.Counter = collections.Counter()
+    labels: collections.Counter = collections.Counter()
+    skipped = 0
+    for example in examples:
+        response = example[schema.RESPONSE]
+        if response[schema.SKIPPED]:
+            skipped += 1
+            continue
+        answers["/".join(_text(a) for a in response[schema.ANSWERS][schema.ANSWER])] += 1
+        labels[round(float(example[schema.LABEL]), 4)] += 1
+    return (f"{skipped + sum(answers.values())} examples, {skipped} skipped; answers "
+            + ", ".join(f"{k}: {v}" for k, v in sorted(answers.items()))
+            + "; labels " + ", ".join(f"{k:g}: {v}" for k, v in sorted(labels.items())))
+
+
+def summarise_queries(spec: QuerySpec, examples: Iterable[dict]) -> str:
+    sizes = [len(example[schema.VIDEO]) for example in examples]
+    return f"{len(sizes)} queries, {sum(sizes) / 1e3:.0f} kB of mp4"
+
+
+PREFERENCES = kinds.Converter(prepare_preferences, preference_files, summarise_preferences)
+QUERIES = kinds.Converter(prepare_queries, query_files, summarise_queries)

@@ -34,31 +34,23 @@ import dataclasses
 import os
 import secrets
 import time
-from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 import dm_env
 import numpy as np
 from dm_env import specs
-from envlogger import step_data
-from envlogger.backends import backend_writer
 
-from dropj.converters import episodes as episodes_lib
-from dropj.converters import png, recording_store
+from dropj.converters import recording_store
+from dropj.converters.recording_writer import RecordingWriter
 from dropj.converters.recording_store import RecordingError
 from dropj_datasets import schema
-from dropj_datasets.schema import RecordingSpec
 
 RECORDING_VERSION = recording_store.VERSION
 MAX_SEED = 2**63 - 1  # the `seed` feature is int64
 SPLIT = recording_store.SPLIT
-ENV_IDS = {"carracing": ("DropjCarRacing-v0", ""), "chuckc": ("DropjObstCarRacing-v0", "chuckc"),
-           "chuckccar": ("DropjObstCarRacing-v0", "chuckccar")}
 
 
-def recording_dir(data_dir: str | os.PathLike, env_name: str) -> Path:
-    """Where `dropj record --out data_dir` writes: the usual TFDS layout name/config/version."""
-    return Path(data_dir) / schema.RECORDING_DATASET / env_name / RECORDING_VERSION
+recording_dir = recording_store.recording_dir
 
 
 def make_env(env_name: str, max_steps: Optional[int] = None) -> Any:
@@ -67,9 +59,8 @@ def make_env(env_name: str, max_steps: Optional[int] = None) -> Any:
 
     import dropj_datasets.envs  # noqa: F401  (registers the ids)
 
-    env_id, mode = ENV_IDS[env_name]
-    kwargs = {"mode": mode} if mode else {}
-    return gymnasium.make(env_id, max_episode_steps=max_steps, disable_env_checker=True, **kwargs)
+    env = schema.env_spec(env_name)
+    return gymnasium.make(env.gym_id, max_episode_steps=max_steps, disable_env_checker=True, **env.make_kwargs)
 
 
 # --- capture ----------------------------------------------------------------------------------------
@@ -168,37 +159,34 @@ class StepExtras:
     (`keys_held()` returns 4 bools: left, right, up, down).
     """
 
+    adapter: DmEnvAdapter
     keys_held: Callable[[], tuple[bool, bool, bool, bool]] = lambda: (False, False, False, False)
 
     def __call__(self, timestep: dm_env.TimeStep, action: Any, env: Any) -> dict:
         extras = {schema.WALL_TIME: time.time()}
         if action is not None:
-            adapter = _adapter(env)
-            extras[schema.INFO] = dict(adapter.last_info)
+            extras[schema.INFO] = dict(self.adapter.last_info)
             extras[schema.KEYS_HELD] = tuple(bool(k) for k in self.keys_held())
         return extras
 
 
-def _adapter(env: Any) -> DmEnvAdapter:
-    while not isinstance(env, DmEnvAdapter):
-        env = env._environment  # through envlogger's wrapper
-    return env
+def episode_metadata_fn(adapter: DmEnvAdapter, user_id: str,
+                        session_id: str) -> Callable[[dm_env.TimeStep, Any, Any], dict]:
+    """EnvLogger's `episode_fn`: who, when, where and with which seed (the episode index comes from the writer).
 
-
-def episode_metadata_fn(user_id: str, session_id: str) -> Callable[[dm_env.TimeStep, Any, Any], dict]:
-    """EnvLogger's `episode_fn`: who, when, where and with which seed (the episode index comes from the writer)."""
+    It reads the adapter it is given, not the `env` EnvLogger passes, so no wrapper's internals are touched.
+    """
     import gymnasium
 
     versions = {schema.DROPJ_VERSION: package_version(), schema.GYMNASIUM_VERSION: gymnasium.__version__}
+    env = schema.env_spec(adapter.env_name)
 
-    def episode_fn(timestep: dm_env.TimeStep, action: Any, env: Any) -> dict:
-        adapter = _adapter(env)
-        env_id, mode = ENV_IDS[adapter.env_name]
+    def episode_fn(timestep: dm_env.TimeStep, action: Any, _: Any) -> dict:
         return {
             schema.USER_ID_TEXT: user_id,
             schema.SESSION_ID: session_id,
-            schema.ENV_ID: env_id,
-            schema.ENV_MODE: mode,
+            schema.ENV_ID: env.gym_id,
+            schema.ENV_MODE: env.mode,
             schema.SEED: adapter.seed,
             schema.START_TIME: np.float64(adapter.start_time),
             schema.TIME_LIMIT: adapter.time_limit,
@@ -219,145 +207,6 @@ def package_version() -> str:
 
 def new_session_id() -> str:
     return time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()) + "-" + secrets.token_hex(3)
-
-
-# --- storage -----------------------------------------------------------------------------------------
-
-
-def dataset_config(spec: RecordingSpec) -> Any:
-    """The RLDS DatasetConfig of a recording, with every feature generated from the schema."""
-    import tensorflow_datasets as tfds
-
-    from dropj_datasets.builder import HOMEPAGE, features
-
-    feats = features(spec)
-    steps = dict(feats[schema.STEPS].feature.items())
-    standard = {schema.OBSERVATION, schema.ACTION, schema.REWARD, schema.DISCOUNT, schema.IS_FIRST,
-                schema.IS_LAST, schema.IS_TERMINAL}
-    return tfds.rlds.rlds_base.DatasetConfig(
-        name=spec.config,
-        observation_info=steps[schema.OBSERVATION],
-        action_info=steps[schema.ACTION],
-        reward_info=steps[schema.REWARD],
-        discount_info=steps[schema.DISCOUNT],
-        step_metadata_info={k: v for k, v in steps.items() if k not in standard},
-        episode_metadata_info={schema.EPISODE_METADATA: feats[schema.EPISODE_METADATA]},
-        homepage=HOMEPAGE,
-        overall_description=spec.description + ".",
-    )
-
-
-def recording_features(spec: RecordingSpec) -> Any:
-    """The TFDS features a recording directory is written with (what its features.json must say)."""
-    import tensorflow_datasets as tfds
-
-    identity = tfds.core.dataset_info.DatasetIdentity(
-        name=schema.RECORDING_DATASET, version=tfds.core.Version(RECORDING_VERSION), data_dir="",
-        module_name="", config_name=spec.config, config_description=spec.description)
-    return tfds.rlds.rlds_base.build_info(dataset_config(spec), identity).features
-
-
-class RecordingWriter(backend_writer.BackendWriter):
-    """EnvLogger's backend: each finished episode goes into the recording's `RecordingStore` at once.
-
-    It aligns steps as the builders do (`episodes.to_rlds_steps`), which keeps
-    `info` with the action it followed rather than with the next observation.
-    An episode is written the moment it ends, in a shard of its own, so it is
-    on disk and listed before anything else happens. An episode that cannot be
-    written goes to a rescue file and `log` says where; if even that fails, a
-    `RecordingError` ends the session, saying so.
-    """
-
-    def __init__(self, data_dir: str | os.PathLike, env_name: str, *, session_id: str = "",
-                 log: Callable[[str], None] = print, **base_kwargs: Any):
-        super().__init__(**base_kwargs)
-        self._store: Optional[recording_store.RecordingStore] = None  # close() runs from __del__ if opening fails
-        self.spec = schema.RECORDINGS[env_name]
-        self.session_id = session_id
-        self.log = log
-        self._store = recording_store.RecordingStore(recording_dir(data_dir, env_name), self.spec,
-                                                     holder=f"session {session_id}" if session_id else "", log=log)
-        self.episodes_before = self._store.episodes
-        self.episodes_written = 0
-        self.rescued: list[str] = []
-        self._steps: list[step_data.StepData] = []
-        self._episode_metadata: dict = {}
-
-    @property
-    def directory(self) -> str:
-        return str(self._store.directory) if self._store else ""
-
-    def _record_step(self, data: step_data.StepData, is_new_episode: bool) -> None:
-        if is_new_episode:
-            self._steps = []  # an unfinished episode (restart) is dropped, never half-written
-        self._steps.append(data)
-        if data.timestep.last():
-            self._write_episode()
-
-    def set_episode_metadata(self, data: dict) -> None:
-        self._episode_metadata = dict(data)
-
-    def discard_episode(self) -> int:
-        """Drops the episode being recorded (restart or quit); returns how many steps it had."""
-        dropped = max(len(self._steps) - 1, 0)
-        self._steps = []
-        return dropped
-
-    def _write_episode(self) -> None:
-        steps, self._steps = self._steps, []
-        index = self._store.episodes  # the episodes listed on disk decide the number
-        example = episode_example(self.spec, steps, self._episode_metadata, index)
-        try:
-            self._store.append(example)
-        except Exception as exc:  # noqa: BLE001 - whatever failed, the episode is kept
-            text = str(exc).splitlines()[0][:200] if str(exc) else ""
-            why = f"{type(exc).__name__}: {text}"
-            try:
-                path = self._store.rescue(example, index, self.session_id)
-            except RecordingError as again:
-                raise RecordingError(f"episode {index} could not be written ({why}) and {again}; it is lost, "
-                                     "and the session stops") from None
-            self.rescued.append(str(path))
-            self.log(f"episode {index} could not be written into {self.directory} ({why}); it is kept in {path}: "
-                     f"run `dropj repair-recording {self.directory}` to add it")
-            return
-        self.episodes_written += 1
-
-    def close(self) -> None:
-        self._steps = []
-        if self._store is not None:
-            self._store.close()
-            self._store = None
-
-
-def episode_example(spec: RecordingSpec, steps: list[step_data.StepData], metadata: dict, index: int) -> dict:
-    """One finished episode (its StepData from reset to the LAST step) as the TFDS example.
-
-    The release's transitions are (s_t, a_t, r_t, s_{t+1}, done, info_t); the
-    EnvLogger step t+1 holds a_t, r_t, info_t and s_{t+1}, so the columns are
-    read off steps 1..T and the observations off steps 0..T.
-    """
-    if len(steps) < 2 or not steps[0].timestep.first() or not steps[-1].timestep.last():
-        raise ValueError(f"an episode needs a FIRST and a LAST step, got {len(steps)} steps")
-    transitions = steps[1:]
-    info = {key: np.array([s.custom_data[schema.INFO][key] for s in transitions], dtype=np.int8)
-            for key in spec.info_keys}
-    observations = np.stack([s.timestep.observation for s in steps])
-    ep = episodes_lib.Episode(
-        observations=observations,
-        actions=np.stack([np.asarray(s.action, dtype=np.float64) for s in transitions]),
-        actions_scaled=None,
-        rewards=np.array([s.timestep.reward for s in transitions], dtype=np.int32),
-        info=info,
-        final_done=1.0,  # the authors' recorder wrote float(done) = 1.0 on the last transition, always
-    )
-    rlds_steps = episodes_lib.to_rlds_steps(ep, spec, [png.encode(frame) for frame in observations])
-    rlds_steps[schema.WALL_TIME] = np.array([s.custom_data[schema.WALL_TIME] for s in steps], dtype=np.float64)
-    rlds_steps[schema.KEYS_HELD] = np.array([s.custom_data[schema.KEYS_HELD] for s in transitions] +
-                                            [(False,) * len(schema.KEYS)], dtype=bool)
-    meta = {**metadata, schema.EPISODE_INDEX: index, schema.FINAL_DONE: np.float64(ep.final_done),
-            schema.PICKLE_PROTOCOL: schema.RECORDED_PICKLE_PROTOCOL}
-    return {schema.STEPS: rlds_steps, schema.EPISODE_METADATA: meta}
 
 
 # --- assembly ----------------------------------------------------------------------------------------
@@ -392,7 +241,7 @@ def open_recorder(env_name: str, data_dir: str | os.PathLike, user_id: str, *,
     except BaseException:
         writer.close()
         raise
-    extras = StepExtras(keys_held) if keys_held is not None else StepExtras()
-    logger = envlogger.EnvLogger(adapter, step_fn=extras, episode_fn=episode_metadata_fn(user_id, session_id),
+    extras = StepExtras(adapter, keys_held) if keys_held is not None else StepExtras(adapter)
+    logger = envlogger.EnvLogger(adapter, step_fn=extras, episode_fn=episode_metadata_fn(adapter, user_id, session_id),
                                  backend=writer)
     return Recorder(logger, adapter, writer)

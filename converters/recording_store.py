@@ -67,6 +67,44 @@ def shards_on_disk(directory: Path) -> list[int]:
     return sorted(int(m.group(1)) for p in directory.iterdir() if (m := _SHARD.match(p.name)))
 
 
+def recording_dir(data_dir: str | os.PathLike, env_name: str) -> Path:
+    """Where `dropj record --out data_dir` writes: the usual TFDS layout name/config/version."""
+    return Path(data_dir) / schema.RECORDING_DATASET / env_name / VERSION
+
+
+def dataset_config(spec: RecordingSpec) -> Any:
+    """The RLDS DatasetConfig of a recording, with every feature generated from the schema."""
+    import tensorflow_datasets as tfds
+
+    from dropj_datasets.builder import HOMEPAGE, features
+
+    feats = features(spec)
+    steps = dict(feats[schema.STEPS].feature.items())
+    standard = {schema.OBSERVATION, schema.ACTION, schema.REWARD, schema.DISCOUNT, schema.IS_FIRST,
+                schema.IS_LAST, schema.IS_TERMINAL}
+    return tfds.rlds.rlds_base.DatasetConfig(
+        name=spec.config,
+        observation_info=steps[schema.OBSERVATION],
+        action_info=steps[schema.ACTION],
+        reward_info=steps[schema.REWARD],
+        discount_info=steps[schema.DISCOUNT],
+        step_metadata_info={k: v for k, v in steps.items() if k not in standard},
+        episode_metadata_info={schema.EPISODE_METADATA: feats[schema.EPISODE_METADATA]},
+        homepage=HOMEPAGE,
+        overall_description=spec.description + ".",
+    )
+
+
+def recording_features(spec: RecordingSpec) -> Any:
+    """The TFDS features a recording directory is written with (what its features.json must say)."""
+    import tensorflow_datasets as tfds
+
+    identity = tfds.core.dataset_info.DatasetIdentity(
+        name=schema.RECORDING_DATASET, version=tfds.core.Version(VERSION), data_dir="",
+        module_name="", config_name=spec.config, config_description=spec.description)
+    return tfds.rlds.rlds_base.build_info(dataset_config(spec), identity).features
+
+
 class RecordingStore:
     """An open recording directory; `append` one finished episode at a time, then `close`."""
 
@@ -125,9 +163,7 @@ class RecordingStore:
     @property
     def features(self) -> Any:
         if self._features is None:
-            from dropj.converters import record
-
-            self._features = record.recording_features(self.spec)
+            self._features = recording_features(self.spec)
         return self._features
 
     @property
@@ -159,12 +195,10 @@ class RecordingStore:
         """TFDS's metadata files, staged beside and renamed into place, dataset_info.json last."""
         import tensorflow_datasets as tfds
 
-        from dropj.converters import record
-
         identity = tfds.core.dataset_info.DatasetIdentity(
             name=schema.RECORDING_DATASET, version=tfds.core.Version(VERSION), data_dir=str(self.directory),
             module_name="", config_name=self.spec.config, config_description=self.spec.description)
-        info = tfds.rlds.rlds_base.build_info(record.dataset_config(self.spec), identity,
+        info = tfds.rlds.rlds_base.build_info(dataset_config(self.spec), identity,
                                               {"dataset": schema.RECORDING_DATASET, "config": self.spec.config})
         template = tfds.core.ShardedFileTemplate(
             data_dir=self.directory, template=dataset_dir.SHARD_INDEX_TEMPLATE,

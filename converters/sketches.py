@@ -16,6 +16,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from dropj.converters import dataset_dir, kinds, legacy_pickle, sources
+from dropj.converters.kinds import LegacyFile
 from dropj_datasets import schema
 from dropj_datasets.schema import DataError, SketchSpec, describe
 
@@ -131,9 +133,8 @@ def times_from_metadata(meta: Any, where: str = "metadata.json") -> Any:
     raise DataError(f"{where}: time file structure {str(structure)[:40]!r} is not one dropj writes")
 
 
-def prepare(spec: SketchSpec, manual_dir: str) -> tuple[dict, Iterator[tuple[int, dict]]]:
+def prepare(spec: SketchSpec, manual_dir: str, config: Any = None) -> tuple[dict, Iterator[tuple[int, dict]]]:
     """Dataset metadata (with the time file kept whole) and the sketch episodes."""
-    from dropj.converters import legacy_pickle, sources, to_rlds
 
     refs = sources.locate(manual_dir, spec.all_sources, required=spec.all_sources)
     times_ref, sketches_ref = refs[spec.times_file], refs[spec.sketches_file]
@@ -141,15 +142,38 @@ def prepare(spec: SketchSpec, manual_dir: str) -> tuple[dict, Iterator[tuple[int
         times = legacy_pickle.load(f, str(times_ref), size=times_ref.size)
     metadata = {
         "source_files": {name: str(ref) for name, ref in refs.items()},
-        "sketches_pickle_protocol": to_rlds.read_protocol(sketches_ref),
+        "sketches_pickle_protocol": kinds.read_protocol(sketches_ref),
         "times_file": {spec.times_file: times_to_metadata(times, file=str(times_ref),
-                                                          protocol=to_rlds.read_protocol(times_ref))},
+                                                          protocol=kinds.read_protocol(times_ref))},
     }
 
     def examples() -> Iterator[tuple[int, dict]]:
         with sketches_ref.open() as f:
             items = legacy_pickle.iter_list(f, str(sketches_ref), size=sketches_ref.size)
             for index, example in iter_examples(spec, items, str(sketches_ref)):
-                yield to_rlds.example_key(index, str(sketches_ref)), example
+                yield kinds.example_key(index, str(sketches_ref)), example
 
     return metadata, examples()
+
+
+def legacy_files(built: Any) -> list[LegacyFile]:
+    """The sketches file, and the time file kept whole in the metadata."""
+    spec, where = built.spec, built.metadata_file
+    times = built.metadata().get("times_file")
+    if not isinstance(times, dict) or len(times) != 1:
+        raise DataError(f"{where}: times_file must hold exactly the file {spec.times_file}")
+    [(times_name, times_meta)] = times.items()
+    times_name = dataset_dir.checked_name(times_name, (spec.times_file,), where)
+    protocol = dataset_dir.checked_protocol(times_meta.get("protocol") if isinstance(times_meta, dict) else None,
+                                            where)
+    return [LegacyFile(spec.sketches_file, "list", built.protocol("sketches_pickle_protocol"),
+                       lambda: (from_example(example, spec) for example in built.examples())),
+            LegacyFile(times_name, "pickle", protocol, lambda: times_from_metadata(times_meta, where))]
+
+
+def summarise(spec: SketchSpec, examples: Any) -> str:
+    lengths = [len(example[schema.STEPS][schema.REWARD]) for example in examples]
+    return f"{len(lengths)} sketches, {sum(lengths)} labelled steps"
+
+
+CONVERTER = kinds.Converter(prepare, legacy_files, summarise)

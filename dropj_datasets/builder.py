@@ -15,13 +15,13 @@ import shutil
 import socket
 import sys
 from pathlib import Path
-from typing import Callable, Mapping, Optional
+from typing import Mapping, Optional
 
 import numpy as np
 import tensorflow_datasets as tfds
 
-from dropj_datasets import schema
-from dropj_datasets.schema import FeedbackSpec, Field, QuerySpec, SketchSpec
+from dropj_datasets import codec, schema
+from dropj_datasets.schema import FeedbackSpec, Field
 
 HOMEPAGE = "https://doi.org/10.5258/SOTON/D3749"
 # Bounded memory while writing: TFDS keeps serialized examples in memory up to
@@ -31,8 +31,9 @@ WRITE_BUFFER_BYTES = 32 << 20
 
 def _feature(field: Field, shape: Optional[tuple] = None) -> tfds.features.FeatureConnector:
     shape = field.shape if shape is None else shape
-    if field.encoding == "png":
-        return tfds.features.Image(shape=shape, dtype=np.uint8, encoding_format="png", doc=field.doc)
+    frame_codec = codec.for_field(field)
+    if frame_codec is not None:
+        return frame_codec.feature(shape, field.doc)
     if field.dtype == "str":
         return tfds.features.Text(doc=field.doc)
     if field.dtype == "bytes":
@@ -43,9 +44,13 @@ def _feature(field: Field, shape: Optional[tuple] = None) -> tfds.features.Featu
     return tfds.features.Tensor(shape=shape, dtype=np.dtype(field.dtype), encoding=encoding, doc=field.doc)
 
 
-def _nested(fields: tuple[Field, ...], sequences: Mapping[str, Callable] = {}) -> tfds.features.FeaturesDict:
-    """FeaturesDict from '/'-separated field names. A group named in `sequences`
-    becomes that sequence feature (e.g. tfds Dataset) of its fields' per-item shapes."""
+_SEQUENCE_FEATURES = {schema.DATASET_SEQUENCE: tfds.features.Dataset, schema.SEQUENCE: tfds.features.Sequence}
+
+
+def _nested(fields: tuple[Field, ...], sequences: Mapping[str, str]) -> tfds.features.FeaturesDict:
+    """FeaturesDict from '/'-separated field names. A group named in `sequences` becomes that
+    sequence feature (`schema.DATASET_SEQUENCE` or `schema.SEQUENCE`) of its fields' per-item shapes;
+    a field of an RLDS `steps` group has its per-step shape already."""
     tree: dict = {}
     for field in fields:
         *parents, leaf = field.name.split("/")
@@ -56,7 +61,9 @@ def _nested(fields: tuple[Field, ...], sequences: Mapping[str, Callable] = {}) -
 
     def build(name: str, node: dict) -> tfds.features.FeatureConnector:
         if name in sequences:
-            return sequences[name]({k: _feature(f, f.shape[1:]) for k, f in node.items()})
+            per_item = (lambda f: f.shape) if name == schema.STEPS else (lambda f: f.shape[1:])
+            return _SEQUENCE_FEATURES[sequences[name]](
+                {k: build(k, v) if isinstance(v, dict) else _feature(v, per_item(v)) for k, v in node.items()})
         return tfds.features.FeaturesDict(
             {k: build(k, v) if isinstance(v, dict) else _feature(v) for k, v in node.items()})
 
@@ -65,27 +72,7 @@ def _nested(fields: tuple[Field, ...], sequences: Mapping[str, Callable] = {}) -
 
 def features(spec: schema.Spec) -> tfds.features.FeaturesDict:
     """The TFDS features of one config, generated from the schema."""
-    if isinstance(spec, (FeedbackSpec, QuerySpec)):
-        return _nested(spec.example_fields(), {schema.LEFT: tfds.features.Dataset,
-                                               schema.RIGHT: tfds.features.Dataset,
-                                               schema.ANSWERS: tfds.features.Sequence})
-    return tfds.features.FeaturesDict({
-        schema.STEPS: tfds.features.Dataset(dict(_nested(spec.step_fields()).items())),
-        schema.EPISODE_METADATA: _nested(spec.metadata_fields()),
-    })
-
-
-def _needs(spec: schema.Spec) -> str:
-    if isinstance(spec, FeedbackSpec):
-        return f"{spec.queries_file} and {spec.responses_file}"
-    if isinstance(spec, QuerySpec):
-        return f"{spec.queries_file} and every video {spec.folder}/N.mp4 it names"
-    if isinstance(spec, SketchSpec):
-        return f"{spec.sketches_file} and {spec.times_file}"
-    if spec.is_dream:
-        return (f"{spec.sources.episodes} and/or {spec.sources.scaled} (optional, provenance of step 0: "
-                f"{', '.join(spec.sources.initial_states)})")
-    return spec.sources.episodes
+    return _nested(spec.fields(), dict(schema.KINDS[spec.kind].sequences))
 
 
 def manual_instructions(dataset: str) -> str:
@@ -95,7 +82,7 @@ def manual_instructions(dataset: str) -> str:
         "(with their release folder where the name alone is ambiguous), read in place and never extracted.",
         "Each config needs:",
     ]
-    lines += [f"  {config}: {_needs(spec)}" for config, spec in schema.DATASETS[dataset].items()]
+    lines += [f"  {config}: {spec.needs()}" for config, spec in schema.DATASETS[dataset].items()]
     return "\n".join(lines)
 
 
@@ -152,9 +139,9 @@ class DropjBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         )
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-        from dropj.converters import to_rlds  # the writer side: imported only when building
+        from dropj.converters import kinds  # the writer side: imported only when building
 
-        metadata, examples = to_rlds.prepare(self.spec, dl_manager.manual_dir, self.builder_config)
+        metadata, examples = kinds.prepare(self.spec, dl_manager.manual_dir, self.builder_config)
         self.info.metadata.update(metadata)
         return {"train": examples}
 

@@ -34,7 +34,7 @@ in a different dtype from every later state.
 from __future__ import annotations
 
 import dataclasses
-from typing import Optional
+from typing import ClassVar, Optional
 
 import numpy as np
 
@@ -172,6 +172,14 @@ class EnvSpec:
     rnn_size: int
     info_keys: tuple[str, ...]  # the keys its info dicts may hold, in the env's order
     description: str
+    gym_id: str  # our gymnasium environment (dropj_datasets.envs), registered on import
+    mode: str  # the gym_id's `mode` argument ('' when it has none)
+    n_mixtures: int  # Gaussian components of the release's MDN-RNN (dropj.py: 5; obst_dropj.py:144: 7)
+
+    @property
+    def make_kwargs(self) -> dict:
+        """`gymnasium.make(env.gym_id, **env.make_kwargs)` builds this variant."""
+        return {"mode": self.mode} if self.mode else {}
 
     @property
     def latent_dim(self) -> int:
@@ -179,18 +187,32 @@ class EnvSpec:
         return self.n_z + 2 * self.rnn_size
 
 
+CARRACING_ID = "DropjCarRacing-v0"
+OBST_CARRACING_ID = "DropjObstCarRacing-v0"
+
 CARRACING = EnvSpec(
     "carracing", (84, 84, 3), 32, 256, ("crash", "succ", TIME_LIMIT_TRUNCATED),
     "Car Racing (gym 0.20 CarRacing-v0 with the DROPJ reward): 96x96 frames cropped to rows 0:84, "
-    "resized to 84x84 and pure black replaced by white")
+    "resized to 84x84 and pure black replaced by white", CARRACING_ID, "", 5)
 CHUCKC = EnvSpec(
     "chuckc", (128, 128, 3), 64, 1024,
     ("crash", "succ", "chuck_passed", "chuck", TIME_LIMIT_TRUNCATED),
-    "Obstacle Car Racing, chuckholes only: 128x128 frames, no indicator bar")
+    "Obstacle Car Racing, chuckholes only: 128x128 frames, no indicator bar", OBST_CARRACING_ID, "chuckc", 7)
 CHUCKCCAR = EnvSpec(
     "chuckccar", (128, 128, 3), 64, 1024,
     ("crash", "succ", "chuck_passed", "car_passed", "chuck", "car", TIME_LIMIT_TRUNCATED),
-    "Obstacle Car Racing, chuckholes and 11 scripted NPC cars: 128x128 frames, no indicator bar")
+    "Obstacle Car Racing, chuckholes and 11 scripted NPC cars: 128x128 frames, no indicator bar",
+    OBST_CARRACING_ID, "chuckccar", 7)
+# Every environment of the release, by name: the one table models, envs, recorder and CLI read.
+ENVS: dict[str, EnvSpec] = {env.name: env for env in (CARRACING, CHUCKC, CHUCKCCAR)}
+
+
+def env_spec(name: str) -> EnvSpec:
+    """The environment called `name` ('carracing', 'chuckc', 'chuckccar'); a KeyError lists them."""
+    try:
+        return ENVS[name]
+    except (KeyError, TypeError):
+        raise KeyError(f"unknown environment {str(name)[:40]!r}; known: {', '.join(ENVS)}") from None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -206,19 +228,84 @@ class SourceFiles:
         return (self.episodes,) + ((self.scaled,) if self.scaled else ()) + self.initial_states
 
 
+# --- kinds of data ------------------------------------------------------------------------------------
+
+DATASET_SEQUENCE, SEQUENCE = "dataset", "sequence"
+
+
+@dataclasses.dataclass(frozen=True)
+class Kind:
+    """One kind of data, declared once: its examples' layout and the module that converts it.
+
+    Which fields it has, which release files it needs and how it is described
+    are methods of its spec class (`spec_class`), whose `kind` names this entry.
+    `converter` is a `module:attribute` holding a `dropj.converters.kinds.Converter`:
+    legacy files -> examples, examples -> legacy files, verify and summary. A new
+    kind is an entry here, its spec class and its converter module.
+    """
+
+    name: str
+    converter: str
+    sequences: tuple[tuple[str, str], ...]  # feature group -> DATASET_SEQUENCE (a tf.data of its items) or SEQUENCE
+    index_field: str  # '/'-path of the item's position in its source file ('' when it keeps the file's key order)
+    doc: str
+
+    @property
+    def datasets(self) -> tuple[str, ...]:
+        """The groups stored as nested datasets (decoded by batching them whole)."""
+        return tuple(group for group, how in self.sequences if how == DATASET_SEQUENCE)
+
+
+
+
+def episode_fields(steps: tuple[Field, ...], metadata: tuple[Field, ...]) -> tuple[Field, ...]:
+    """An RLDS episode's fields under their full paths: `steps/...` and `episode_metadata/...`."""
+    return tuple(dataclasses.replace(f, name=f"{STEPS}/{f.name}") for f in steps) + tuple(
+        dataclasses.replace(f, name=f"{EPISODE_METADATA}/{f.name}") for f in metadata)
+
+
+def _table(fields: tuple[Field, ...]) -> list[str]:
+    rows = ["| field | shape | dtype | encoding | units | range | meaning |", "|---|---|---|---|---|---|---|"]
+    for f in fields:
+        encoding = "text" if f.dtype == "str" else f.encoding
+        rows.append(f"| `{f.name}` | {list(f.shape)} | {f.dtype} | {encoding} | {f.units} | {f.range} | {f.doc} |")
+    return rows
+
+
 @dataclasses.dataclass(frozen=True)
 class DatasetSpec:
-    """The schema of one builder config."""
+    """The schema of one builder config of release rollouts (Dataset R or Dataset D)."""
 
+    kind: ClassVar[str] = "episodes"
     config: str
-    kind: str  # 'real' (human keyboard rollouts) or 'dream' (world-model rollouts)
+    origin: str  # 'real' (human keyboard rollouts) or 'dream' (world-model rollouts)
     env: EnvSpec
     sources: SourceFiles
     description: str
 
     @property
     def is_dream(self) -> bool:
-        return self.kind == "dream"
+        return self.origin == "dream"
+
+    def fields(self) -> tuple[Field, ...]:
+        """Every stored field, under its full '/'-path."""
+        return episode_fields(self.step_fields(), self.metadata_fields())
+
+    def step_field(self, name: str) -> Field:
+        [field] = [f for f in self.step_fields() if f.name == name]
+        return field
+
+    def needs(self) -> str:
+        """What the config is built from, for the manual download instructions."""
+        if self.is_dream:
+            return (f"{self.sources.episodes} and/or {self.sources.scaled} (optional, provenance of step 0: "
+                    f"{', '.join(self.sources.initial_states)})")
+        return self.sources.episodes
+
+    def doc_lines(self) -> list[str]:
+        """Its part of docs/schema.md below the heading."""
+        return ["Steps:", ""] + _table(self.step_fields()) + ["", "Episode metadata:", ""] + \
+            _table(self.metadata_fields())
 
     @property
     def all_sources(self) -> tuple[str, ...]:
@@ -359,7 +446,7 @@ class QuerySpec:
     env: EnvSpec
     queries_file: str  # release path of data.pkl; the videos {i}.mp4 sit beside it
     description: str
-    kind: str = "queries"
+    kind: ClassVar[str] = "queries"
 
     @property
     def folder(self) -> str:
@@ -369,7 +456,13 @@ class QuerySpec:
     def all_sources(self) -> tuple[str, ...]:
         return (self.queries_file,)
 
-    def example_fields(self) -> tuple[Field, ...]:
+    def needs(self) -> str:
+        return f"{self.queries_file} and every video {self.folder}/N.mp4 it names"
+
+    def doc_lines(self) -> list[str]:
+        return ["One example per query, in data.pkl order:", ""] + _table(self.fields())
+
+    def fields(self) -> tuple[Field, ...]:
         return (
             *query_fields(self.env),
             Field(VIDEO, (), "bytes", "mp4", "",
@@ -389,11 +482,22 @@ class SketchSpec:
     dtype: str  # of states and actions: float32 (ReQueST) or float64 (DROS)
     sketches_per_session: int  # 15 for ReQueST (one per initial state); 0 when there are no sessions
     description: str
-    kind: str = "sketches"
+    kind: ClassVar[str] = "sketches"
 
     @property
     def all_sources(self) -> tuple[str, ...]:
         return (self.sketches_file, self.times_file)
+
+    def fields(self) -> tuple[Field, ...]:
+        return episode_fields(self.step_fields(), self.metadata_fields())
+
+    def needs(self) -> str:
+        return f"{self.sketches_file} and {self.times_file}"
+
+    def doc_lines(self) -> list[str]:
+        return [f"One episode per sketch; `{self.times_file}` is kept whole in the dataset's `metadata.json`.", "",
+                "Steps:", ""] + _table(self.step_fields()) + ["", "Episode metadata:", ""] + \
+            _table(self.metadata_fields())
 
     def step_fields(self) -> tuple[Field, ...]:
         enc = "bytes" if self.dtype == "float64" else "tensor"
@@ -446,7 +550,16 @@ class FeedbackSpec:
     w_s: float = 1.0  # DROPJ: label when only the left clip is safe (dropj.py:293)
     w_def: float = 0.75  # DROPJ: label for Left when both are safe (dropj.py:294)
     just_weights: tuple[tuple[str, float], ...] = ()  # multi-justification: label for Left given J
-    kind: str = "preferences"
+    kind: ClassVar[str] = "preferences"
+
+    def needs(self) -> str:
+        return f"{self.queries_file} and {self.responses_file}"
+
+    def doc_lines(self) -> list[str]:
+        weights = f"w_s={self.w_s}, w_def={self.w_def}" if self.method == "DROPJ" else (
+            ", ".join(f"{j}={w}" for j, w in self.just_weights) if self.just_weights else "none")
+        return [f"Feedback method: {self.method} (user {self.user_id}); default label weights: {weights}. "
+                "One example per response entry:", ""] + _table(self.fields())
 
     @property
     def all_sources(self) -> tuple[str, ...]:
@@ -464,7 +577,7 @@ class FeedbackSpec:
     def segment_fields(self) -> tuple[Field, ...]:
         return segment_fields(self.env)
 
-    def example_fields(self) -> tuple[Field, ...]:
+    def fields(self) -> tuple[Field, ...]:
         answers = f"{RESPONSE}/{ANSWERS}"
         return (
             *query_fields(self.env),
@@ -491,6 +604,21 @@ class FeedbackSpec:
                   "the training label of the paper's rule for this method (docs/labels.md)", "bytes"),
             Field(HAS_LABEL, (), "bool", "", "", "false for skipped queries, which get no label"),
         )
+
+
+KINDS: dict[str, Kind] = {kind.name: kind for kind in (
+    Kind("episodes", "dropj.converters.rollouts:CONVERTER", ((STEPS, DATASET_SEQUENCE),),
+         f"{EPISODE_METADATA}/{EPISODE_INDEX}", "RLDS episodes of a release rollout file (Dataset R or D)"),
+    Kind("recordings", "dropj.converters.rollouts:RECORDINGS", ((STEPS, DATASET_SEQUENCE),),
+         f"{EPISODE_METADATA}/{EPISODE_INDEX}", "RLDS episodes recorded with `dropj record`"),
+    Kind("sketches", "dropj.converters.sketches:CONVERTER", ((STEPS, DATASET_SEQUENCE),),
+         f"{EPISODE_METADATA}/{SKETCH_INDEX}", "ReQueST / DROS sketches as RLDS episodes"),
+    Kind("queries", "dropj.converters.feedback:QUERIES", ((LEFT, DATASET_SEQUENCE), (RIGHT, DATASET_SEQUENCE)),
+         "", "preference queries: two clips and the video shown"),
+    Kind("preferences", "dropj.converters.feedback:PREFERENCES",
+         ((LEFT, DATASET_SEQUENCE), (RIGHT, DATASET_SEQUENCE), (ANSWERS, SEQUENCE)),
+         RESPONSE_INDEX, "one person's responses to the queries, with labels"),
+)}
 
 
 Spec = "DatasetSpec | FeedbackSpec | QuerySpec | SketchSpec"
@@ -584,6 +712,11 @@ class RecordingSpec(DatasetSpec):
     export name pattern; `{n}` becomes the number of episodes.
     """
 
+    kind: ClassVar[str] = "recordings"
+
+    def needs(self) -> str:
+        return "a live session: `dropj record`"
+
     def step_fields(self) -> tuple[Field, ...]:
         return super().step_fields() + (
             Field(WALL_TIME, (), "float64", "s since the Unix epoch", "",
@@ -656,41 +789,17 @@ def markdown() -> str:
         "TFDS tensor; `text` = UTF-8 string; `raw` = a file's bytes exactly as released.",
     ]
 
-    def table(fields: tuple[Field, ...]) -> list[str]:
-        rows = ["| field | shape | dtype | encoding | units | range | meaning |",
-                "|---|---|---|---|---|---|---|"]
-        for f in fields:
-            encoding = "text" if f.dtype == "str" else f.encoding
-            rows.append(f"| `{f.name}` | {list(f.shape)} | {f.dtype} | {encoding} | {f.units} | "
-                        f"{f.range} | {f.doc} |")
-        return rows
-
     for dataset, configs in DATASETS.items():
         out += ["", f"## `{dataset}`"]
         for config, spec in configs.items():
             files = ", ".join(f"`{name}`" for name in spec.all_sources)
             out += ["", f"### `{dataset}/{config}`", "", spec.description + ".", "",
-                    f"Environment: {spec.env.description}. Source files: {files}.", ""]
-            if isinstance(spec, QuerySpec):
-                out += ["One example per query, in data.pkl order:", ""] + table(spec.example_fields())
-            elif isinstance(spec, SketchSpec):
-                out += [f"One episode per sketch; `{spec.times_file}` is kept whole in the dataset's "
-                        "`metadata.json`.", "", "Steps:", ""] + table(spec.step_fields()) + \
-                    ["", "Episode metadata:", ""] + table(spec.metadata_fields())
-            elif isinstance(spec, FeedbackSpec):
-                weights = f"w_s={spec.w_s}, w_def={spec.w_def}" if spec.method == "DROPJ" else (
-                    ", ".join(f"{j}={w}" for j, w in spec.just_weights) if spec.just_weights else "none")
-                out += [f"Feedback method: {spec.method} (user {spec.user_id}); default label weights: "
-                        f"{weights}. One example per response entry:", ""] + table(spec.example_fields())
-            else:
-                out += ["Steps:", ""] + table(spec.step_fields()) + ["", "Episode metadata:", ""] + \
-                    table(spec.metadata_fields())
+                    f"Environment: {spec.env.description}. Source files: {files}.", ""] + spec.doc_lines()
     out += ["", f"## `{RECORDING_DATASET}`: new recordings", "",
             "Written by `dropj record` (docs/recording.md) into a directory that `tfds.builder_from_directory` "
             "reads. One config per environment; the steps are the `real` configs' plus two step-metadata fields."]
     for config, spec in RECORDINGS.items():
         out += ["", f"### `{RECORDING_DATASET}/{config}`", "", spec.description + ".", "",
-                f"Environment: {spec.env.description}. `dropj export` writes `{spec.sources.episodes}`.", "",
-                "Steps:", ""] + table(spec.step_fields()) + ["", "Episode metadata:", ""] + \
-            table(spec.metadata_fields())
+                f"Environment: {spec.env.description}. `dropj export` writes `{spec.sources.episodes}`.", ""] + \
+            spec.doc_lines()
     return "\n".join(out) + "\n"

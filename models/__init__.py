@@ -11,7 +11,7 @@ Module and layer names match the authors' code, so their checkpoints load strict
 LSTM states are ``(c, h)`` throughout, as in the release's ``z|c|h`` vectors (see `mdnrnn`).
 
 This package needs torch and numpy only: it never imports TensorFlow or tensorflow_datasets
-(``for_env`` reads the attributes of a `dropj_datasets.schema.EnvSpec` without importing the schema).
+(``for_env`` takes a `dropj_datasets.schema.EnvSpec` or its name; the schema imports no TensorFlow).
 """
 
 from .checkpoints import (CheckpointError, load_checkpoint, load_preference_members, preference_member_path,

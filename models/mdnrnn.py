@@ -23,11 +23,10 @@ from typing import Any, NamedTuple
 import torch
 from torch import nn
 
+from dropj_datasets import schema
+
 __all__ = ["MDNRNNConfig", "MDNRNN", "MDNOutput", "LSTMState", "mdn_nll", "latent_state",
            "split_latent_state"]
-
-# Number of mixture components per env of the release (dropj.py default 5; obst_dropj.py:144 uses 7).
-_MIXTURES = {"carracing": 5, "chuckc": 7, "chuckccar": 7}
 
 LSTMState = tuple[torch.Tensor, torch.Tensor]  # (c, h), each (B, rnn_size)
 
@@ -64,15 +63,14 @@ class MDNRNNConfig:
         return self.n_z + 2 * self.rnn_size
 
     @classmethod
-    def for_env(cls, env_spec: Any) -> MDNRNNConfig:
-        """The release's MDN-RNN for an env (`schema.CARRACING`: K=5; `CHUCKC`, `CHUCKCCAR`: K=7).
-
-        Reads ``name``, ``n_z`` and ``rnn_size`` of the spec.
-        """
-        name = getattr(env_spec, "name", None)
-        if name not in _MIXTURES:
-            raise ValueError(f"unknown env {name!r}: the release's mixture counts are known for {sorted(_MIXTURES)}")
-        return cls(n_z=env_spec.n_z, rnn_size=env_spec.rnn_size, n_act=3, n_mixtures=_MIXTURES[name])
+    def for_env(cls, env: str | schema.EnvSpec) -> MDNRNNConfig:
+        """The release's MDN-RNN for an env (`schema.CARRACING`: K=5; `CHUCKC`, `CHUCKCCAR`: K=7), or its name."""
+        if not isinstance(env, schema.EnvSpec):
+            try:
+                env = schema.env_spec(env)
+            except KeyError as exc:
+                raise ValueError(exc.args[0]) from None
+        return cls(n_z=env.n_z, rnn_size=env.rnn_size, n_act=3, n_mixtures=env.n_mixtures)
 
 
 class MDNOutput(NamedTuple):

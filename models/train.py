@@ -33,6 +33,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from dropj_datasets import schema
+
 from .checkpoints import load_checkpoint, read_checkpoint, save_checkpoint
 from .mdnrnn import MDNRNN, mdn_nll
 from .reward import PreferenceRewardEnsemble, preference_loss
@@ -42,9 +44,7 @@ __all__ = ["ENVS", "TrainConfig", "VAETrainConfig", "MDNRNNTrainConfig", "Reward
            "train", "vae_batch_loss", "mdnrnn_batch_loss", "reward_batch_loss", "draw_losses",
            "CHECKPOINT_FILE", "LOSSES_FILE", "PLOT_FILE"]
 
-# The env names of dropj_datasets.schema (CARRACING, CHUCKC, CHUCKCCAR); spelled here because
-# importing the schema would import tensorflow_datasets.
-ENVS = ("carracing", "chuckc", "chuckccar")
+ENVS = tuple(schema.ENVS)  # 'carracing', 'chuckc', 'chuckccar'
 CHECKPOINT_FILE = "checkpoint.pt"
 LOSSES_FILE = "losses.json"
 PLOT_FILE = "losses.png"

@@ -50,7 +50,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
-import legacy_factory  # noqa: E402
+from factory import legacy as legacy_factory  # noqa: E402
 from dropj.converters import legacy_pickle  # noqa: E402
 from dropj_datasets.schema import DataError, MAX_MESSAGE  # noqa: E402
 

@@ -13,10 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+import factory
 import tensorflow_datasets as tfds
 
 import dropj_datasets  # noqa: F401
-import legacy_factory
+from factory import legacy as legacy_factory
 from dropj.converters import episodes as episodes_lib
 from dropj.converters.legacy_pickle import UnsafePickleError
 from dropj_datasets import schema
@@ -105,9 +107,7 @@ def test_empty_and_non_list_episodes():
 
 
 def _build(manual, data_dir, config="real", dataset="dropj_carracing"):
-    builder = tfds.builder(f"{dataset}/{config}", data_dir=str(data_dir))
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
-    return builder
+    return factory.build(f"{dataset}/{config}", manual, data_dir)
 
 
 def _no_complete_dataset(data_dir: Path) -> bool:
@@ -234,7 +234,7 @@ def test_killed_build_leaves_no_complete_dataset_and_rerun_succeeds(tmp_path):
 
 def test_cli_reports_data_errors_without_a_traceback(tmp_path):
     (tmp_path / "m").mkdir()
-    proc = subprocess.run([sys.executable, "-m", "dropj.converters.cli", "verify", "dropj_carracing/real",
+    proc = subprocess.run([sys.executable, "-m", "dropj_datasets.cli", "verify", "dropj_carracing/real",
                            "--data_dir", str(tmp_path / "d"), "--manual_dir", str(tmp_path / "m")],
                           capture_output=True, text=True)
     assert proc.returncode == 2

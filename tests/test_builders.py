@@ -9,11 +9,11 @@ from pathlib import Path
 
 import tensorflow_datasets as tfds
 
+from factory import REPO
 import dropj_datasets
-from dropj.converters import to_legacy
+from dropj.converters import verify
 from dropj_datasets import schema
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _builder_case(builder: type, configs: list[str], examples: int) -> type:
@@ -48,7 +48,7 @@ def test_tfds_build_cli_then_load_and_verify(tmp_path):
                    cwd=REPO, check=True, capture_output=True)
     ds = tfds.load("dropj_carracing", data_dir=str(tmp_path), split="train")  # default config: real
     assert len(list(ds)) == 3
-    proc = subprocess.run([sys.executable, "-m", "dropj.converters.cli", "verify", "dropj_carracing/real",
+    proc = subprocess.run([sys.executable, "-m", "dropj_datasets.cli", "verify", "dropj_carracing/real",
                            "--data_dir", str(tmp_path), "--manual_dir", str(manual)],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
@@ -61,7 +61,7 @@ def test_every_sample_config_verifies_exactly(tmp_path):
         for config, spec in configs.items():
             builder = tfds.builder(f"{dataset}/{config}", data_dir=str(tmp_path))
             builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
-            reports = to_legacy.verify(f"{dataset}/{config}", manual, data_dir=str(tmp_path), log=lambda s: None)
+            reports = verify.verify(f"{dataset}/{config}", manual, data_dir=str(tmp_path), log=lambda s: None)
             if isinstance(spec, schema.FeedbackSpec):
                 expected = {spec.responses_file}
             elif isinstance(spec, schema.QuerySpec):

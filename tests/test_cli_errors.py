@@ -13,7 +13,7 @@ import tensorflow_datasets as tfds
 import torch
 
 import dropj_datasets  # noqa: F401
-import legacy_factory
+from factory import legacy as legacy_factory
 from dropj_datasets import schema
 
 REAL = schema.spec_for("dropj_carracing", "real")
@@ -21,7 +21,7 @@ ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", NO_GCE_CHECK="true")
 
 
 def dropj(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dropj.converters.cli", *map(str, args)], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "dropj_datasets.cli", *map(str, args)], capture_output=True,
                           text=True, env=ENV, timeout=600)
 
 

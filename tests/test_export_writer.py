@@ -11,7 +11,7 @@ import pytest
 
 from dropj.converters import legacy_pickle
 from dropj.converters.episodes import compare
-from dropj.converters.to_legacy import ListPickleWriter
+from dropj.converters.export import ListPickleWriter
 
 
 @pytest.mark.parametrize("protocol", [2, 3, 4, 5])

@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 import collections
-import os
 import pickle
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+import factory
 import tensorflow_datasets as tfds
 
 import dropj_datasets
-import legacy_factory
+from factory import legacy as legacy_factory
 from dropj.converters import episodes as episodes_lib
-from dropj.converters import to_legacy
+from dropj.converters import export, verify
 from dropj.converters.feedback import LabelWeights, UnlabelableAnswer, label_for
 from dropj_datasets import schema
 from dropj_datasets.schema import DataError
 
-REAL_DATA = os.environ.get("DROPJ_REAL_DATA")
 CR = "dropj_carracing"
 PREFER, LEFT_SAFE, RIGHT_SAFE = schema.Q_PREFER, schema.Q_LEFT_SAFE, schema.Q_RIGHT_SAFE
 
@@ -95,9 +95,7 @@ def _write(manual: Path, queries, responses, responses_name="responses_user27_s2
 def _build(config, manual, data_dir, **kwargs):
     if kwargs:
         config = dropj_datasets.builder.PreferenceConfig(name=config + "_custom", preset=config, **kwargs)
-    builder = tfds.builder(CR, config=config, data_dir=str(data_dir))
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
-    return builder
+    return factory.build(CR if kwargs else f"{CR}/{config}", manual, data_dir, config if kwargs else None)
 
 
 def test_preference_examples_keep_the_response_exactly(tmp_path):
@@ -116,7 +114,7 @@ def test_preference_examples_keep_the_response_exactly(tmp_path):
     assert skipped["response"]["skipped"] and not skipped["has_label"] and np.isnan(skipped["label"])
     assert examples[3]["preference"] == b"Left" and examples[3]["label"] == 0.75
 
-    [report] = to_legacy.verify(f"{CR}/preferences_dropj", tmp_path / "m", data_dir=str(tmp_path / "d"),
+    [report] = verify.verify(f"{CR}/preferences_dropj", tmp_path / "m", data_dir=str(tmp_path / "d"),
                                 log=lambda s: None)
     assert report.ok and report.episodes == 6
 
@@ -128,7 +126,7 @@ def test_label_weights_are_config_parameters_recorded_with_the_data(tmp_path):
     assert labels == [0.9, pytest.approx(0.1), 0.5, 0.6]
     assert builder.info.metadata["label_weights"]["w_def"] == 0.6
     # A custom-named config is exported and verified from its directory.
-    [report] = to_legacy.verify(str(builder.data_dir), tmp_path / "m", log=lambda s: None)
+    [report] = verify.verify(str(builder.data_dir), tmp_path / "m", log=lambda s: None)
     assert report.ok and report.episodes == 4
 
 
@@ -173,7 +171,7 @@ def test_obstacle_answers_without_seconds_round_trip(tmp_path):
     [first, _] = list(tfds.as_numpy(builder.as_dataset(split="train")))
     assert first["justification"] == b"Grass" and first["label"] == 0.0  # Right with w_Grass = 1.0
     assert np.isnan(first["response"]["answers"]["seconds"]).all()
-    [path] = to_legacy.export("dropj_obst_carracing/chuckc_preferences", tmp_path / "out",
+    [path] = export.export("dropj_obst_carracing/chuckc_preferences", tmp_path / "out",
                               data_dir=str(tmp_path / "d"), log=lambda s: None)
     assert episodes_lib.compare(responses, pickle.loads(path.read_bytes())) == []
 
@@ -188,20 +186,18 @@ REAL_COUNTS = {  # DATA_FORMATS.md 5.3, the authors' sampling_gui on all 600 ent
 
 
 @pytest.fixture(scope="module")
-def real_manual(tmp_path_factory):
-    if not REAL_DATA:
-        pytest.skip("DROPJ_REAL_DATA is not set (.ci/run sets it)")
+def real_manual(tmp_path_factory, real_data):
     manual = tmp_path_factory.mktemp("real")
     legacy_factory.write_pickle(manual / "queries_s20" / "data.pkl", _queries(600), 4)  # generated for the 600 ids
     (manual / "responses_s20").mkdir()
     for config in REAL_COUNTS:
         name = schema.spec_for(CR, config).responses_file
-        shutil.copy(Path(REAL_DATA) / "carracing" / "responses_s20" / name, manual / "responses_s20" / name)
+        shutil.copy(real_data / "carracing" / "responses_s20" / name, manual / "responses_s20" / name)
     return manual
 
 
 @pytest.mark.parametrize("config", sorted(REAL_COUNTS))
-def test_real_responses_give_the_papers_label_counts_and_round_trip(real_manual, tmp_path, config):
+def test_real_responses_give_the_papers_label_counts_and_round_trip(real_manual, real_data, tmp_path, config):
     builder = _build(config, real_manual, tmp_path / "d")
     counts = collections.Counter(float(e["label"]) for e in tfds.as_numpy(builder.as_dataset(split="train"))
                                  if e["has_label"])
@@ -209,9 +205,9 @@ def test_real_responses_give_the_papers_label_counts_and_round_trip(real_manual,
     assert builder.info.splits["train"].num_examples == 600  # skipped queries are kept, flagged
 
     spec = schema.spec_for(CR, config)
-    [path] = to_legacy.export(f"{CR}/{config}", tmp_path / "out", data_dir=str(tmp_path / "d"), log=lambda s: None)
-    real = pickle.loads((Path(REAL_DATA) / "carracing" / "responses_s20" / spec.responses_file).read_bytes())
+    [path] = export.export(f"{CR}/{config}", tmp_path / "out", data_dir=str(tmp_path / "d"), log=lambda s: None)
+    real = pickle.loads((real_data / "carracing" / "responses_s20" / spec.responses_file).read_bytes())
     assert episodes_lib.compare(real, pickle.loads(path.read_bytes())) == []
     assert path.read_bytes()[1] == 4
-    [report] = to_legacy.verify(f"{CR}/{config}", real_manual, data_dir=str(tmp_path / "d"), log=lambda s: None)
+    [report] = verify.verify(f"{CR}/{config}", real_manual, data_dir=str(tmp_path / "d"), log=lambda s: None)
     assert report.ok and report.episodes == 600

@@ -29,7 +29,9 @@ from typing import Any, Callable
 import numpy as np
 import pytest
 
-import legacy_factory
+import factory
+
+from factory import legacy as legacy_factory
 from dropj.converters import legacy_pickle
 from dropj.converters.legacy_pickle import UnsafePickleError
 from dropj_datasets.schema import DataError
@@ -362,8 +364,8 @@ def test_iter_list_random_structures_never_silently_wrong():
 # --------------------------------------------------------------------------------------------------
 
 def _real_data_dir() -> pathlib.Path:
-    root = os.environ.get("DROPJ_REAL_DATA")
-    if not root:
+    root = factory.real_data()
+    if root is None:
         pytest.skip("DROPJ_REAL_DATA is not set (point it at a folder holding carracing/default_init_obs.pkl, "
                     "carracing/default_init_obses_ep600enc_15.pkl and carracing/responses_s20/*.pkl)")
     path = pathlib.Path(root)

@@ -8,7 +8,6 @@ import functools
 import hashlib
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,14 +15,14 @@ import tensorflow as tf
 import tensorflow_datasets as tfds
 import torch
 
+from factory import REPO, dummy_data
 import dropj_datasets  # noqa: F401  (registers the builders)
 from dropj.converters import legacy_pickle, sources
 from dropj.loaders import TorchIterable, preference_pairs, vae_frames, world_model_windows
 from dropj.loaders import rlds_loaders
 from dropj_datasets import schema
 
-REPO = Path(__file__).resolve().parents[1]
-MANUAL = REPO / "dropj_datasets" / "dropj_carracing" / "dummy_data"
+MANUAL = dummy_data("dropj_carracing")
 CONFIGS = ("real", "dream", "preferences_dropj")
 
 

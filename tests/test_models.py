@@ -106,11 +106,11 @@ def test_configs_validate_in_post_init():
         PreferenceRewardEnsemble(input_dim=-1)
     with pytest.raises(ValueError, match="dropout must be None or in"):
         SparseRewardEnsemble(dropout=1.5)
-    env = schema.EnvSpec("other", (96, 96, 3), 32, 256, (), "")
+    env = schema.EnvSpec("other", (96, 96, 3), 32, 256, (), "", "Other-v0", "", 5)
     with pytest.raises(ValueError, match=r"no VAE architecture for frame shape \(96, 96, 3\)"):
         ConvVAE.for_env(env)
-    with pytest.raises(ValueError, match="unknown env 'other'"):
-        MDNRNN.for_env(env)
+    with pytest.raises(ValueError, match="unknown environment 'other'; known: carracing, chuckc, chuckccar"):
+        MDNRNN.for_env("other")
 
 
 @pytest.mark.parametrize("env, k, w_ih, w_hh, out_w, total", [

@@ -9,23 +9,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+import factory
 import tensorflow_datasets as tfds
 
+from factory import REPO
 import dropj_datasets  # noqa: F401
-import legacy_factory
+from factory import legacy as legacy_factory
 from dropj.converters import episodes as episodes_lib
-from dropj.converters import to_legacy
+from dropj.converters import export, verify
 from dropj_datasets import schema
 from dropj_datasets.schema import DataError
 
-REPO = Path(__file__).resolve().parents[1]
 CR = "dropj_carracing"
 
 
 def _build(config, manual, data_dir):
-    builder = tfds.builder(f"{CR}/{config}", data_dir=str(data_dir))
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
-    return builder
+    return factory.build(f"{CR}/{config}", manual, data_dir)
 
 
 def _queries_source(manual: Path, n: int = 4, videos: bool = True) -> tuple[dict, dict]:
@@ -49,10 +49,10 @@ def test_queries_keep_segments_and_video_bytes_exactly(tmp_path):
     left = np.stack([step["observation"] for step in first["left"]])
     np.testing.assert_array_equal(left, data["2.mp4"]["segment1"][:, :544])
 
-    reports = to_legacy.verify(f"{CR}/queries", tmp_path / "m", data_dir=str(tmp_path / "d"), log=lambda s: None)
+    reports = verify.verify(f"{CR}/queries", tmp_path / "m", data_dir=str(tmp_path / "d"), log=lambda s: None)
     assert [(r.name, r.episodes, r.ok) for r in reports] == [("queries_s20/data.pkl", 1, True),
                                                              ("queries_s20/*.mp4", 4, True)]
-    written = to_legacy.export(f"{CR}/queries", tmp_path / "out", data_dir=str(tmp_path / "d"), log=lambda s: None)
+    written = export.export(f"{CR}/queries", tmp_path / "out", data_dir=str(tmp_path / "d"), log=lambda s: None)
     exported = pickle.loads((tmp_path / "out" / "queries_s20" / "data.pkl").read_bytes())
     assert episodes_lib.compare(data, exported) == [] and list(exported) == list(data)
     assert {p.name: p.read_bytes() for p in written if p.suffix == ".mp4"} == mp4s
@@ -69,11 +69,11 @@ def test_sample_sketches_round_trip_with_their_time_files(tmp_path, config):
     spec = schema.spec_for(CR, config)
     manual = REPO / "dropj_datasets" / CR / "dummy_data"
     builder = _build(config, manual, tmp_path / "d")
-    reports = to_legacy.verify(f"{CR}/{config}", manual, data_dir=str(tmp_path / "d"), log=lambda s: None)
+    reports = verify.verify(f"{CR}/{config}", manual, data_dir=str(tmp_path / "d"), log=lambda s: None)
     assert [r.name for r in reports] == [spec.sketches_file, spec.times_file]
     assert all(r.ok for r in reports), [r.mismatches for r in reports]
 
-    out = {p.name: p for p in to_legacy.export(f"{CR}/{config}", tmp_path / "out", data_dir=str(tmp_path / "d"),
+    out = {p.name: p for p in export.export(f"{CR}/{config}", tmp_path / "out", data_dir=str(tmp_path / "d"),
                                                  log=lambda s: None)}
     sketches = pickle.loads(out[spec.sketches_file].read_bytes())
     first = sketches[0][0]

@@ -4,15 +4,15 @@ and shipped beside every data.pkl of the sample."""
 from __future__ import annotations
 
 import zipfile
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from dropj.converters import legacy_pickle, query_video
+from factory import REPO
+from dropj.converters import legacy_pickle
+from factory import query_video
 from dropj.loaders import video
 
-REPO = Path(__file__).resolve().parents[1]
 # (dummy_data zip, query folder, n_z, queries) of the sample
 SAMPLE_QUERIES = (
     ("dropj_carracing/dummy_data/feedback/queries_s20.zip", "queries_s20", 32, 10),

@@ -4,19 +4,20 @@ reference outputs."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+import factory
 import torch
 
 from dropj.converters import legacy_pickle
 from dropj.models import PreferenceRewardEnsemble, load_preference_members, save_preference_members
 
-REAL_DATA = os.environ.get("DROPJ_REAL_DATA")
+REAL_DATA = factory.real_data()
 pytestmark = pytest.mark.skipif(
-    not REAL_DATA,
+    REAL_DATA is None,
     reason="DROPJ_REAL_DATA is not set (point it at the real release files, e.g. /work/shared/real-data)")
 
 NOTES = [f"GUI_s20_{variant}_resp{resp}" for variant in ("just", "nojusteq", "nojustnoeq") for resp in (400, 500)]

@@ -3,23 +3,24 @@ copied into the repo) through the reader, the dream builder and verify."""
 
 from __future__ import annotations
 
-import os
 import pickle
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+
+import factory
 import tensorflow_datasets as tfds
 
 import dropj_datasets  # noqa: F401
-import legacy_factory
+from factory import legacy as legacy_factory
 from dropj.converters import episodes as episodes_lib
-from dropj.converters import legacy_pickle, to_legacy
+from dropj.converters import export, legacy_pickle, verify
 from dropj_datasets import schema
 
-REAL_DATA = os.environ.get("DROPJ_REAL_DATA")
-pytestmark = pytest.mark.skipif(not REAL_DATA, reason="DROPJ_REAL_DATA is not set (.ci/run sets it)")
+REAL_DATA = factory.real_data()
+pytestmark = pytest.mark.skipif(REAL_DATA is None, reason="DROPJ_REAL_DATA is not set (.ci/run sets it)")
 DREAM = schema.spec_for("dropj_carracing", "dream")
 
 
@@ -60,11 +61,11 @@ def test_dream_build_keeps_the_real_initial_state_as_provenance(tmp_path):
         assert meta["initial_state_file"] == b"default_init_obs.pkl" and meta["initial_state_index"] == 0
         np.testing.assert_array_equal(meta["initial_state"], state)
 
-    reports = to_legacy.verify("dropj_carracing/dream", manual, data_dir=str(tmp_path / "d"), log=lambda s: None)
+    reports = verify.verify("dropj_carracing/dream", manual, data_dir=str(tmp_path / "d"), log=lambda s: None)
     assert {r.name for r in reports} == {DREAM.sources.episodes, DREAM.sources.scaled, "default_init_obs.pkl"}
     assert all(r.ok for r in reports), [r.mismatches for r in reports]
 
-    out = to_legacy.export("dropj_carracing/dream", tmp_path / "out", data_dir=str(tmp_path / "d"), log=lambda s: None)
+    out = export.export("dropj_carracing/dream", tmp_path / "out", data_dir=str(tmp_path / "d"), log=lambda s: None)
     exported = {p.name: p for p in out}
     again = pickle.loads(exported["default_init_obs.pkl"].read_bytes())
     assert episodes_lib.compare(state, again) == []

@@ -18,7 +18,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 import dropj_datasets.envs  # noqa: F401
-from dropj.converters import legacy_pickle, record, recording_store, to_legacy
+from dropj.converters import export, legacy_pickle, record, recording_store, recording_writer
 from dropj.loaders import rlds_loaders
 from dropj_datasets import builder as builder_lib
 from dropj_datasets import schema
@@ -153,7 +153,7 @@ def test_a_seed_rebuilds_the_episode(recorded):
 def test_export_gives_dataset_r_structure_and_types(recorded, tmp_path):
     data_dir, seen = recorded
     directory = record.recording_dir(data_dir, "carracing")
-    [path] = to_legacy.export(str(directory), tmp_path, log=lambda line: None)
+    [path] = export.export(str(directory), tmp_path, log=lambda line: None)
     assert path.name == "raw_user_rollouts_res84_ep3.pkl"
     assert path.read_bytes()[:2] == pickle.PROTO + bytes([schema.RECORDED_PICKLE_PROTOCOL])
     with open(path, "rb") as f:
@@ -214,10 +214,10 @@ def test_refuses_a_directory_holding_something_else(tmp_path):
     directory.mkdir(parents=True)
     (directory / "dataset_info.json").write_text(json.dumps({"name": "dropj_carracing", "configName": "real"}))
     with pytest.raises(record.RecordingError, match="holds dropj_carracing/real"):
-        record.RecordingWriter(tmp_path, "carracing")
+        recording_writer.RecordingWriter(tmp_path, "carracing")
     (directory / "dataset_info.json").write_text("{not json")
     with pytest.raises(record.RecordingError, match="not readable JSON"):
-        record.RecordingWriter(tmp_path, "carracing")
+        recording_writer.RecordingWriter(tmp_path, "carracing")
 
 
 _KILL_SCRIPT = """

@@ -21,7 +21,7 @@ from typing import Iterator, Optional
 import numpy as np
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+
 DROPJ = Path(sys.executable).parent / "dropj"
 X11_SOCKETS = Path("/tmp/.X11-unix")
 SCREEN = "1280x1024x24"

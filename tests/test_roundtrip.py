@@ -7,20 +7,20 @@ import pickle
 
 import numpy as np
 import pytest
+
+import factory
 import rlds
 import tensorflow_datasets as tfds
 
 import dropj_datasets  # noqa: F401
-import legacy_factory
+from factory import legacy as legacy_factory
 from dropj.converters import episodes as episodes_lib
-from dropj.converters import to_legacy
+from dropj.converters import export, verify
 from dropj_datasets import schema
 
 
 def build(dataset: str, config: str, manual_dir, data_dir):
-    builder = tfds.builder(f"{dataset}/{config}", data_dir=str(data_dir))
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(manual_dir)))
-    return builder
+    return factory.build(f"{dataset}/{config}", manual_dir, data_dir)
 
 
 def load_steps(builder) -> list[dict]:
@@ -43,12 +43,12 @@ def test_real_round_trip_is_exact(tmp_path, dataset, config, protocol, in_zip):
     source = legacy_factory.make_real_source(manual, spec, lengths=(6, 3, 1, 4), protocol=protocol, in_zip=in_zip)
     build(dataset, config, manual, tmp_path / "data")
 
-    reports = to_legacy.verify(f"{dataset}/{config}", manual, data_dir=str(tmp_path / "data"), log=lambda s: None)
+    reports = verify.verify(f"{dataset}/{config}", manual, data_dir=str(tmp_path / "data"), log=lambda s: None)
     assert [r.name for r in reports] == [spec.sources.episodes]
     assert reports[0].ok, reports[0].mismatches
     assert reports[0].episodes == len(source)
 
-    [path] = to_legacy.export(f"{dataset}/{config}", tmp_path / "out", data_dir=str(tmp_path / "data"),
+    [path] = export.export(f"{dataset}/{config}", tmp_path / "out", data_dir=str(tmp_path / "data"),
                               log=lambda s: None)
     with open(path, "rb") as f:
         exported = pickle.load(f)
@@ -108,7 +108,7 @@ def test_dream_round_trip_keeps_both_action_files_and_step0_float64(tmp_path, da
     made = legacy_factory.make_dream_source(manual, spec, lengths=(4, 3, 2), n_states=2)
     builder = build(dataset, config, manual, tmp_path / "d")
 
-    reports = to_legacy.verify(f"{dataset}/{config}", manual, data_dir=str(tmp_path / "d"), log=lambda s: None)
+    reports = verify.verify(f"{dataset}/{config}", manual, data_dir=str(tmp_path / "d"), log=lambda s: None)
     names = {r.name for r in reports}
     assert {spec.sources.episodes, spec.sources.scaled} <= names
     assert set(spec.sources.initial_states) <= names  # provenance files round-trip too
@@ -130,7 +130,7 @@ def test_dream_round_trip_keeps_both_action_files_and_step0_float64(tmp_path, da
         else:
             assert meta["initial_state_index"] == (0 if i % 2 == 0 else -1)
 
-    out = to_legacy.export(f"{dataset}/{config}", tmp_path / "out", data_dir=str(tmp_path / "d"), log=lambda s: None)
+    out = export.export(f"{dataset}/{config}", tmp_path / "out", data_dir=str(tmp_path / "d"), log=lambda s: None)
     exported = {p.name: pickle.loads(p.read_bytes()) for p in out}
     assert episodes_lib.compare(made["plain"], exported[spec.sources.episodes]) == []
     assert episodes_lib.compare(made["scaled"], exported[spec.sources.scaled]) == []
@@ -147,7 +147,7 @@ def test_dream_with_only_the_scaled_file(tmp_path):
     assert np.isnan(ep["steps"]["action"]).all()
     np.testing.assert_array_equal(ep["steps"]["action_scaled"][:-1], np.stack([t[1] for t in made["scaled"][0]]))
     assert ep["episode_metadata"]["initial_state_index"] == -1
-    reports = to_legacy.verify("dropj_carracing/dream", manual, data_dir=str(tmp_path / "d"), log=lambda s: None)
+    reports = verify.verify("dropj_carracing/dream", manual, data_dir=str(tmp_path / "d"), log=lambda s: None)
     assert [r.name for r in reports] == [spec.sources.scaled] and reports[0].ok
 
 
@@ -160,7 +160,7 @@ def test_verify_reports_a_changed_source(tmp_path):
     source[1][2] = (source[1][2][0], source[1][2][1] + np.array([0, 0, 1e-12]), *source[1][2][2:])
     source[0][0] = (*source[0][0][:4], 0, source[0][0][5])
     legacy_factory.write_pickle(manual / "nested" / spec.sources.episodes, source, 5)
-    [report] = to_legacy.verify("dropj_carracing/real", manual, data_dir=str(tmp_path / "d"), log=lambda s: None)
+    [report] = verify.verify("dropj_carracing/real", manual, data_dir=str(tmp_path / "d"), log=lambda s: None)
     assert not report.ok
     text = "\n".join(report.mismatches)
     assert "episode 1[2][1]: values differ" in text

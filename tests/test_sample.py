@@ -8,10 +8,11 @@ from pathlib import Path
 
 import numpy as np
 
-from dropj.converters import legacy_pickle, make_sample, sources
+from factory import REPO
+from dropj.converters import legacy_pickle, sources
+from factory import sample as make_sample
 from dropj_datasets import schema
 
-REPO = Path(__file__).resolve().parents[1]
 
 
 def _committed(dataset: str) -> Path:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -12,11 +11,11 @@ import pytest
 import rlds
 import tensorflow_datasets as tfds
 
+from factory import REPO
 import dropj_datasets
 from dropj_datasets import builder as builder_lib
 from dropj_datasets import schema
 
-REPO = Path(__file__).resolve().parents[1]
 ALL_CONFIGS = [(d, c) for d, cs in schema.DATASETS.items() for c in cs]
 
 
@@ -50,18 +49,10 @@ def _leaves(feature, prefix=""):
 def test_builder_features_are_exactly_the_schema_fields(dataset, config, tmp_path):
     spec = schema.spec_for(dataset, config)
     info = tfds.builder(f"{dataset}/{config}", data_dir=str(tmp_path)).info
-    if hasattr(spec, "example_fields"):  # preferences and queries: flat examples
-        fields = spec.example_fields()
-        features = dict(_leaves(info.features))
-        per_item = {schema.LEFT, schema.RIGHT, schema.ANSWERS}  # sequences: the schema adds the length
-    else:
-        fields = spec.step_fields() + spec.metadata_fields()
-        features = {f"{schema.STEPS}/{k}": v for k, v in _leaves(info.features[schema.STEPS])}
-        features.update({f"{schema.EPISODE_METADATA}/{k}": v
-                         for k, v in _leaves(info.features[schema.EPISODE_METADATA])})
-        fields = tuple(dataclasses.replace(f, name=f"{schema.STEPS}/{f.name}") for f in spec.step_fields()) + \
-            tuple(dataclasses.replace(f, name=f"{schema.EPISODE_METADATA}/{f.name}") for f in spec.metadata_fields())
-        per_item = set()
+    fields = spec.fields()  # every kind: full '/'-paths
+    features = dict(_leaves(info.features))
+    # groups whose fields the schema declares with the sequence length first (an RLDS step's are per step)
+    per_item = {group for group, _ in schema.KINDS[spec.kind].sequences} - {schema.STEPS}
     assert sorted(features) == sorted(f.name for f in fields)
     for field in fields:
         feature = features[field.name]

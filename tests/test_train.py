@@ -13,14 +13,14 @@ import tensorflow_datasets as tfds
 import torch
 from PIL import Image
 
+from factory import dummy_data
 import dropj_datasets  # noqa: F401  (registers the builders)
 from dropj.loaders import training_data
 from dropj.models import ConvVAE, MDNRNN, PreferenceRewardEnsemble, read_checkpoint
 from dropj.models import train as loop
 from dropj_datasets import schema
 
-REPO = Path(__file__).resolve().parents[1]
-MANUAL = REPO / "dropj_datasets" / "dropj_carracing" / "dummy_data"
+MANUAL = dummy_data("dropj_carracing")
 
 
 @pytest.fixture(scope="session")

@@ -16,12 +16,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 
+import factory
+
+from factory import REPO
 import dropj_datasets  # noqa: F401
 import fuzzing
-import legacy_factory
-from dropj.converters import durable, to_legacy, to_rlds
+from factory import legacy as legacy_factory
+from dropj.converters import durable, export, kinds, verify
 from dropj_datasets import builder as builder_lib
 from dropj_datasets import schema
 from dropj_datasets.schema import DataError
@@ -29,18 +31,15 @@ from dropj_datasets.schema import DataError
 REAL = schema.spec_for("dropj_carracing", "real")
 DREAM = schema.spec_for("dropj_carracing", "dream")
 FORGED = dict(fuzzing.attacks())["forged-object-dtype"]
-REPO = Path(__file__).resolve().parents[1]
 ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", NO_GCE_CHECK="true")
 
 
 def _build(manual, data_dir, config="real", dataset="dropj_carracing"):
-    builder = tfds.builder(f"{dataset}/{config}", data_dir=str(data_dir))
-    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
-    return builder
+    return factory.build(f"{dataset}/{config}", manual, data_dir)
 
 
 def _dropj(*args, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dropj.converters.cli", *map(str, args)], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "dropj_datasets.cli", *map(str, args)], capture_output=True,
                           text=True, env=ENV, cwd=cwd, timeout=300)
 
 
@@ -84,8 +83,8 @@ def test_tfds_build_and_dropj_verify_of_a_forged_file_exit_with_one_line(tmp_pat
 def test_the_reader_process_dies_with_its_build():
     """After a SIGKILL of the build, its reader process kept spinning at 100 % in a 2**100 hash."""
     code = ("import os, sys, time, multiprocessing\n"
-            "from dropj.converters import to_rlds\n"
-            "def spin(parent):\n    to_rlds._die_with_parent(parent)\n    while True: pass\n"
+            "from dropj.converters import rollouts\n"
+            "def spin(parent):\n    rollouts._die_with_parent(parent)\n    while True: pass\n"
             "p = multiprocessing.get_context('fork').Process(target=spin, args=(os.getpid(),))\n"
             "p.start(); print(p.pid, flush=True); time.sleep(600)\n")
     parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=ENV)
@@ -163,7 +162,7 @@ def test_an_all_nan_action_episode_builds_and_exports_bit_for_bit(tmp_path):
     episode = [step[:1] + (np.full(3, np.nan),) + step[2:] for step in episode]
     legacy_factory.write_pickle(manual / REAL.sources.episodes, [episode, _real(2, 1)], 5)
     _build(manual, tmp_path / "d")
-    [path] = to_legacy.export("dropj_carracing/real", tmp_path / "out", data_dir=str(tmp_path / "d"),
+    [path] = export.export("dropj_carracing/real", tmp_path / "out", data_dir=str(tmp_path / "d"),
                               log=lambda s: None)
     from dropj.converters.episodes import compare
 
@@ -179,7 +178,7 @@ def test_a_nan_latent_present_in_both_dream_files_is_the_same_value(tmp_path):
         legacy_factory.write_pickle(manual / (DREAM.sources.episodes if key == "plain" else DREAM.sources.scaled),
                                     made[key], 4)
     _build(manual, tmp_path / "d", "dream")
-    [report, *_] = to_legacy.verify("dropj_carracing/dream", manual, data_dir=str(tmp_path / "d"), log=lambda s: None)
+    [report, *_] = verify.verify("dropj_carracing/dream", manual, data_dir=str(tmp_path / "d"), log=lambda s: None)
     assert report.ok, report.mismatches
 
 
@@ -191,7 +190,7 @@ def test_an_empty_release_list_is_named(tmp_path):
 
 def test_the_episode_index_cap_names_the_file():
     with pytest.raises(DataError, match=r"raw.pkl: item 16384 is beyond the 16,384 items one file may hold"):
-        to_rlds.example_key(16384, "raw.pkl")
+        kinds.example_key(16384, "raw.pkl")
 
 
 # --- built datasets are input too -----------------------------------------------------------------------------
@@ -225,7 +224,7 @@ def test_export_takes_file_names_from_metadata_only_if_they_are_the_schemas(buil
     _edit_metadata(shared, lambda m: m["initial_state_files"].update(
         {name: m["initial_state_files"].pop("default_init_obs.pkl")}))
     with pytest.raises(DataError, match="is not one of this config's release files"):
-        to_legacy.export(str(shared), tmp_path / "out", log=lambda s: None)
+        export.export(str(shared), tmp_path / "out", log=lambda s: None)
     assert not Path("/tmp/dropj-escape-test.pkl").exists() and not (tmp_path / "escape.pkl").exists()
     assert not list((tmp_path / "out").rglob("*.pkl"))
 
@@ -250,19 +249,19 @@ def test_export_never_follows_a_planted_partial_and_never_replaces_without_force
     for name in (DREAM.sources.episodes, "default_init_obs.pkl"):  # the old writer followed NAME.partial
         (out / f"{name}.partial").symlink_to(victim)
         (out / f".{name}.x{durable.PARTIAL_SUFFIX}").symlink_to(victim)
-    written = to_legacy.export(str(built), out, log=lambda s: None)
+    written = export.export(str(built), out, log=lambda s: None)
     assert victim.read_text() == "precious"
     assert {p.name for p in written} == {DREAM.sources.episodes, DREAM.sources.scaled, "default_init_obs.pkl"}
     before = {p: p.stat().st_mtime_ns for p in written}
     with pytest.raises(DataError, match="already exist; pass --force to replace them"):
-        to_legacy.export(str(built), out, log=lambda s: None)
+        export.export(str(built), out, log=lambda s: None)
     assert {p: p.stat().st_mtime_ns for p in written} == before
-    to_legacy.export(str(built), out, force=True, log=lambda s: None)
+    export.export(str(built), out, force=True, log=lambda s: None)
 
 
 def test_a_multi_file_export_writes_its_manifest_last(built, tmp_path):
     out = tmp_path / "out"
-    written = to_legacy.export(str(built), out, log=lambda s: None)
+    written = export.export(str(built), out, log=lambda s: None)
     [manifest] = out.glob("MANIFEST-*.json")
     body = json.loads(manifest.read_text())
     assert body["complete"] and {f["name"] for f in body["files"]} == {p.name for p in written}
@@ -277,7 +276,7 @@ _FULL_DISK = """
 import resource, signal, sys
 signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
 resource.setrlimit(resource.RLIMIT_FSIZE, (20000, 20000))
-from dropj.converters import cli
+from dropj_datasets import cli
 sys.exit(cli.main(["export", sys.argv[1], "--out", sys.argv[2]]))
 """
 
@@ -304,7 +303,7 @@ def test_features_json_naming_another_class_is_refused_before_tfds_imports_it(bu
     text = (shared / "features.json").read_text()
     (shared / "features.json").write_text(text.replace(
         "tensorflow_datasets.core.features.tensor_feature.Tensor", "evilfeature.Tensor", 1))
-    done = subprocess.run([sys.executable, "-m", "dropj.converters.cli", "export", str(shared), "--out",
+    done = subprocess.run([sys.executable, "-m", "dropj_datasets.cli", "export", str(shared), "--out",
                            str(tmp_path / "out")], capture_output=True, text=True, timeout=300,
                           env=dict(ENV, PYTHONPATH=str(plugin)))
     assert done.returncode == 2 and "features.json: does not match the features of dropj_carracing/dream" in done.stderr
@@ -317,7 +316,7 @@ def test_a_shard_template_pointing_elsewhere_is_refused(built, tmp_path):
     info["splits"][0]["filepathTemplate"] = "../../../dev/{SHARD_INDEX}"
     (shared / "dataset_info.json").write_text(json.dumps(info))
     with pytest.raises(DataError, match="shard file template"):
-        to_legacy.export(str(shared), tmp_path / "out", log=lambda s: None)
+        export.export(str(shared), tmp_path / "out", log=lambda s: None)
 
 
 def test_a_corrupt_shard_gets_one_error_naming_the_file(built, tmp_path):
@@ -327,7 +326,7 @@ def test_a_corrupt_shard_gets_one_error_naming_the_file(built, tmp_path):
     data[len(data) // 2] ^= 0xFF
     shard.write_bytes(bytes(data))
     with pytest.raises(DataError) as info:
-        to_legacy.export(str(shared), tmp_path / "out", log=lambda s: None)
+        export.export(str(shared), tmp_path / "out", log=lambda s: None)
     assert str(info.value).startswith(f"{shard}: damaged shard")
 
 

@@ -85,7 +85,7 @@ def test_an_append_refuses_a_list_that_disagrees_with_the_shards_and_repair_fixe
         _open(tmp_path)
     assert "dropj repair-recording" in str(err.value)
     assert {p.name: p.read_bytes() for p in directory.glob("*.tfrecord-*")} == shards  # nothing overwritten
-    done = subprocess.run([sys.executable, "-m", "dropj.converters.cli", "repair-recording", str(directory)],
+    done = subprocess.run([sys.executable, "-m", "dropj_datasets.cli", "repair-recording", str(directory)],
                           capture_output=True, text=True, env=ENV, timeout=300)
     assert done.returncode == 0 and "3 episodes listed" in done.stdout, done.stderr
     rec = _open(tmp_path, seeds=iter([77]))
@@ -154,7 +154,7 @@ def test_a_kill_during_a_shard_write_leaves_a_visible_partial_file_that_the_next
 def test_no_display_is_a_clear_error_before_anything_starts(tmp_path):
     """With no display, pygame silently used SDL's offscreen driver and 'recorded' an idle car."""
     env = {k: v for k, v in ENV.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER")}
-    done = subprocess.run([sys.executable, "-m", "dropj.converters.cli", "record", "--out", str(tmp_path / "rec"),
+    done = subprocess.run([sys.executable, "-m", "dropj_datasets.cli", "record", "--out", str(tmp_path / "rec"),
                            "--user", "u", "--episodes", "1"], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 2
     [line] = done.stderr.strip().splitlines()

@@ -17,13 +17,7 @@ from __future__ import annotations
 import gymnasium
 
 from dropj_datasets.envs.car_racing import MAX_EPISODE_STEPS
-
-CARRACING_ID = "DropjCarRacing-v0"
-OBST_CARRACING_ID = "DropjObstCarRacing-v0"
-
-# environment id + mode -> the schema's EnvSpec name (the release's config prefix)
-ENV_NAMES = {(CARRACING_ID, None): "carracing", (OBST_CARRACING_ID, "chuckc"): "chuckc",
-             (OBST_CARRACING_ID, "chuckccar"): "chuckccar"}
+from dropj_datasets.schema import CARRACING_ID, OBST_CARRACING_ID  # each env's identity: schema.ENVS
 
 
 def _register() -> None:

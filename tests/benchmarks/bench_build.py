@@ -63,6 +63,7 @@ from typing import Any, BinaryIO, Optional
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(REPO / "tests"))  # the fixture factory (tests/factory)
 DOCS = REPO / "docs" / "benchmarks.md"
 DOCS_TITLE = "# Benchmarks"
 DOCS_INTRO = "Measured speed, memory and output size of the suite's builds, each next to a plain reference."
@@ -149,7 +150,7 @@ def drive(car_racing: Any, step: int) -> np.ndarray:
     `VEER_EVERY` steps it holds full right steer for `VEER_STEPS` steps, which
     sometimes takes the car onto the grass ('crash' steps, reward -1).
     """
-    from dropj.converters import make_sample
+    from factory import sample as make_sample
 
     veer = step % VEER_EVERY >= VEER_EVERY - VEER_STEPS
     action = make_sample.keyboard_action(car_racing, veer)
@@ -170,7 +171,7 @@ def render_pool() -> np.ndarray:
     Uses the embedded sample's env, off-road test, reward rule and frame
     processing (`dropj.converters.make_sample`).
     """
-    from dropj.converters import make_sample
+    from factory import sample as make_sample
 
     rows = []
     for seed in POOL_SEEDS:
@@ -482,7 +483,8 @@ def measure_stages(args: Args) -> dict:
     """
     from tensorflow_datasets.core import example_serializer
 
-    from dropj.converters import episodes, legacy_pickle, png, sources, to_rlds
+    from dropj.converters import episodes, legacy_pickle, rollouts, sources
+    from dropj_datasets import codec
     from dropj_datasets import builder, schema
 
     spec = schema.spec_for(*DATASET.split("/"))
@@ -507,12 +509,12 @@ def measure_stages(args: Args) -> dict:
         ep = episodes.from_legacy(raw, spec, file=str(ref), episode=index)
         seconds[STAGES[2]] += time.perf_counter() - start
         start = time.perf_counter()
-        pngs = [png.encode(frame) for frame in ep.observations]
+        pngs = [codec.PNG.encode(frame) for frame in ep.observations]
         seconds[STAGES[3]] += time.perf_counter() - start
         png_bytes, frames = png_bytes + sum(map(len, pngs)), frames + len(pngs)
         start = time.perf_counter()
         example = {schema.STEPS: episodes.to_rlds_steps(ep, spec, pngs),
-                   schema.EPISODE_METADATA: to_rlds.episode_metadata(spec, {SOURCE_NAME: ref}, index, ep, PROTOCOL,
+                   schema.EPISODE_METADATA: rollouts.episode_metadata(spec, {SOURCE_NAME: ref}, index, ep, PROTOCOL,
                                                                      {})}
         serializer.serialize_example(features.encode_example(example))
         seconds[STAGES[4]] += time.perf_counter() - start

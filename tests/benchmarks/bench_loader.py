@@ -26,7 +26,7 @@ the RSS of the process tree (this process plus its worker children, summed) is
 sampled every second with psutil.
 
 The source: `raw_user_rollouts_res84_ep600.pkl` (pickle protocol 5, written by
-`dropj.converters.to_legacy.ListPickleWriter`), `--episodes` episodes of 1000
+`dropj.converters.export.ListPickleWriter`), `--episodes` episodes of 1000
 deepcopy'd 6-tuples over consecutive frames of the frame pool of
 `bench_build.py` (reused from the work directory, or a smaller one rendered).
 
@@ -100,7 +100,7 @@ def ensure_dataset(workdir: Path, episodes: int) -> tuple[str, dict]:
         return str(data), stamp
     shutil.rmtree(root, ignore_errors=True)
     manual.mkdir(parents=True)
-    from dropj.converters.to_legacy import ListPickleWriter
+    from dropj.converters.export import ListPickleWriter
 
     pool = pool_for(workdir)
     start = time.perf_counter()

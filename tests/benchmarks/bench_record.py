@@ -148,7 +148,7 @@ class Recorded:
     """`record.open_recorder` around the same environment; the write and the example building are timed."""
 
     def __init__(self, env_name: str, steps: int, out: Path):
-        from dropj.converters import record
+        from dropj.converters import record, recording_writer
 
         self.seed = 0
         self.keys: tuple[bool, bool, bool, bool] = (False,) * 4
@@ -158,7 +158,7 @@ class Recorded:
         self.write_s = self.example_s = 0.0
         writer = self.recorder.writer
         write_episode = writer._write_episode
-        episode_example = record.episode_example
+        episode_example = recording_writer.episode_example
 
         def timed_write() -> None:
             t0 = time.perf_counter()
@@ -173,8 +173,8 @@ class Recorded:
                 self.example_s += time.perf_counter() - t0
 
         writer._write_episode = timed_write  # instance attribute: only this writer is timed
-        record.episode_example = timed_example  # looked up at call time by RecordingWriter._write_episode
-        self._restore = lambda: setattr(record, "episode_example", episode_example)
+        recording_writer.episode_example = timed_example  # looked up at call time by RecordingWriter._write_episode
+        self._restore = lambda: setattr(recording_writer, "episode_example", episode_example)
 
     def episode(self, seed: int, script: list) -> Episode:
         self.seed, self.write_s, self.example_s = seed, 0.0, 0.0

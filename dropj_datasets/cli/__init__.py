@@ -1,5 +1,6 @@
 """`dropj`: the suite's one command line. It parses arguments and dispatches;
-the work lives in the modules it calls. `tfds build` / `tfds.load` remain the
+the work lives in the modules it calls (this package is the application
+layer: it may import every room, and no room imports it). `tfds build` / `tfds.load` remain the
 standard way to build and load.
 
     dropj demo [--data_dir D]                      build every config from the embedded sample, load, verify
@@ -27,6 +28,8 @@ import os
 import sys
 import warnings
 from typing import NoReturn, Optional, Sequence
+
+from dropj_datasets import schema
 
 
 class _Parser(argparse.ArgumentParser):
@@ -58,7 +61,6 @@ def _dataset_name(text: str) -> str:
     """NAME/CONFIG of the schema, or a directory; a misspelt name gets a suggestion."""
     if os.path.exists(text) or "/" not in text or os.sep in text.split("/", 1)[1]:
         return text
-    from dropj_datasets import schema
 
     name, _, config = text.partition("/")
     try:
@@ -83,20 +85,19 @@ def _quiet_frameworks(debug: bool) -> None:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from dropj.converters import to_legacy
+    from dropj.converters.export import export
 
-    to_legacy.export(args.dataset, args.out, data_dir=args.data_dir, force=args.force, progress=True)
+    export(args.dataset, args.out, data_dir=args.data_dir, force=args.force, progress=True)
     return 0
 
 
 def _verify(args: argparse.Namespace) -> int:
-    from dropj.converters import to_legacy
-    from dropj_datasets.schema import DataError
+    from dropj.converters.verify import verify
 
-    reports = to_legacy.verify(args.dataset, args.manual_dir, data_dir=args.data_dir,
-                               log=(lambda line: None) if args.quiet else print, progress=True)
+    reports = verify(args.dataset, args.manual_dir, data_dir=args.data_dir,
+                     log=(lambda line: None) if args.quiet else print, progress=True)
     if not reports:
-        raise DataError(f"no source file of {args.dataset} found under {args.manual_dir}")
+        raise schema.DataError(f"no source file of {args.dataset} found under {args.manual_dir}")
     bad = [r for r in reports if not r.ok]
     for report in reports:
         status = "OK" if report.ok else f"MISMATCH ({len(report.mismatches)} differences)"
@@ -107,30 +108,43 @@ def _verify(args: argparse.Namespace) -> int:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from dropj.converters import demo
+    from dropj_datasets.cli import demo
 
     return demo.run(args.data_dir)
 
 
 def _make_sample(args: argparse.Namespace) -> int:
-    from dropj.converters import make_sample
+    sample = _dev_tool("sample")
+    return sample.main(["--out", args.out] if args.out else [])
 
-    return make_sample.main(["--out", args.out] if args.out else [])
+
+def _dev_tool(name: str):
+    """A module of the repository's fixture factory (`tests/factory`): tooling, present in a development
+    install only (`make venv` in a clone), never shipped in the package."""
+    import importlib
+    from pathlib import Path
+
+    tests = Path(__file__).resolve().parents[2] / "tests"
+    if not (tests / "factory" / f"{name}.py").is_file():
+        raise schema.DataError(f"this command needs a development install: clone the repository and run "
+                               f"`make venv` there ({tests / 'factory'} is missing)")
+    if str(tests) not in sys.path:
+        sys.path.insert(0, str(tests))
+    return importlib.import_module(f"factory.{name}")
 
 
 def _schema_doc(args: argparse.Namespace) -> int:
-    from dropj_datasets import schema
 
     sys.stdout.write(schema.markdown())
     return 0
 
 
 def _train(args: argparse.Namespace) -> int:
-    from dropj.loaders import training_data
+    from dropj_datasets.cli import train
 
     extra = {k: getattr(args, k) for k in ("sequence_length", "validate_every", "checkpoint_every")
              if getattr(args, k) is not None}
-    history = training_data.train_from_dataset(args.model, args.data_dir, dataset=args.dataset, out_dir=args.out,
+    history = train.train_from_dataset(args.model, args.data_dir, dataset=args.dataset, out_dir=args.out,
                                                steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                                                seed=args.seed, log=print, **extra)
     if history.train_loss:
@@ -210,7 +224,7 @@ def parser() -> argparse.ArgumentParser:
     train.set_defaults(run=_train)
 
     rec = sub.add_parser("record", help="drive with the arrow keys and record RLDS episodes (docs/recording.md)")
-    rec.add_argument("--env", default="carracing", choices=("carracing", "chuckc", "chuckccar"))
+    rec.add_argument("--env", default=schema.CARRACING.name, choices=tuple(schema.ENVS))
     rec.add_argument("--out", required=True,
                      help="TFDS data dir; episodes go to OUT/dropj_recording/ENV/1.0.0 (appended)")
     rec.add_argument("--user", required=True, help="driver id stored with every episode")
@@ -235,9 +249,8 @@ def parser() -> argparse.ArgumentParser:
 
 def _user_errors() -> tuple[type[BaseException], ...]:
     """The exceptions that mean: the input or the arguments are wrong (one line, exit 2)."""
-    from dropj_datasets.schema import DataError
 
-    errors: list[type[BaseException]] = [DataError, ValueError, KeyError, OSError]
+    errors: list[type[BaseException]] = [schema.DataError, ValueError, KeyError, OSError]
     for module, name in (("dropj.models.checkpoints", "CheckpointError"), ("dropj.converters.record", "RecordingError")):
         loaded = sys.modules.get(module)
         if loaded is not None:

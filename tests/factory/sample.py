@@ -86,7 +86,7 @@ from typing import Any, Iterator, Optional, Sequence
 
 import numpy as np
 
-from dropj.converters import query_video
+from factory import query_video
 from dropj_datasets import schema
 from dropj_datasets.envs.frames import CARRACING_RAW_SIZE, process_frame
 from dropj_datasets.schema import EnvSpec

@@ -1,8 +1,8 @@
-"""Legacy release pickles -> TFDS examples of RLDS episodes (what the builders yield).
+"""The converter of release rollout files (Dataset R and D) and of `dropj record` directories.
 
-`prepare` is the builders' one entry point: for any config it returns the
-dataset metadata and the (key, example) generator, dispatching to the
-feedback and sketch converters for those kinds.
+Release pickles -> TFDS examples of RLDS episodes (what the builders yield),
+and built episodes -> the release pickles again (`legacy_files`). The step
+alignment itself is `episodes.py`'s, shared with the recorder.
 
 The pipeline overlaps its three stages on the machine's cores:
 
@@ -24,30 +24,18 @@ import multiprocessing
 import os
 import queue
 import signal
-from typing import Any, Iterator, Optional
+from typing import Any, Iterable, Iterator, Optional
 
 import numpy as np
 
+from dropj.converters import dataset_dir
 from dropj.converters import episodes as episodes_lib
-from dropj.converters import legacy_pickle, png, sources
+from dropj.converters import kinds, legacy_pickle, sources
 from dropj.converters.dataset_dir import checked_protocol
+from dropj.converters.kinds import LegacyFile, example_key, read_protocol
 from dropj.converters.sources import SourceRef
-from dropj_datasets import schema
+from dropj_datasets import codec, schema
 from dropj_datasets.schema import DataError, DatasetSpec
-
-# With shuffling disabled TFDS sorts examples by key into 1000 buckets by the
-# key's position in [0, 2**128) and holds one whole bucket in memory while
-# writing it. Keys spread over that range keep each bucket to a few episodes
-# (and keep the source order); small keys would put every episode in bucket 0.
-MAX_EPISODES = 2**14
-KEY_STRIDE = 2**128 // MAX_EPISODES
-
-
-def example_key(episode_index: int, file: str = "<source>") -> int:
-    if not 0 <= episode_index < MAX_EPISODES:
-        raise DataError(f"{file}: item {episode_index} is beyond the {MAX_EPISODES:,} items one file may hold "
-                        "(the release's largest has 800)")
-    return episode_index * KEY_STRIDE
 
 
 @dataclasses.dataclass
@@ -89,11 +77,6 @@ class InitialStateFile:
     def to_legacy(self) -> Any:
         rows = [np.array(row) for row in self.states]
         return rows if self.is_list else rows[0]
-
-
-def read_protocol(ref: SourceRef) -> int:
-    with ref.open() as f:
-        return legacy_pickle.pickle_protocol(f.read(2))
 
 
 def load_initial_states(ref: SourceRef, spec: DatasetSpec) -> InitialStateFile:
@@ -254,19 +237,21 @@ def iter_examples(spec: DatasetSpec, refs: dict[str, SourceRef],
         for i, state in enumerate(state_file.states):
             initial.setdefault(state.tobytes(), (state_file.name, i))
 
+    frame_codec = codec.for_field(spec.step_field(schema.OBSERVATION))  # None for latent states
+
     def example(index: int, ep: episodes_lib.Episode, frames: Optional[list]) -> tuple[int, dict]:
-        observations = None if frames is None else png.Encoder.collect(frames)
+        observations = None if frames is None else codec.EncoderPool.collect(frames)
         return example_key(index, str(main)), {
             schema.STEPS: episodes_lib.to_rlds_steps(ep, spec, observations),
             schema.EPISODE_METADATA: episode_metadata(spec, refs, index, ep, protocol, initial),
         }
 
-    with png.Encoder(workers) as encoder:
+    with (frame_codec or codec.PNG).pool(workers) as encoder:
         # One episode's frames are always being encoded in the pool while TFDS
         # serialises and writes the previous one on this thread.
         previous = None
         for index, ep in _episodes_in_reader_process(spec, refs):
-            frames = None if spec.is_dream else encoder.submit(ep.observations)
+            frames = None if frame_codec is None else encoder.submit(ep.observations)
             if previous is not None:
                 yield example(*previous)
             previous = (index, ep, frames)
@@ -274,37 +259,8 @@ def iter_examples(spec: DatasetSpec, refs: dict[str, SourceRef],
             yield example(*previous)
 
 
-def prepare(spec: schema.Spec, manual_dir: str, config: Any) -> tuple[dict, Iterator[tuple[int, dict]]]:
-    """What a builder needs for one config: (dataset metadata, the (key, example) generator).
-
-    Reads and checks what has to be known before writing (which files exist,
-    the small files kept whole); the examples are produced lazily.
-    """
-    from dropj.converters import feedback, sketches
-
-    if isinstance(spec, schema.FeedbackSpec):
-        metadata, examples = feedback.prepare_preferences(spec, manual_dir, config)
-    elif isinstance(spec, schema.QuerySpec):
-        metadata, examples = feedback.prepare_queries(spec, manual_dir)
-    elif isinstance(spec, schema.SketchSpec):
-        metadata, examples = sketches.prepare(spec, manual_dir)
-    else:
-        metadata, examples = _prepare_episodes(spec, manual_dir)
-    return metadata, _not_empty(examples, ", ".join(map(str, metadata.get("source_files", {}).values())))
-
-
-def _not_empty(examples: Iterator[tuple[int, dict]], sources_text: str) -> Iterator[tuple[int, dict]]:
-    """TFDS cannot write a split without examples: say which file is empty instead of failing an assert."""
-    count = 0
-    for item in examples:
-        count += 1
-        yield item
-    if not count:
-        raise DataError(f"{sources_text or 'the source'}: holds nothing to build (an empty list or dict); "
-                        "a dataset needs at least one item")
-
-
-def _prepare_episodes(spec: DatasetSpec, manual_dir: str) -> tuple[dict, Iterator[tuple[int, dict]]]:
+def prepare(spec: DatasetSpec, manual_dir: str, config: Any = None) -> tuple[dict, Iterator[tuple[int, dict]]]:
+    """Dataset metadata (the initial-state files kept whole) and the episodes of a rollout config."""
     found = sources.index(manual_dir)
     required = (spec.sources.episodes,)
     if spec.is_dream and spec.sources.scaled in found:
@@ -314,3 +270,61 @@ def _prepare_episodes(spec: DatasetSpec, manual_dir: str) -> tuple[dict, Iterato
     metadata = {"source_files": {name: str(ref) for name, ref in refs.items()},
                 "initial_state_files": {f.name: f.to_metadata() for f in initial_states}}
     return metadata, iter_examples(spec, refs, initial_states)
+
+
+# --- back to the release files -----------------------------------------------------------------------
+
+def initial_state_files(built: Any) -> list[InitialStateFile]:
+    where = built.metadata_file
+    files = built.metadata().get("initial_state_files", {})
+    if not isinstance(files, dict):
+        raise DataError(f"{where}: initial_state_files is not a mapping")
+    allowed = built.spec.sources.initial_states
+    return [InitialStateFile.from_metadata(dataset_dir.checked_name(name, allowed, where), meta,
+                                           built.spec.env.latent_dim, where)
+            for name, meta in files.items()]
+
+
+def legacy_files(built: Any) -> list[LegacyFile]:
+    """The rollout files a built config reproduces: the episode file(s) and the initial-state files."""
+    spec = built.spec
+    built_from = built.metadata().get("source_files", {})
+    if not isinstance(built_from, dict):
+        raise DataError(f"{built.metadata_file}: source_files is not a mapping")
+    out = []
+    variants = [(spec.sources.episodes, False)] + ([(spec.sources.scaled, True)] if spec.is_dream else [])
+    for name, scaled in variants:  # which action columns exist is this, never the values
+        if name in built_from:
+            out.append(LegacyFile(name, "list", None, lambda scaled=scaled: (
+                episodes_lib.to_legacy(ep, spec, scaled=scaled) for _, ep, _ in built.episodes())))
+    for state_file in initial_state_files(built):
+        out.append(LegacyFile(state_file.name, "pickle", state_file.protocol, state_file.to_legacy))
+    return out
+
+
+def recording_files(built: Any) -> list[LegacyFile]:
+    """A `dropj record` directory: Dataset R's format, named like the release's file."""
+    spec = built.spec
+    return [LegacyFile(spec.sources.episodes.format(n=built.count), "list", None, lambda: (
+        episodes_lib.to_legacy(ep, spec) for _, ep, _ in built.episodes()))]
+
+
+def summarise(spec: Any, examples: Iterable[dict]) -> str:
+    """Episodes, transitions, terminal episodes and the mean return of decoded examples."""
+    lengths, returns, terminal = [], [], 0
+    extra_last_step = spec.kind in ("episodes", "recordings")  # an extra last step holds s_T
+    for example in examples:
+        steps = example[schema.STEPS]
+        lengths.append(len(steps[schema.IS_FIRST]) - extra_last_step)
+        returns.append(float(np.sum(steps[schema.REWARD])))
+        terminal += bool(np.any(steps[schema.IS_TERMINAL]))
+    mean = float(np.mean(returns)) if returns else 0.0
+    return f"{len(lengths)} episodes, {int(np.sum(lengths))} transitions, {terminal} terminal, mean return {mean:.1f}"
+
+
+def _no_release_files(spec: Any, manual_dir: str, config: Any) -> tuple[dict, Iterator[tuple[int, dict]]]:
+    raise DataError(f"{spec.config}: recordings are written by `dropj record`, not built from release files")
+
+
+CONVERTER = kinds.Converter(prepare, legacy_files, summarise, episodes_lib.reader_limits, complete_sources=True)
+RECORDINGS = kinds.Converter(_no_release_files, recording_files, summarise, episodes_lib.reader_limits)

@@ -1,0 +1,130 @@
+"""Storage of a recording: EnvLogger's backend, turning each finished episode into one TFDS example.
+
+Capture (`record.py`) hands EnvLogger's `StepData` here; `RecordingStore`
+(`recording_store.py`) is the one place that writes the directory. Moving
+away from TFDS records is a change to this file and the store only.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Optional
+
+import numpy as np
+from envlogger import step_data
+from envlogger.backends import backend_writer
+
+from dropj.converters import episodes as episodes_lib
+from dropj.converters import recording_store
+from dropj.converters.recording_store import RecordingError
+from dropj_datasets import codec, schema
+from dropj_datasets.schema import RecordingSpec
+
+
+class RecordingWriter(backend_writer.BackendWriter):
+    """EnvLogger's backend: each finished episode goes into the recording's `RecordingStore` at once.
+
+    It aligns steps as the builders do (`episodes.to_rlds_steps`), which keeps
+    `info` with the action it followed rather than with the next observation.
+    An episode is written the moment it ends, in a shard of its own, so it is
+    on disk and listed before anything else happens. An episode that cannot be
+    written goes to a rescue file and `log` says where; if even that fails, a
+    `RecordingError` ends the session, saying so.
+    """
+
+    def __init__(self, data_dir: str | os.PathLike, env_name: str, *, session_id: str = "",
+                 log: Callable[[str], None] = print, **base_kwargs: Any):
+        super().__init__(**base_kwargs)
+        self._store: Optional[recording_store.RecordingStore] = None  # close() runs from __del__ if opening fails
+        self.spec = schema.RECORDINGS[env_name]
+        self.session_id = session_id
+        self.log = log
+        self._store = recording_store.RecordingStore(recording_store.recording_dir(data_dir, env_name), self.spec,
+                                                     holder=f"session {session_id}" if session_id else "", log=log)
+        self.episodes_before = self._store.episodes
+        self.episodes_written = 0
+        self.rescued: list[str] = []
+        self._steps: list[step_data.StepData] = []
+        self._episode_metadata: dict = {}
+        # the frame codec's thread pool, as the builders use it
+        self._frames = codec.for_field(self.spec.step_field(schema.OBSERVATION)).pool()
+
+    @property
+    def directory(self) -> str:
+        return str(self._store.directory) if self._store else ""
+
+    def _record_step(self, data: step_data.StepData, is_new_episode: bool) -> None:
+        if is_new_episode:
+            self._steps = []  # an unfinished episode (restart) is dropped, never half-written
+        self._steps.append(data)
+        if data.timestep.last():
+            self._write_episode()
+
+    def set_episode_metadata(self, data: dict) -> None:
+        self._episode_metadata = dict(data)
+
+    def discard_episode(self) -> int:
+        """Drops the episode being recorded (restart or quit); returns how many steps it had."""
+        dropped = max(len(self._steps) - 1, 0)
+        self._steps = []
+        return dropped
+
+    def _write_episode(self) -> None:
+        steps, self._steps = self._steps, []
+        index = self._store.episodes  # the episodes listed on disk decide the number
+        example = episode_example(self.spec, steps, self._episode_metadata, index, self._frames.encode_all)
+        try:
+            self._store.append(example)
+        except Exception as exc:  # noqa: BLE001 - whatever failed, the episode is kept
+            text = str(exc).splitlines()[0][:200] if str(exc) else ""
+            why = f"{type(exc).__name__}: {text}"
+            try:
+                path = self._store.rescue(example, index, self.session_id)
+            except RecordingError as again:
+                raise RecordingError(f"episode {index} could not be written ({why}) and {again}; it is lost, "
+                                     "and the session stops") from None
+            self.rescued.append(str(path))
+            self.log(f"episode {index} could not be written into {self.directory} ({why}); it is kept in {path}: "
+                     f"run `dropj repair-recording {self.directory}` to add it")
+            return
+        self.episodes_written += 1
+
+    def close(self) -> None:
+        self._steps = []
+        if getattr(self, "_frames", None) is not None:
+            self._frames.close()
+            self._frames = None
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+
+def episode_example(spec: RecordingSpec, steps: list[step_data.StepData], metadata: dict, index: int,
+                    encode_frames: Callable[[np.ndarray], list[bytes]]) -> dict:
+    """One finished episode (its StepData from reset to the LAST step) as the TFDS example.
+
+    The release's transitions are (s_t, a_t, r_t, s_{t+1}, done, info_t); the
+    EnvLogger step t+1 holds a_t, r_t, info_t and s_{t+1}, so the columns are
+    read off steps 1..T and the observations off steps 0..T.
+    """
+    if len(steps) < 2 or not steps[0].timestep.first() or not steps[-1].timestep.last():
+        raise ValueError(f"an episode needs a FIRST and a LAST step, got {len(steps)} steps")
+    transitions = steps[1:]
+    info = {key: np.array([s.custom_data[schema.INFO][key] for s in transitions], dtype=np.int8)
+            for key in spec.info_keys}
+    observations = np.stack([s.timestep.observation for s in steps])
+    ep = episodes_lib.Episode(
+        observations=observations,
+        actions=np.stack([np.asarray(s.action, dtype=np.float64) for s in transitions]),
+        actions_scaled=None,
+        rewards=np.array([s.timestep.reward for s in transitions], dtype=np.int32),
+        info=info,
+        final_done=1.0,  # the authors' recorder wrote float(done) = 1.0 on the last transition, always
+    )
+    rlds_steps = episodes_lib.to_rlds_steps(ep, spec, encode_frames(observations))
+    rlds_steps[schema.WALL_TIME] = np.array([s.custom_data[schema.WALL_TIME] for s in steps], dtype=np.float64)
+    rlds_steps[schema.KEYS_HELD] = np.array([s.custom_data[schema.KEYS_HELD] for s in transitions] +
+                                            [(False,) * len(schema.KEYS)], dtype=bool)
+    meta = {**metadata, schema.EPISODE_INDEX: index, schema.FINAL_DONE: np.float64(ep.final_done),
+            schema.PICKLE_PROTOCOL: schema.RECORDED_PICKLE_PROTOCOL}
+    return {schema.STEPS: rlds_steps, schema.EPISODE_METADATA: meta}

@@ -1,0 +1,5 @@
+import sys
+
+from dropj_datasets.cli import main
+
+sys.exit(main())

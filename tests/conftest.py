@@ -1,0 +1,30 @@
+"""Shared fixtures. Plain helpers (paths, `build`) live in the fixture factory: `from factory import ...`.
+
+Markers: `slow` marks the tests that take more than about 10 s each (real builds of whole configs,
+subprocesses, real windows); `make test-fast` runs the rest.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+import factory
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")  # TensorFlow's start-up chatter, in every worker
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "slow: takes more than about 10 s; `make test-fast` leaves it out")
+
+
+@pytest.fixture(scope="session")
+def real_data():
+    """The real release files ($DROPJ_REAL_DATA); the test is skipped when the variable is unset."""
+    root = factory.real_data()
+    if root is None:
+        pytest.skip(f"{factory.REAL_DATA_VARIABLE} is not set (.ci/run points it at ../shared/real-data)")
+    if not root.is_dir():
+        pytest.fail(f"{factory.REAL_DATA_VARIABLE}={root} is not a directory")
+    return root
