@@ -29,6 +29,9 @@ __all__ = ["schema", "register_builders", *_BUILDERS]
 
 def register_builders() -> None:
     """Defines (and so registers with TFDS) both builders; imports TFDS."""
+    base = sys.modules.get("dropj_datasets.builder")
+    if base is not None and not hasattr(base, "DropjBuilder"):
+        return  # TFDS finished loading inside `dropj_datasets.builder`'s own import, which registers at its end
     for module in _BUILDERS.values():
         importlib.import_module(module)
 

@@ -20,10 +20,27 @@ from typing import Mapping, Optional
 import numpy as np
 import tensorflow_datasets as tfds
 
-from dropj_datasets import codec, schema
+from dropj_datasets import codec, register_builders, schema
 from dropj_datasets.schema import FeedbackSpec, Field
 
 HOMEPAGE = "https://doi.org/10.5258/SOTON/D3749"
+LICENSE = "CC-BY-4.0"
+REDISTRIBUTION = (
+    "The DROPJ data set is released under the Creative Commons Attribution 4.0 International licence "
+    "(CC BY 4.0, https://creativecommons.org/licenses/by/4.0/) by the University of Southampton "
+    "(DOI 10.5258/SOTON/D3749). Datasets built from it may be shared and adapted, also commercially, if the "
+    "data set and its paper are credited (see the citation), a link to the licence is given and changes are "
+    "indicated. Built datasets hold the release's content unchanged, in RLDS form.")
+
+
+def card(spec: schema.Spec, package_readme: str) -> str:
+    """The description of one config: its own summary, its environment and sources, then the dataset's README."""
+    files = ", ".join(f"`{name}`" for name in spec.all_sources)
+    fields = ", ".join(f"`{f.name}`" for f in spec.fields())
+    return (f"{spec.description}.\n\nEnvironment: {spec.env.description}.\n\nBuilt from the release files "
+            f"{files} (DOI 10.5258/SOTON/D3749); `dropj export` gives them back bit for bit. Fields: {fields}; "
+            f"each field's shape, dtype, units and meaning is in its feature's doc (`info.features`).\n\n"
+            f"About the dataset: {package_readme.strip()}")
 # Bounded memory while writing: TFDS keeps serialized examples in memory up to
 # this many bytes before spilling to its temporary buckets (1 GB by default).
 WRITE_BUFFER_BYTES = 32 << 20
@@ -75,6 +92,26 @@ def features(spec: schema.Spec) -> tfds.features.FeaturesDict:
     return _nested(spec.fields(), dict(schema.KINDS[spec.kind].sequences))
 
 
+def _without_docs(value: object) -> object:
+    if isinstance(value, dict):
+        return {k: _without_docs(v) for k, v in value.items() if k != "description"}
+    if isinstance(value, list):
+        return [_without_docs(v) for v in value]
+    return value
+
+
+def features_fingerprint(dataset: str) -> str:
+    """SHA-256 of the features of every config of `dataset`, docs left out: what one VERSION promises."""
+    import hashlib
+    import json
+
+    from google.protobuf import json_format
+
+    content = {config: _without_docs(json_format.MessageToDict(features(spec).to_proto()))
+               for config, spec in schema.DATASETS[dataset].items()}
+    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
+
+
 def manual_instructions(dataset: str) -> str:
     lines = [
         "Download the DROPJ release (DOI 10.5258/SOTON/D3749, CC BY 4.0) and put its .zip archives, or the",
@@ -113,9 +150,7 @@ def _config(name: str, spec: schema.Spec) -> tfds.core.BuilderConfig:
 class DropjBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """Base of `dropj_carracing` and `dropj_obst_carracing`."""
 
-    DATASET = ""  # key of schema.DATASETS, set by each subclass
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "First release: lossless RLDS episodes of the DROPJ rollouts."}
+    DATASET = ""  # key of schema.DATASETS; each dataset package sets it, its VERSION and RELEASE_NOTES
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
@@ -129,11 +164,15 @@ class DropjBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         return schema.spec_for(self.DATASET, getattr(config, "preset", "") or config.name)
 
     def _info(self) -> tfds.core.DatasetInfo:
-        citation_file = Path(__file__).parent / self.DATASET / "CITATIONS.bib"
-        return self.dataset_info_from_configs(
+        # Not `dataset_info_from_configs`: its README.md would replace every config's own description.
+        package = Path(__file__).parent / self.DATASET
+        return tfds.core.DatasetInfo(
+            builder=self,
+            description=card(self.spec, (package / "README.md").read_text()),
             features=features(self.spec),
             homepage=HOMEPAGE,
-            citation=citation_file.read_text() if citation_file.exists() else None,
+            citation=(package / "CITATIONS.bib").read_text(),
+            redistribution_info={"license": f"{LICENSE}. {REDISTRIBUTION}"},  # TFDS's one licence field
             disable_shuffling=True,  # keep source order: export/verify stream against the source
             metadata=tfds.core.MetadataDict(),
         )
@@ -255,3 +294,7 @@ def _durable_incomplete_dir():
         yield
     finally:
         utils.incomplete_dir = original
+
+
+# Imported first (before TFDS was), this module finished TFDS's import itself: register the builders now.
+register_builders()

@@ -327,7 +327,9 @@ class DatasetSpec:
                         "step 0 is the float32 view of `initial_state`", "bytes")
         else:
             obs = Field(OBSERVATION, self.observation_shape, "uint8", "RGB pixel", "0..255",
-                        "frame s_t, HWC RGB as stored by the recorder (DATA_FORMATS.md 1.2)", "png")
+                        "frame s_t, HWC RGB as the study's recorder stored it: Car Racing's 96x96 render cropped to "
+                        "rows 0:84, resized to 84x84 (Lanczos) with pure black made white; Obstacle Car Racing's "
+                        "128x128 render as is", "png")
         fields = [
             obs,
             Field(ACTION, (3,), "float64", "env units", "steer [-1,1], gas [0,1], brake [0,1]",

@@ -36,8 +36,11 @@ def summarise(dataset: str, data_dir: str) -> tuple[int, str]:
 
 
 def _build(tfds, dataset: str, config: str, manual: Path, data_dir: str) -> float:
+    """Builds a config (0.0 when it is built already) and returns the seconds taken."""
     start = time.perf_counter()
     builder = tfds.builder(f"{dataset}/{config}", data_dir=data_dir)
+    if builder.is_prepared():
+        return 0.0
     with contextlib.redirect_stdout(io.StringIO()):  # TFDS's own chatter
         builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
     return time.perf_counter() - start
@@ -52,21 +55,20 @@ def _verified(dataset: str, config: str, manual: Path, data_dir: str) -> tuple[b
     return ok, f"{'exact' if ok else 'MISMATCH'} ({len(reports)} files, {checked} items)"
 
 
-def _train_briefly(data_dir: str, steps: int = 5) -> None:
+def _train_briefly(data_dir: str, out: str, steps: int = 5) -> None:
     """Train each model a few steps (batch 2) on the sample configs just built; one line per model."""
     from dropj_datasets.cli import train
 
     print(f"\nTraining each model for {steps} steps (batch 2) on the sample\n")
-    out = tempfile.mkdtemp(prefix="dropj-demo-train-")
     for kind, extra in (("vae", {}), ("mdnrnn", {"sequence_length": 8}), ("reward", {})):
         start = time.perf_counter()
         history = train.train_from_dataset(kind, data_dir, out_dir=f"{out}/{kind}", steps=steps,
-                                                   batch_size=2, progress=False, validate_every=steps, **extra)
+                                           batch_size=2, progress=False, validate_every=steps, **extra)
         print(f"{kind:8} {train.DEFAULT_DATASETS[kind]:36} train loss {history.train_loss[0]:10.4g} -> "
               f"{history.train_loss[-1]:10.4g}  in {time.perf_counter() - start:5.1f} s")
 
 
-def _record_briefly(data_dir: str, steps: int = 50) -> None:
+def _record_briefly(scratch: str, steps: int = 50) -> None:
     """Record one short scripted episode per environment with the EnvLogger recorder, reload and export it."""
     import itertools
 
@@ -76,7 +78,7 @@ def _record_briefly(data_dir: str, steps: int = 50) -> None:
     from dropj.converters.export import export
 
     print(f"\nRecording one {steps}-step scripted episode per environment (dropj record's recorder, no window)\n")
-    out = Path(data_dir) / "recordings"
+    out = Path(scratch) / "recordings"
     for env_name in schema.ENVS:
         recorder = record.open_recorder(env_name, out, "demo", seeds=itertools.count(3),
                                         gym_env=record.make_env(env_name, steps))
@@ -91,10 +93,10 @@ def _record_briefly(data_dir: str, steps: int = 50) -> None:
         builder = tfds.builder_from_directory(str(directory))
         [episode] = tfds.as_numpy(builder.as_dataset(split="train"))
         frames = len(list(episode["steps"]))
-        [path] = export(str(directory), Path(data_dir) / "recordings-legacy", log=lambda line: None)
+        [path] = export(str(directory), Path(scratch) / "recordings-legacy", log=lambda line: None)
         print(f"{env_name:10} {frames} steps (shape {builder.info.features['steps']['observation'].shape}), "
               f"return {recorder.adapter.episode_return:+d}, {steps / seconds:5.0f} steps/s with the write -> "
-              f"{directory.relative_to(data_dir)}; exported {path.name}")
+              f"a recording directory; exported {path.name}")
 
 
 def run(data_dir: Optional[str] = None) -> int:
@@ -104,9 +106,12 @@ def run(data_dir: Optional[str] = None) -> int:
     from dropj.converters import sources
 
     tfds.disable_progress_bar()
+    temporary = data_dir is None
     data_dir = data_dir or tempfile.mkdtemp(prefix="dropj-demo-")
-    print(f"Building every config from the embedded sample into {data_dir}\n")
-    header = f"{'dataset/config':36} {'source MB':>9} {'RLDS MB':>8} {'ratio':>6} {'build s':>7}  verify"
+    print(f"Building every config from the embedded sample into {data_dir}"
+          + (" (a temporary directory: pass --data_dir to keep the datasets)" if temporary else "")
+          + "; configs built there before are reused\n")
+    header = f"{'dataset/config':42} {'source MB':>9} {'RLDS MB':>8} {'ratio':>6} {'build s':>7}  verify"
     print(header)
     print("-" * len(header))
     failures = 0
@@ -121,10 +126,11 @@ def run(data_dir: Optional[str] = None) -> int:
                                                                   found=found).values())
             ok, verdict = _verified(dataset, config, manual, data_dir)
             failures += not ok
-            print(f"{name:36} {source_bytes / 1e6:9.2f} {dataset_bytes / 1e6:8.2f} "
+            print(f"{name:42} {source_bytes / 1e6:9.2f} {dataset_bytes / 1e6:8.2f} "
                   f"{dataset_bytes / source_bytes:6.3f} {seconds:7.1f}  {verdict}\n    {summary}")
-    _train_briefly(data_dir)
-    _record_briefly(data_dir)
+    with tempfile.TemporaryDirectory(prefix="dropj-demo-scratch-") as scratch:  # checkpoints and recordings
+        _train_briefly(data_dir, scratch)
+        _record_briefly(scratch)
     print("\nLoad any of them with:\n  import dropj_datasets, tensorflow_datasets as tfds\n"
           f"  tfds.load('dropj_carracing/real', data_dir='{data_dir}')")
     return 1 if failures else 0
