@@ -114,6 +114,7 @@ def test_models_load_no_tensorflow():
     assert loaded == ""
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("order", ["dropj_datasets first", "tensorflow_datasets first", "builder module first"])
 def test_importing_dropj_datasets_registers_both_builders_in_either_order(order):
     first, second = {"dropj_datasets first": ("import dropj_datasets", "import tensorflow_datasets as tfds"),

@@ -205,6 +205,7 @@ def _processes_mentioning(text: str) -> list:
     return found
 
 
+@pytest.mark.slow
 def test_killed_build_leaves_no_complete_dataset_and_rerun_succeeds(tmp_path):
     manual, data = tmp_path / "m", tmp_path / "d"
     legacy_factory.make_real_source(manual, REAL, lengths=(300,) * 12)

@@ -9,7 +9,9 @@ from pathlib import Path
 
 import tensorflow_datasets as tfds
 
-from factory import REPO
+import pytest
+
+from factory import REPO, dummy_data
 import dropj_datasets
 from dropj.converters import verify
 from dropj_datasets import schema
@@ -25,7 +27,8 @@ def _builder_case(builder: type, configs: list[str], examples: int) -> type:
 CarRacing, Obst = dropj_datasets.DropjCarracing, dropj_datasets.DropjObstCarracing
 CarRacingRealTest = _builder_case(CarRacing, ["real"], 3)
 CarRacingDreamTest = _builder_case(CarRacing, ["dream"], 2)
-CarRacingPreferencesTest = _builder_case(CarRacing, ["preferences_drop", "preferences_drope", "preferences_dropj"], 10)
+CarRacingPreferencesTest = pytest.mark.slow(
+    _builder_case(CarRacing, ["preferences_drop", "preferences_drope", "preferences_dropj"], 10))
 CarRacingQueriesTest = _builder_case(CarRacing, ["queries"], 10)
 CarRacingRequestTest = _builder_case(CarRacing, ["request"], 4)
 CarRacingDrosTest = _builder_case(CarRacing, ["dros"], 3)
@@ -39,6 +42,7 @@ ChuckccarPreferencesTest = _builder_case(Obst, ["chuckccar_preferences"], 5)
 
 
 
+@pytest.mark.slow
 def test_tfds_build_cli_then_load_and_verify(tmp_path):
     """The documented command line, on the sample zip, then `tfds.load` and `dropj verify`."""
     manual = REPO / "dropj_datasets" / "dropj_carracing" / "dummy_data"
@@ -55,6 +59,18 @@ def test_tfds_build_cli_then_load_and_verify(tmp_path):
     assert f"{schema.spec_for('dropj_carracing', 'real').sources.episodes}: 3 items checked" in proc.stdout
 
 
+@pytest.mark.slow
+def test_tfds_build_by_name_with_imports(tmp_path):
+    """`tfds build NAME --imports dropj_datasets`, the by-name form docs/build_and_load.md gives."""
+    tfds_cli = Path(sys.executable).with_name("tfds")
+    done = subprocess.run([str(tfds_cli), "build", "dropj_carracing", "--imports", "dropj_datasets", "--config", "dros",
+                           "--manual_dir", str(dummy_data("dropj_carracing")), "--data_dir", str(tmp_path)],
+                          cwd=tmp_path, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert len(list(tfds.load("dropj_carracing/dros", data_dir=str(tmp_path), split="train"))) == 3
+
+
+@pytest.mark.slow
 def test_every_sample_config_verifies_exactly(tmp_path):
     for dataset, configs in schema.DATASETS.items():
         manual = REPO / "dropj_datasets" / dataset / "dummy_data"
@@ -70,9 +86,3 @@ def test_every_sample_config_verifies_exactly(tmp_path):
                 expected = set(spec.all_sources)
             assert {r.name for r in reports} == expected, (dataset, config)
             assert all(r.ok and r.episodes for r in reports), [(r.name, r.mismatches) for r in reports]
-
-
-
-
-
-

@@ -43,6 +43,7 @@ def _one_line(done: subprocess.CompletedProcess, command: str, *fragments: str) 
         assert fragment in lines[0], lines[0]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args,fragments", [
     (["--steps", "-5"], ["argument --steps: must be at least 1, got -5"]),
     (["--batch_size", "0"], ["argument --batch_size: must be at least 1, got 0"]),
@@ -55,17 +56,20 @@ def test_train_mistakes_are_one_line(data, tmp_path, args, fragments):
     _one_line(dropj("train", "vae", "--data_dir", data / "d", "--out", tmp_path / "run", *args), "train", *fragments)
 
 
+@pytest.mark.slow
 def test_train_on_a_data_dir_not_built_is_one_line(tmp_path):
     _one_line(dropj("train", "vae", "--data_dir", tmp_path / "empty", "--out", tmp_path / "run"), "train",
               "dropj_carracing/real: not built under", "tfds build")
 
 
+@pytest.mark.slow
 def test_train_out_being_a_file_is_one_line(data, tmp_path):
     (tmp_path / "file").write_text("x")
     _one_line(dropj("train", "vae", "--data_dir", data / "d", "--out", tmp_path / "file", "--steps", "1"), "train",
               "is a file; --out must be a directory")
 
 
+@pytest.mark.slow
 def test_export_mistakes_are_one_line(data, tmp_path):
     (tmp_path / "file").write_text("x")
     _one_line(dropj("export", "dropj_carracing/real", "--data_dir", data / "d", "--out", tmp_path / "file"), "export",
@@ -79,6 +83,7 @@ def test_export_mistakes_are_one_line(data, tmp_path):
     _one_line(dropj("export", "--out", tmp_path / "o"), "export", "the following arguments are required: dataset")
 
 
+@pytest.mark.slow
 def test_verify_exits_2_for_errors_and_1_only_for_a_mismatch(data, tmp_path):
     (tmp_path / "empty").mkdir()
     _one_line(dropj("verify", "dropj_carracing/real", "--data_dir", data / "d", "--manual_dir", tmp_path / "empty"),
@@ -96,6 +101,7 @@ def test_debug_shows_the_traceback(tmp_path):
     assert done.returncode != 0 and "Traceback" in done.stderr
 
 
+@pytest.mark.slow
 def test_train_says_where_it_resumes(data, tmp_path):
     first = dropj("train", "vae", "--data_dir", data / "d", "--out", tmp_path / "run", "--steps", "2",
                   "--batch_size", "4", "--validate_every", "1", "--checkpoint_every", "1")

@@ -41,6 +41,7 @@ def replay(request):
     env.close()
 
 
+@pytest.mark.slow
 def test_same_track_chuckholes_and_npc_cars(replay):
     mode, reference, layout, *_ = replay
     np.testing.assert_array_equal(layout["track"], reference["track"])

@@ -196,6 +196,7 @@ def real_manual(tmp_path_factory, real_data):
     return manual
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("config", sorted(REAL_COUNTS))
 def test_real_responses_give_the_papers_label_counts_and_round_trip(real_manual, real_data, tmp_path, config):
     builder = _build(config, real_manual, tmp_path / "d")

@@ -26,6 +26,7 @@ def fast_run() -> dict:
     return {"rc": done.returncode, **json.loads(done.stdout)}
 
 
+@pytest.mark.slow
 def test_fast_fuzz_run_finds_no_crash_hang_or_differential(fast_run):
     assert fast_run["inputs"] == 1200 + len(fuzzing.attacks())
     findings = [(f["kind"], f["input"], f["detail"][:120]) for f in fast_run["findings"]]

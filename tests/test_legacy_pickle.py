@@ -426,6 +426,7 @@ def test_real_responses_streamed():
 # Streaming memory bound
 # --------------------------------------------------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("protocol,steps", [(2, 100), (4, 300), (5, 300)])
 def test_iter_list_memory_is_bounded(tmp_path, protocol, steps):
     n_episodes = 12
@@ -463,6 +464,7 @@ def test_iter_list_memory_is_bounded(tmp_path, protocol, steps):
         f"{streamed_peak / episode_bytes:.1f} episodes' worth (one episode = {episode_bytes / 1e6:.1f} MB)")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("protocol", PROTOCOLS)
 def test_iter_list_frees_consumed_episodes(protocol):
     rng = np.random.default_rng(10 + protocol)

@@ -133,6 +133,7 @@ def _stored_examples(data_dir: str) -> list[dict]:
     return out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("labelled_only", [True, False])
 def test_preference_pairs_match_the_examples(data_dir, labelled_only):
     examples = _stored_examples(data_dir)
@@ -179,6 +180,7 @@ def all_windows(data_dir) -> collections.Counter:
     return collections.Counter(_key(w) for w in tfds.as_numpy(WINDOWS(_stored(data_dir, "real"))))
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("num_workers", [0, 1, 2])
 def test_torch_iterable_yields_every_element_once(data_dir, all_windows, num_workers):
     data = TorchIterable.from_tfds("dropj_carracing/real", WINDOWS, data_dir=data_dir,
@@ -237,6 +239,7 @@ def test_to_torch_converts_numbers_and_keeps_bytes():
     assert out["c"] == b"x"
 
 
+@pytest.mark.slow
 def test_importing_loaders_does_not_import_tensorflow():
     code = ("import sys, dropj.loaders, dropj.loaders.video; "
             "assert 'tensorflow' not in sys.modules; assert callable(dropj.loaders.vae_frames)")

@@ -45,6 +45,7 @@ def _vae_keys(c: int, n_z: int, side: int, logvar: str, dec_kernels) -> dict[str
 
 # --------------------------------------------------------------------------- architectures (spec 7)
 
+@pytest.mark.slow
 def test_vae_carracing_architecture_is_exactly_the_release():
     vae = ConvVAE.for_env(schema.CARRACING)
     assert vae.config == VAEConfig(arch="L", n_z=32, ch1=24, kl_tolerance=0.5)

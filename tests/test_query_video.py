@@ -91,6 +91,7 @@ def test_rendered_video_has_the_release_properties(query):
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("source", ["latent", "frames"])
 def test_decoded_frames_resemble_the_input_panels(source, query):
     if source == "latent":
@@ -126,6 +127,7 @@ def test_decode_rejects_what_is_not_a_video():
         video.decode(b"not an mp4")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("archive, folder, n_z, count", SAMPLE_QUERIES)
 def test_sample_ships_one_video_per_query(archive, folder, n_z, count):
     with zipfile.ZipFile(REPO / "dropj_datasets" / archive) as zf:

@@ -235,6 +235,7 @@ while True:
 """
 
 
+@pytest.mark.slow
 def test_sigkill_mid_episode_loses_only_that_episode(tmp_path):
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", NO_GCE_CHECK="true")
     proc = subprocess.Popen([sys.executable, "-c", _KILL_SCRIPT, str(tmp_path)], stdout=subprocess.PIPE,

@@ -223,6 +223,7 @@ def recording(display: str, tmp_path: Path, *args: str, user: str = "tester") ->
         rec.close()
 
 
+@pytest.mark.slow
 def test_arrow_keys_become_the_recorded_actions(display, tmp_path):
     out = tmp_path / "out"
     held: dict[str, float] = {}
@@ -287,6 +288,7 @@ def test_arrow_keys_become_the_recorded_actions(display, tmp_path):
     assert np.flatnonzero(up).ptp() + 1 == up.sum()
 
 
+@pytest.mark.slow
 def test_enter_restarts_and_escape_quits_dropping_both_episodes(display, tmp_path):
     out = tmp_path / "out"
     with recording(display, tmp_path, "--max_steps", "1000", "--seed", "7") as rec:

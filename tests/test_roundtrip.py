@@ -35,6 +35,7 @@ REAL_CONFIGS = [("dropj_carracing", "real"), ("dropj_obst_carracing", "chuckc_re
                 ("dropj_obst_carracing", "chuckccar_real")]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dataset,config", REAL_CONFIGS)
 @pytest.mark.parametrize("protocol,in_zip", [(5, True), (4, False)])
 def test_real_round_trip_is_exact(tmp_path, dataset, config, protocol, in_zip):
@@ -100,6 +101,7 @@ def test_real_library_transformations_on_built_data(tmp_path):
     assert int(total_reward) == sum(t[2] for ep in source for t in ep)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("dataset,config", [("dropj_carracing", "dream"), ("dropj_obst_carracing", "chuckc_dream"),
                                             ("dropj_obst_carracing", "chuckccar_dream")])
 def test_dream_round_trip_keeps_both_action_files_and_step0_float64(tmp_path, dataset, config):

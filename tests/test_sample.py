@@ -7,6 +7,7 @@ import zipfile
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from factory import REPO
 from dropj.converters import legacy_pickle, sources
@@ -19,6 +20,7 @@ def _committed(dataset: str) -> Path:
     return REPO / "dropj_datasets" / dataset / "dummy_data"
 
 
+@pytest.mark.slow
 def test_make_sample_reproduces_the_committed_files(tmp_path):
     written = make_sample.write_sample(tmp_path)
     assert written

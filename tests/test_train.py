@@ -46,6 +46,7 @@ CASES = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("kind", sorted(CASES))
 def test_a_tiny_run_reduces_the_loss_and_writes_its_outputs(kind, data_dir, tmp_path):
     make_model, loss_fn, config_class, data = CASES[kind]
@@ -115,6 +116,7 @@ def test_configs_report_every_problem_at_once():
         loop.RewardTrainConfig(env="mars", steps=0, lr=-1, members=0)
 
 
+@pytest.mark.slow
 def test_cli_trains_the_reward_model_end_to_end(data_dir, tmp_path):
     out = tmp_path / "reward"
     cmd = [str(Path(sys.executable).parent / "dropj"), "train", "reward", "--data_dir", data_dir,

@@ -64,6 +64,7 @@ def test_a_forged_dtype_in_any_release_file_fails_the_build_with_one_clear_error
     assert not list((tmp_path / "d").rglob("dataset_info.json"))
 
 
+@pytest.mark.slow
 def test_tfds_build_and_dropj_verify_of_a_forged_file_exit_with_one_line(tmp_path):
     manual, data = tmp_path / "m", tmp_path / "d"
     legacy_factory.make_real_source(manual, REAL, lengths=(3, 2))
@@ -281,6 +282,7 @@ sys.exit(cli.main(["export", sys.argv[1], "--out", sys.argv[2]]))
 """
 
 
+@pytest.mark.slow
 def test_a_failed_export_leaves_no_partial_file_and_no_manifest(built, tmp_path):
     """Disk full (a file-size limit here): the 50 MB .partial was left behind; now nothing is, and it says so."""
     out = tmp_path / "out"

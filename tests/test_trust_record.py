@@ -71,6 +71,7 @@ def test_one_recorder_per_directory(tmp_path):
     assert [int(m[schema.EPISODE_INDEX]) for m in _episodes(tmp_path)] == [0, 1, 2]
 
 
+@pytest.mark.slow
 def test_an_append_refuses_a_list_that_disagrees_with_the_shards_and_repair_fixes_it(tmp_path):
     """A dataset_info.json listing fewer shards than exist made the next append overwrite a shard."""
     rec = _open(tmp_path)
