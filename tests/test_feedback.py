@@ -69,12 +69,6 @@ def test_a_justification_without_weight_is_an_error_not_a_guess():
 # --- building from files -------------------------------------------------------------------------------
 
 
-def _queries(n: int, width: int = 547, seed: int = 0) -> dict:
-    rng = np.random.default_rng(seed)
-    return {f"{i}.mp4": {"segment1": rng.standard_normal((20, width)), "segment2": rng.standard_normal((20, width))}
-            for i in range(n)}
-
-
 def _responses(n: int) -> list:
     patterns = [[(LEFT_SAFE, "Yes"), (RIGHT_SAFE, "No")], [(LEFT_SAFE, "No"), (RIGHT_SAFE, "Yes")],
                 [(LEFT_SAFE, "No"), (RIGHT_SAFE, "No")], [(LEFT_SAFE, "Yes"), (RIGHT_SAFE, "Yes"), (PREFER, "Left")],
@@ -99,7 +93,7 @@ def _build(config, manual, data_dir, **kwargs):
 
 
 def test_preference_examples_keep_the_response_exactly(tmp_path):
-    queries, responses = _queries(6), _responses(6)
+    queries, responses = legacy_factory.query_segments(6), _responses(6)
     _write(tmp_path / "m", queries, responses)
     builder = _build("preferences_dropj", tmp_path / "m", tmp_path / "d")
     examples = list(tfds.as_numpy(builder.as_dataset(split="train")))
@@ -120,7 +114,7 @@ def test_preference_examples_keep_the_response_exactly(tmp_path):
 
 
 def test_label_weights_are_config_parameters_recorded_with_the_data(tmp_path):
-    _write(tmp_path / "m", _queries(4), _responses(4))
+    _write(tmp_path / "m", legacy_factory.query_segments(4), _responses(4))
     builder = _build("preferences_dropj", tmp_path / "m", tmp_path / "d", w_s=0.9, w_def=0.6)
     labels = [float(e["label"]) for e in tfds.as_numpy(builder.as_dataset(split="train"))]
     assert labels == [0.9, pytest.approx(0.1), 0.5, 0.6]
@@ -142,14 +136,14 @@ def test_label_weights_are_config_parameters_recorded_with_the_data(tmp_path):
 def test_responses_that_disagree_with_the_queries_are_named(tmp_path, change, message):
     responses = _responses(5)
     change(responses)
-    _write(tmp_path / "m", _queries(5), responses)
+    _write(tmp_path / "m", legacy_factory.query_segments(5), responses)
     with pytest.raises(DataError, match=message):
         _build("preferences_dropj", tmp_path / "m", tmp_path / "d")
 
 
 def test_equally_in_a_drop_file_stops_the_build(tmp_path):
     responses = [{"video": "0.mp4", "responses": [(PREFER, "Equally", 1.0)], "repeat_count": 0, "total_time": 1.0}]
-    _write(tmp_path / "m", _queries(1), responses, "responses_user26_s20_q600_drop.pkl")
+    _write(tmp_path / "m", legacy_factory.query_segments(1), responses, "responses_user26_s20_q600_drop.pkl")
     with pytest.raises(UnlabelableAnswer, match=r"entry 0 \(video '0.mp4'\): answer 'Equally' has no label under DROP"):
         _build("preferences_drop", tmp_path / "m", tmp_path / "d")
 
@@ -162,10 +156,10 @@ def test_obstacle_answers_without_seconds_round_trip(tmp_path):
         {"video": "1.mp4", "responses": "Skipped", "repeat_count": 0, "total_time": 0.5},
     ]
     manual = tmp_path / "m"
-    legacy_factory.write_pickle(manual / "queries_s20_chuckcobst" / "data.pkl", _queries(2, 2115), 4)
+    legacy_factory.write_pickle(manual / "queries_s20_chuckcobst" / "data.pkl", legacy_factory.query_segments(2, 2115), 4)
     legacy_factory.write_pickle(manual / "responses_s20_chuckcobst" / spec.responses_file, responses, 4)
     # a Car Racing data.pkl beside it must not be taken for the obstacle one
-    legacy_factory.write_pickle(manual / "queries_s20" / "data.pkl", _queries(2), 4)
+    legacy_factory.write_pickle(manual / "queries_s20" / "data.pkl", legacy_factory.query_segments(2), 4)
     builder = tfds.builder("dropj_obst_carracing/chuckc_preferences", data_dir=str(tmp_path / "d"))
     builder.download_and_prepare(download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
     [first, _] = list(tfds.as_numpy(builder.as_dataset(split="train")))
@@ -188,7 +182,7 @@ REAL_COUNTS = {  # DATA_FORMATS.md 5.3, the authors' sampling_gui on all 600 ent
 @pytest.fixture(scope="module")
 def real_manual(tmp_path_factory, real_data):
     manual = tmp_path_factory.mktemp("real")
-    legacy_factory.write_pickle(manual / "queries_s20" / "data.pkl", _queries(600), 4)  # generated for the 600 ids
+    legacy_factory.write_pickle(manual / "queries_s20" / "data.pkl", legacy_factory.query_segments(600), 4)  # generated for the 600 ids
     (manual / "responses_s20").mkdir()
     for config in REAL_COUNTS:
         name = schema.spec_for(CR, config).responses_file

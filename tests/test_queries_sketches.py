@@ -30,8 +30,7 @@ def _build(config, manual, data_dir):
 
 def _queries_source(manual: Path, n: int = 4, videos: bool = True) -> tuple[dict, dict]:
     rng = np.random.default_rng(3)
-    data = {f"{i}.mp4": {"segment1": rng.standard_normal((20, 547)), "segment2": rng.standard_normal((20, 547))}
-            for i in (2, 0, 1, 3)[:n]}  # data.pkl's key order is kept, whatever it is
+    data = legacy_factory.query_segments(n, seed=4, order=[2, 0, 1, 3][:n])  # data.pkl's key order is kept
     legacy_factory.write_pickle(manual / "queries_s20" / "data.pkl", data, 4)
     mp4s = {name: bytes(rng.integers(0, 256, 300 + 7 * i, dtype=np.uint8)) for i, name in enumerate(data)}
     if videos:

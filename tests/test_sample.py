@@ -70,3 +70,32 @@ def test_obstacle_archive_uses_zip64_records():
     assert struct.unpack("<H", extra[:2])[0] == 0x0001  # the Zip64 extended information field
     with zipfile.ZipFile(_committed("dropj_obst_carracing") / "obst_rollouts.zip") as archive:
         assert len(archive.namelist()) == 2
+
+
+@pytest.mark.parametrize("env", [schema.CARRACING, schema.CHUCKC, schema.CHUCKCCAR], ids=lambda env: env.name)
+def test_real_episodes_replay_in_our_environments(env):
+    """Frames, rewards and flags are the environment's own: replaying the stored actions reproduces them."""
+    dataset = "dropj_carracing" if env is schema.CARRACING else "dropj_obst_carracing"
+    config = "real" if env is schema.CARRACING else f"{env.name}_real"
+    plans = make_sample.CARRACING_REAL if env is schema.CARRACING else make_sample.OBST_REAL[env.name]
+    episodes = _episodes(dataset, schema.spec_for(dataset, config).sources.episodes)
+    assert len(episodes) == len(plans)
+    seen = set()
+    for plan, episode in zip(plans, episodes):
+        gym_env = make_sample.make_env(env)
+        obs, _ = gym_env.reset(seed=plan.seed)
+        core = gym_env.unwrapped
+        for step in range(plan.warmup):
+            obs, *_ = gym_env.step(make_sample.plan_action(core, plan, step))
+        for t, (prev_obs, action, reward, next_obs, done, info) in enumerate(episode):
+            assert np.array_equal(prev_obs, obs), (plan.seed, t)
+            obs, env_reward, _, _, env_info = gym_env.step(action)
+            assert np.array_equal(next_obs, obs), (plan.seed, t)
+            flags = {key for key in env.info_keys if env_info.get(key) is True}
+            if t < len(episode) - 1:  # the last step carries the declared ending
+                assert (reward, set(info)) == (env_reward, flags), (plan.seed, t)
+            seen |= set(info)
+        gym_env.close()
+    wanted = {"chuckc": {"chuck_passed", "chuck"}, "chuckccar": {"chuck_passed", "chuck", "car_passed", "car"},
+              "carracing": {"crash", "succ"}}[env.name]
+    assert wanted <= seen

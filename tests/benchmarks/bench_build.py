@@ -82,7 +82,7 @@ POOL_STEPS = 1000
 VEER_EVERY, VEER_STEPS = 333, 10
 BRAKE_ABOVE, COAST_IN_TURNS_ABOVE = 45.0, 34.0  # speed, env units
 EPISODE_OFFSET_STRIDE = 617  # each benchmark episode starts at a different pool frame
-SOURCE_FORMAT = 1  # bump when the generated source changes, so a cached zip is rebuilt
+SOURCE_FORMAT = 2  # bump when the generated source changes, so a cached zip is rebuilt
 
 # Targets of the issue.
 RSS_TARGET_MIB = 1024
@@ -150,42 +150,39 @@ def drive(car_racing: Any, step: int) -> np.ndarray:
     `VEER_EVERY` steps it holds full right steer for `VEER_STEPS` steps, which
     sometimes takes the car onto the grass ('crash' steps, reward -1).
     """
-    from factory import sample as make_sample
+    from factory import drivers
 
     veer = step % VEER_EVERY >= VEER_EVERY - VEER_STEPS
-    action = make_sample.keyboard_action(car_racing, veer)
+    action = drivers.keyboard_action(car_racing, veer)
     if veer:
         return action
     steer = action[0]
     speed = float(np.hypot(*car_racing.car.hull.linearVelocity))
     if speed > BRAKE_ABOVE:
-        return np.array([steer, 0.0, make_sample.BRAKE])
+        return np.array([steer, 0.0, drivers.BRAKE])
     if steer != 0.0 and speed > COAST_IN_TURNS_ABOVE:
         return np.array([steer, 0.0, 0.0])
-    return np.array([steer, make_sample.GAS, 0.0])
+    return np.array([steer, drivers.GAS, 0.0])
 
 
 def render_pool() -> np.ndarray:
     """(frame s_t, action a_t, reward r_t) for every step of the pool episodes.
 
-    Uses the embedded sample's env, off-road test, reward rule and frame
-    processing (`dropj.converters.make_sample`).
+    Drives our `DropjCarRacing-v0` (the release's frames, reward rule and flags), as the embedded sample does.
     """
     from factory import sample as make_sample
+    from dropj_datasets import schema
 
     rows = []
     for seed in POOL_SEEDS:
-        env = make_sample.make_env()
+        env = make_sample.make_env(schema.CARRACING)
         try:
             frame, _ = env.reset(seed=seed)
             car_racing = env.unwrapped
             for step in range(POOL_STEPS):
                 action = drive(car_racing, step)
-                tiles_before = car_racing.tile_visited_count
-                next_frame, _, terminated, truncated, _ = env.step(action)
-                reward, _ = make_sample.step_flags(make_sample.off_road(car_racing),
-                                                     car_racing.tile_visited_count > tiles_before)
-                rows.append((make_sample.process_frame(frame), action, reward))
+                next_frame, reward, terminated, truncated, _ = env.step(action)
+                rows.append((frame, action, reward))
                 frame = next_frame
                 if terminated or truncated:
                     break
@@ -199,7 +196,7 @@ def load_pool(workdir: Path) -> np.ndarray:
     if path.exists():
         print(f"reusing the frame pool {path}")
         return np.load(path)
-    print(f"rendering the frame pool ({len(POOL_SEEDS)} CarRacing-v3 episodes of {POOL_STEPS} steps)...")
+    print(f"rendering the frame pool ({len(POOL_SEEDS)} DropjCarRacing-v0 episodes of {POOL_STEPS} steps)...")
     start = time.perf_counter()
     pool = render_pool()
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -97,6 +97,13 @@ def write_zip(path: Path, members: dict[str, bytes], zip64: bool = False) -> Pat
     return path
 
 
+def query_segments(n: int, width: int = 547, seed: int = 0, order: Optional[list[int]] = None) -> dict:
+    """A data.pkl of `n` queries with noise segments, keyed '{i}.mp4' in `order` (default 0..n-1)."""
+    rng = np.random.default_rng(seed)
+    return {f"{i}.mp4": {"segment1": rng.standard_normal((20, width)), "segment2": rng.standard_normal((20, width))}
+            for i in (order if order is not None else range(n))}
+
+
 def make_real_source(manual_dir: Path, spec: DatasetSpec, lengths=(6, 3, 1), protocol: int = 5,
                      in_zip: bool = False, seed: int = 0) -> list:
     rng = np.random.default_rng(seed)

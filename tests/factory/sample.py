@@ -42,12 +42,14 @@ instead of 90 of up to 49. Query segments keep their full (20, 547) and
 video (the plans below); times, repeat counts and labels of sparse queries are seeded draws.
 
 Where the data comes from.
-* Real frames are rendered by gymnasium `CarRacing-v3` (seeded, scripted
-  keyboard-like driver), at 96x96 and processed as the release for Car
-  Racing, natively at 128x128 and passed through for Obstacle. Its rendering
-  differs from the authors' gym 0.20 one (DATA_FORMATS.md 8.1), it keeps its
-  indicator bar at 128x128, and it draws no chuckholes or NPC cars, so the
-  obstacle flags are synthesised: the sample is a format fixture, not data.
+* Real episodes are driven in our own environments, `DropjCarRacing-v0` and
+  `DropjObstCarRacing-v0` (which render, reward and flag as the authors'
+  gym 0.20 ones; docs/environments.md), by a seeded, scripted keyboard-like
+  driver (`drivers.py`). Frames, rewards and every info flag are the
+  environment's: in Obstacle Car Racing the driver aims at a chuckhole (and
+  an NPC car) when close, and each episode is cut where the environment
+  flags the approach and the hit (`chuck_passed` then `chuck`, `car_passed`
+  then `car`).
 * The first Car Racing episode starts at the reset frame like the release's
   (zoom-in frames, white outside the field); every other one skips the
   50-step zoom-in so that its few frames show ordinary driving.
@@ -68,27 +70,25 @@ Where the data comes from.
   exact multiples of 2**-22 s like the release's; no real clock is read.
 
 Deterministic: the same bytes on every run on one machine (fixed seeds, fixed
-zip timestamps and attributes). Run it as `python -m dropj.converters.make_sample`.
+zip timestamps and attributes). Run it as `dropj make-sample` from a development install.
 """
 
 from __future__ import annotations
 
 import argparse
 import collections
-import contextlib
 import copy
 import dataclasses
 import io
 import pickle
 import zipfile
 from pathlib import Path
-from typing import Any, Iterator, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
-from factory import query_video
+from factory import drivers, query_video
 from dropj_datasets import schema
-from dropj_datasets.envs.frames import CARRACING_RAW_SIZE, process_frame
 from dropj_datasets.schema import EnvSpec
 
 Transition = tuple[np.ndarray, np.ndarray, int, np.ndarray, float, dict]
@@ -119,12 +119,9 @@ _ZIP_CREATE_SYSTEM = 3  # Unix, whatever machine writes it
 
 # The first second of an episode is a zoom-in animation (50 steps at 50 FPS).
 ZOOM_STEPS = 50
-OBST_RAW_SIZE = 128
 
 # The keyboard subset of actions (DATA_FORMATS.md 0.3), env units.
-STEER_LEFT, STEER_RIGHT = -1.0, 1.0
-GAS = 1.0
-BRAKE = 0.8
+STEER_LEFT, STEER_RIGHT, GAS, BRAKE = drivers.STEER_LEFT, drivers.STEER_RIGHT, drivers.GAS, drivers.BRAKE
 
 # Reward rule of the DROPJ envs (DATA_FORMATS.md 8.1): Python ints.
 CRASH_REWARD, SUCC_REWARD, NO_REWARD = -1, 10, 0
@@ -149,8 +146,10 @@ class RealEpisodePlan:
     `ZOOM_STEPS` starts after the zoom-in, with typical driving frames.
     `veer_from` makes the driver hold full right steer with gas from that env
     step on (counted from the reset, warm-up included), so the car runs
-    off the road and 'crash' steps appear. `events` maps a transition index to
-    synthetic obstacle flags set True on that step.
+    off the road and 'crash' steps appear. In Obstacle Car Racing the driver
+    aims at NPC car `npc` and then at the first chuckhole when they are close
+    ahead (`drivers.obstacle_target`), so the environment itself raises the
+    obstacle flags; `cruise` is the speed it keeps.
     """
 
     seed: int
@@ -158,16 +157,15 @@ class RealEpisodePlan:
     ending: str
     warmup: int = 0
     veer_from: Optional[int] = None
-    events: tuple[tuple[int, str], ...] = ()
+    aim_at_chuckhole: bool = False
+    npc: Optional[int] = None
+    cruise: float = 30.0
 
     def __post_init__(self) -> None:
         if self.ending not in ENDINGS:
             raise ValueError(f"ending must be one of {ENDINGS}, got {self.ending!r}")
         if self.length < 1 or self.warmup < 0:
             raise ValueError(f"need length >= 1 and warmup >= 0, got {self.length}, {self.warmup}")
-        for step, _ in self.events:
-            if not 0 <= step < self.length:
-                raise ValueError(f"event at transition {step} is outside 0..{self.length - 1}")
 
     def veers(self, env_step: int) -> bool:
         return self.veer_from is not None and env_step >= self.veer_from
@@ -197,20 +195,16 @@ CARRACING_REAL = (
     RealEpisodePlan(seed=12, length=25, ending=LEFT_PLAYFIELD, warmup=ZOOM_STEPS, veer_from=55),
     RealEpisodePlan(seed=13, length=12, ending=LEFT_PLAYFIELD_AT_LIMIT, warmup=ZOOM_STEPS, veer_from=40),
 )
-# Obstacle Dataset R: one truncated and one terminated episode per mode. Flags are
-# synthetic ('approached' first, then 'touched' a few steps later).
+# Obstacle Dataset R: one truncated and one terminated episode per mode, cut where the driver
+# approaches and then hits a chuckhole (and, with cars, an NPC car): the flags are the environment's.
 OBST_REAL = {
     schema.CHUCKC.name: (
-        RealEpisodePlan(seed=21, length=14, ending=TIME_LIMIT, warmup=ZOOM_STEPS, veer_from=40,
-                        events=((2, "chuck_passed"), (5, "chuck"))),
-        RealEpisodePlan(seed=22, length=11, ending=LEFT_PLAYFIELD, warmup=ZOOM_STEPS, veer_from=40,
-                        events=((1, "chuck_passed"), (5, "chuck"))),
+        RealEpisodePlan(seed=0, length=30, ending=TIME_LIMIT, warmup=86, aim_at_chuckhole=True, cruise=25.0),
+        RealEpisodePlan(seed=1, length=11, ending=LEFT_PLAYFIELD, warmup=95, aim_at_chuckhole=True, cruise=25.0),
     ),
     schema.CHUCKCCAR.name: (
-        RealEpisodePlan(seed=31, length=13, ending=LEFT_PLAYFIELD, warmup=ZOOM_STEPS, veer_from=40,
-                        events=((2, "chuck_passed"), (4, "car_passed"), (6, "chuck"), (8, "car"))),
-        RealEpisodePlan(seed=32, length=12, ending=TIME_LIMIT, warmup=ZOOM_STEPS,
-                        events=((1, "car_passed"), (3, "chuck_passed"), (5, "car"), (8, "chuck"))),
+        RealEpisodePlan(seed=2, length=36, ending=LEFT_PLAYFIELD, warmup=88, aim_at_chuckhole=True, npc=0),
+        RealEpisodePlan(seed=0, length=26, ending=TIME_LIMIT, warmup=80, aim_at_chuckhole=True, npc=0),
     ),
 }
 # Dream files: 20 (Car Racing) and 8 (Obstacle) transitions instead of 1000, 2 episodes
@@ -225,62 +219,25 @@ OBST_DREAM = {
 }
 
 
-# --- real episodes: gymnasium CarRacing -------------------------------------------------------------
+# --- real episodes: our environments -----------------------------------------------------------------
 
 
-@contextlib.contextmanager
-def _state_pixels(size: int) -> Iterator[None]:
-    """Makes gymnasium CarRacing render its state at size x size, restoring the default after.
-
-    The obstacle env rendered 128x128 natively; gymnasium reads these module
-    constants at every render, so patching them renders true 128x128 frames
-    (no resampling). Unlike the obstacle env, gymnasium still draws its
-    indicator bar into the state.
-    """
-    from gymnasium.envs.box2d import car_racing
-
-    saved = car_racing.STATE_W, car_racing.STATE_H
-    car_racing.STATE_W = car_racing.STATE_H = size
-    try:
-        yield
-    finally:
-        car_racing.STATE_W, car_racing.STATE_H = saved
-
-
-def make_env() -> Any:
+def make_env(env: EnvSpec) -> Any:
+    """Our gymnasium environment of `env` (DropjCarRacing-v0 or DropjObstCarRacing-v0 in its mode)."""
     import gymnasium
 
-    return gymnasium.make("CarRacing-v3", disable_env_checker=True)
+    import dropj_datasets.envs  # noqa: F401  (registers the ids)
+
+    return gymnasium.make(env.gym_id, disable_env_checker=True, **env.make_kwargs)
 
 
-def keyboard_action(car_racing: Any, veer: bool) -> np.ndarray:
-    """A scripted 'human at the keyboard': full left/right/none, gas on/off, brake 0.8.
-
-    Aims at a track point a few tiles ahead of the nearest one; `veer` holds
-    full right steer with gas, which takes the car off the road.
-    """
-    if veer:
-        return np.array([STEER_RIGHT, GAS, 0.0], dtype=np.float64)
-    car = car_racing.car
-    x, y = car.hull.position
-    track = np.array([(tx, ty) for _, _, tx, ty in car_racing.track])
-    nearest = int(np.argmin(np.hypot(track[:, 0] - x, track[:, 1] - y)))
-    tx, ty = track[(nearest + 4) % len(track)]
-    forward = car.hull.GetWorldVector((0.0, 1.0))
-    cross = forward[0] * (ty - y) - forward[1] * (tx - x)  # > 0: the target is to the left
-    dot = forward[0] * (tx - x) + forward[1] * (ty - y)
-    bearing = np.arctan2(cross, dot)
-    steer = STEER_LEFT if bearing > 0.15 else STEER_RIGHT if bearing < -0.15 else 0.0
-    speed = float(np.hypot(*car.hull.linearVelocity))
-    if speed > 45.0:
-        return np.array([steer, 0.0, BRAKE], dtype=np.float64)
-    return np.array([steer, GAS if speed < 30.0 else 0.0, 0.0], dtype=np.float64)
-
-
-def off_road(car_racing: Any) -> bool:
-    # The DROPJ env tracks `off_road` from wheel/tile contacts (DATA_FORMATS.md 1.3);
-    # gymnasium does not, so approximate it: some wheel touches no road tile.
-    return any(len(wheel.tiles) == 0 for wheel in car_racing.car.wheels)
+def plan_action(core: Any, plan: RealEpisodePlan, env_step: int) -> np.ndarray:
+    """The scripted keyboard driver of one plan at one env step (warm-up included)."""
+    target = None
+    if plan.aim_at_chuckhole or plan.npc is not None:
+        target = drivers.obstacle_target(core, drivers.first_chuckhole(core) if plan.aim_at_chuckhole else None,
+                                         plan.npc)
+    return drivers.keyboard_action(core, plan.veers(env_step), target, cruise=plan.cruise)
 
 
 def _info(env: EnvSpec, flags: set[str], truncated: Optional[bool] = None) -> dict:
@@ -289,15 +246,6 @@ def _info(env: EnvSpec, flags: set[str], truncated: Optional[bool] = None) -> di
     if truncated is not None:
         info[schema.TIME_LIMIT_TRUNCATED] = truncated
     return info
-
-
-def step_flags(crashed: bool, new_tile: bool) -> tuple[int, set[str]]:
-    """The DROPJ reward rule: -1 with 'crash' off-road, else +10 with 'succ' on a new tile, else 0."""
-    if crashed:
-        return CRASH_REWARD, {CRASH}
-    if new_tile:
-        return SUCC_REWARD, {SUCC}
-    return NO_REWARD, set()
 
 
 def _ending(plan: RealEpisodePlan, reward: int, flags: set[str]) -> tuple[int, set[str], Optional[bool]]:
@@ -319,42 +267,32 @@ def _ending(plan: RealEpisodePlan, reward: int, flags: set[str]) -> tuple[int, s
     return CRASH_REWARD, obstacle_flags | {CRASH}, truncated
 
 
-def record_real_episode(plan: RealEpisodePlan, env: EnvSpec, raw_size: int) -> Episode:
-    """Drives gymnasium CarRacing-v3 and records the release's transition list."""
-    events: dict[int, set[str]] = {}
-    for step, flag in plan.events:
-        if flag not in env.info_keys:
-            raise ValueError(f"{env.name} has no info key {flag!r}; it has {env.info_keys}")
-        events.setdefault(step, set()).add(flag)
-    with _state_pixels(raw_size):
-        gym_env = make_env()
-        try:
-            frame, _ = gym_env.reset(seed=plan.seed)
-            car_racing = gym_env.unwrapped
-            for env_step in range(plan.warmup):
-                frame, *_ = gym_env.step(keyboard_action(car_racing, plan.veers(env_step)))
-            prev_obs = process_frame(frame)
-            episode: Episode = []
-            for t in range(plan.length):
-                action = keyboard_action(car_racing, plan.veers(plan.warmup + t))
-                tiles_before = car_racing.tile_visited_count
-                frame, *_ = gym_env.step(action)
-                obs = process_frame(frame)
-                # A new tile this step: the DROPJ env's test, and the same as gymnasium's step reward > 0.
-                new_tile = car_racing.tile_visited_count > tiles_before
-                reward, flags = step_flags(off_road(car_racing), new_tile)
-                flags |= events.get(t, set())
-                truncated = None
-                last = t == plan.length - 1
-                if last:
-                    reward, flags, truncated = _ending(plan, reward, flags)
-                done = 1.0 if last else 0.0
-                # As the authors' recorder: deepcopy the tuple, so obs_t and
-                # prev_obs_{t+1} are equal in value but separate objects.
-                episode.append(copy.deepcopy((prev_obs, action, reward, obs, done, _info(env, flags, truncated))))
-                prev_obs = obs
-        finally:
-            gym_env.close()
+def record_real_episode(plan: RealEpisodePlan, env: EnvSpec) -> Episode:
+    """Drives our environment and records the release's transition list: its frames, rewards and flags."""
+    gym_env = make_env(env)
+    try:
+        prev_obs, _ = gym_env.reset(seed=plan.seed)
+        core = gym_env.unwrapped
+        for env_step in range(plan.warmup):
+            prev_obs, *_ = gym_env.step(plan_action(core, plan, env_step))
+        episode: Episode = []
+        for t in range(plan.length):
+            action = plan_action(core, plan, plan.warmup + t)
+            obs, reward, terminated, _, info = gym_env.step(action)
+            if terminated:
+                raise ValueError(f"{env.name} seed {plan.seed}: left the playfield at step {t}, before the plan's end")
+            flags = {key for key in env.info_keys if info.get(key) is True}
+            truncated = None
+            last = t == plan.length - 1
+            if last:
+                reward, flags, truncated = _ending(plan, reward, flags)
+            done = 1.0 if last else 0.0
+            # As the authors' recorder: deepcopy the tuple, so obs_t and
+            # prev_obs_{t+1} are equal in value but separate objects.
+            episode.append(copy.deepcopy((prev_obs, action, reward, obs, done, _info(env, flags, truncated))))
+            prev_obs = obs
+    finally:
+        gym_env.close()
     return episode
 
 
@@ -909,7 +847,7 @@ def _write_dream_files(folder: Path, sources: schema.SourceFiles, sample: DreamS
 def write_carracing(folder: Path) -> list[Path]:
     """The dropj_carracing dummy data under `folder`."""
     specs = schema.DATASETS[CARRACING_DATASET]
-    real = [record_real_episode(plan, schema.CARRACING, CARRACING_RAW_SIZE) for plan in CARRACING_REAL]
+    real = [record_real_episode(plan, schema.CARRACING) for plan in CARRACING_REAL]
     written = [_write_zip(folder / CARRACING_ZIP,
                           {specs["real"].sources.episodes: _dumps(real, RAW_PROTOCOL)}, zip64=False)]
     written += _write_dream_files(folder / EXTRACTED, specs["dream"].sources, make_dream_sample(CARRACING_DREAM))
@@ -922,7 +860,7 @@ def write_obst_carracing(folder: Path) -> list[Path]:
     members = {}
     written = []
     for env in (schema.CHUCKC, schema.CHUCKCCAR):
-        real = [record_real_episode(plan, env, OBST_RAW_SIZE) for plan in OBST_REAL[env.name]]
+        real = [record_real_episode(plan, env) for plan in OBST_REAL[env.name]]
         members[specs[f"{env.name}_real"].sources.episodes] = _dumps(real, RAW_PROTOCOL)
         written += _write_dream_files(folder / EXTRACTED, specs[f"{env.name}_dream"].sources,
                                       make_dream_sample(OBST_DREAM[env.name]))
