@@ -36,6 +36,8 @@ class ListPickleWriter:
     def __init__(self, file: BinaryIO, protocol: int):
         if not 2 <= protocol <= pickle.HIGHEST_PROTOCOL:
             raise ValueError(f"pickle protocol {protocol} not supported (2..{pickle.HIGHEST_PROTOCOL})")
+        # The pure-Python pickler: the C one has no public way to write one item of a list at a time
+        # (save, framing). Python 3.11 is pinned; tests/test_pinned_internals.py fails if it changes.
         self._pickler = pickle._Pickler(file, protocol)
         self._pickler.fast = True
         self._in_batch = 0

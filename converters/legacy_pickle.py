@@ -323,7 +323,9 @@ def stream_size(file: BinaryIO) -> int:
         file.seek(here)
         return end - here
     if isinstance(file, zipfile.ZipExtFile):
-        # The member's size from the central directory; ZipExtFile never returns more bytes.
+        # The member's size from the central directory; ZipExtFile never returns more bytes. No public
+        # attribute holds it (seeking to the end would inflate the member); Python 3.11 is pinned and
+        # tests/test_pinned_internals.py fails if this attribute changes.
         return file._orig_file_size - file.tell()
     try:
         return os.fstat(file.fileno()).st_size - file.tell()

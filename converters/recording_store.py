@@ -99,7 +99,7 @@ def recording_features(spec: RecordingSpec) -> Any:
     """The TFDS features a recording directory is written with (what its features.json must say)."""
     import tensorflow_datasets as tfds
 
-    identity = tfds.core.dataset_info.DatasetIdentity(
+    identity = tfds.core.DatasetIdentity(
         name=schema.RECORDING_DATASET, version=tfds.core.Version(VERSION), data_dir="",
         module_name="", config_name=spec.config, config_description=spec.description)
     return tfds.rlds.rlds_base.build_info(dataset_config(spec), identity).features
@@ -195,7 +195,7 @@ class RecordingStore:
         """TFDS's metadata files, staged beside and renamed into place, dataset_info.json last."""
         import tensorflow_datasets as tfds
 
-        identity = tfds.core.dataset_info.DatasetIdentity(
+        identity = tfds.core.DatasetIdentity(
             name=schema.RECORDING_DATASET, version=tfds.core.Version(VERSION), data_dir=str(self.directory),
             module_name="", config_name=self.spec.config, config_description=self.spec.description)
         info = tfds.rlds.rlds_base.build_info(dataset_config(self.spec), identity,

@@ -210,7 +210,7 @@ class DropjBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
 @contextlib.contextmanager
 def _bounded_write_buffer():
-    from tensorflow_datasets.core import shuffle  # pinned tfds 4.9.4; a test checks the attribute exists
+    from tensorflow_datasets.core import shuffle  # pinned tfds 4.9.4: tests/test_pinned_internals.py
 
     previous = shuffle.MAX_MEM_BUFFER_SIZE
     shuffle.MAX_MEM_BUFFER_SIZE = WRITE_BUFFER_BYTES
@@ -272,7 +272,7 @@ def _fsync_tree(root: Path) -> None:
 def _durable_incomplete_dir():
     """TFDS's `incomplete_dir`, with every file flushed to disk before the rename, and the rename after.
 
-    Replaced only during our build (tfds 4.9.4 is pinned; a test checks the attribute exists).
+    Replaced only during our build (tfds 4.9.4 is pinned: tests/test_pinned_internals.py).
     """
     from tensorflow_datasets.core import utils
 

@@ -3,29 +3,30 @@
     from dropj.loaders import TorchIterable, preference_pairs, vae_frames, world_model_windows
     from dropj.loaders import video     # query videos (PyAV only)
 
-`rlds_loaders` turns built episodes into what each model consumes (tf.data pipelines
-through `rlds.transformations`) and feeds them to PyTorch. Its names are resolved on
-first use, so ``import dropj.loaders`` (or ``dropj.loaders.video``) does not import
-TensorFlow.
+`transformations` holds the pure ``Dataset -> Dataset`` pipelines (through
+`rlds.transformations`), `torch_bridge` hands any of them to PyTorch, and
+`training_data` says what each model trains on. Names are resolved on first use, so
+``import dropj.loaders`` (or ``dropj.loaders.video``) does not import TensorFlow.
 """
 
 from __future__ import annotations
 
 import importlib
 
-_RLDS_LOADERS = (
-    "vae_frames", "world_model_windows", "preference_pairs",
-    "TorchIterable", "TfdsShards", "hide_gpus_from_tensorflow", "shard_seed", "to_torch",
-)
+_NAMES = {
+    "vae_frames": "transformations", "world_model_windows": "transformations", "preference_pairs": "transformations",
+    "TorchIterable": "torch_bridge", "TfdsShards": "torch_bridge", "hide_gpus_from_tensorflow": "torch_bridge",
+    "shard_seed": "torch_bridge", "to_torch": "torch_bridge",
+}
 
-__all__ = list(_RLDS_LOADERS)
+__all__ = list(_NAMES)
 
 
 def __getattr__(name: str):
-    if name in _RLDS_LOADERS:
-        return getattr(importlib.import_module(".rlds_loaders", __name__), name)
+    if name in _NAMES:
+        return getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted(list(globals()) + list(_RLDS_LOADERS))
+    return sorted(list(globals()) + list(_NAMES))

@@ -25,7 +25,8 @@ import tensorflow_datasets as tfds
 
 from dropj_datasets import schema
 
-from .rlds_loaders import TorchIterable, preference_pairs, vae_frames, world_model_windows
+from .torch_bridge import TorchIterable
+from .transformations import preference_pairs, vae_frames, world_model_windows
 
 __all__ = ["VALIDATION_EVERY", "DEFAULT_DATASETS", "KINDS", "HeldOutShards", "vae_data", "mdnrnn_data",
            "reward_data"]

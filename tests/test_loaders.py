@@ -1,4 +1,4 @@
-"""dropj.loaders.rlds_loaders on the built sample: the pipelines against the release files
+"""dropj.loaders (transformations and the torch bridge) on the built sample: the pipelines against the release files
 themselves, and TorchIterable through real DataLoaders (0, 1 and 2 spawned workers)."""
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from factory import REPO, dummy_data
 import dropj_datasets  # noqa: F401  (registers the builders)
 from dropj.converters import legacy_pickle, sources
 from dropj.loaders import TorchIterable, preference_pairs, vae_frames, world_model_windows
-from dropj.loaders import rlds_loaders
+from dropj.loaders import torch_bridge
 from dropj_datasets import schema
 
 MANUAL = dummy_data("dropj_carracing")
@@ -233,7 +233,7 @@ def test_torch_iterable_keeps_tensorflow_off_the_gpus(data_dir):
 
 
 def test_to_torch_converts_numbers_and_keeps_bytes():
-    out = rlds_loaders.to_torch({"a": np.float64(1.5), "b": np.arange(3, dtype=np.uint8), "c": b"x"})
+    out = torch_bridge.to_torch({"a": np.float64(1.5), "b": np.arange(3, dtype=np.uint8), "c": b"x"})
     assert out["a"].dtype == torch.float64 and out["a"].item() == 1.5
     assert out["b"].dtype == torch.uint8 and out["b"].tolist() == [0, 1, 2]
     assert out["c"] == b"x"

@@ -19,7 +19,7 @@ import tensorflow_datasets as tfds
 
 import dropj_datasets.envs  # noqa: F401
 from dropj.converters import export, legacy_pickle, record, recording_store, recording_writer
-from dropj.loaders import rlds_loaders
+from dropj.loaders import transformations
 from dropj_datasets import builder as builder_lib
 from dropj_datasets import schema
 
@@ -187,10 +187,10 @@ def test_export_gives_dataset_r_structure_and_types(recorded, tmp_path):
 def test_loaders_read_a_recording(recorded):
     builder, episodes_np = load(recorded[0])
     episodes = builder.as_dataset(split="train", shuffle_files=False)
-    frames = np.stack(list(rlds_loaders.vae_frames(episodes).as_numpy_iterator()))
+    frames = np.stack(list(transformations.vae_frames(episodes).as_numpy_iterator()))
     expected = np.concatenate([steps[schema.OBSERVATION] for steps, _, _ in episodes_np])
     np.testing.assert_array_equal(frames, expected)
-    windows = list(rlds_loaders.world_model_windows(episodes, 10).take(3).as_numpy_iterator())
+    windows = list(transformations.world_model_windows(episodes, 10).take(3).as_numpy_iterator())
     assert len(windows) == 3 and windows[0][schema.OBSERVATION].shape[1:] == (84, 84, 3)
 
 
