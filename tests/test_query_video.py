@@ -122,6 +122,19 @@ def test_render_reports_every_bad_input():
         query_video.latent_panels(np.zeros((20, 10)), 32)
 
 
+def test_decode_takes_bytes_numpy_scalars_and_string_tensors(query):
+    """As docs/feedback.md uses it: `video.decode(example['video'])` on an eager tfds example."""
+    import tensorflow as tf
+
+    mp4 = query[2]
+    expected = video.decode(mp4)
+    for given in (np.bytes_(mp4), np.array(mp4, dtype=object), tf.constant(mp4)):
+        assert np.array_equal(video.decode(given), expected), type(given).__name__
+    assert video.info(tf.constant(mp4))["frames"] == 20
+    with pytest.raises(TypeError, match="expected the video's bytes"):
+        video.decode(12)
+
+
 def test_decode_rejects_what_is_not_a_video():
     with pytest.raises(ValueError):  # PyAV's InvalidDataError is a ValueError
         video.decode(b"not an mp4")
