@@ -58,14 +58,6 @@ def read_json(path: Path, limit: int) -> Any:
         raise DataError(f"{path}: not valid JSON ({str(exc)[:100]})") from None
 
 
-def _strip_descriptions(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _strip_descriptions(v) for k, v in value.items() if k != "description"}
-    if isinstance(value, list):
-        return [_strip_descriptions(v) for v in value]
-    return value
-
-
 def expected_features(dataset: str, spec: schema.Spec) -> dict:
     """The features.json content TFDS writes for a config, as a dict."""
     from google.protobuf import json_format
@@ -136,8 +128,10 @@ def check(builder_dir: Path) -> tuple[str, schema.Spec]:
         raise DataError(f"{builder_dir / DATASET_INFO}: file format {str(info.get('fileFormat'))[:40]!r}; "
                         "DROPJ datasets are TFRecord")
     _check_splits(builder_dir, str(name), info.get("splits"))
+    from dropj_datasets.builder import without_docs
+
     features = read_json(builder_dir / FEATURES, JSON_LIMITS[FEATURES])
-    if _strip_descriptions(features) != _strip_descriptions(expected_features(str(name), spec)):
+    if without_docs(features) != without_docs(expected_features(str(name), spec)):
         raise DataError(f"{builder_dir / FEATURES}: does not match the features of {name}/{config} in this "
                         "version of the schema (refused before TFDS reads it: features.json names the Python "
                         "classes TFDS imports)")

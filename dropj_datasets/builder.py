@@ -92,11 +92,12 @@ def features(spec: schema.Spec) -> tfds.features.FeaturesDict:
     return _nested(spec.fields(), dict(schema.KINDS[spec.kind].sequences))
 
 
-def _without_docs(value: object) -> object:
+def without_docs(value: object) -> object:
+    """A features.json dict without its feature docs (`description`): what must match between versions."""
     if isinstance(value, dict):
-        return {k: _without_docs(v) for k, v in value.items() if k != "description"}
+        return {k: without_docs(v) for k, v in value.items() if k != "description"}
     if isinstance(value, list):
-        return [_without_docs(v) for v in value]
+        return [without_docs(v) for v in value]
     return value
 
 
@@ -107,7 +108,7 @@ def features_fingerprint(dataset: str) -> str:
 
     from google.protobuf import json_format
 
-    content = {config: _without_docs(json_format.MessageToDict(features(spec).to_proto()))
+    content = {config: without_docs(json_format.MessageToDict(features(spec).to_proto()))
                for config, spec in schema.DATASETS[dataset].items()}
     return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
@@ -151,6 +152,22 @@ class DropjBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """Base of `dropj_carracing` and `dropj_obst_carracing`."""
 
     DATASET = ""  # key of schema.DATASETS; each dataset package sets it, its VERSION and RELEASE_NOTES
+
+    @classmethod
+    def version_problems(cls, fingerprints: Mapping[str, str]) -> list[str]:
+        """What is wrong with the version, given the features fingerprint recorded for each version
+        (the test beside each builder): the newest release note must be VERSION, and the features may
+        change only with a new VERSION."""
+        problems = []
+        if max(map(tfds.core.Version, cls.RELEASE_NOTES)) != cls.VERSION:
+            problems.append(f"RELEASE_NOTES has no entry for {cls.VERSION} (or a newer one)")
+        if str(cls.VERSION) not in fingerprints:
+            problems.append(f"record the features fingerprint of {cls.VERSION} in the test beside the builder: "
+                            f"{features_fingerprint(cls.DATASET)}")
+        elif features_fingerprint(cls.DATASET) != fingerprints[str(cls.VERSION)]:
+            problems.append(f"the features of {cls.DATASET} changed: bump VERSION, say what changed in "
+                            f"RELEASE_NOTES, and record the new fingerprint {features_fingerprint(cls.DATASET)}")
+        return problems
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -114,3 +114,16 @@ def test_no_generic_top_level_names_are_installed(tmp_path):
             "print([n for n in ('models', 'loaders', 'converters') if u.find_spec(n)]); "
             "import dropj.converters, dropj.models, dropj.loaders; print('ok')")
     assert _run_elsewhere(code, tmp_path).splitlines() == ["[]", "ok"]
+
+
+def test_a_features_change_without_a_new_version_is_caught():
+    builder = dropj_datasets.DropjCarracing
+    [problem] = builder.version_problems({str(builder.VERSION): "0" * 64})
+    assert problem.startswith("the features of dropj_carracing changed: bump VERSION")
+    [problem] = builder.version_problems({})
+    assert problem.startswith("record the features fingerprint of 1.0.0")
+
+    class Unlogged(builder, skip_registration=True):
+        VERSION = tfds.core.Version("1.1.0")
+
+    assert any("RELEASE_NOTES has no entry for 1.1.0" in p for p in Unlogged.version_problems({}))
