@@ -138,7 +138,7 @@ def from_legacy(transitions: Any, spec: DatasetSpec, *, file: str, episode: int)
                                       f"(set {MAX_STEPS_VARIABLE} to read longer episodes)", f"{num:,}")
         problems.raise_if_any()
     obs_shape = spec.observation_shape
-    obs_dtype = "float32" if spec.is_dream else "uint8"
+    obs_dtype = spec.step_field(schema.OBSERVATION).dtype  # frames uint8, latent states float32
     observations = np.empty((num + 1,) + obs_shape, dtype=obs_dtype)
     actions = np.empty((num, 3), dtype=np.float64)
     rewards = np.empty((num,), dtype=np.int32)

@@ -21,7 +21,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from dropj_datasets import codec, register_builders, schema
-from dropj_datasets.schema import FeedbackSpec, Field
+from dropj_datasets.schema import Field
 
 HOMEPAGE = "https://doi.org/10.5258/SOTON/D3749"
 LICENSE = "CC-BY-4.0"
@@ -142,9 +142,10 @@ class PreferenceConfig(tfds.core.BuilderConfig):
 
 
 def _config(name: str, spec: schema.Spec) -> tfds.core.BuilderConfig:
-    if isinstance(spec, FeedbackSpec):
-        return PreferenceConfig(name=name, description=spec.description, w_s=spec.w_s, w_def=spec.w_def,
-                                just_weights=spec.just_weights)
+    """A kind with builder-config parameters (`Kind.config_parameters`) gets a `PreferenceConfig` holding them."""
+    parameters = {key: getattr(spec, key) for key in schema.KINDS[spec.kind].config_parameters}
+    if parameters:
+        return PreferenceConfig(name=name, description=spec.description, **parameters)
     return tfds.core.BuilderConfig(name=name, description=spec.description)
 
 

@@ -249,6 +249,7 @@ class Kind:
     sequences: tuple[tuple[str, str], ...]  # feature group -> DATASET_SEQUENCE (a tf.data of its items) or SEQUENCE
     index_field: str  # '/'-path of the item's position in its source file ('' when it keeps the file's key order)
     doc: str
+    config_parameters: tuple[str, ...] = ()  # spec attributes a builder config may override (label weights)
 
     @property
     def datasets(self) -> tuple[str, ...]:
@@ -619,7 +620,7 @@ KINDS: dict[str, Kind] = {kind.name: kind for kind in (
          "", "preference queries: two clips and the video shown"),
     Kind("preferences", "dropj.converters.feedback:PREFERENCES",
          ((LEFT, DATASET_SEQUENCE), (RIGHT, DATASET_SEQUENCE), (ANSWERS, SEQUENCE)),
-         RESPONSE_INDEX, "one person's responses to the queries, with labels"),
+         RESPONSE_INDEX, "one person's responses to the queries, with labels", ("w_s", "w_def", "just_weights")),
 )}
 
 
