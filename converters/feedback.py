@@ -107,7 +107,7 @@ def _allowed_answers(spec: FeedbackSpec) -> dict[str, tuple[str, ...]]:
     return {schema.Q_PREFER: preference}
 
 
-def _questions_in_order(spec: FeedbackSpec, answers: list[tuple]) -> tuple[str, ...]:
+def questions_in_order(spec: FeedbackSpec, answers: list[tuple]) -> tuple[str, ...]:
     """The questions the GUI asks, given the answers so far (DROPJ asks for a preference only if both safe)."""
     if spec.method == "DROPJ":
         safe = [a for q, a, *_ in answers[:2]] == [schema.A_YES, schema.A_YES]
@@ -207,7 +207,7 @@ def validate_response(entry: Any, spec: FeedbackSpec, *, file: str, index: int) 
                 problems.append(f"answer {k}: expected a tuple {kind}, got {_answer_text(item)}")
                 continue
             question, answer = item[0], item[1]
-            expected_questions = _questions_in_order(spec, parsed + [item])
+            expected_questions = questions_in_order(spec, parsed + [item])
             if k >= len(expected_questions) or question != expected_questions[k]:
                 problems.append(f"answer {k}: unexpected question {describe(question)} for {spec.method} "
                                 f"(expected {list(expected_questions)})")
@@ -215,8 +215,8 @@ def validate_response(entry: Any, spec: FeedbackSpec, *, file: str, index: int) 
                 problems.append(f"answer {k}: unknown answer {describe(answer)} to {describe(question)} "
                                 f"(expected one of {list(allowed[question])})")
             parsed.append(item)
-        if parsed is not None and not problems and len(parsed) != len(_questions_in_order(spec, parsed)):
-            problems.append(f"field 'responses': expected answers to {list(_questions_in_order(spec, parsed))}, "
+        if parsed is not None and not problems and len(parsed) != len(questions_in_order(spec, parsed)):
+            problems.append(f"field 'responses': expected answers to {list(questions_in_order(spec, parsed))}, "
                             f"got {len(parsed)}")
     if problems:
         raise DataError(f"{where} (video {describe(video)}): " + "; ".join(problems))
