@@ -61,7 +61,7 @@ class BuiltDataset:
                 raise DataError(f"{dataset}: {exc.args[0]}") from None
             directory = dataset_dir.find_built(dataset, data_dir)
             builder = tfds.builder(dataset, data_dir=str(directory.parents[2])) \
-                if name != schema.RECORDING_DATASET else tfds.builder_from_directory(str(directory))
+                if name not in schema.WRITTEN else tfds.builder_from_directory(str(directory))
             if not builder.is_prepared():
                 raise DataError(f"{dataset}: not built under {directory.parents[2]} (run `tfds build` first)")
         config = builder.builder_config

@@ -123,7 +123,7 @@ def check(builder_dir: Path) -> tuple[str, schema.Spec]:
         spec = schema.spec_for(str(name), str(preset or config))
     except KeyError:
         raise DataError(f"{builder_dir}: holds {str(name)[:60]}/{str(config)[:60]}, not a DROPJ dataset "
-                        "(dropj_carracing, dropj_obst_carracing or dropj_recording)") from None
+                        f"({', '.join([*schema.DATASETS, *schema.WRITTEN])})") from None
     if info.get("fileFormat", "tfrecord") != "tfrecord":
         raise DataError(f"{builder_dir / DATASET_INFO}: file format {str(info.get('fileFormat'))[:40]!r}; "
                         "DROPJ datasets are TFRecord")

@@ -52,19 +52,19 @@ LOCK = ".lock"
 RESCUED = "rescued"
 STAGING_PREFIX = ".metadata-"
 RESCUE_FORMAT = "dropj-rescued-episode/1"
-_SHARD = re.compile(rf"^{schema.RECORDING_DATASET}-{SPLIT}\.tfrecord-(\d{{5}})$")
 
 
 class RecordingError(RuntimeError):
     """The recording directory cannot take this recording (the message says why and what to do)."""
 
 
-def shard_path(directory: Path, index: int) -> Path:
-    return directory / dataset_dir.shard_name(schema.RECORDING_DATASET, dataset_dir.SHARD_INDEX_TEMPLATE, index, 0)
+def shard_path(directory: Path, index: int, dataset: str = schema.RECORDING_DATASET) -> Path:
+    return directory / dataset_dir.shard_name(dataset, dataset_dir.SHARD_INDEX_TEMPLATE, index, 0)
 
 
-def shards_on_disk(directory: Path) -> list[int]:
-    return sorted(int(m.group(1)) for p in directory.iterdir() if (m := _SHARD.match(p.name)))
+def shards_on_disk(directory: Path, dataset: str = schema.RECORDING_DATASET) -> list[int]:
+    pattern = re.compile(rf"^{re.escape(dataset)}-{SPLIT}\.tfrecord-(\d{{5}})$")
+    return sorted(int(m.group(1)) for p in directory.iterdir() if (m := pattern.match(p.name)))
 
 
 def recording_dir(data_dir: str | os.PathLike, env_name: str) -> Path:
@@ -105,16 +105,24 @@ def recording_features(spec: RecordingSpec) -> Any:
     return tfds.rlds.rlds_base.build_info(dataset_config(spec), identity).features
 
 
-class RecordingStore:
-    """An open recording directory; `append` one finished episode at a time, then `close`."""
+class ShardStore:
+    """An open append-only dataset directory written by us alone: `append` one item at a time, then `close`.
 
-    def __init__(self, directory: Path, spec: RecordingSpec, *, holder: str = "",
+    A subclass names its dataset, what an item is, and how TFDS describes it (`_make_features`, `_make_info`).
+    """
+
+    DATASET = ""
+    VERSION = VERSION
+    ITEM = "item"  # what one shard holds, for messages
+    WRITER, ONE = "writer", "writer"  # for messages: "another recording is writing here; one recorder per directory"
+
+    def __init__(self, directory: Path, spec: Any, *, holder: str = "",
                  log: Callable[[str], None] = print):
         self.directory = Path(directory)
         self.spec = spec
         self.log = log
         self.directory.mkdir(parents=True, exist_ok=True)
-        self._lock_fd: Optional[int] = _lock(self.directory, holder)
+        self._lock_fd: Optional[int] = _lock(self.directory, holder, self.WRITER, self.ONE)
         try:
             self._clear_leftovers()
             self.shard_lengths, self.num_bytes = self._existing()
@@ -131,14 +139,14 @@ class RecordingStore:
             shutil.rmtree(stale, ignore_errors=True)
         for stale in self.directory.glob("." + "*" + PARTIAL_SUFFIX):  # a kill during a shard write
             stale.unlink(missing_ok=True)
-            self.log(f"removed {stale.name}: an episode a killed session was still writing")
+            self.log(f"removed {stale.name}: an {self.ITEM} a killed session was still writing")
 
     def _existing(self) -> tuple[list[int], int]:
         info_file = self.directory / DATASET_INFO
-        on_disk = shards_on_disk(self.directory)
+        on_disk = shards_on_disk(self.directory, self.DATASET)
         if not info_file.exists():
             if on_disk:
-                raise RecordingError(f"{self.directory}: {len(on_disk)} episode shards but no {DATASET_INFO}; "
+                raise RecordingError(f"{self.directory}: {len(on_disk)} {self.ITEM} shards but no {DATASET_INFO}; "
                                      f"run `dropj repair-recording {self.directory}`")
             return [], 0
         try:
@@ -147,15 +155,15 @@ class RecordingStore:
             raise RecordingError(f"{info_file}: not readable JSON ({exc}); refusing to append to it; run "
                                  f"`dropj repair-recording {self.directory}`") from None
         name, config = (info.get("name"), info.get("configName")) if isinstance(info, dict) else (None, None)
-        if (name, config) != (schema.RECORDING_DATASET, self.spec.config):
-            raise RecordingError(f"{self.directory}: holds {name}/{config}, expected {schema.RECORDING_DATASET}/"
+        if (name, config) != (self.DATASET, self.spec.config):
+            raise RecordingError(f"{self.directory}: holds {name}/{config}, expected {self.DATASET}/"
                                  f"{self.spec.config}; choose another --out")
         splits = info.get("splits") or [{}]
         lengths = [int(n) for n in splits[0].get("shardLengths", [])]
         if on_disk != list(range(len(lengths))):
             raise RecordingError(
-                f"{self.directory}: {DATASET_INFO} lists {len(lengths)} episodes but the shards on disk are "
-                f"{_ranges(on_disk)}; appending could overwrite or hide episodes. Run `dropj repair-recording "
+                f"{self.directory}: {DATASET_INFO} lists {len(lengths)} {self.ITEM}s but the shards on disk are "
+                f"{_ranges(on_disk)}; appending could overwrite or hide {self.ITEM}s. Run `dropj repair-recording "
                 f"{self.directory}` to rebuild the list from the shards")
         return lengths, int(splits[0].get("numBytes", 0))
 
@@ -163,20 +171,28 @@ class RecordingStore:
     @property
     def features(self) -> Any:
         if self._features is None:
-            self._features = recording_features(self.spec)
+            self._features = self._make_features()
         return self._features
 
+    def _make_features(self) -> Any:
+        raise NotImplementedError
+
+    def _make_info(self, identity: Any) -> Any:
+        """The TFDS DatasetInfo (splits aside) of the directory."""
+        raise NotImplementedError
+
     @property
-    def episodes(self) -> int:
+    def count(self) -> int:
+        """Items listed in the directory."""
         return len(self.shard_lengths)
 
     def append(self, example: dict) -> Path:
-        """Writes one episode as the next shard and lists it; returns the shard's path."""
+        """Writes one item as the next shard and lists it; returns the shard's path."""
         import tensorflow as tf
 
         serialized = self.features.serialize_example(example)
-        index = len(shards_on_disk(self.directory))  # the files decide, never the list
-        final = shard_path(self.directory, index)
+        index = len(shards_on_disk(self.directory, self.DATASET))  # the files decide, never the list
+        final = shard_path(self.directory, index, self.DATASET)
         temp = self.directory / f".{final.name}.{secrets.token_hex(4)}{PARTIAL_SUFFIX}"
         try:
             with tf.io.TFRecordWriter(str(temp)) as writer:
@@ -196,13 +212,12 @@ class RecordingStore:
         import tensorflow_datasets as tfds
 
         identity = tfds.core.DatasetIdentity(
-            name=schema.RECORDING_DATASET, version=tfds.core.Version(VERSION), data_dir=str(self.directory),
+            name=self.DATASET, version=tfds.core.Version(self.VERSION), data_dir=str(self.directory),
             module_name="", config_name=self.spec.config, config_description=self.spec.description)
-        info = tfds.rlds.rlds_base.build_info(dataset_config(self.spec), identity,
-                                              {"dataset": schema.RECORDING_DATASET, "config": self.spec.config})
+        info = self._make_info(identity)
         template = tfds.core.ShardedFileTemplate(
             data_dir=self.directory, template=dataset_dir.SHARD_INDEX_TEMPLATE,
-            dataset_name=schema.RECORDING_DATASET, split=SPLIT, filetype_suffix="tfrecord")
+            dataset_name=self.DATASET, split=SPLIT, filetype_suffix="tfrecord")
         info.set_splits(tfds.core.SplitDict([tfds.core.SplitInfo(
             name=SPLIT, shard_lengths=list(self.shard_lengths), num_bytes=self.num_bytes,
             filename_template=template)]))
@@ -217,11 +232,11 @@ class RecordingStore:
             shutil.rmtree(staging, ignore_errors=True)
 
     def rescue(self, example: dict, index: int, session: str) -> Path:
-        """Keeps an episode that could not be written: a pickle of the example, for `repair` to add back."""
+        """Keeps an item that could not be written: a pickle of the example, for `repair` to add back."""
         import pickle
 
         payload = pickle.dumps({"format": RESCUE_FORMAT, "config": self.spec.config, "example": example}, protocol=5)
-        name = f"episode-{index}-{session or 'session'}-{secrets.token_hex(3)}.pkl"
+        name = f"{self.ITEM}-{index}-{session or 'session'}-{secrets.token_hex(3)}.pkl"
         problems = []
         for folder in (self.directory / RESCUED, Path(tempfile.gettempdir()) / "dropj-rescued"):
             try:
@@ -238,6 +253,27 @@ class RecordingStore:
             self._lock_fd = None
 
 
+class RecordingStore(ShardStore):
+    """An open recording directory; `append` one finished episode at a time, then `close`."""
+
+    DATASET = schema.RECORDING_DATASET
+    ITEM = "episode"
+    WRITER, ONE = "recording", "recorder"
+
+    @property
+    def episodes(self) -> int:
+        return self.count
+
+    def _make_features(self) -> Any:
+        return recording_features(self.spec)
+
+    def _make_info(self, identity: Any) -> Any:
+        import tensorflow_datasets as tfds
+
+        return tfds.rlds.rlds_base.build_info(dataset_config(self.spec), identity,
+                                              {"dataset": self.DATASET, "config": self.spec.config})
+
+
 def _ranges(indices: list[int]) -> str:
     if not indices:
         return "none"
@@ -245,7 +281,7 @@ def _ranges(indices: list[int]) -> str:
         "" if indices == list(range(indices[0], indices[-1] + 1)) else " with gaps")
 
 
-def _lock(directory: Path, holder: str) -> int:
+def _lock(directory: Path, holder: str, writer: str = "recording", one: str = "recorder") -> int:
     """The directory's exclusive lock: held until the store is closed (or the process ends)."""
     started = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime())
     who = f"pid {os.getpid()} on {socket.gethostname()}, user {_user()}{', ' + holder if holder else ''}, " \
@@ -253,7 +289,7 @@ def _lock(directory: Path, holder: str) -> int:
     try:
         return durable.take_lock(directory / LOCK, who)
     except durable.Busy as busy:
-        raise RecordingError(f"{directory}: another recording is writing here ({busy}); one recorder per "
+        raise RecordingError(f"{directory}: another {writer} is writing here ({busy}); one {one} per "
                              "directory: wait for it to end, or choose another --out") from None
 
 
@@ -265,7 +301,8 @@ def _user() -> str:
 
 
 def repair(directory: str | os.PathLike, log: Callable[[str], None] = print) -> str:
-    """Rebuilds a recording's dataset_info.json from the shards on disk, and adds rescued episodes back.
+    """Rebuilds a recording's (or an annotation directory's) dataset_info.json from the shards on disk, and
+    adds rescued items back.
 
     Shards that cannot be read whole are moved to `damaged/` (nothing is deleted); the others are
     renumbered 0..n-1 in order if there are gaps. Holds the directory's lock throughout.
@@ -275,14 +312,16 @@ def repair(directory: str | os.PathLike, log: Callable[[str], None] = print) -> 
     directory = Path(directory)
     if not directory.is_dir():
         raise RecordingError(f"{directory}: no such directory")
-    store = RecordingStore.__new__(RecordingStore)
-    store.directory, store.spec, store.log, store._features = directory, _spec_of(directory), log, None
-    store._lock_fd = _lock(directory, "dropj repair-recording")
+    store_class, spec = _store_of(directory)
+    store = store_class.__new__(store_class)
+    store.directory, store.spec, store.log, store._features = directory, spec, log, None
+    store._lock_fd = _lock(directory, "dropj repair-recording", store.WRITER, store.ONE)
+    dataset = store.DATASET
     try:
         store._clear_leftovers()
         lengths, damaged = [], []
-        for index in shards_on_disk(directory):
-            path = shard_path(directory, index)
+        for index in shards_on_disk(directory, dataset):
+            path = shard_path(directory, index, dataset)
             try:
                 count = sum(1 for _ in tf.data.TFRecordDataset(str(path)))
             except tf.errors.OpError:
@@ -290,13 +329,13 @@ def repair(directory: str | os.PathLike, log: Callable[[str], None] = print) -> 
                 os.replace(path, directory / "damaged" / path.name)
                 damaged.append(path.name)
                 continue
-            target = shard_path(directory, len(lengths))
+            target = shard_path(directory, len(lengths), dataset)
             if target != path:  # close a gap: link to the lower number, then drop the old name
                 os.link(path, target)
                 path.unlink()
             lengths.append(count)
         store.shard_lengths = lengths
-        store.num_bytes = sum(shard_path(directory, i).stat().st_size for i in range(len(lengths)))
+        store.num_bytes = sum(shard_path(directory, i, dataset).stat().st_size for i in range(len(lengths)))
         store._write_info()
         added = 0
         rescued = sorted((directory / RESCUED).glob("*.pkl")) if (directory / RESCUED).is_dir() else []
@@ -304,44 +343,46 @@ def repair(directory: str | os.PathLike, log: Callable[[str], None] = print) -> 
             store.append(_read_rescued(path, store.spec))
             os.replace(path, path.with_name(path.name + ".added"))
             added += 1
-        total = store.episodes
+        total = store.count
     finally:
         store.close()
-    summary = f"{directory}: {total} episodes listed in {DATASET_INFO}"
+    summary = f"{directory}: {total} {store.ITEM}s listed in {DATASET_INFO}"
     if added:
-        summary += f", {added} of them rescued episodes added back"
+        summary += f", {added} of them rescued {store.ITEM}s added back"
     if damaged:
         summary += f"; {len(damaged)} damaged shards moved to {directory / 'damaged'}"
     return summary
 
 
-def _spec_of(directory: Path) -> RecordingSpec:
+def _store_of(directory: Path) -> tuple[type[ShardStore], Any]:
+    """The store class and spec of a directory written by `dropj record` or `dropj annotate`."""
+    from dropj.converters.annotations import AnnotationStore  # the annotations' store is theirs
+
+    stores = {schema.RECORDING_DATASET: RecordingStore, schema.ANNOTATION_DATASET: AnnotationStore}
     info = directory / DATASET_INFO
     if info.exists():
         try:
             value = dataset_dir.read_json(info, dataset_dir.JSON_LIMITS[DATASET_INFO])
+            name = value.get("name") if isinstance(value, dict) else None
             config = value.get("configName") if isinstance(value, dict) else None
-            if value.get("name") == schema.RECORDING_DATASET and config in schema.RECORDINGS:
-                return schema.RECORDINGS[config]
+            if name in stores and config in schema.WRITTEN[name]:
+                return stores[name], schema.WRITTEN[name][config]
         except schema.DataError:
             pass
-    return schema.RECORDINGS[_config_from_path(directory)]
-
-
-def _config_from_path(directory: Path) -> str:
-    config = directory.parent.name
-    if config not in schema.RECORDINGS:
+    name, config = directory.parent.parent.name, directory.parent.name
+    if name not in stores or config not in schema.WRITTEN[name]:
         raise RecordingError(f"{directory}: not a recording's version folder (OUT/{schema.RECORDING_DATASET}/ENV/"
-                             f"{VERSION}, ENV one of {sorted(schema.RECORDINGS)})")
-    return config
+                             f"{VERSION}, ENV one of {sorted(schema.RECORDINGS)}) nor an annotation's "
+                             f"(OUT/{schema.ANNOTATION_DATASET}/METHOD/{VERSION})")
+    return stores[name], schema.WRITTEN[name][config]
 
 
-def _read_rescued(path: Path, spec: RecordingSpec) -> dict:
+def _read_rescued(path: Path, spec: Any) -> dict:
     from dropj.converters import legacy_pickle
 
     with open(path, "rb") as f:
         value = legacy_pickle.load(f, str(path))
     if not isinstance(value, dict) or value.get("format") != RESCUE_FORMAT or value.get("config") != spec.config \
             or not isinstance(value.get("example"), dict):
-        raise RecordingError(f"{path}: not a rescued episode of {spec.config}")
+        raise RecordingError(f"{path}: not a rescued item of {spec.config}")
     return value["example"]

@@ -621,6 +621,9 @@ KINDS: dict[str, Kind] = {kind.name: kind for kind in (
     Kind("preferences", "dropj.converters.feedback:PREFERENCES",
          ((LEFT, DATASET_SEQUENCE), (RIGHT, DATASET_SEQUENCE), (ANSWERS, SEQUENCE)),
          RESPONSE_INDEX, "one person's responses to the queries, with labels", ("w_s", "w_def", "just_weights")),
+    Kind("annotations", "dropj.converters.annotations:CONVERTER",
+         ((LEFT, DATASET_SEQUENCE), (RIGHT, DATASET_SEQUENCE), (ANSWERS, SEQUENCE)),
+         RESPONSE_INDEX, "preferences collected in the browser with `dropj annotate`"),
 )}
 
 
@@ -702,6 +705,7 @@ GYMNASIUM_VERSION = "gymnasium_version"
 START_TIME = "start_time"
 TIME_LIMIT = "time_limit"
 RECORDED_PICKLE_PROTOCOL = 5  # what the authors' recorder wrote (pickle.HIGHEST_PROTOCOL under Python 3.8)
+RESPONSES_PICKLE_PROTOCOL = 4  # what the authors' GUIs wrote (pickle.DEFAULT_PROTOCOL under Python 3.8)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -757,14 +761,63 @@ RECORDINGS: dict[str, RecordingSpec] = {
 }
 
 
+# --- new human feedback (`dropj annotate`; DATA_FORMATS.md 5) ------------------------------------------
+ANNOTATION_DATASET = "dropj_annotations"
+ANNOTATION = "annotation"
+ANNOTATOR_TEXT = "annotator"
+USER_AGENT = "user_agent"
+ANSWERED_AT = "answered_at"
+
+
+@dataclasses.dataclass(frozen=True)
+class AnnotationSpec(FeedbackSpec):
+    """A directory written by `dropj annotate`: a preferences config's examples plus who answered, when, how.
+
+    The examples are those of the release's `preferences_*` configs (same
+    query clips, answers, times and label rule); `response_index` counts the
+    answered queries of the directory in order. `responses_file` is the export
+    name pattern: `{user}` and `{n}` become the annotator and their number of
+    responses, as in the release's file names.
+    """
+
+    kind: ClassVar[str] = "annotations"
+
+    def needs(self) -> str:
+        return "annotation sessions (`dropj.converters.annotations.Annotations`)"
+
+    def fields(self) -> tuple[Field, ...]:
+        return super().fields() + (
+            Field(f"{ANNOTATION}/{SESSION_ID}", (), "str", "", "",
+                  "one annotator's session: UTC start time and a random suffix"),
+            Field(f"{ANNOTATION}/{START_TIME}", (), "float64", "s since the Unix epoch", "",
+                  "when the session started (the server's clock)", "bytes"),
+            Field(f"{ANNOTATION}/{ANSWERED_AT}", (), "float64", "s since the Unix epoch", "",
+                  "when the server committed this response", "bytes"),
+            Field(f"{ANNOTATION}/{USER_AGENT}", (), "str", "", "", "the annotator's browser, as it named itself"),
+            Field(f"{ANNOTATION}/{DROPJ_VERSION}", (), "str", "", "", "version of this package that collected it"),
+        )
+
+
+ANNOTATIONS: dict[str, AnnotationSpec] = {
+    name: AnnotationSpec(
+        name, preset.method, preset.env, preset.queries_file, f"responses_user{{user}}_s20_q{{n}}_{name}.pkl", 0,
+        preset.justifications, f"New {preset.method} preferences over the study's queries, collected with "
+        "the study's questions",
+        preset.w_s, preset.w_def, preset.just_weights)
+    for name, preset in (("drop", DATASETS["dropj_carracing"]["preferences_drop"]),
+                         ("drope", DATASETS["dropj_carracing"]["preferences_drope"]),
+                         ("dropj", DATASETS["dropj_carracing"]["preferences_dropj"]),
+                         ("mjust", DATASETS["dropj_obst_carracing"]["chuckccar_preferences"]))
+}
+# Datasets written by our own tools rather than built from release files: name -> configs.
+WRITTEN: dict[str, dict[str, Spec]] = {RECORDING_DATASET: RECORDINGS, ANNOTATION_DATASET: ANNOTATIONS}
+
+
 def spec_for(dataset: str, config: str) -> Spec:
-    if dataset == RECORDING_DATASET and config in RECORDINGS:
-        return RECORDINGS[config]
     try:
-        return DATASETS[dataset][config]
-    except KeyError:
-        known = ", ".join([f"{d}/{c}" for d, cs in DATASETS.items() for c in cs] +
-                          [f"{RECORDING_DATASET}/{c}" for c in RECORDINGS])
+        return {**DATASETS, **WRITTEN}[dataset][config]
+    except (KeyError, TypeError):
+        known = ", ".join(f"{d}/{c}" for d, cs in {**DATASETS, **WRITTEN}.items() for c in cs)
         raise KeyError(f"unknown dataset config {dataset}/{config}; known: {known}") from None
 
 
@@ -805,4 +858,12 @@ def markdown() -> str:
         out += ["", f"### `{RECORDING_DATASET}/{config}`", "", spec.description + ".", "",
                 f"Environment: {spec.env.description}. `dropj export` writes `{spec.sources.episodes}`.", ""] + \
             spec.doc_lines()
+    out += ["", f"## `{ANNOTATION_DATASET}`: new human feedback", "",
+            "Written by the annotation store (`dropj.converters.annotations`, docs/feedback.md), one config per "
+            "feedback method, into a directory that `tfds.builder_from_directory` reads. The examples are the "
+            "`preferences_*` configs' plus who answered, when and in which browser."]
+    for config, spec in ANNOTATIONS.items():
+        out += ["", f"### `{ANNOTATION_DATASET}/{config}`", "", spec.description + ".", "",
+                f"Environment: {spec.env.description}. Queries: `{spec.queries_file}` and its videos. "
+                f"`dropj export` writes `{spec.responses_file}` per annotator.", ""] + spec.doc_lines()
     return "\n".join(out) + "\n"

@@ -19,6 +19,7 @@ from __future__ import annotations
 import dataclasses
 import functools
 from collections.abc import Callable
+from typing import Any
 
 import tensorflow as tf
 import tensorflow_datasets as tfds
@@ -37,6 +38,16 @@ DEFAULT_DATASETS = {"vae": "dropj_carracing/real", "mdnrnn": "dropj_carracing/dr
                     "reward": "dropj_carracing/preferences_dropj"}
 
 
+def _builder(name: str, data_dir: str | None) -> Any:
+    """The TFDS builder of NAME/CONFIG: a registered builder, or a directory `dropj record` / `dropj annotate`
+    wrote (found under data_dir as NAME/CONFIG/VERSION)."""
+    if name.split("/", 1)[0] in schema.WRITTEN:
+        from dropj.converters import dataset_dir  # the untrusted directory is checked before TFDS opens it
+
+        return tfds.builder_from_directory(str(dataset_dir.find_built(name, data_dir)))
+    return tfds.builder(name, data_dir=data_dir)
+
+
 @dataclasses.dataclass(frozen=True)
 class HeldOutShards:
     """A `TorchIterable` source like `TfdsShards`, but only the train or the validation elements.
@@ -52,7 +63,7 @@ class HeldOutShards:
 
     def __call__(self, shard_index: int, num_shards: int, seed: int) -> tf.data.Dataset:
         del seed  # the stored order is read as is; TorchIterable shuffles
-        stored = tfds.builder(self.name, data_dir=self.data_dir).as_dataset(split="train", shuffle_files=False)
+        stored = _builder(self.name, self.data_dir).as_dataset(split="train", shuffle_files=False)
         every, validation = self.every, self.validation
         chosen = (stored.enumerate()
                   .filter(lambda index, element: tf.equal(index % every == 0, validation))
@@ -89,5 +100,6 @@ def mdnrnn_data(data_dir: str | None, name: str = DEFAULT_DATASETS["mdnrnn"], *,
 
 def reward_data(data_dir: str | None, name: str = DEFAULT_DATASETS["reward"], *, batch_size: int = 16,
                 seed: int = 0, shuffle_buffer: int = 100) -> tuple[TorchIterable, TorchIterable]:
-    """(train, validation) labelled preference pairs from a `preferences_*` config (`preference_pairs`)."""
+    """(train, validation) labelled preference pairs from a `preferences_*` config or a `dropj annotate`
+    directory (`dropj_annotations/METHOD`, found under data_dir) (`preference_pairs`)."""
     return _split(name, preference_pairs, data_dir, batch_size=batch_size, seed=seed, shuffle_buffer=shuffle_buffer)

@@ -134,7 +134,7 @@ def test_every_kind_has_a_converter_and_every_spec_a_kind():
     from dropj.converters import kinds
 
     specs = [spec for configs in schema.DATASETS.values() for spec in configs.values()]
-    specs += list(schema.RECORDINGS.values())
+    specs += [spec for configs in schema.WRITTEN.values() for spec in configs.values()]
     assert {spec.kind for spec in specs} == set(schema.KINDS)
     for spec in specs:
         converter = kinds.converter(spec)

@@ -66,8 +66,7 @@ def _dataset_name(text: str) -> str:
     try:
         schema.spec_for(name, config)
     except KeyError:
-        known = [f"{d}/{c}" for d, cs in schema.DATASETS.items() for c in cs] + \
-            [f"{schema.RECORDING_DATASET}/{c}" for c in schema.RECORDINGS]
+        known = [f"{d}/{c}" for d, cs in {**schema.DATASETS, **schema.WRITTEN}.items() for c in cs]
         close = difflib.get_close_matches(text, known, n=1)
         raise argparse.ArgumentTypeError(f"unknown dataset {text!r}" + (
             f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(known[:6])}, ...")) from None

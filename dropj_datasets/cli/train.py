@@ -67,14 +67,15 @@ def train_from_dataset(kind: str, data_dir: str | None, *, dataset: str | None =
 
 _TRAINS_ON = {"vae": "frames: a real config (e.g. dropj_carracing/real) or a recording",
               "mdnrnn": "latent states: a dream config (e.g. dropj_carracing/dream)",
-              "reward": "labelled preferences: a preferences config (e.g. dropj_carracing/preferences_dropj)"}
+              "reward": "labelled preferences: a preferences config (e.g. dropj_carracing/preferences_dropj) or "
+                        "a `dropj annotate` directory (e.g. dropj_annotations/dropj)"}
 
 
 def _check_fits(kind: str, dataset: str, spec: Any) -> None:
     """The model and the dataset's kind must match; say which configs would."""
     frames = spec.kind in ("episodes", "recordings") and not spec.is_dream
     fits = {"vae": frames, "mdnrnn": spec.kind == "episodes" and spec.is_dream,
-            "reward": spec.kind == "preferences"}[kind]
+            "reward": spec.kind in ("preferences", "annotations")}[kind]
     if not fits:
         raise ValueError(f"{dataset}: the {kind} model trains on {_TRAINS_ON[kind]}")
 
