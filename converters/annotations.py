@@ -27,7 +27,7 @@ import numpy as np
 from dropj.converters import feedback, kinds
 from dropj.converters.kinds import LegacyFile
 from dropj.converters.recording_store import VERSION, ShardStore
-from dropj_datasets import schema
+from dropj_datasets import package_version, schema
 from dropj_datasets.schema import AnnotationSpec, DataError
 
 
@@ -76,18 +76,9 @@ def response_example(spec: AnnotationSpec, entry: dict, index: int, segments: tu
         schema.START_TIME: np.float64(start_time),
         schema.ANSWERED_AT: np.float64(time.time() if answered_at is None else answered_at),
         schema.USER_AGENT: user_agent[:500],
-        schema.DROPJ_VERSION: _package_version(),
+        schema.DROPJ_VERSION: package_version(),
     }
     return example
-
-
-def _package_version() -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version("dropj-rlds")
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 # --- back to the release's files ------------------------------------------------------------------------

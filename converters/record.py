@@ -43,7 +43,7 @@ from dm_env import specs
 from dropj.converters import recording_store
 from dropj.converters.recording_writer import RecordingWriter
 from dropj.converters.recording_store import RecordingError
-from dropj_datasets import schema
+from dropj_datasets import package_version, schema
 
 RECORDING_VERSION = recording_store.VERSION
 MAX_SEED = 2**63 - 1  # the `seed` feature is int64
@@ -196,13 +196,6 @@ def episode_metadata_fn(adapter: DmEnvAdapter, user_id: str,
     return episode_fn
 
 
-def package_version() -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version("dropj-rlds")
-    except metadata.PackageNotFoundError:
-        return "unknown"
 
 
 def new_session_id() -> str:

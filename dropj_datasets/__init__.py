@@ -24,7 +24,17 @@ _BUILDERS = {
 }
 _TFDS = "tensorflow_datasets"
 
-__all__ = ["schema", "register_builders", *_BUILDERS]
+__all__ = ["schema", "register_builders", "package_version", *_BUILDERS]
+
+
+def package_version() -> str:
+    """This package's installed version ('unknown' when run from a tree that was never installed)."""
+    from importlib import metadata
+
+    try:
+        return metadata.version("dropj-rlds")
+    except metadata.PackageNotFoundError:
+        return "unknown"
 
 
 def register_builders() -> None:
