@@ -36,13 +36,16 @@ test: $(STAMP) sysdeps
 test-fast: $(STAMP)
 	$(PY) -m pytest -n 2 -q -m "not slow"
 
-# Debian's xvfb and xdotool: the recorder's window is tested with real key events on a virtual display.
+# Debian's xvfb and xdotool: the recorder's window is tested with real key events on a virtual display;
+# chromium and chromium-driver: `dropj annotate` is tested in a real headless browser.
+SYSDEPS := xvfb xdotool chromium chromium-driver
 sysdeps:
-	@if command -v Xvfb >/dev/null && command -v xdotool >/dev/null; then :; \
+	@if command -v Xvfb >/dev/null && command -v xdotool >/dev/null && command -v chromium >/dev/null \
+	    && command -v chromedriver >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq xvfb xdotool >/dev/null; } \
-	    || echo "note: apt-get could not install xvfb and xdotool; the recorder's window tests will be skipped"; \
-	else echo "note: install Debian's xvfb and xdotool to run the recorder's window tests (skipped without them)"; fi
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $(SYSDEPS) >/dev/null; } \
+	    || echo "note: apt-get could not install $(SYSDEPS); the window and browser tests will be skipped"; \
+	else echo "note: install Debian's $(SYSDEPS) to run the window and browser tests (skipped without them)"; fi
 
 # Regenerate the embedded sample data (deterministic).
 sample: $(STAMP)

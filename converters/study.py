@@ -29,6 +29,7 @@ METHODS = {"drop": "preferences_drop", "drope": "preferences_drope", "dropj": "p
            "mjust": "chuckccar_preferences"}
 MAX_SECONDS = 24 * 3600.0  # one query; longer is a clock error, not an answer
 MAX_REPEATS = 10_000
+SUM_TOLERANCE = 1e-6  # seconds: a browser's differences of one clock may add up to a rounding more than the total
 
 
 @dataclasses.dataclass(frozen=True)
@@ -132,6 +133,6 @@ def _check_times(video: str, seconds: Sequence[float], total_time: float, repeat
     if not all(type(v) in (int, float) and math.isfinite(v) and 0 <= v <= MAX_SECONDS for v in values):
         raise DataError(f"{where}: times must be finite seconds in [0, {MAX_SECONDS:.0f}], got "
                         f"{[schema.describe(v) for v in values][:6]}")
-    if math.fsum(seconds) > total_time:
+    if math.fsum(seconds) > total_time + SUM_TOLERANCE:
         raise DataError(f"{where}: the answers' times add up to {math.fsum(seconds):.3f} s, more than the total "
                         f"{total_time:.3f} s")

@@ -12,6 +12,8 @@ standard way to build and load.
                                                    train a model on a built dataset (resumes from O)
     dropj record --out D --user U [--env E] [--episodes N] [--seed S]
                                                    drive with the arrow keys; record RLDS episodes into D
+    dropj annotate --queries NAME/CONFIG --data_dir D --method M --user ID --out OUT [--host H] [--port P]
+                                                   collect preferences and justifications in the browser
     dropj repair-recording DIR                     rebuild a recording's dataset_info.json from its shards
 
 DATASET is 'name/config' (e.g. dropj_carracing/real) or a built dataset directory.
@@ -170,6 +172,21 @@ def _record(args: argparse.Namespace) -> int:
     return 0
 
 
+def _port(text: str) -> int:
+    port = _non_negative_int(text)
+    if not 1 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a port in 1..65535, got {text!r}")
+    return port
+
+
+def _annotate(args: argparse.Namespace) -> int:
+    from dropj_datasets.cli import annotate
+
+    annotate.run(args.queries, args.method, args.out, user=args.user, data_dir=args.data_dir, host=args.host,
+                 port=args.port)
+    return 0
+
+
 def _repair_recording(args: argparse.Namespace) -> int:
     from dropj.converters import recording_store
 
@@ -235,6 +252,19 @@ def parser() -> argparse.ArgumentParser:
     rec.add_argument("--window", type=_window_size, default=(1000, 800), help="window size WIDTHxHEIGHT")
     rec.add_argument("--screenshot", help="save the window as PNG at step 100")
     rec.set_defaults(run=_record)
+
+    ann = sub.add_parser("annotate", help="collect preferences and justifications in the browser (docs/annotate.md)")
+    ann.add_argument("--queries", type=_dataset_name, required=True,
+                     help="a built queries dataset, name/config (e.g. dropj_carracing/queries) or its directory")
+    ann.add_argument("--data_dir", help="TFDS data dir the queries were built in")
+    ann.add_argument("--method", required=True, choices=tuple(schema.ANNOTATIONS),
+                     help="the study's questions: drop, drope, dropj or mjust")
+    ann.add_argument("--user", required=True, type=_non_negative_int,
+                     help="annotator id (the release's files are named responses_user{ID}_...)")
+    ann.add_argument("--out", required=True, help="responses go to OUT/dropj_annotations/METHOD/1.0.0 (appended)")
+    ann.add_argument("--host", default="127.0.0.1", help="address to bind (another host needs the printed token)")
+    ann.add_argument("--port", type=_port, default=8000)
+    ann.set_defaults(run=_annotate)
 
     repair = sub.add_parser("repair-recording",
                             help="rebuild a recording's dataset_info.json from the shards on disk")
