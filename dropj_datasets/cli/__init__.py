@@ -14,6 +14,9 @@ standard way to build and load.
                                                    drive with the arrow keys; record RLDS episodes into D
     dropj annotate --queries NAME/CONFIG --data_dir D --method M --user ID --out OUT [--host H] [--port P]
                                                    collect preferences and justifications in the browser
+    dropj serve --data_dir D [--host H] [--port P] [--vae CKPT]   browse what is built under D
+    dropj show DATASET --data_dir D --episode I --out X.mp4|X.gif   one episode, with its actions, rewards, flags
+    dropj stats DATASET --data_dir D --out report.html             a config's statistics on one page
     dropj repair-recording DIR                     rebuild a recording's dataset_info.json from its shards
 
 DATASET is 'name/config' (e.g. dropj_carracing/real) or a built dataset directory.
@@ -29,6 +32,7 @@ import logging
 import os
 import sys
 import warnings
+from pathlib import Path
 from typing import NoReturn, Optional, Sequence
 
 from dropj_datasets import schema
@@ -187,6 +191,35 @@ def _annotate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _serve(args: argparse.Namespace) -> int:
+    from dropj_datasets.cli import serve
+
+    serve.run(args.data_dir, host=args.host, port=args.port, vae=args.vae)
+    return 0
+
+
+def _show(args: argparse.Namespace) -> int:
+    from dropj_datasets.cli import views
+
+    if not args.out.lower().endswith((".mp4", ".gif")):
+        raise ValueError(f"{args.out}: --out must end in .mp4 or .gif")
+    episode = views.load_episode(views.open_built(args.dataset, args.data_dir), args.episode)
+    path = views.write_animation(episode, args.out)
+    print(f"wrote {path}: {len(episode.frames)} steps at {episode.fps:.3g} steps/s")
+    return 0
+
+
+def _stats(args: argparse.Namespace) -> int:
+    from dropj.converters.durable import write_atomically
+    from dropj_datasets.cli import views
+
+    built = views.open_built(args.dataset, args.data_dir)
+    page = views.report(built, views.statistics(built)).encode()
+    write_atomically(Path(args.out), lambda f: f.write(page), force=True)
+    print(f"wrote {args.out} ({len(page) / 1e3:.0f} kB)")
+    return 0
+
+
 def _repair_recording(args: argparse.Namespace) -> int:
     from dropj.converters import recording_store
 
@@ -265,6 +298,26 @@ def parser() -> argparse.ArgumentParser:
     ann.add_argument("--host", default="127.0.0.1", help="address to bind (another host needs the printed token)")
     ann.add_argument("--port", type=_port, default=8000)
     ann.set_defaults(run=_annotate)
+
+    serve = sub.add_parser("serve", help="browse what is built under a data dir, in the browser (docs/browse.md)")
+    serve.add_argument("--data_dir", required=True, help="TFDS data dir to browse")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (another host needs the printed token)")
+    serve.add_argument("--port", type=_port, default=8000)
+    serve.add_argument("--vae", help="a VAE checkpoint of the environment: show latent episodes as decoded frames")
+    serve.set_defaults(run=_serve)
+
+    show = sub.add_parser("show", help="one episode as .mp4 or .gif, with its actions, rewards and flags")
+    show.add_argument("dataset", type=_dataset_name, help="name/config, or a built dataset's version folder")
+    show.add_argument("--data_dir", help="TFDS data dir the dataset was built in")
+    show.add_argument("--episode", type=_non_negative_int, default=0, help="index in stored order (default 0)")
+    show.add_argument("--out", required=True, help="X.mp4 or X.gif")
+    show.set_defaults(run=_show)
+
+    stats = sub.add_parser("stats", help="a config's statistics as one self-contained HTML page")
+    stats.add_argument("dataset", type=_dataset_name, help="name/config, or a built dataset's version folder")
+    stats.add_argument("--data_dir", help="TFDS data dir the dataset was built in")
+    stats.add_argument("--out", required=True, help="report.html")
+    stats.set_defaults(run=_stats)
 
     repair = sub.add_parser("repair-recording",
                             help="rebuild a recording's dataset_info.json from the shards on disk")

@@ -1,0 +1,292 @@
+"""`dropj serve`: look at what is built under a data dir, in the browser (read-only).
+
+    /                                   every built DROPJ config under D: kind, items, size
+    /d/NAME/CONFIG                      its statistics (the `dropj stats` page) and its items
+    /d/NAME/CONFIG/episode/I            an episode player: frames at the recorded pace, a step scrubber,
+                                        action / reward / flag overlays (latent states as heat maps, or
+                                        decoded with --vae)
+    /d/NAME/CONFIG/item/I               a query or a response: the video, the answers, the label
+
+Only GET requests; every name and index is checked against the schema and the dataset before anything
+is read, and each dataset directory goes through `BuiltDataset.open`'s checks. It binds 127.0.0.1 by
+default; another host needs the access token printed with the URL.
+"""
+
+from __future__ import annotations
+
+import functools
+import html
+import io
+import secrets
+import threading
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import numpy as np
+
+from dropj_datasets import schema
+from dropj_datasets.cli import views
+from dropj_datasets.cli.annotate import LOOPBACK, TOKEN_COOKIE, BadRequest, STATIC
+
+MAX_ITEMS_LISTED = 500
+
+
+class Browser:
+    """The built datasets under one data dir, opened on demand, with the last few episodes decoded."""
+
+    def __init__(self, data_dir: str, *, vae: Optional[str] = None, token: Optional[str] = None):
+        self.data_dir = Path(data_dir)
+        self.vae = vae
+        self.token = token
+        self._lock = threading.Lock()
+        self._episode = functools.lru_cache(maxsize=4)(self._load_episode)
+
+    def datasets(self) -> list[dict]:
+        """Every built config under the data dir: name, config, version, kind, items, bytes."""
+        from dropj.converters import dataset_dir
+
+        found = []
+        for name, configs in {**schema.DATASETS, **schema.WRITTEN}.items():
+            for config, spec in configs.items():
+                folder = self.data_dir / name / config
+                if not folder.is_dir():
+                    continue
+                try:
+                    version_dir = dataset_dir.find_built(f"{name}/{config}", str(self.data_dir))
+                    info = dataset_dir.read_json(version_dir / dataset_dir.DATASET_INFO,
+                                                 dataset_dir.JSON_LIMITS[dataset_dir.DATASET_INFO])
+                    splits = info.get("splits") or [{}]
+                    items = sum(int(n) for n in splits[0].get("shardLengths", []))
+                    size = sum(p.stat().st_size for p in version_dir.iterdir() if p.is_file())
+                    found.append({"name": name, "config": config, "version": version_dir.name, "kind": spec.kind,
+                                  "items": items, "bytes": size, "description": spec.description})
+                except (schema.DataError, OSError, ValueError, TypeError) as exc:
+                    found.append({"name": name, "config": config, "version": "?", "kind": spec.kind, "items": 0,
+                                  "bytes": 0, "description": f"cannot be read: {str(exc)[:200]}"})
+        return found
+
+    def built(self, name: str, config: str) -> Any:
+        try:
+            schema.spec_for(name, config)
+        except KeyError:
+            raise BadRequest(404, f"unknown dataset {name[:40]}/{config[:40]}") from None
+        try:
+            return views.open_built(f"{name}/{config}", str(self.data_dir))
+        except schema.DataError as exc:
+            raise BadRequest(404, str(exc)) from None
+
+    def _load_episode(self, name: str, config: str, index: int) -> views.Episode:
+        return views.load_episode(self.built(name, config), index, self.vae)
+
+    def episode(self, name: str, config: str, index: int) -> views.Episode:
+        built = self.built(name, config)
+        if built.spec.kind not in ("episodes", "recordings", "sketches"):
+            raise BadRequest(404, f"{name}/{config} holds {built.spec.kind}, not episodes")
+        if not 0 <= index < built.count:
+            raise BadRequest(404, f"episode {index} is out of range (0..{built.count - 1})")
+        with self._lock:
+            return self._episode(name, config, index)
+
+    def item(self, name: str, config: str, index: int) -> dict:
+        built = self.built(name, config)
+        if built.spec.kind not in ("queries", "preferences", "annotations"):
+            raise BadRequest(404, f"{name}/{config} holds {built.spec.kind}, not queries or responses")
+        if not 0 <= index < built.count:
+            raise BadRequest(404, f"item {index} is out of range (0..{built.count - 1})")
+        import tensorflow_datasets as tfds
+
+        ds = built.builder.as_dataset(split="train", shuffle_files=False).skip(index).take(1)
+        [example] = tfds.as_numpy(ds.map(lambda ex: {k: v for k, v in ex.items()
+                                                     if k not in (schema.LEFT, schema.RIGHT)}))
+        return example
+
+    def video(self, name: str, config: str, query_id: str) -> bytes:
+        """The mp4 of a query: from the config itself (queries), or from the built queries config it answers."""
+        spec = self.built(name, config).spec
+        queries = name if spec.kind == "queries" else None
+        if queries is None:  # a response: the queries config of the same study, if it is built here
+            queries = next((d for d, cs in schema.DATASETS.items() for c, s in cs.items()
+                            if s.kind == "queries" and s.queries_file == spec.queries_file), None)
+        if queries is None:
+            raise BadRequest(404, "no queries config holds this query's video")
+        qconfig = next(c for c, s in schema.DATASETS[queries].items() if s.kind == "queries")
+        built = self.built(queries, qconfig)
+        import tensorflow as tf
+        import tensorflow_datasets as tfds
+
+        ds = built.builder.as_dataset(split="train", shuffle_files=False)
+        ds = ds.filter(lambda ex: tf.equal(ex[schema.QUERY_ID], query_id)).map(lambda ex: ex[schema.VIDEO]).take(1)
+        found = list(tfds.as_numpy(ds))
+        if not found:
+            raise BadRequest(404, f"query {query_id[:40]} is not in {queries}/{qconfig}")
+        return bytes(found[0])
+
+
+# --- pages ----------------------------------------------------------------------------------------------
+
+def _page(title: str, body: str, scripts: str = "") -> str:
+    return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(title)}</title>'
+            f'<link rel="stylesheet" href="/static/serve.css">{scripts}</head><body>'
+            f'<header><a href="/">DROPJ datasets</a></header><main>{body}</main></body></html>')
+
+
+def index_page(browser: Browser) -> str:
+    rows = "".join(
+        f'<tr><td><a href="/d/{d["name"]}/{d["config"]}">{d["name"]}/{d["config"]}</a></td><td>{d["version"]}</td>'
+        f'<td>{d["kind"]}</td><td>{d["items"]}</td><td>{d["bytes"] / 1e6:.2f}</td>'
+        f'<td>{html.escape(d["description"])}</td></tr>' for d in browser.datasets())
+    body = (f'<h1>Built under {html.escape(str(browser.data_dir))}</h1><table><tr><th>dataset/config</th>'
+            f'<th>version</th><th>kind</th><th>items</th><th>MB</th><th>about</th></tr>{rows}</table>'
+            if rows else f'<p>No DROPJ dataset is built under {html.escape(str(browser.data_dir))}.</p>')
+    return _page("DROPJ datasets", body)
+
+
+def dataset_page(browser: Browser, name: str, config: str) -> str:
+    built = browser.built(name, config)
+    report = views.report(built, views.statistics(built))
+    figures = report.split("<body>", 1)[1].rsplit("</body>", 1)[0]
+    kind = built.spec.kind
+    what = "episode" if kind in ("episodes", "recordings", "sketches") else "item"
+    links = " ".join(f'<a href="/d/{name}/{config}/{what}/{i}">{i}</a>'
+                     for i in range(min(built.count, MAX_ITEMS_LISTED)))
+    more = f" (first {MAX_ITEMS_LISTED} of {built.count})" if built.count > MAX_ITEMS_LISTED else ""
+    return _page(f"{name}/{config}", f'{figures}<h2>{what.title()}s{more}</h2><p class="items">{links}</p>')
+
+
+def player_page(name: str, config: str, index: int) -> str:
+    body = (f'<h1><a href="/d/{name}/{config}">{name}/{config}</a>, episode {index}</h1>'
+            f'<div id="player" data-source="/api/episode/{name}/{config}/{index}" '
+            f'data-frames="/frame/{name}/{config}/{index}/"><img id="frame" alt="frame">'
+            '<div id="overlay"></div><div><button id="play" type="button">Play</button> '
+            '<input id="scrub" type="range" min="0" value="0"> <span id="step"></span></div></div>')
+    return _page(f"{name}/{config} episode {index}", body, '<script src="/static/player.js" defer></script>')
+
+
+def item_page(browser: Browser, name: str, config: str, index: int) -> str:
+    example = browser.item(name, config, index)
+    query_id = views._text(example[schema.QUERY_ID])
+    parts = [f'<h1><a href="/d/{name}/{config}">{name}/{config}</a>, item {index}: query {html.escape(query_id)}</h1>',
+             f'<video id="query" controls muted src="/video/{name}/{config}/{html.escape(query_id)}" '
+             'width="1000" height="500"></video>']
+    if schema.RESPONSE in example:
+        response = example[schema.RESPONSE]
+        answers = response[schema.ANSWERS]
+        rows = "".join(f"<tr><td>{html.escape(views._text(q))}</td><td class='answer'>{html.escape(views._text(a))}"
+                       f"</td><td>{s:.2f}</td></tr>"
+                       for q, a, s in zip(answers[schema.QUESTION], answers[schema.ANSWER], answers[schema.SECONDS]))
+        label = float(example[schema.LABEL])
+        parts.append(
+            f'<p>user {int(example[schema.ANNOTATOR][schema.USER_ID])}, '
+            f'{"skipped" if response[schema.SKIPPED] else "answered"} in {float(response[schema.TOTAL_TIME]):.2f} s, '
+            f'{int(response[schema.REPEAT_COUNT])} repeats</p>'
+            f'<table><tr><th>question</th><th>answer</th><th>seconds</th></tr>{rows}</table>'
+            f'<p id="label">label P(left preferred): {"none (skipped)" if math_isnan(label) else f"{label:g}"}</p>')
+    return _page(f"{name}/{config} item {index}", "".join(parts))
+
+
+def math_isnan(value: float) -> bool:
+    return value != value
+
+
+def png(frame: np.ndarray) -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(frame).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+# --- the app --------------------------------------------------------------------------------------------
+
+def build_app(browser: Browser) -> Any:
+    from starlette.applications import Starlette
+    from starlette.concurrency import run_in_threadpool
+    from starlette.middleware import Middleware
+    from starlette.middleware.base import BaseHTTPMiddleware
+    from starlette.responses import HTMLResponse, JSONResponse, Response
+    from starlette.routing import Mount, Route
+    from starlette.staticfiles import StaticFiles
+
+    def text(request: Any, key: str) -> str:
+        value = request.path_params[key]
+        if not value.replace("_", "").replace(".", "").isalnum() or len(value) > 64:
+            raise BadRequest(404, f"bad {key}")
+        return value
+
+    def route(handler: Callable[[Any], Any]) -> Callable:
+        async def endpoint(request):
+            result = await run_in_threadpool(handler, request)
+            if isinstance(result, Response):
+                return result
+            if isinstance(result, str):
+                return HTMLResponse(result, headers={"content-security-policy":
+                                                     "default-src 'self'; img-src 'self' data:; media-src 'self'"})
+            return JSONResponse(result)
+        return endpoint
+
+    def episode_json(request):
+        episode = browser.episode(text(request, "name"), text(request, "config"), request.path_params["index"])
+        return {"steps": len(episode.frames), "fps": episode.fps, "latent": episode.latent,
+                "actions": np.round(episode.actions, 4).tolist(), "rewards": episode.rewards.tolist(),
+                "flags": episode.flags}
+
+    def frame(request):
+        episode = browser.episode(text(request, "name"), text(request, "config"), request.path_params["index"])
+        t = request.path_params["step"]
+        if not 0 <= t < len(episode.frames):
+            raise BadRequest(404, "no such step")
+        return Response(png(episode.frames[t]), media_type="image/png")
+
+    def video(request):
+        data = browser.video(text(request, "name"), text(request, "config"), text(request, "query"))
+        return Response(data, media_type="video/mp4")
+
+    routes = [
+        Route("/", route(lambda request: index_page(browser))),
+        Route("/d/{name}/{config}", route(lambda r: dataset_page(browser, text(r, "name"), text(r, "config")))),
+        Route("/d/{name}/{config}/episode/{index:int}",
+              route(lambda r: (browser.episode(text(r, "name"), text(r, "config"), r.path_params["index"]),
+                               player_page(text(r, "name"), text(r, "config"), r.path_params["index"]))[1])),
+        Route("/d/{name}/{config}/item/{index:int}",
+              route(lambda r: item_page(browser, text(r, "name"), text(r, "config"), r.path_params["index"]))),
+        Route("/api/episode/{name}/{config}/{index:int}", route(episode_json)),
+        Route("/frame/{name}/{config}/{index:int}/{step:int}.png", route(frame)),
+        Route("/video/{name}/{config}/{query}", route(video)),
+        Mount("/static", app=StaticFiles(directory=STATIC, follow_symlink=False), name="static"),
+    ]
+
+    class Guard(BaseHTTPMiddleware):
+        async def dispatch(self, request, call_next):
+            if request.method not in ("GET", "HEAD"):
+                return JSONResponse({"error": "read-only"}, status_code=405)
+            if browser.token:
+                given = request.query_params.get("token")
+                if not any(v and secrets.compare_digest(v, browser.token)
+                           for v in (given, request.cookies.get(TOKEN_COOKIE))):
+                    return JSONResponse({"error": "access token required"}, status_code=401)
+            try:
+                response = await call_next(request)
+            except BadRequest as exc:
+                return JSONResponse({"error": str(exc)[:500]}, status_code=exc.status)
+            if browser.token and request.query_params.get("token") == browser.token:
+                response.set_cookie(TOKEN_COOKIE, browser.token, httponly=True, samesite="strict")
+            return response
+
+    return Starlette(routes=routes, middleware=[Middleware(Guard)])
+
+
+def run(data_dir: str, *, host: str = "127.0.0.1", port: int = 8000, vae: Optional[str] = None,
+        log: Callable[[str], None] = print) -> None:
+    """`dropj serve`: serve until Ctrl-C."""
+    import uvicorn
+
+    if not Path(data_dir).is_dir():
+        raise schema.DataError(f"{data_dir}: no such directory")
+    token = None if host in LOOPBACK else secrets.token_urlsafe(16)
+    browser = Browser(data_dir, vae=vae, token=token)
+    log(f"{len(browser.datasets())} built configs under {data_dir}")
+    log(f"open http://{host}:{port}/" + (f"?token={token}" if token else "") + "  (Ctrl-C stops)")
+    uvicorn.run(build_app(browser), host=host, port=port, log_level="warning", access_log=False)
+
+
+__all__ = ["Browser", "build_app", "run"]
