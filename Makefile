@@ -55,6 +55,7 @@ bench: $(STAMP) sysdeps
 	$(PY) tests/benchmarks/bench_build.py --write-docs
 	$(PY) tests/benchmarks/bench_loader.py --write-docs
 	$(PY) tests/benchmarks/bench_record.py --write-docs
+	$(PY) tests/benchmarks/bench_annotate.py --write-docs
 
 docs: $(STAMP)
 	$(VENV)/bin/dropj schema-doc > docs/schema.md

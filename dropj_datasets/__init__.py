@@ -13,6 +13,7 @@ order of the two imports. `dropj_datasets.DropjCarracing` imports them too.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import importlib.abc
 import importlib.util
@@ -27,6 +28,7 @@ _TFDS = "tensorflow_datasets"
 __all__ = ["schema", "register_builders", "package_version", *_BUILDERS]
 
 
+@functools.lru_cache(maxsize=1)
 def package_version() -> str:
     """This package's installed version ('unknown' when run from a tree that was never installed)."""
     from importlib import metadata

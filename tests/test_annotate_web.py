@@ -199,6 +199,23 @@ def test_the_dropj_flow_in_chromium_records_exactly_the_clicks(queries_dir, tmp_
 
 
 @needs_browser
+def test_the_drop_flow_offers_left_and_right_only(queries_dir, tmp_path, browser):
+    server = Server(queries_dir, tmp_path / "out", method="drop")
+    try:
+        browser.get(server.url)
+        _answered(browser, 0)
+        assert _question(browser) == schema.Q_PREFER
+        buttons = [b.text for b in browser.find_elements("css selector", "#answers button")]
+        assert buttons == ["Left", "Right"]
+        _click(browser, "Right")
+        _answered(browser, 1)
+    finally:
+        server.kill(signal.SIGTERM)
+    [example] = server.responses()
+    assert (example[schema.PREFERENCE], float(example[schema.LABEL])) == (b"Right", 0.0)
+
+
+@needs_browser
 def test_a_sigkilled_server_resumes_where_it_stopped_and_two_annotators_stay_apart(queries_dir, tmp_path, browser):
     server = Server(queries_dir, tmp_path / "out", method="drope")
     try:

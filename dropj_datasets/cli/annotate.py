@@ -69,7 +69,8 @@ class AnnotateServer:
         self.token = token
         self.log = log
         self.sessions: dict[str, Session] = {}
-        self.lock = threading.Lock()  # one commit at a time; sessions are looked up under it too
+        self.lock = threading.Lock()  # one commit at a time (and a session's query changes only under it)
+        self.sessions_lock = threading.Lock()  # the sessions table
 
     # -- requests -------------------------------------------------------------------------------------------
     def page(self, request: Any) -> Any:
@@ -85,7 +86,7 @@ class AnnotateServer:
         user = body.get("user", self.default_user)
         if type(user) is not int or not 0 <= user <= 2**31 - 1:
             raise BadRequest(400, f"user must be an int in [0, 2**31), got {schema.describe(user)}")
-        with self.lock:
+        with self.sessions_lock:
             if len(self.sessions) >= MAX_SESSIONS:
                 raise BadRequest(429, "too many open sessions")
             session = Session(secrets.token_hex(8), secrets.token_urlsafe(24), user, time.time(),
@@ -104,11 +105,12 @@ class AnnotateServer:
         return session
 
     def query(self, request: Any) -> dict:
-        with self.lock:
-            session = self._session(request, request.query_params.get("session"), csrf=False)
-            video = self.annotations.next_query(session.user)
-            session.query = video
-            done, total = self.annotations.progress(session.user)
+        # No commit lock: a commit marks its query answered only after it is on disk, and a session
+        # sends its next request only after its commit returned.
+        session = self._session(request, request.query_params.get("session"), csrf=False)
+        video = self.annotations.next_query(session.user)
+        session.query = video
+        done, total = self.annotations.progress(session.user)
         if video is None:
             return {"done": True, "answered": done, "total": total}
         question = self.study.next_question([])
