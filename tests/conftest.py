@@ -28,3 +28,15 @@ def real_data():
     if not root.is_dir():
         pytest.fail(f"{factory.REAL_DATA_VARIABLE}={root} is not a directory")
     return root
+
+
+@pytest.fixture
+def browser():
+    """Headless Chromium (Debian's chromium + chromium-driver, which `make sysdeps` installs), or a skip."""
+    from factory import web
+
+    if not (web.CHROMIUM and web.DRIVER):
+        pytest.skip("needs Debian's chromium and chromium-driver (`make sysdeps` installs them)")
+    driver = web.new_chromium()
+    yield driver
+    driver.quit()

@@ -9,24 +9,18 @@ from __future__ import annotations
 import json
 import os
 import pickle
-import shutil
 import signal
-import socket
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 
 import pytest
-import tensorflow_datasets as tfds
 
 import factory
 from dropj.converters import annotations
 from dropj.converters.export import export
 from dropj_datasets import schema
 
-CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+from factory.web import CHROMIUM, DRIVER, Server, wait_for
 needs_browser = pytest.mark.skipif(not (CHROMIUM and DRIVER),
                                    reason="needs Debian's chromium and chromium-driver (`make sysdeps` installs them)")
 pytestmark = pytest.mark.slow
@@ -37,57 +31,6 @@ def queries_dir(tmp_path_factory):
     data = tmp_path_factory.mktemp("data")
     factory.build("dropj_carracing/queries", factory.dummy_data("dropj_carracing"), data)
     return data
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """`dropj annotate` in a subprocess."""
-
-    def __init__(self, queries_dir, out, method="dropj", user=5, host="127.0.0.1"):
-        self.args = [sys.executable, "-m", "dropj_datasets.cli", "annotate", "--queries", "dropj_carracing/queries",
-                     "--data_dir", str(queries_dir), "--method", method, "--user", str(user), "--out", str(out),
-                     "--host", host]
-        self.out, self.method, self.host = out, method, host
-        self.start()
-
-    def start(self):
-        self.port = _free_port()
-        self.proc = subprocess.Popen(self.args + ["--port", str(self.port)], stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT, text=True, cwd=factory.REPO)
-        self.url = None
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            line = self.proc.stdout.readline()
-            if not line:
-                raise AssertionError(f"dropj annotate exited (rc {self.proc.wait()})")
-            if line.startswith("open "):
-                self.url = line.split()[1].replace("0.0.0.0", "127.0.0.1")
-                break
-        for _ in range(200):  # the port opens a moment after the line
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return
-            except OSError:
-                time.sleep(0.05)
-        raise AssertionError("the server never listened")
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def kill(self, sig=signal.SIGKILL):
-        self.proc.send_signal(sig)
-        self.proc.wait(timeout=30)
-
-    def responses(self) -> list[dict]:
-        directory = annotations.annotation_dir(self.out, self.method)
-        builder = tfds.builder_from_directory(str(directory))
-        return list(tfds.as_numpy(builder.as_dataset(split="train", shuffle_files=False)))
 
 
 def _request(method, url, body=None, headers=None, raw=None):
@@ -109,32 +52,8 @@ def _body(data: bytes):
         return data.decode(errors="replace")  # Starlette's own plain-text 404 for static paths
 
 
-@pytest.fixture
-def browser():
-    if not (CHROMIUM and DRIVER):
-        pytest.skip("needs Debian's chromium and chromium-driver")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--autoplay-policy=no-user-gesture-required",
-                 "--window-size=1100,900"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
-    driver.implicitly_wait(0)
-    yield driver
-    driver.quit()
-
-
 def _wait(driver, condition, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError(f"timed out; status: {driver.find_element('id', 'status').text!r}")
+    return wait_for(condition, timeout, lambda: f"status {driver.find_element('id', 'status').text!r}")
 
 
 def _click(driver, text):

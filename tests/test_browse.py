@@ -16,6 +16,7 @@ import factory
 from dropj.loaders import video
 from dropj_datasets import schema
 from dropj_datasets.cli import views
+from factory.web import free_port, wait_for
 
 CONFIGS = ("real", "dream", "preferences_dropj", "queries")
 pytestmark = pytest.mark.slow
@@ -81,15 +82,9 @@ def test_show_and_serve_refuse_what_they_cannot_show(data_dir, tmp_path):
     assert done.returncode == 2 and "must end in .mp4 or .gif" in done.stderr
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(data_dir):
-    port = _free_port()
+    port = free_port()
     proc = subprocess.Popen([sys.executable, "-m", "dropj_datasets.cli", "serve", "--data_dir", str(data_dir),
                              "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             cwd=factory.REPO)
@@ -127,32 +122,7 @@ def test_serve_answers_only_what_exists(server):
     assert status("/", method="POST") == 405
 
 
-@pytest.fixture
-def browser():
-    from test_annotate_web import CHROMIUM, DRIVER
-
-    if not (CHROMIUM and DRIVER):
-        pytest.skip("needs Debian's chromium and chromium-driver")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--window-size=1100,900"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
-    yield driver
-    driver.quit()
-
-
-def _wait(condition, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = condition()
-        if value:
-            return value
-        time.sleep(0.05)
-    raise AssertionError("timed out")
+_wait = wait_for
 
 
 def test_the_pages_in_chromium(server, browser, data_dir):

@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import bench_build  # noqa: E402  (machine, versions, code version, publish)
 import factory  # noqa: E402
-from test_annotate_web import CHROMIUM, DRIVER, Server  # noqa: E402
+from factory.web import CHROMIUM, DRIVER, Server, new_chromium  # noqa: E402
 
 SECTION_HEADING = "## Annotating in the browser"
 ROUND_TRIP_TARGET_MS = 50.0  # p99, the issue's target
@@ -97,14 +97,7 @@ def rss_sampler(pid: int, samples: list, stop: threading.Event) -> None:
 
 def page_loads(server: Server, pages: int) -> list[float]:
     """Seconds from navigation to a playable query video, each in a fresh session of a new user."""
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--autoplay-policy=no-user-gesture-required"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    driver = new_chromium()
     out = []
     try:
         for k in range(pages):

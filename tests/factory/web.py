@@ -1,0 +1,95 @@
+"""Web helpers for tests and benchmarks: free ports, `dropj annotate` as a process, headless Chromium."""
+
+from __future__ import annotations
+
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+
+import factory
+
+CHROMIUM, DRIVER = shutil.which("chromium"), shutil.which("chromedriver")
+
+
+def wait_for(condition, timeout: float = 30.0, what=""):
+    """Polls `condition()` until it returns something true (returned), or fails after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("timed out" + (f": {what() if callable(what) else what}" if what else ""))
+
+
+def new_chromium(*flags: str):
+    """Debian's chromium in headless mode through its chromium-driver (Selenium)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = CHROMIUM
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
+                 "--autoplay-policy=no-user-gesture-required", "--window-size=1100,900", *flags):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    driver.implicitly_wait(0)
+    return driver
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Server:
+    """`dropj annotate` in a subprocess."""
+
+    def __init__(self, queries_dir, out, method="dropj", user=5, host="127.0.0.1"):
+        self.args = [sys.executable, "-m", "dropj_datasets.cli", "annotate", "--queries", "dropj_carracing/queries",
+                     "--data_dir", str(queries_dir), "--method", method, "--user", str(user), "--out", str(out),
+                     "--host", host]
+        self.out, self.method, self.host = out, method, host
+        self.start()
+
+    def start(self):
+        self.port = free_port()
+        self.proc = subprocess.Popen(self.args + ["--port", str(self.port)], stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT, text=True, cwd=factory.REPO)
+        self.url = None
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise AssertionError(f"dropj annotate exited (rc {self.proc.wait()})")
+            if line.startswith("open "):
+                self.url = line.split()[1].replace("0.0.0.0", "127.0.0.1")
+                break
+        for _ in range(200):  # the port opens a moment after the line
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                    return
+            except OSError:
+                time.sleep(0.05)
+        raise AssertionError("the server never listened")
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def kill(self, sig=signal.SIGKILL):
+        self.proc.send_signal(sig)
+        self.proc.wait(timeout=30)
+
+    def responses(self) -> list[dict]:
+        import tensorflow_datasets as tfds
+
+        from dropj.converters import annotations
+
+        directory = annotations.annotation_dir(self.out, self.method)
+        builder = tfds.builder_from_directory(str(directory))
+        return list(tfds.as_numpy(builder.as_dataset(split="train", shuffle_files=False)))
