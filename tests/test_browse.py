@@ -154,3 +154,21 @@ def test_the_pages_in_chromium(server, browser, data_dir):
     assert f"{float(first[schema.LABEL]):g}" in browser.find_element("id", "label").text
     _wait(lambda: browser.execute_script("return document.getElementById('query').readyState") >= 1)
     assert browser.execute_script("return document.getElementById('query').duration") == pytest.approx(8.0, abs=0.5)
+
+
+def test_latent_episodes_decode_through_a_vae_checkpoint(data_dir, tmp_path):
+    import torch
+
+    from dropj.models import ConvVAE, save_checkpoint
+
+    torch.manual_seed(0)
+    model = ConvVAE.for_env(schema.CARRACING)
+    save_checkpoint(model, None, tmp_path / "vae.pt")
+    built = views.open_built("dropj_carracing/dream", str(data_dir))
+    decoded = views.load_episode(built, 0, vae=str(tmp_path / "vae.pt"))
+    heat = views.load_episode(built, 0)
+    assert decoded.frames.shape == (len(heat.frames), 84, 84, 3) and decoded.frames.dtype == np.uint8
+    with torch.no_grad():  # the frames are the model's own decoding of each state's z
+        states = next(iter(built.examples()))[schema.STEPS][schema.OBSERVATION]
+        expected = model.decode(torch.as_tensor(states[:, :32], dtype=torch.float32)).permute(0, 2, 3, 1).numpy()
+    np.testing.assert_array_equal(decoded.frames, (expected * 255).round().astype(np.uint8))
