@@ -14,6 +14,8 @@ standard way to build and load.
                                                    drive with the arrow keys; record RLDS episodes into D
     dropj annotate --queries NAME/CONFIG --data_dir D --method M --user ID --out OUT [--host H] [--port P]
                                                    collect preferences and justifications in the browser
+    dropj evaluate reward --checkpoints DIR [--note NOTE] --dataset NAME/CONFIG --data_dir D [--responses 500:600]
+                                                   a reward model's accuracy and loss on human answers
     dropj serve --data_dir D [--host H] [--port P] [--vae CKPT]   browse what is built under D
     dropj show DATASET --data_dir D --episode I --out X.mp4|X.gif   one episode, with its actions, rewards, flags
     dropj stats DATASET --data_dir D --out report.html             a config's statistics on one page
@@ -191,6 +193,14 @@ def _annotate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evaluate_reward(args: argparse.Namespace) -> int:
+    from dropj_datasets.cli import evaluate
+
+    evaluate.evaluate_reward(args.checkpoints, args.dataset, note=args.note, data_dir=args.data_dir,
+                             responses=args.responses, out=args.out)
+    return 0
+
+
 def _serve(args: argparse.Namespace) -> int:
     from dropj_datasets.cli import serve
 
@@ -298,6 +308,18 @@ def parser() -> argparse.ArgumentParser:
     ann.add_argument("--host", default="127.0.0.1", help="address to bind (another host needs the printed token)")
     ann.add_argument("--port", type=_port, default=8000)
     ann.set_defaults(run=_annotate)
+
+    evaluate = sub.add_parser("evaluate", help="evaluate a model against human answers (docs/training.md)")
+    what = evaluate.add_subparsers(dest="what", required=True, parser_class=_Parser)
+    ev = what.add_parser("reward", help="a preference reward model: accuracy, loss and a per-label table")
+    ev.add_argument("--checkpoints", required=True,
+                    help="the release's pref_reward_models folder (with --note), or a `dropj train reward` run")
+    ev.add_argument("--note", help="the release's checkpoint note, e.g. GUI_s20_just_resp500")
+    ev.add_argument("--dataset", type=_dataset_name, required=True, help="a built preferences or annotations config")
+    ev.add_argument("--data_dir", help="TFDS data dir the dataset was built in")
+    ev.add_argument("--responses", default="0:", help="response indices START:STOP (the paper tests on 500:600)")
+    ev.add_argument("--out", help="also write the results as JSON here")
+    ev.set_defaults(run=_evaluate_reward)
 
     serve = sub.add_parser("serve", help="browse what is built under a data dir, in the browser (docs/browse.md)")
     serve.add_argument("--data_dir", required=True, help="TFDS data dir to browse")
