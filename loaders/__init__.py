@@ -15,6 +15,7 @@ import importlib
 
 _NAMES = {
     "vae_frames": "transformations", "world_model_windows": "transformations", "preference_pairs": "transformations",
+    "labelled_steps": "transformations",
     "TorchIterable": "torch_bridge", "TfdsShards": "torch_bridge", "hide_gpus_from_tensorflow": "torch_bridge",
     "shard_seed": "torch_bridge", "to_torch": "torch_bridge",
 }

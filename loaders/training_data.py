@@ -27,15 +27,15 @@ import tensorflow_datasets as tfds
 from dropj_datasets import schema
 
 from .torch_bridge import TorchIterable
-from .transformations import preference_pairs, vae_frames, world_model_windows
+from .transformations import labelled_steps, preference_pairs, vae_frames, world_model_windows
 
 __all__ = ["VALIDATION_EVERY", "DEFAULT_DATASETS", "KINDS", "HeldOutShards", "vae_data", "mdnrnn_data",
-           "reward_data"]
+           "reward_data", "sparse_data"]
 
 VALIDATION_EVERY = 10
-KINDS = ("vae", "mdnrnn", "reward")
+KINDS = ("vae", "mdnrnn", "reward", "sparse")
 DEFAULT_DATASETS = {"vae": "dropj_carracing/real", "mdnrnn": "dropj_carracing/dream",
-                    "reward": "dropj_carracing/preferences_dropj"}
+                    "reward": "dropj_carracing/preferences_dropj", "sparse": "dropj_carracing/dros"}
 
 
 def _builder(name: str, data_dir: str | None) -> Any:
@@ -103,3 +103,9 @@ def reward_data(data_dir: str | None, name: str = DEFAULT_DATASETS["reward"], *,
     """(train, validation) labelled preference pairs from a `preferences_*` config or a `dropj annotate`
     directory (`dropj_annotations/METHOD`, found under data_dir) (`preference_pairs`)."""
     return _split(name, preference_pairs, data_dir, batch_size=batch_size, seed=seed, shuffle_buffer=shuffle_buffer)
+
+
+def sparse_data(data_dir: str | None, name: str = DEFAULT_DATASETS["sparse"], *, batch_size: int = 64,
+                seed: int = 0, shuffle_buffer: int = 1000) -> tuple[TorchIterable, TorchIterable]:
+    """(train, validation) labelled steps of a ReQueST / DROS config (`labelled_steps`); the split is by sketch."""
+    return _split(name, labelled_steps, data_dir, batch_size=batch_size, seed=seed, shuffle_buffer=shuffle_buffer)

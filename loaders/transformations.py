@@ -149,3 +149,21 @@ def preference_pairs(examples: tf.data.Dataset, *, labelled_only: bool = True) -
     if labelled_only:
         examples = examples.filter(lambda example: example[schema.HAS_LABEL])
     return examples.map(to_pair)
+
+
+def labelled_steps(sketches: tf.data.Dataset) -> tf.data.Dataset:
+    """Every labelled step of ReQueST / DROS sketches: ``{'observation', 'action', 'reward'}``, one per element.
+
+    A sketch holds only the steps the person labelled (-1, 0 or +10), each with its own state and
+    action; there is no padding step, so every step is kept. Two sketches of 2 and 1 steps:
+
+        sketches:        [(s0, a0, -1) (s1, a1, 0)] [(u0, b0, 10)]
+        labelled_steps -> (s0, a0, -1), (s1, a1, 0), (u0, b0, 10)
+    """
+    spec = _steps_spec(sketches, "labelled_steps")
+    missing = [k for k in (schema.OBSERVATION, schema.ACTION, schema.REWARD) if k not in spec]
+    if missing or schema.NEXT_OBSERVATION not in spec:
+        raise ValueError(f"labelled_steps reads ReQueST / DROS sketches; missing fields {missing or ['next_observation']}")
+    return sketches.flat_map(lambda sketch: sketch[schema.STEPS].map(
+        lambda step: {schema.OBSERVATION: step[schema.OBSERVATION], schema.ACTION: step[schema.ACTION],
+                      schema.REWARD: step[schema.REWARD]}))

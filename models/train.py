@@ -31,18 +31,19 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from dropj_datasets import schema
 
 from .checkpoints import load_checkpoint, read_checkpoint, save_checkpoint
 from .mdnrnn import MDNRNN, mdn_nll
-from .reward import PreferenceRewardEnsemble, preference_loss
+from .reward import PreferenceRewardEnsemble, SparseRewardEnsemble, preference_loss, reward_class_index
 from .vae import ConvVAE, frames_to_tensor, vae_loss
 
-__all__ = ["ENVS", "TrainConfig", "VAETrainConfig", "MDNRNNTrainConfig", "RewardTrainConfig", "History",
-           "train", "vae_batch_loss", "mdnrnn_batch_loss", "reward_batch_loss", "draw_losses",
-           "CHECKPOINT_FILE", "LOSSES_FILE", "PLOT_FILE"]
+__all__ = ["ENVS", "TrainConfig", "VAETrainConfig", "MDNRNNTrainConfig", "RewardTrainConfig", "SparseTrainConfig",
+           "History", "train", "vae_batch_loss", "mdnrnn_batch_loss", "reward_batch_loss", "sparse_batch_loss",
+           "draw_losses", "CHECKPOINT_FILE", "LOSSES_FILE", "PLOT_FILE"]
 
 ENVS = tuple(schema.ENVS)  # 'carracing', 'chuckc', 'chuckccar'
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -136,6 +137,18 @@ class RewardTrainConfig(TrainConfig):
         return ("members",)
 
 
+@dataclasses.dataclass(frozen=True)
+class SparseTrainConfig(TrainConfig):
+    """`SparseRewardEnsemble` (`members` classifiers) on labelled steps of ReQueST / DROS sketches."""
+
+    lr: float = 1e-3
+    batch_size: int = 64
+    members: int = 4
+
+    def _extra_positive_ints(self) -> tuple[str, ...]:
+        return ("members",)
+
+
 @dataclasses.dataclass
 class History:
     """Losses of a run (including the steps before a resume); ``start_step`` is where this call began."""
@@ -206,6 +219,17 @@ def reward_batch_loss(model: PreferenceRewardEnsemble, batch: Mapping[str, torch
     r_left, r_right = model.member_rewards(segment("left")), model.member_rewards(segment("right"))
     label = batch["label"].to(device, torch.float32)
     return sum(preference_loss(r_left[m], r_right[m], label) for m in range(r_left.shape[0]))
+
+
+def sparse_batch_loss(model: SparseRewardEnsemble, batch: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """batch: labelled steps (`dropj.loaders.labelled_steps`) -> cross-entropy of the ensemble-mean logits.
+
+    Each input is ``concat(observation, action)`` with the action in env units, as the authors'
+    ``rew_func_input='sa'``; targets are the classes of the person's labels -1, 0, +10.
+    """
+    device = _device(model)
+    x = torch.cat([batch["observation"], batch["action"]], dim=-1).to(device, torch.float32)
+    return F.cross_entropy(model.mean_logits(x), reward_class_index(batch["reward"]).to(device))
 
 
 # -- the loop -----------------------------------------------------------------------------------------------

@@ -266,11 +266,11 @@ def parser() -> argparse.ArgumentParser:
     sample.set_defaults(run=_make_sample)
 
     train = sub.add_parser("train", help="train a model on a built dataset (resumes from OUT/checkpoint.pt)")
-    train.add_argument("model", choices=("vae", "mdnrnn", "reward"))
+    train.add_argument("model", choices=("vae", "mdnrnn", "reward", "sparse"))
     train.add_argument("--data_dir", help="TFDS data dir the dataset was built in")
     train.add_argument("--dataset", type=_dataset_name,
-                       help="name/config (default: dropj_carracing/real, /dream, /preferences_dropj for vae, "
-                            "mdnrnn, reward)")
+                       help="name/config (default: dropj_carracing/real, /dream, /preferences_dropj, /dros for vae, "
+                            "mdnrnn, reward, sparse)")
     train.add_argument("--out", required=True, help="directory for checkpoint.pt, losses.json, losses.png")
     train.add_argument("--steps", type=_positive_int, help="total optimizer steps")
     train.add_argument("--batch_size", type=_positive_int)

@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from dropj.loaders.training_data import DEFAULT_DATASETS, KINDS, mdnrnn_data, reward_data, vae_data
+from dropj.loaders.training_data import DEFAULT_DATASETS, KINDS, mdnrnn_data, reward_data, sparse_data, vae_data
 from dropj_datasets import schema
 
 __all__ = ["train_from_dataset", "DEFAULT_DATASETS", "KINDS"]
@@ -23,7 +23,7 @@ def train_from_dataset(kind: str, data_dir: str | None, *, dataset: str | None =
                        steps: int | None = None, batch_size: int | None = None, lr: float | None = None,
                        seed: int = 0, num_workers: int = 0, progress: bool = True,
                        log: Callable[[str], None] | None = None, **config: Any):
-    """Train model `kind` ('vae' | 'mdnrnn' | 'reward') on a built dataset; returns the `History`.
+    """Train model `kind` ('vae' | 'mdnrnn' | 'reward' | 'sparse') on a built dataset; returns the `History`.
 
     dataset: 'name/config' (default `DEFAULT_DATASETS[kind]`); the env, and so the model's size, is
     the dataset's. Unset steps / batch_size / lr keep the config class's defaults; further keywords go
@@ -31,7 +31,7 @@ def train_from_dataset(kind: str, data_dir: str | None, *, dataset: str | None =
     """
     import torch
 
-    from dropj.models import ConvVAE, MDNRNN, PreferenceRewardEnsemble
+    from dropj.models import ConvVAE, MDNRNN, PreferenceRewardEnsemble, SparseRewardEnsemble
     from dropj.models import train as loop
 
     if kind not in KINDS:
@@ -48,7 +48,7 @@ def train_from_dataset(kind: str, data_dir: str | None, *, dataset: str | None =
     given = {"steps": steps, "batch_size": batch_size, "lr": lr}
     config.update({k: v for k, v in given.items() if v is not None})
     config_class = {"vae": loop.VAETrainConfig, "mdnrnn": loop.MDNRNNTrainConfig,
-                    "reward": loop.RewardTrainConfig}[kind]
+                    "reward": loop.RewardTrainConfig, "sparse": loop.SparseTrainConfig}[kind]
     cfg = config_class(env=env.name, out_dir=str(out_dir), seed=seed, progress=progress, **config)
     torch.manual_seed(cfg.seed)  # the initial weights
     if kind == "vae":
@@ -58,9 +58,12 @@ def train_from_dataset(kind: str, data_dir: str | None, *, dataset: str | None =
         model, loss_fn = MDNRNN.for_env(env), loop.mdnrnn_batch_loss
         train, val = mdnrnn_data(data_dir, dataset, sequence_length=cfg.sequence_length,
                                  batch_size=cfg.batch_size, seed=cfg.seed)
-    else:
+    elif kind == "reward":
         model, loss_fn = PreferenceRewardEnsemble(env.latent_dim + 3, members=cfg.members), loop.reward_batch_loss
         train, val = reward_data(data_dir, dataset, batch_size=cfg.batch_size, seed=cfg.seed)
+    else:
+        model, loss_fn = SparseRewardEnsemble(env.latent_dim + 3, members=cfg.members), loop.sparse_batch_loss
+        train, val = sparse_data(data_dir, dataset, batch_size=cfg.batch_size, seed=cfg.seed)
     return loop.train(model, loss_fn, train.loader(num_workers=num_workers), val.loader(num_workers=0), cfg,
                       log=log)
 
@@ -68,14 +71,15 @@ def train_from_dataset(kind: str, data_dir: str | None, *, dataset: str | None =
 _TRAINS_ON = {"vae": "frames: a real config (e.g. dropj_carracing/real) or a recording",
               "mdnrnn": "latent states: a dream config (e.g. dropj_carracing/dream)",
               "reward": "labelled preferences: a preferences config (e.g. dropj_carracing/preferences_dropj) or "
-                        "a `dropj annotate` directory (e.g. dropj_annotations/dropj)"}
+                        "a `dropj annotate` directory (e.g. dropj_annotations/dropj)",
+              "sparse": "labelled steps: a sketches config (dropj_carracing/request or dropj_carracing/dros)"}
 
 
 def _check_fits(kind: str, dataset: str, spec: Any) -> None:
     """The model and the dataset's kind must match; say which configs would."""
     frames = spec.kind in ("episodes", "recordings") and not spec.is_dream
     fits = {"vae": frames, "mdnrnn": spec.kind == "episodes" and spec.is_dream,
-            "reward": spec.kind in ("preferences", "annotations")}[kind]
+            "reward": spec.kind in ("preferences", "annotations"), "sparse": spec.kind == "sketches"}[kind]
     if not fits:
         raise ValueError(f"{dataset}: the {kind} model trains on {_TRAINS_ON[kind]}")
 
