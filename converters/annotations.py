@@ -142,6 +142,13 @@ class Annotations:
         if source.spec.env.latent_dim != self.spec.env.latent_dim:
             raise DataError(f"{queries}: {source.spec.env.name} queries cannot be answered with --method {method} "
                             f"(its questions are for {self.spec.env.name})")
+        if self.spec.method == "multi-justification":
+            # The obstacle GUI offered Car only with cars, and the label weights differ per variant: take
+            # both from the release's preferences config of the queries' environment (same features).
+            [study] = [s for cs in schema.DATASETS.values() for s in cs.values()
+                       if s.kind == "preferences" and s.method == self.spec.method and s.env is source.spec.env]
+            self.spec = dataclasses.replace(self.spec, env=study.env, justifications=study.justifications,
+                                            just_weights=study.just_weights)
         self.queries: dict[str, dict] = {}
         for example in source.examples():
             video, entry, mp4 = feedback.query_from_example(example)

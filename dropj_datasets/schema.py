@@ -676,6 +676,12 @@ DATASETS: dict[str, dict[str, Spec]] = {
             SourceFiles("dream_user_rollouts_chuckccarobst.pkl", "dream_user_rollouts_chuckccarobst_scaled.pkl",
                         ("default_init_obses_chuckccarobst.pkl", "default_init_obs_chuckccarobst.pkl")),
             "Dataset D: episodes in the chuckhole-and-cars world model, 2112-d latent states"),
+        "chuckc_queries": QuerySpec(
+            "chuckc_queries", CHUCKC, "queries_s20_chuckcobst/data.pkl",
+            "The chuckhole preference queries: two 20-step dream clips each, and the video people saw"),
+        "chuckccar_queries": QuerySpec(
+            "chuckccar_queries", CHUCKCCAR, "queries_s20_chuckccarobst/data.pkl",
+            "The chuckhole-and-cars preference queries: two 20-step dream clips each, and the video people saw"),
         "chuckc_preferences": FeedbackSpec(
             "chuckc_preferences", "multi-justification", CHUCKC, "queries_s20_chuckcobst/data.pkl",
             "responses_chuckcobst_user44_mjust.pkl", 44, ("Default", "Grass", "Chuckhole"),

@@ -13,6 +13,7 @@ import signal
 import urllib.error
 import urllib.request
 
+import numpy as np
 import pytest
 
 import factory
@@ -132,6 +133,37 @@ def test_the_drop_flow_offers_left_and_right_only(queries_dir, tmp_path, browser
         server.kill(signal.SIGTERM)
     [example] = server.responses()
     assert (example[schema.PREFERENCE], float(example[schema.LABEL])) == (b"Right", 0.0)
+
+
+@pytest.fixture(scope="module")
+def obstacle_queries_dir(tmp_path_factory):
+    data = tmp_path_factory.mktemp("obst")
+    factory.build("dropj_obst_carracing/chuckc_queries", factory.dummy_data("dropj_obst_carracing"), data)
+    return data
+
+
+@needs_browser
+def test_the_mjust_flow_on_chuckhole_queries(obstacle_queries_dir, tmp_path, browser):
+    server = Server(obstacle_queries_dir, tmp_path / "out", method="mjust", queries="dropj_obst_carracing/chuckc_queries")
+    try:
+        browser.get(server.url)
+        _answered(browser, 0)
+        assert _question(browser) == schema.Q_JUSTIFICATION
+        buttons = browser.find_elements("css selector", "#answers button")
+        assert [b.text for b in buttons] == ["Default", "Grass", "Chuckhole"]  # no Car without cars
+        assert "preselected" in buttons[0].get_attribute("class")
+        _click(browser, "Grass")
+        _wait(browser, lambda: _question(browser) == schema.Q_PREFERENCE)
+        assert [b.text for b in browser.find_elements("css selector", "#answers button")] == [
+            "Left", "Equally", "Right"]
+        _click(browser, "Right")
+        _answered(browser, 1)
+    finally:
+        server.kill(signal.SIGTERM)
+    [example] = server.responses()
+    assert [a.decode() for a in example[schema.RESPONSE][schema.ANSWERS][schema.ANSWER]] == ["Grass", "Right"]
+    assert np.isnan(example[schema.RESPONSE][schema.ANSWERS][schema.SECONDS]).all()  # 2-tuples, as the GUI
+    assert float(example[schema.LABEL]) == 0.0  # chuckc's Grass weight 1.0: Right -> 1 - 1.0
 
 
 @needs_browser

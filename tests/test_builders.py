@@ -34,6 +34,8 @@ CarRacingRequestTest = _builder_case(CarRacing, ["request"], 4)
 CarRacingDrosTest = _builder_case(CarRacing, ["dros"], 3)
 ObstRealTest = _builder_case(Obst, ["chuckc_real", "chuckccar_real"], 2)
 ObstDreamTest = _builder_case(Obst, ["chuckc_dream", "chuckccar_dream"], 2)
+ChuckcQueriesTest = _builder_case(Obst, ["chuckc_queries"], 4)
+ChuckccarQueriesTest = _builder_case(Obst, ["chuckccar_queries"], 5)
 ChuckcPreferencesTest = _builder_case(Obst, ["chuckc_preferences"], 4)
 ChuckccarPreferencesTest = _builder_case(Obst, ["chuckccar_preferences"], 5)
 

@@ -69,8 +69,8 @@ def test_configs_are_the_public_names():
     assert [c.name for c in dropj_datasets.DropjCarracing.BUILDER_CONFIGS] == [
         "real", "dream", "preferences_drop", "preferences_drope", "preferences_dropj", "queries", "request", "dros"]
     assert [c.name for c in dropj_datasets.DropjObstCarracing.BUILDER_CONFIGS] == [
-        "chuckc_real", "chuckccar_real", "chuckc_dream", "chuckccar_dream", "chuckc_preferences",
-        "chuckccar_preferences"]
+        "chuckc_real", "chuckccar_real", "chuckc_dream", "chuckccar_dream", "chuckc_queries", "chuckccar_queries",
+        "chuckc_preferences", "chuckccar_preferences"]
     assert tfds.builder_cls("dropj_carracing").default_builder_config.name == "real"
     assert dropj_datasets.DropjObstCarracing.BUILDER_CONFIGS[0].name == "chuckc_real"
 

@@ -64,7 +64,7 @@ class AnnotateServer:
     def __init__(self, annotations: Annotations, *, user: int, token: Optional[str] = None,
                  log: Callable[[str], None] = print):
         self.annotations = annotations
-        self.study = Study(annotations.spec)
+        self.study = Study(annotations.spec)  # the queries' own variant (mjust: chuckc has no Car)
         self.default_user = user
         self.token = token
         self.log = log

@@ -12,8 +12,9 @@ class Builder(DropjBuilder):
     DATASET = "dropj_obst_carracing"
     # Bump on every change of what a built config holds (its features or their meaning), log it below,
     # and update the features fingerprint in the test beside this file.
-    VERSION = tfds.core.Version("1.0.0")
+    VERSION = tfds.core.Version("1.1.0")
     RELEASE_NOTES = {
         "1.0.0": "First release: lossless RLDS episodes of Datasets R and D for the chuckhole and the "
                  "chuckhole-and-car variants, and the multi-justification preferences with labels.",
+        "1.1.0": "Added chuckc_queries and chuckccar_queries: the obstacle preference queries with their videos.",
     }

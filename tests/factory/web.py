@@ -49,8 +49,8 @@ def free_port() -> int:
 class Server:
     """`dropj annotate` in a subprocess."""
 
-    def __init__(self, queries_dir, out, method="dropj", user=5, host="127.0.0.1"):
-        self.args = [sys.executable, "-m", "dropj_datasets.cli", "annotate", "--queries", "dropj_carracing/queries",
+    def __init__(self, queries_dir, out, method="dropj", user=5, host="127.0.0.1", queries="dropj_carracing/queries"):
+        self.args = [sys.executable, "-m", "dropj_datasets.cli", "annotate", "--queries", queries,
                      "--data_dir", str(queries_dir), "--method", method, "--user", str(user), "--out", str(out),
                      "--host", host]
         self.out, self.method, self.host = out, method, host
