@@ -368,9 +368,11 @@ def repair(directory: str | os.PathLike, log: Callable[[str], None] = print) -> 
 
 def _store_of(directory: Path) -> tuple[type[ShardStore], Any]:
     """The store class and spec of a directory written by `dropj record` or `dropj annotate`."""
-    from dropj.converters.annotations import AnnotationStore  # the annotations' store is theirs
+    from dropj.converters.annotations import AnnotationStore  # each written dataset's store is its own
+    from dropj.converters.encode import EncodedStore
 
-    stores = {schema.RECORDING_DATASET: RecordingStore, schema.ANNOTATION_DATASET: AnnotationStore}
+    stores = {schema.RECORDING_DATASET: RecordingStore, schema.ANNOTATION_DATASET: AnnotationStore,
+              schema.ENCODED_DATASET: EncodedStore}
     info = directory / DATASET_INFO
     if info.exists():
         try:

@@ -312,7 +312,7 @@ def recording_files(built: Any) -> list[LegacyFile]:
 def summarise(spec: Any, examples: Iterable[dict]) -> str:
     """Episodes, transitions, terminal episodes and the mean return of decoded examples."""
     lengths, returns, terminal = [], [], 0
-    extra_last_step = spec.kind in ("episodes", "recordings")  # an extra last step holds s_T
+    extra_last_step = spec.kind in ("episodes", "recordings", "encoded")  # an extra last step holds s_T
     for example in examples:
         steps = example[schema.STEPS]
         lengths.append(len(steps[schema.IS_FIRST]) - extra_last_step)

@@ -621,6 +621,8 @@ KINDS: dict[str, Kind] = {kind.name: kind for kind in (
     Kind("preferences", "dropj.converters.feedback:PREFERENCES",
          ((LEFT, DATASET_SEQUENCE), (RIGHT, DATASET_SEQUENCE), (ANSWERS, SEQUENCE)),
          RESPONSE_INDEX, "one person's responses to the queries, with labels", ("w_s", "w_def", "just_weights")),
+    Kind("encoded", "dropj.converters.encode:CONVERTER", ((STEPS, DATASET_SEQUENCE),),
+         f"{EPISODE_METADATA}/{EPISODE_INDEX}", "real episodes encoded to latent states with `dropj encode`"),
     Kind("annotations", "dropj.converters.annotations:CONVERTER",
          ((LEFT, DATASET_SEQUENCE), (RIGHT, DATASET_SEQUENCE), (ANSWERS, SEQUENCE)),
          RESPONSE_INDEX, "preferences collected in the browser with `dropj annotate`"),
@@ -815,8 +817,54 @@ ANNOTATIONS: dict[str, AnnotationSpec] = {
                          ("dropj", DATASETS["dropj_carracing"]["preferences_dropj"]),
                          ("mjust", DATASETS["dropj_obst_carracing"]["chuckccar_preferences"]))
 }
+# --- real episodes encoded to latent states (`dropj encode`; DATA_FORMATS.md 0.2) ------------------------
+ENCODED_DATASET = "dropj_encoded"
+SOURCE_DATASET = "source_dataset"
+VAE_SHA256 = "vae_sha256"
+MDNRNN_SHA256 = "mdnrnn_sha256"
+
+
+@dataclasses.dataclass(frozen=True)
+class EncodedSpec(DatasetSpec):
+    """A directory written by `dropj encode`: real episodes as latent episodes, aligned as the dream configs.
+
+    Step t's observation is ``[z_t | c_t | h_t]`` float32: z_t the VAE mean of frame t, (c_t, h_t) the
+    LSTM state after ``[z_0, a_0] … [z_{t-1}, a_{t-1}]`` from zeros. Actions (env units and scaled),
+    rewards, discounts and the is_* flags are the source episode's; its info flags are not repeated.
+    """
+
+    kind: ClassVar[str] = "encoded"
+
+    def needs(self) -> str:
+        return "a built real config and VAE and MDN-RNN checkpoints (`dropj encode`)"
+
+    def step_fields(self) -> tuple[Field, ...]:
+        observation, *rest = super().step_fields()
+        return (dataclasses.replace(observation, doc=(
+            f"latent state z|c|h = [{self.env.n_z} | {self.env.rnn_size} | {self.env.rnn_size}]: z the VAE mean "
+            "of frame t, (c, h) the MDN-RNN's LSTM state after the steps before t, from zeros")), *rest)
+
+    def metadata_fields(self) -> tuple[Field, ...]:
+        return (
+            Field(EPISODE_INDEX, (), "int64", "", ">= 0", "index of the episode in this directory"),
+            Field(SOURCE_DATASET, (), "str", "", "", "the encoded config, NAME/CONFIG"),
+            Field(SOURCE_FILE, (), "str", "", "", "the release file the source episode came from ('' if none)"),
+            Field(f"source_{EPISODE_INDEX}", (), "int64", "", ">= 0", "the episode's index in the source config"),
+            Field(VAE_SHA256, (), "str", "", "64 hex digits", "SHA-256 of the VAE checkpoint file"),
+            Field(MDNRNN_SHA256, (), "str", "", "64 hex digits", "SHA-256 of the MDN-RNN checkpoint file"),
+            Field(FINAL_DONE, (), "float64", "", "{0.0, 1.0}", "the source's last `done`", "bytes"),
+        )
+
+
+ENCODED: dict[str, EncodedSpec] = {
+    env.name: EncodedSpec(env.name, "dream", env, SourceFiles(""),
+                          f"Real episodes of {env.description.split(':')[0]} encoded to latent states z|c|h by "
+                          "a VAE and an MDN-RNN (what the paper's MDN-RNN trained on)")
+    for env in (CARRACING, CHUCKC, CHUCKCCAR)
+}
 # Datasets written by our own tools rather than built from release files: name -> configs.
-WRITTEN: dict[str, dict[str, Spec]] = {RECORDING_DATASET: RECORDINGS, ANNOTATION_DATASET: ANNOTATIONS}
+WRITTEN: dict[str, dict[str, Spec]] = {RECORDING_DATASET: RECORDINGS, ANNOTATION_DATASET: ANNOTATIONS,
+                                       ENCODED_DATASET: ENCODED}
 
 
 def spec_for(dataset: str, config: str) -> Spec:
@@ -872,4 +920,10 @@ def markdown() -> str:
         out += ["", f"### `{ANNOTATION_DATASET}/{config}`", "", spec.description + ".", "",
                 f"Environment: {spec.env.description}. Queries: `{spec.queries_file}` and its videos. "
                 f"`dropj export` writes `{spec.responses_file}` per annotator.", ""] + spec.doc_lines()
+    out += ["", f"## `{ENCODED_DATASET}`: real episodes as latent states", "",
+            "Written by `dropj encode` (docs/training.md) into a directory that `tfds.builder_from_directory` "
+            "reads. One config per environment; the steps are aligned as the dream configs'."]
+    for config, spec in ENCODED.items():
+        out += ["", f"### `{ENCODED_DATASET}/{config}`", "", spec.description + ".", "",
+                f"Environment: {spec.env.description}.", ""] + spec.doc_lines()
     return "\n".join(out) + "\n"

@@ -17,6 +17,7 @@ This package needs torch and numpy only: it never imports TensorFlow or tensorfl
 from .checkpoints import (CheckpointError, load_checkpoint, load_preference_members, preference_member_path,
                           read_checkpoint, read_state_dict, save_checkpoint, save_preference_members)
 from .mdnrnn import MDNOutput, MDNRNN, MDNRNNConfig, latent_state, mdn_nll, split_latent_state
+from .encode import encode_episode
 from .evaluate import PreferenceEvaluation, evaluate_preferences
 from .reward import (REWARD_CLASSES, PreferenceRewardConfig, PreferenceRewardEnsemble, SparseRewardConfig,
                      SparseRewardEnsemble, preference_loss, reward_class_index)
@@ -30,8 +31,8 @@ __all__ = [
     # reward models
     "PreferenceRewardConfig", "PreferenceRewardEnsemble", "preference_loss",
     "SparseRewardConfig", "SparseRewardEnsemble", "REWARD_CLASSES", "reward_class_index",
-    # evaluation
-    "evaluate_preferences", "PreferenceEvaluation",
+    # evaluation, encoding
+    "evaluate_preferences", "PreferenceEvaluation", "encode_episode",
     # checkpoints
     "CheckpointError", "load_preference_members", "save_preference_members", "preference_member_path",
     "load_checkpoint", "save_checkpoint", "read_checkpoint", "read_state_dict",

@@ -14,6 +14,7 @@ standard way to build and load.
                                                    drive with the arrow keys; record RLDS episodes into D
     dropj annotate --queries NAME/CONFIG --data_dir D --method M --user ID --out OUT [--host H] [--port P]
                                                    collect preferences and justifications in the browser
+    dropj encode --dataset NAME/CONFIG --data_dir D --vae V.pt --mdnrnn M.pt   real episodes -> latent z|c|h
     dropj evaluate reward --checkpoints DIR [--note NOTE] --dataset NAME/CONFIG --data_dir D [--responses 500:600]
                                                    a reward model's accuracy and loss on human answers
     dropj serve --data_dir D [--host H] [--port P] [--vae CKPT]   browse what is built under D
@@ -193,6 +194,13 @@ def _annotate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _encode(args: argparse.Namespace) -> int:
+    from dropj.converters import encode
+
+    encode.encode(args.dataset, args.vae, args.mdnrnn, data_dir=args.data_dir, out=args.out, progress=True)
+    return 0
+
+
 def _evaluate_reward(args: argparse.Namespace) -> int:
     from dropj_datasets.cli import evaluate
 
@@ -308,6 +316,14 @@ def parser() -> argparse.ArgumentParser:
     ann.add_argument("--host", default="127.0.0.1", help="address to bind (another host needs the printed token)")
     ann.add_argument("--port", type=_port, default=8000)
     ann.set_defaults(run=_annotate)
+
+    enc = sub.add_parser("encode", help="real episodes -> latent episodes z|c|h with a VAE and an MDN-RNN")
+    enc.add_argument("--dataset", type=_dataset_name, required=True, help="a built real config, name/config")
+    enc.add_argument("--data_dir", help="TFDS data dir the dataset was built in")
+    enc.add_argument("--vae", required=True, help="the VAE checkpoint ({'model_state', ...}) of its environment")
+    enc.add_argument("--mdnrnn", required=True, help="the MDN-RNN checkpoint of its environment")
+    enc.add_argument("--out", help="writes OUT/dropj_encoded/ENV/1.0.0 (default: --data_dir)")
+    enc.set_defaults(run=_encode)
 
     evaluate = sub.add_parser("evaluate", help="evaluate a model against human answers (docs/training.md)")
     what = evaluate.add_subparsers(dest="what", required=True, parser_class=_Parser)

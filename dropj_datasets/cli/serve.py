@@ -80,7 +80,7 @@ class Browser:
 
     def episode(self, name: str, config: str, index: int) -> views.Episode:
         built = self.built(name, config)
-        if built.spec.kind not in ("episodes", "recordings", "sketches"):
+        if built.spec.kind not in ("episodes", "recordings", "encoded", "sketches"):
             raise BadRequest(404, f"{name}/{config} holds {built.spec.kind}, not episodes")
         if not 0 <= index < built.count:
             raise BadRequest(404, f"episode {index} is out of range (0..{built.count - 1})")
@@ -146,7 +146,7 @@ def dataset_page(browser: Browser, name: str, config: str) -> str:
     report = views.report(built, views.statistics(built))
     figures = report.split("<body>", 1)[1].rsplit("</body>", 1)[0]
     kind = built.spec.kind
-    what = "episode" if kind in ("episodes", "recordings", "sketches") else "item"
+    what = "episode" if kind in ("episodes", "recordings", "encoded", "sketches") else "item"
     links = " ".join(f'<a href="/d/{name}/{config}/{what}/{i}">{i}</a>'
                      for i in range(min(built.count, MAX_ITEMS_LISTED)))
     more = f" (first {MAX_ITEMS_LISTED} of {built.count})" if built.count > MAX_ITEMS_LISTED else ""

@@ -69,7 +69,8 @@ def train_from_dataset(kind: str, data_dir: str | None, *, dataset: str | None =
 
 
 _TRAINS_ON = {"vae": "frames: a real config (e.g. dropj_carracing/real) or a recording",
-              "mdnrnn": "latent states: a dream config (e.g. dropj_carracing/dream)",
+              "mdnrnn": "latent states: a dream config (e.g. dropj_carracing/dream) or encoded episodes "
+                        "(dropj_encoded/carracing)",
               "reward": "labelled preferences: a preferences config (e.g. dropj_carracing/preferences_dropj) or "
                         "a `dropj annotate` directory (e.g. dropj_annotations/dropj)",
               "sparse": "labelled steps: a sketches config (dropj_carracing/request or dropj_carracing/dros)"}
@@ -78,7 +79,7 @@ _TRAINS_ON = {"vae": "frames: a real config (e.g. dropj_carracing/real) or a rec
 def _check_fits(kind: str, dataset: str, spec: Any) -> None:
     """The model and the dataset's kind must match; say which configs would."""
     frames = spec.kind in ("episodes", "recordings") and not spec.is_dream
-    fits = {"vae": frames, "mdnrnn": spec.kind == "episodes" and spec.is_dream,
+    fits = {"vae": frames, "mdnrnn": spec.kind in ("episodes", "encoded") and spec.is_dream,
             "reward": spec.kind in ("preferences", "annotations"), "sparse": spec.kind == "sketches"}[kind]
     if not fits:
         raise ValueError(f"{dataset}: the {kind} model trains on {_TRAINS_ON[kind]}")

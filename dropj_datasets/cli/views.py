@@ -58,7 +58,7 @@ def _items(built: Any):
 
 
 def _episode_statistics(built: Any) -> dict:
-    extra_last = built.spec.kind in ("episodes", "recordings")
+    extra_last = built.spec.kind in ("episodes", "recordings", "encoded")
     lengths, returns, terminal = [], [], 0
     flags: dict[str, list[int]] = collections.defaultdict(list)
     actions: list[np.ndarray] = []
@@ -180,7 +180,7 @@ def load_episode(built: Any, index: int, vae: Optional[str] = None) -> Episode:
     Latent states are shown as heat maps, or as the frames a VAE checkpoint (`vae`, the release's
     `{'model_state', ...}` format for this environment) decodes from their z part.
     """
-    if built.spec.kind not in ("episodes", "recordings", "sketches"):
+    if built.spec.kind not in ("episodes", "recordings", "encoded", "sketches"):
         raise ValueError(f"{built.spec.config} holds {built.spec.kind}, not episodes")
     if not 0 <= index < built.count:
         raise ValueError(f"episode {index} is out of range: the dataset holds {built.count}")
