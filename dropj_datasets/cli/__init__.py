@@ -15,6 +15,8 @@ standard way to build and load.
     dropj annotate --queries NAME/CONFIG --data_dir D --method M --user ID --out OUT [--host H] [--port P]
                                                    collect preferences and justifications in the browser
     dropj encode --dataset NAME/CONFIG --data_dir D --vae V.pt --mdnrnn M.pt   real episodes -> latent z|c|h
+    dropj make-queries --dataset NAME/CONFIG --data_dir D --vae V.pt --num_queries N --out Q [--seed S] [--start_index K]
+                                                   new preference queries in the release's format
     dropj evaluate reward --checkpoints DIR [--note NOTE] --dataset NAME/CONFIG --data_dir D [--responses 500:600]
                                                    a reward model's accuracy and loss on human answers
     dropj serve --data_dir D [--host H] [--port P] [--vae CKPT]   browse what is built under D
@@ -201,6 +203,14 @@ def _encode(args: argparse.Namespace) -> int:
     return 0
 
 
+def _make_queries(args: argparse.Namespace) -> int:
+    from dropj.converters import make_queries
+
+    make_queries.make_queries(args.dataset, args.vae, args.num_queries, args.out, data_dir=args.data_dir,
+                              seed=args.seed, start_index=args.start_index)
+    return 0
+
+
 def _evaluate_reward(args: argparse.Namespace) -> int:
     from dropj_datasets.cli import evaluate
 
@@ -324,6 +334,18 @@ def parser() -> argparse.ArgumentParser:
     enc.add_argument("--mdnrnn", required=True, help="the MDN-RNN checkpoint of its environment")
     enc.add_argument("--out", help="writes OUT/dropj_encoded/ENV/1.0.0 (default: --data_dir)")
     enc.set_defaults(run=_encode)
+
+    mq = sub.add_parser("make-queries", help="new preference queries (data.pkl and videos) from latent episodes")
+    mq.add_argument("--dataset", type=_dataset_name, required=True,
+                    help="a built dream config or dropj_encoded/ENV, name/config")
+    mq.add_argument("--data_dir", help="TFDS data dir the dataset was built in")
+    mq.add_argument("--vae", required=True, help="the VAE checkpoint that decodes the videos' frames")
+    mq.add_argument("--num_queries", type=_positive_int, required=True)
+    mq.add_argument("--out", required=True, help="writes OUT/queries_s20*/data.pkl and {i}.mp4")
+    mq.add_argument("--seed", type=_non_negative_int, default=0)
+    mq.add_argument("--start_index", type=_non_negative_int, default=0,
+                    help="number the new queries from here and add them to an existing data.pkl")
+    mq.set_defaults(run=_make_queries)
 
     evaluate = sub.add_parser("evaluate", help="evaluate a model against human answers (docs/training.md)")
     what = evaluate.add_subparsers(dest="what", required=True, parser_class=_Parser)

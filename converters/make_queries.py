@@ -1,0 +1,157 @@
+"""`dropj make-queries`: new preference queries in the release's format, from built latent episodes.
+
+    Q/queries_s20/data.pkl     {"{i}.mp4": {"segment1": (20, 547) float64, "segment2": ...}}, protocol 4
+    Q/queries_s20/{i}.mp4      the two clips' VAE decodes side by side, 1000x500, 20 frames at 2.5 fps
+
+(`queries_s20_chuckcobst/` and `queries_s20_chuckccarobst/` for the obstacle environments.) As the
+authors' `create_pref_queries`: each query's left and right clips are drawn independently, the episode
+with replacement and the start offset uniform in [0, T - 20], and row t of a clip is
+`concat(state_t, scaled action_t)`. The source is a dream config (its scaled actions; step 0's exact
+float64 state) or `dropj_encoded/ENV` (real segments). Deterministic with `--seed`. With
+`--start_index K` the new queries are numbered from K and added to an existing data.pkl: merged, never
+overwriting a key or a video. The `queries` configs build from Q unchanged.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import pickle
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+
+from dropj.converters import legacy_pickle, query_video
+from dropj.converters.durable import write_atomically
+from dropj_datasets import schema
+from dropj_datasets.schema import DataError
+
+PROTOCOL = 4  # data.pkl: the default protocol under the authors' Python 3.8
+
+
+def queries_folder(env: schema.EnvSpec) -> str:
+    """The release folder of an environment's queries: queries_s20, queries_s20_chuckcobst, ..."""
+    [spec] = [s for cs in schema.DATASETS.values() for s in cs.values() if s.kind == "queries" and s.env is env]
+    return spec.folder
+
+
+def draw(lengths: list[int], num_queries: int, seed: int) -> list[tuple[tuple[int, int], tuple[int, int]]]:
+    """(left, right) = ((episode, offset), (episode, offset)) per query: episodes with replacement, offsets
+    uniform in [0, T - 20] of the episode drawn."""
+    usable = [i for i, n in enumerate(lengths) if n >= schema.SEGMENT_STEPS]
+    if not usable:
+        raise DataError(f"no episode has the {schema.SEGMENT_STEPS} transitions a clip needs (lengths {lengths[:10]})")
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(num_queries):
+        pair = []
+        for _side in range(2):
+            episode = usable[int(rng.integers(len(usable)))]
+            pair.append((episode, int(rng.integers(0, lengths[episode] - schema.SEGMENT_STEPS + 1))))
+        out.append(tuple(pair))
+    return out
+
+
+def make_queries(dataset: str, vae_path: str, num_queries: int, out: str | os.PathLike, *,
+                 data_dir: Optional[str] = None, seed: int = 0, start_index: int = 0,
+                 log: Callable[[str], None] = print) -> Path:
+    from dropj.converters.built import BuiltDataset
+    from dropj.models import ConvVAE, load_checkpoint
+
+    if not 1 <= num_queries <= 100_000 or start_index < 0:
+        raise ValueError(f"need 1 <= num_queries <= 100000 and start_index >= 0, got {num_queries}, {start_index}")
+    source = BuiltDataset.open(dataset, data_dir)
+    if source.spec.kind not in ("episodes", "encoded") or not source.spec.is_dream:
+        what = f"{source.spec.kind} of frames" if source.spec.kind != "sketches" else "sketches"
+        raise DataError(f"{dataset}: holds {what}; queries are cut from latent episodes "
+                        "(a dream config, or dropj_encoded/ENV)")
+    env = source.spec.env
+    folder = Path(out) / queries_folder(env)
+    data_file = folder / "data.pkl"
+    existing = _existing(data_file)
+    if start_index == 0 and existing:
+        raise DataError(f"{data_file}: holds {len(existing)} queries already; pass --start_index to add to it")
+    keys = [f"{start_index + i}.mp4" for i in range(num_queries)]
+    taken = [k for k in keys if k in existing or (folder / k).exists()]
+    if taken:
+        raise DataError(f"{folder}: {', '.join(taken[:3])} exist already; a query is never overwritten "
+                        f"(choose --start_index {_next_free(existing, folder)})")
+    lengths = [int(n) for n in _lengths(source)]
+    picks = draw(lengths, num_queries, seed)
+    wanted = {episode for pair in picks for episode, _ in pair}
+    segments: dict[tuple[int, int], np.ndarray] = {}
+    for index, example in enumerate(source.examples()):  # one pass: keep only the clips drawn from each episode
+        if index not in wanted:
+            continue
+        rows = _rows(example, source.spec)
+        for pair in picks:
+            for episode, offset in pair:
+                if episode == index:
+                    segments[episode, offset] = rows[offset:offset + schema.SEGMENT_STEPS].copy()
+    vae = ConvVAE.for_env(env)
+    load_checkpoint(vae, vae_path)
+    queries = {}
+    folder.mkdir(parents=True, exist_ok=True)
+    for key, (left, right) in zip(keys, picks):
+        entry = {"segment1": segments[left], "segment2": segments[right]}
+        mp4 = query_video.render(_decode(vae, entry["segment1"], env), _decode(vae, entry["segment2"], env))
+        write_atomically(folder / key, functools.partial(_write, data=mp4))  # O_EXCL: never replaces a video
+        queries[key] = entry
+    merged = {**existing, **queries}
+    write_atomically(data_file, functools.partial(_write, data=pickle.dumps(merged, protocol=PROTOCOL)), force=True)
+    log(f"wrote {num_queries} queries ({keys[0]} .. {keys[-1]}) from {dataset} into {folder}; data.pkl holds "
+        f"{len(merged)}")
+    return folder
+
+
+def _write(f, data: bytes) -> None:
+    f.write(data)
+
+
+def _existing(data_file: Path) -> dict:
+    if not data_file.exists():
+        return {}
+    from dropj.converters import feedback
+
+    with open(data_file, "rb") as f:
+        value = legacy_pickle.load(f, str(data_file))
+    if not isinstance(value, dict):
+        raise DataError(f"{data_file}: not a queries data.pkl (a dict of video name -> segments)")
+    for key in value:
+        if not (isinstance(key, str) and feedback.is_video_name(key)):
+            raise DataError(f"{data_file}: key {schema.describe(key)} is not a video name like '17.mp4'")
+    return value
+
+
+def _next_free(existing: dict, folder: Path) -> int:
+    numbers = [int(k.split(".")[0]) for k in existing] + [int(p.stem) for p in folder.glob("*.mp4") if p.stem.isdigit()]
+    return max(numbers, default=-1) + 1
+
+
+def _lengths(source) -> list[int]:
+    import tensorflow_datasets as tfds
+
+    ds = source.builder.as_dataset(split="train", shuffle_files=False)
+    return [int(n) - 1 for n in tfds.as_numpy(ds.map(lambda ex: ex[schema.STEPS].cardinality()))]
+
+
+def _rows(example: dict, spec) -> np.ndarray:
+    """(T, D + 3) float64 rows concat(state_t, scaled action_t) of one latent episode."""
+    steps = example[schema.STEPS]
+    states = np.asarray(steps[schema.OBSERVATION], np.float64)[:-1].copy()
+    initial = example[schema.EPISODE_METADATA].get(schema.INITIAL_STATE)
+    if initial is not None:  # a dream episode's step 0 is the exact float64 initial state
+        states[0] = np.asarray(initial, np.float64)
+    scaled = np.asarray(steps[schema.ACTION_SCALED], np.float64)[:-1]
+    if not np.isfinite(scaled).all():  # the scaled file was not there: scale as it was made
+        scaled = schema.scale_action(np.asarray(steps[schema.ACTION], np.float64)[:-1])
+    return np.concatenate([states, scaled], axis=1)
+
+
+def _decode(vae, segment: np.ndarray, env: schema.EnvSpec) -> np.ndarray:
+    import torch
+
+    with torch.no_grad():
+        images = vae.decode(torch.as_tensor(segment[:, :env.n_z], dtype=torch.float32)).permute(0, 2, 3, 1)
+    return (images.numpy() * 255).round().astype(np.uint8)

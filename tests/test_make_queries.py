@@ -1,0 +1,98 @@
+"""`dropj make-queries`: new preference queries in the release's format, from dream or encoded episodes."""
+
+from __future__ import annotations
+
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+import factory
+from dropj.converters import make_queries
+from dropj.converters.built import BuiltDataset
+from dropj.converters.verify import verify
+from dropj.loaders import video
+from dropj.models import ConvVAE, save_checkpoint
+from dropj_datasets import schema
+from dropj_datasets.schema import DataError
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    data = tmp_path_factory.mktemp("data")
+    factory.build("dropj_carracing/dream", factory.dummy_data("dropj_carracing"), data)
+    torch.manual_seed(0)
+    save_checkpoint(ConvVAE.for_env(schema.CARRACING), None, data / "vae.pt")
+    return data
+
+
+def _all_windows(data) -> list[np.ndarray]:
+    source = BuiltDataset.open("dropj_carracing/dream", str(data))
+    windows = []
+    for example in source.examples():
+        rows = make_queries._rows(example, source.spec)
+        windows += [rows[k:k + 20] for k in range(len(rows) - 19)]
+    return windows
+
+
+def test_queries_have_the_release_format_and_come_from_the_source(built, tmp_path):
+    folder = make_queries.make_queries("dropj_carracing/dream", str(built / "vae.pt"), 4, tmp_path, data_dir=str(built),
+                                       seed=3, log=lambda line: None)
+    assert folder == tmp_path / "queries_s20"
+    data = pickle.loads((folder / "data.pkl").read_bytes())
+    assert (folder / "data.pkl").read_bytes()[:2] == b"\x80\x04"
+    assert list(data) == ["0.mp4", "1.mp4", "2.mp4", "3.mp4"]
+    windows = _all_windows(built)
+    for entry in data.values():
+        assert set(entry) == {"segment1", "segment2"}
+        for segment in entry.values():
+            assert segment.shape == (20, 547) and segment.dtype == np.float64
+            assert any(np.array_equal(segment, w) for w in windows)  # a real window of one episode
+            assert np.all(np.abs(segment[:, 544:]) <= 1.0)  # scaled actions
+    for key in data:
+        assert video.info((folder / key).read_bytes()) == {
+            "codec": "h264", "profile": "High", "pix_fmt": "yuv420p", "width": 1000, "height": 500, "fps": 2.5,
+            "frames": 20, "duration": 8.0}
+
+
+def test_rows_keep_the_dream_step0_float64_state(built):
+    source = BuiltDataset.open("dropj_carracing/dream", str(built))
+    example = next(iter(source.examples()))
+    rows = make_queries._rows(example, source.spec)
+    assert np.array_equal(rows[0, :544], example[schema.EPISODE_METADATA][schema.INITIAL_STATE])
+    assert np.array_equal(rows[1:, :544], example[schema.STEPS][schema.OBSERVATION][1:-1].astype(np.float64))
+
+
+def test_the_same_seed_gives_the_same_queries_and_batches_merge_without_overwriting(built, tmp_path):
+    args = ("dropj_carracing/dream", str(built / "vae.pt"), 3)
+    first = make_queries.make_queries(*args, tmp_path / "a", data_dir=str(built), seed=5, log=lambda line: None)
+    again = make_queries.make_queries(*args, tmp_path / "b", data_dir=str(built), seed=5, log=lambda line: None)
+    assert (first / "data.pkl").read_bytes() == (again / "data.pkl").read_bytes()
+    assert (first / "1.mp4").read_bytes() == (again / "1.mp4").read_bytes()
+    with pytest.raises(DataError, match="holds 3 queries already; pass --start_index"):
+        make_queries.make_queries(*args, tmp_path / "a", data_dir=str(built), seed=6, log=lambda line: None)
+    with pytest.raises(DataError, match=r"2.mp4 exist already; a query is never overwritten \(choose --start_index 3\)"):
+        make_queries.make_queries(*args, tmp_path / "a", data_dir=str(built), seed=6, start_index=2,
+                                  log=lambda line: None)
+    before = pickle.loads((first / "data.pkl").read_bytes())
+    make_queries.make_queries(*args, tmp_path / "a", data_dir=str(built), seed=6, start_index=3, log=lambda line: None)
+    merged = pickle.loads((first / "data.pkl").read_bytes())
+    assert list(merged) == [f"{i}.mp4" for i in range(6)]
+    assert all(np.array_equal(merged[k]["segment1"], before[k]["segment1"]) for k in before)
+
+
+def test_the_queries_config_builds_from_the_output_and_verifies(built, tmp_path):
+    make_queries.make_queries("dropj_carracing/dream", str(built / "vae.pt"), 3, tmp_path / "Q", data_dir=str(built),
+                              seed=1, log=lambda line: None)
+    factory.build("dropj_carracing/queries", tmp_path / "Q", tmp_path / "d")
+    reports = verify("dropj_carracing/queries", tmp_path / "Q", data_dir=str(tmp_path / "d"), log=lambda line: None)
+    assert reports and all(r.ok for r in reports)
+
+
+def test_frames_are_refused(tmp_path):
+    data = tmp_path / "d"
+    factory.build("dropj_carracing/dros", factory.dummy_data("dropj_carracing"), data)
+    with pytest.raises(DataError, match="queries are cut from latent episodes"):
+        make_queries.make_queries("dropj_carracing/dros", "x.pt", 1, tmp_path / "Q", data_dir=str(data),
+                                  log=lambda line: None)
