@@ -70,21 +70,27 @@ def encoded_example(spec: EncodedSpec, ep: Any, states: np.ndarray, metadata: di
             schema.EPISODE_METADATA: {**metadata, schema.FINAL_DONE: np.float64(ep.final_done)}}
 
 
-def encode(dataset: str, vae_path: str, mdnrnn_path: str, *, data_dir: Optional[str] = None,
-           out: Optional[str] = None, log: Callable[[str], None] = print, progress: bool = False) -> Path:
-    """Encodes every episode of a built real config (or recording) into OUT/dropj_encoded/ENV/1.0.0."""
+Encoder = Callable[[np.ndarray, np.ndarray], np.ndarray]  # (frames (T+1,H,W,3), actions (T,3)) -> states (T+1,D)
+
+
+def encode(dataset: str, make_encoder: Callable[[schema.EnvSpec], Encoder], checkpoints: dict[str, str], *,
+           data_dir: Optional[str] = None, out: Optional[str] = None, log: Callable[[str], None] = print,
+           progress: bool = False) -> Path:
+    """Encodes every episode of a built real config (or recording) into OUT/dropj_encoded/ENV/1.0.0.
+
+    `make_encoder(env)` gives the function from an episode's frames and actions to its latent states (the
+    app wires `dropj.models.encode_episode` with the checkpoints); `checkpoints` maps the metadata's
+    digest fields (`schema.VAE_SHA256`, `schema.MDNRNN_SHA256`) to the files they digest.
+    """
     from dropj.converters.built import BuiltDataset
-    from dropj.models import MDNRNN, ConvVAE, encode_episode, load_checkpoint
 
     source = BuiltDataset.open(dataset, data_dir)
     if source.spec.kind not in ("episodes", "recordings") or source.spec.is_dream:
         raise DataError(f"{dataset}: holds {'latent' if source.spec.is_dream else source.spec.kind} episodes; "
                         "encode reads frames (a real config or a recording)")
     env = source.spec.env
-    vae, rnn = ConvVAE.for_env(env), MDNRNN.for_env(env)
-    load_checkpoint(vae, vae_path)
-    load_checkpoint(rnn, mdnrnn_path)
-    digests = {schema.VAE_SHA256: sha256(vae_path), schema.MDNRNN_SHA256: sha256(mdnrnn_path)}
+    encoder = make_encoder(env)
+    digests = {field: sha256(path) for field, path in checkpoints.items()}
     spec = schema.ENCODED[env.name]
     directory = encoded_dir(out or data_dir or ".", env.name)
     store = EncodedStore(directory, spec, holder=f"dropj encode {dataset}", log=log)
@@ -96,7 +102,7 @@ def encode(dataset: str, vae_path: str, mdnrnn_path: str, *, data_dir: Optional[
 
         for index, ep, meta in tqdm(source.episodes(), total=source.count, desc="encode", unit="episode",
                                     disable=None if progress else True):
-            states = encode_episode(vae, rnn, ep.observations, ep.actions)
+            states = encoder(ep.observations, ep.actions)
             store.append(encoded_example(spec, ep, states, {
                 schema.EPISODE_INDEX: store.count, schema.SOURCE_DATASET: dataset,
                 schema.SOURCE_FILE: meta.get(schema.SOURCE_FILE, b"").decode() if isinstance(

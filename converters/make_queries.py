@@ -53,11 +53,14 @@ def draw(lengths: list[int], num_queries: int, seed: int) -> list[tuple[tuple[in
     return out
 
 
-def make_queries(dataset: str, vae_path: str, num_queries: int, out: str | os.PathLike, *,
-                 data_dir: Optional[str] = None, seed: int = 0, start_index: int = 0,
+Decoder = Callable[[np.ndarray], np.ndarray]  # a clip's rows (20, D + 3) -> its frames (20, H, W, 3) uint8
+
+
+def make_queries(dataset: str, make_decoder: Callable[[schema.EnvSpec], Decoder], num_queries: int,
+                 out: str | os.PathLike, *, data_dir: Optional[str] = None, seed: int = 0, start_index: int = 0,
                  log: Callable[[str], None] = print) -> Path:
+    """Writes the queries; `make_decoder(env)` gives the frames of a clip (the app wires a VAE's decode)."""
     from dropj.converters.built import BuiltDataset
-    from dropj.models import ConvVAE, load_checkpoint
 
     if not 1 <= num_queries <= 100_000 or start_index < 0:
         raise ValueError(f"need 1 <= num_queries <= 100000 and start_index >= 0, got {num_queries}, {start_index}")
@@ -89,13 +92,12 @@ def make_queries(dataset: str, vae_path: str, num_queries: int, out: str | os.Pa
             for episode, offset in pair:
                 if episode == index:
                     segments[episode, offset] = rows[offset:offset + schema.SEGMENT_STEPS].copy()
-    vae = ConvVAE.for_env(env)
-    load_checkpoint(vae, vae_path)
+    decode = make_decoder(env)
     queries = {}
     folder.mkdir(parents=True, exist_ok=True)
     for key, (left, right) in zip(keys, picks):
         entry = {"segment1": segments[left], "segment2": segments[right]}
-        mp4 = query_video.render(_decode(vae, entry["segment1"], env), _decode(vae, entry["segment2"], env))
+        mp4 = query_video.render(decode(entry["segment1"]), decode(entry["segment2"]))
         write_atomically(folder / key, functools.partial(_write, data=mp4))  # O_EXCL: never replaces a video
         queries[key] = entry
     merged = {**existing, **queries}
@@ -147,11 +149,3 @@ def _rows(example: dict, spec) -> np.ndarray:
     if not np.isfinite(scaled).all():  # the scaled file was not there: scale as it was made
         scaled = schema.scale_action(np.asarray(steps[schema.ACTION], np.float64)[:-1])
     return np.concatenate([states, scaled], axis=1)
-
-
-def _decode(vae, segment: np.ndarray, env: schema.EnvSpec) -> np.ndarray:
-    import torch
-
-    with torch.no_grad():
-        images = vae.decode(torch.as_tensor(segment[:, :env.n_z], dtype=torch.float32)).permute(0, 2, 3, 1)
-    return (images.numpy() * 255).round().astype(np.uint8)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import factory
-from dropj.converters import encode
+from dropj_datasets.cli import models_io
 from dropj.converters.built import BuiltDataset
 from dropj.models import MDNRNN, ConvVAE, encode_episode, frames_to_tensor, save_checkpoint
 from dropj_datasets import schema
@@ -68,7 +68,7 @@ def built(tmp_path_factory):
 
 def test_dropj_encode_writes_one_latent_episode_per_source_episode(built, tmp_path):
     data, vae, rnn = built
-    directory = encode.encode("dropj_carracing/real", str(data / "vae.pt"), str(data / "rnn.pt"),
+    directory = models_io.encode("dropj_carracing/real", str(data / "vae.pt"), str(data / "rnn.pt"),
                               data_dir=str(data), out=str(tmp_path), log=lambda line: None)
     encoded = BuiltDataset.open(str(directory))
     source = BuiltDataset.open("dropj_carracing/real", str(data))
@@ -85,10 +85,10 @@ def test_dropj_encode_writes_one_latent_episode_per_source_episode(built, tmp_pa
         assert meta[schema.VAE_SHA256].decode() == hashlib.sha256((data / "vae.pt").read_bytes()).hexdigest()
         assert meta[schema.SOURCE_DATASET] == b"dropj_carracing/real"
     with pytest.raises(DataError, match="already holds 3 encoded episodes"):
-        encode.encode("dropj_carracing/real", str(data / "vae.pt"), str(data / "rnn.pt"), data_dir=str(data),
+        models_io.encode("dropj_carracing/real", str(data / "vae.pt"), str(data / "rnn.pt"), data_dir=str(data),
                       out=str(tmp_path), log=lambda line: None)
     with pytest.raises(DataError, match="encode reads frames"):
-        encode.encode("dropj_carracing/dream", str(data / "vae.pt"), str(data / "rnn.pt"), data_dir=str(data),
+        models_io.encode("dropj_carracing/dream", str(data / "vae.pt"), str(data / "rnn.pt"), data_dir=str(data),
                       out=str(tmp_path / "x"), log=lambda line: None)
 
 
@@ -97,7 +97,7 @@ def test_the_mdnrnn_trains_on_encoded_episodes(built, tmp_path):
     from dropj_datasets.cli.train import train_from_dataset
 
     data, _, _ = built
-    encode.encode("dropj_carracing/real", str(data / "vae.pt"), str(data / "rnn.pt"), data_dir=str(data),
+    models_io.encode("dropj_carracing/real", str(data / "vae.pt"), str(data / "rnn.pt"), data_dir=str(data),
                   out=str(tmp_path / "enc"), log=lambda line: None)
     history = train_from_dataset("mdnrnn", str(tmp_path / "enc"), dataset="dropj_encoded/carracing",
                                  out_dir=str(tmp_path / "run"), steps=3, batch_size=2, sequence_length=8,

@@ -10,6 +10,7 @@ import torch
 
 import factory
 from dropj.converters import make_queries
+from dropj_datasets.cli import models_io
 from dropj.converters.built import BuiltDataset
 from dropj.converters.verify import verify
 from dropj.loaders import video
@@ -37,7 +38,7 @@ def _all_windows(data) -> list[np.ndarray]:
 
 
 def test_queries_have_the_release_format_and_come_from_the_source(built, tmp_path):
-    folder = make_queries.make_queries("dropj_carracing/dream", str(built / "vae.pt"), 4, tmp_path, data_dir=str(built),
+    folder = models_io.make_queries("dropj_carracing/dream", str(built / "vae.pt"), 4, tmp_path, data_dir=str(built),
                                        seed=3, log=lambda line: None)
     assert folder == tmp_path / "queries_s20"
     data = pickle.loads((folder / "data.pkl").read_bytes())
@@ -66,24 +67,24 @@ def test_rows_keep_the_dream_step0_float64_state(built):
 
 def test_the_same_seed_gives_the_same_queries_and_batches_merge_without_overwriting(built, tmp_path):
     args = ("dropj_carracing/dream", str(built / "vae.pt"), 3)
-    first = make_queries.make_queries(*args, tmp_path / "a", data_dir=str(built), seed=5, log=lambda line: None)
-    again = make_queries.make_queries(*args, tmp_path / "b", data_dir=str(built), seed=5, log=lambda line: None)
+    first = models_io.make_queries(*args, tmp_path / "a", data_dir=str(built), seed=5, log=lambda line: None)
+    again = models_io.make_queries(*args, tmp_path / "b", data_dir=str(built), seed=5, log=lambda line: None)
     assert (first / "data.pkl").read_bytes() == (again / "data.pkl").read_bytes()
     assert (first / "1.mp4").read_bytes() == (again / "1.mp4").read_bytes()
     with pytest.raises(DataError, match="holds 3 queries already; pass --start_index"):
-        make_queries.make_queries(*args, tmp_path / "a", data_dir=str(built), seed=6, log=lambda line: None)
+        models_io.make_queries(*args, tmp_path / "a", data_dir=str(built), seed=6, log=lambda line: None)
     with pytest.raises(DataError, match=r"2.mp4 exist already; a query is never overwritten \(choose --start_index 3\)"):
-        make_queries.make_queries(*args, tmp_path / "a", data_dir=str(built), seed=6, start_index=2,
+        models_io.make_queries(*args, tmp_path / "a", data_dir=str(built), seed=6, start_index=2,
                                   log=lambda line: None)
     before = pickle.loads((first / "data.pkl").read_bytes())
-    make_queries.make_queries(*args, tmp_path / "a", data_dir=str(built), seed=6, start_index=3, log=lambda line: None)
+    models_io.make_queries(*args, tmp_path / "a", data_dir=str(built), seed=6, start_index=3, log=lambda line: None)
     merged = pickle.loads((first / "data.pkl").read_bytes())
     assert list(merged) == [f"{i}.mp4" for i in range(6)]
     assert all(np.array_equal(merged[k]["segment1"], before[k]["segment1"]) for k in before)
 
 
 def test_the_queries_config_builds_from_the_output_and_verifies(built, tmp_path):
-    make_queries.make_queries("dropj_carracing/dream", str(built / "vae.pt"), 3, tmp_path / "Q", data_dir=str(built),
+    models_io.make_queries("dropj_carracing/dream", str(built / "vae.pt"), 3, tmp_path / "Q", data_dir=str(built),
                               seed=1, log=lambda line: None)
     factory.build("dropj_carracing/queries", tmp_path / "Q", tmp_path / "d")
     reports = verify("dropj_carracing/queries", tmp_path / "Q", data_dir=str(tmp_path / "d"), log=lambda line: None)
@@ -94,5 +95,5 @@ def test_frames_are_refused(tmp_path):
     data = tmp_path / "d"
     factory.build("dropj_carracing/dros", factory.dummy_data("dropj_carracing"), data)
     with pytest.raises(DataError, match="queries are cut from latent episodes"):
-        make_queries.make_queries("dropj_carracing/dros", "x.pt", 1, tmp_path / "Q", data_dir=str(data),
+        models_io.make_queries("dropj_carracing/dros", "x.pt", 1, tmp_path / "Q", data_dir=str(data),
                                   log=lambda line: None)

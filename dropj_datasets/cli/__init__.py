@@ -197,16 +197,16 @@ def _annotate(args: argparse.Namespace) -> int:
 
 
 def _encode(args: argparse.Namespace) -> int:
-    from dropj.converters import encode
+    from dropj_datasets.cli import models_io
 
-    encode.encode(args.dataset, args.vae, args.mdnrnn, data_dir=args.data_dir, out=args.out, progress=True)
+    models_io.encode(args.dataset, args.vae, args.mdnrnn, data_dir=args.data_dir, out=args.out, progress=True)
     return 0
 
 
 def _make_queries(args: argparse.Namespace) -> int:
-    from dropj.converters import make_queries
+    from dropj_datasets.cli import models_io
 
-    make_queries.make_queries(args.dataset, args.vae, args.num_queries, args.out, data_dir=args.data_dir,
+    models_io.make_queries(args.dataset, args.vae, args.num_queries, args.out, data_dir=args.data_dir,
                               seed=args.seed, start_index=args.start_index)
     return 0
 

@@ -19,12 +19,16 @@ import gymnasium
 from dropj_datasets.envs.car_racing import MAX_EPISODE_STEPS
 from dropj_datasets.schema import CARRACING_ID, OBST_CARRACING_ID  # each env's identity: schema.ENVS
 
+DREAM_ID = "DropjDream-v0"  # the learned world model (`dropj.models.dream`; needs torch and checkpoints)
+
 
 def _register() -> None:
     registered = gymnasium.envs.registration.registry
     if CARRACING_ID not in registered:
         gymnasium.register(CARRACING_ID, entry_point="dropj_datasets.envs.car_racing:DropjCarRacing",
                            max_episode_steps=MAX_EPISODE_STEPS)
+    if DREAM_ID not in registered:  # torch is imported only when the dream is made
+        gymnasium.register(DREAM_ID, entry_point="dropj.models.dream:DropjDream", max_episode_steps=MAX_EPISODE_STEPS)
     if OBST_CARRACING_ID not in registered:
         gymnasium.register(OBST_CARRACING_ID, entry_point="dropj_datasets.envs.obst_car_racing:DropjObstCarRacing",
                            max_episode_steps=MAX_EPISODE_STEPS, kwargs={"mode": "chuckccar"})
