@@ -45,23 +45,8 @@ class AnnotationStore(ShardStore):
     ITEM = "response"
     WRITER, ONE = "annotation server", "annotation server"
 
-    def _make_features(self) -> Any:
-        from dropj_datasets.builder import features
-
-        return features(self.spec)
-
-    def _make_info(self, identity: Any) -> Any:
-        import tensorflow_datasets as tfds
-
-        from dropj_datasets import builder
-
-        return tfds.core.DatasetInfo(
-            builder=identity, description=builder.card(self.spec, self.spec.description + "."),
-            features=self.features, homepage=builder.HOMEPAGE,
-            redistribution_info={"license": f"{builder.LICENSE}. {builder.REDISTRIBUTION}"},
-            disable_shuffling=True,
-            metadata=tfds.core.MetadataDict({"dataset": self.DATASET, "config": self.spec.config,
-                                             "label_weights": feedback.LabelWeights.of(self.spec).to_metadata()}))
+    def _info_metadata(self) -> dict:
+        return {"label_weights": feedback.LabelWeights.of(self.spec).to_metadata()}
 
 
 def response_example(spec: AnnotationSpec, entry: dict, index: int, segments: tuple[np.ndarray, np.ndarray], *,

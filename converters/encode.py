@@ -35,22 +35,6 @@ class EncodedStore(ShardStore):
     ITEM = "episode"
     WRITER, ONE = "encoding", "encoder"
 
-    def _make_features(self) -> Any:
-        from dropj_datasets.builder import features
-
-        return features(self.spec)
-
-    def _make_info(self, identity: Any) -> Any:
-        import tensorflow_datasets as tfds
-
-        from dropj_datasets import builder
-
-        return tfds.core.DatasetInfo(
-            builder=identity, description=builder.card(self.spec, self.spec.description + "."),
-            features=self.features, homepage=builder.HOMEPAGE,
-            redistribution_info={"license": f"{builder.LICENSE}. {builder.REDISTRIBUTION}"}, disable_shuffling=True,
-            metadata=tfds.core.MetadataDict({"dataset": self.DATASET, "config": self.spec.config}))
-
 
 def sha256(path: str | os.PathLike) -> str:
     digest = hashlib.sha256()

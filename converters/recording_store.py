@@ -176,11 +176,27 @@ class ShardStore:
         return self._features
 
     def _make_features(self) -> Any:
-        raise NotImplementedError
+        """The features of the spec, as the builders make them (`builder.features`)."""
+        from dropj_datasets.builder import features
+
+        return features(self.spec)
+
+    def _info_metadata(self) -> dict:
+        """What the directory's metadata.json holds besides the dataset and config names."""
+        return {}
 
     def _make_info(self, identity: Any) -> Any:
-        """The TFDS DatasetInfo (splits aside) of the directory."""
-        raise NotImplementedError
+        """The TFDS DatasetInfo (splits aside) of the directory: the spec's card, features and licence."""
+        import tensorflow_datasets as tfds
+
+        from dropj_datasets import builder
+
+        return tfds.core.DatasetInfo(
+            builder=identity, description=builder.card(self.spec, self.spec.description + "."),
+            features=self.features, homepage=builder.HOMEPAGE,
+            redistribution_info={"license": f"{builder.LICENSE}. {builder.REDISTRIBUTION}"}, disable_shuffling=True,
+            metadata=tfds.core.MetadataDict({"dataset": self.DATASET, "config": self.spec.config,
+                                             **self._info_metadata()}))
 
     @property
     def count(self) -> int:
