@@ -66,6 +66,7 @@ def built(tmp_path_factory):
     return data, vae, rnn
 
 
+@pytest.mark.slow
 def test_dropj_encode_writes_one_latent_episode_per_source_episode(built, tmp_path):
     data, vae, rnn = built
     directory = models_io.encode("dropj_carracing/real", str(data / "vae.pt"), str(data / "rnn.pt"),

@@ -35,6 +35,7 @@ def test_fast_fuzz_run_finds_no_crash_hang_or_differential(fast_run):
     assert fast_run["rc"] == 0
 
 
+@pytest.mark.slow
 def test_fast_fuzz_run_compares_values_and_meets_live_attacks(fast_run):
     """The run means something: many inputs are accepted (and so compared with pickle.load), and the
     fixed attacks really crash, hang or exhaust the unrestricted-call oracle while the reader refuses them."""

@@ -37,6 +37,7 @@ def _all_windows(data) -> list[np.ndarray]:
     return windows
 
 
+@pytest.mark.slow
 def test_queries_have_the_release_format_and_come_from_the_source(built, tmp_path):
     folder = models_io.make_queries("dropj_carracing/dream", str(built / "vae.pt"), 4, tmp_path, data_dir=str(built),
                                        seed=3, log=lambda line: None)
@@ -65,6 +66,7 @@ def test_rows_keep_the_dream_step0_float64_state(built):
     assert np.array_equal(rows[1:, :544], example[schema.STEPS][schema.OBSERVATION][1:-1].astype(np.float64))
 
 
+@pytest.mark.slow
 def test_the_same_seed_gives_the_same_queries_and_batches_merge_without_overwriting(built, tmp_path):
     args = ("dropj_carracing/dream", str(built / "vae.pt"), 3)
     first = models_io.make_queries(*args, tmp_path / "a", data_dir=str(built), seed=5, log=lambda line: None)
@@ -83,6 +85,7 @@ def test_the_same_seed_gives_the_same_queries_and_batches_merge_without_overwrit
     assert all(np.array_equal(merged[k]["segment1"], before[k]["segment1"]) for k in before)
 
 
+@pytest.mark.slow
 def test_the_queries_config_builds_from_the_output_and_verifies(built, tmp_path):
     models_io.make_queries("dropj_carracing/dream", str(built / "vae.pt"), 3, tmp_path / "Q", data_dir=str(built),
                               seed=1, log=lambda line: None)
