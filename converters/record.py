@@ -44,6 +44,7 @@ from dropj.converters import recording_store
 from dropj.converters.recording_writer import RecordingWriter
 from dropj.converters.recording_store import RecordingError
 from dropj_datasets import package_version, schema
+from dropj_datasets.schema import RecordingSpec
 
 RECORDING_VERSION = recording_store.VERSION
 MAX_SEED = 2**63 - 1  # the `seed` feature is int64
@@ -53,13 +54,29 @@ SPLIT = recording_store.SPLIT
 recording_dir = recording_store.recording_dir
 
 
-def make_env(env_name: str, max_steps: Optional[int] = None) -> Any:
-    """The gymnasium environment of a recording config, with its TimeLimit (default: the study's 1000 steps)."""
+def recording_spec(env_name: str) -> RecordingSpec:
+    """The recording config: an environment's name ('carracing', ...), or its dream ('carracing_dream', ...)."""
+    configs = schema.WRITTEN[schema.RECORDING_DATASET]
+    if env_name not in configs:
+        raise ValueError(f"unknown environment {env_name!r}; choose one of {sorted(configs)}")
+    return configs[env_name]
+
+
+def make_env(env_name: str, max_steps: Optional[int] = None, **dream: Any) -> Any:
+    """The gymnasium environment of a recording config, with its TimeLimit (default: the study's 1000 steps).
+
+    A dream config (`carracing_dream`, ...) is `DropjDream-v0` of that world; `dream` gives its `mdnrnn`,
+    `vae` and `init_states` (see `dropj.models.dream`).
+    """
     import gymnasium
 
     import dropj_datasets.envs  # noqa: F401  (registers the ids)
 
-    env = schema.env_spec(env_name)
+    spec = recording_spec(env_name)
+    if spec.is_dream:
+        return gymnasium.make(dropj_datasets.envs.DREAM_ID, max_episode_steps=max_steps, disable_env_checker=True,
+                              env=spec.env.name, **dream)
+    env = spec.env
     return gymnasium.make(env.gym_id, max_episode_steps=max_steps, disable_env_checker=True, **env.make_kwargs)
 
 
@@ -94,7 +111,9 @@ class DmEnvAdapter(dm_env.Environment):
         from dropj_datasets.envs.seeding import entropy_seed
 
         self.env_name = env_name
-        self.env_spec = schema.RECORDINGS[env_name].env
+        self.spec = recording_spec(env_name)
+        self.env_spec = self.spec.env
+        self.initial_state: Optional[np.ndarray] = None  # a dream's exact float64 start state
         self.gym_env = gym_env if gym_env is not None else make_env(env_name)
         self._seeds = seeds if seeds is not None else iter(entropy_seed, None)
         limit = getattr(getattr(self.gym_env, "spec", None), "max_episode_steps", None)
@@ -115,7 +134,8 @@ class DmEnvAdapter(dm_env.Environment):
             raise RecordingError(f"seed {seed} is outside 0..{MAX_SEED}, the range the episode metadata stores")
         self.seed = seed
         self.start_time = time.time()
-        observation, _ = self.gym_env.reset(seed=self.seed)
+        observation, info = self.gym_env.reset(seed=self.seed)
+        self.initial_state = info.get("initial_state") if self.spec.is_dream else None
         self.last_info, self.last_raw_info = {}, {}
         self.episode_return, self.episode_steps = 0, 0
         return dm_env.restart(observation)
@@ -134,6 +154,8 @@ class DmEnvAdapter(dm_env.Environment):
         return dm_env.transition(reward, observation, discount=np.float32(1.0))
 
     def observation_spec(self) -> specs.Array:
+        if self.spec.is_dream:
+            return specs.Array((self.env_spec.latent_dim,), np.float32, name=schema.OBSERVATION)
         return specs.Array(self.env_spec.frame_shape, np.uint8, name=schema.OBSERVATION)
 
     def action_spec(self) -> specs.BoundedArray:
@@ -179,14 +201,20 @@ def episode_metadata_fn(adapter: DmEnvAdapter, user_id: str,
     import gymnasium
 
     versions = {schema.DROPJ_VERSION: package_version(), schema.GYMNASIUM_VERSION: gymnasium.__version__}
-    env = schema.env_spec(adapter.env_name)
+    env = adapter.env_spec
+    import dropj_datasets.envs  # noqa: F401  (the dream's id)
+
+    env_id = dropj_datasets.envs.DREAM_ID if adapter.spec.is_dream else env.gym_id
+    mode = env.name if adapter.spec.is_dream else env.mode  # a dream names the world it dreams
 
     def episode_fn(timestep: dm_env.TimeStep, action: Any, _: Any) -> dict:
+        extra = {schema.INITIAL_STATE: np.asarray(adapter.initial_state, np.float64)} if adapter.spec.is_dream else {}
         return {
+            **extra,
             schema.USER_ID_TEXT: user_id,
             schema.SESSION_ID: session_id,
-            schema.ENV_ID: env.gym_id,
-            schema.ENV_MODE: env.mode,
+            schema.ENV_ID: env_id,
+            schema.ENV_MODE: mode,
             schema.SEED: adapter.seed,
             schema.START_TIME: np.float64(adapter.start_time),
             schema.TIME_LIMIT: adapter.time_limit,
@@ -225,8 +253,7 @@ def open_recorder(env_name: str, data_dir: str | os.PathLike, user_id: str, *,
     """Wraps the environment in `envlogger.EnvLogger` with a `RecordingWriter` under `data_dir`."""
     import envlogger
 
-    if env_name not in schema.RECORDINGS:
-        raise ValueError(f"unknown environment {env_name!r}; choose one of {sorted(schema.RECORDINGS)}")
+    recording_spec(env_name)  # a clear error for an unknown name, before anything is opened
     session_id = session_id or new_session_id()
     writer = RecordingWriter(data_dir, env_name, session_id=session_id, log=log)  # locks the directory first
     try:

@@ -21,7 +21,7 @@ import itertools
 import os
 import sys
 import time
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -90,10 +90,30 @@ class RecordConfig:
     max_steps: int = 1000  # the study's time limit
     window: tuple[int, int] = (1000, 800)
     screenshot: Optional[str] = None  # save the window as PNG once, at step 100 of the first episode
+    # env 'dream': drive inside the world model of `dream_of` (`DropjDream-v0`), seeing the VAE's frames
+    vae: Optional[str] = None
+    mdnrnn: Optional[str] = None
+    init_states: Optional[str] = None
+    dream_of: str = "carracing"
+
+    @property
+    def config_name(self) -> str:
+        """The recording config: the environment's name, or '<world>_dream'."""
+        return f"{self.dream_of}_dream" if self.env == "dream" else self.env
+
+    def make_env(self) -> Any:
+        if self.env != "dream":
+            return record.make_env(self.env, self.max_steps)
+        return record.make_env(self.config_name, self.max_steps, mdnrnn=self.mdnrnn, vae=self.vae,
+                               init_states=self.init_states, render_mode="rgb_array")
 
     def __post_init__(self) -> None:
-        if self.env not in schema.RECORDINGS:
-            raise ValueError(f"env must be one of {sorted(schema.RECORDINGS)}, got {self.env!r}")
+        if self.env not in schema.RECORDINGS and self.env != "dream":
+            raise ValueError(f"env must be one of {sorted(schema.RECORDINGS) + ['dream']}, got {self.env!r}")
+        if self.env == "dream" and not (self.vae and self.mdnrnn):
+            raise ValueError("env dream needs the world model: --vae and --mdnrnn checkpoints")
+        if self.dream_of not in schema.ENVS:
+            raise ValueError(f"dream_of must be one of {sorted(schema.ENVS)}, got {self.dream_of!r}")
         if not self.user.strip():
             raise ValueError("user must not be empty")
         if self.episodes is not None and self.episodes < 1:
@@ -157,11 +177,11 @@ def run(config: RecordConfig, log=print) -> SessionSummary:
     import pygame
 
     check_display()  # first: nothing is created on disk without a window to drive in
-    gym_env = record.make_env(config.env, config.max_steps)
+    gym_env = config.make_env()
     keyboard = Keyboard()
     seeds = itertools.count(config.seed) if config.seed is not None else None
     try:
-        recorder = record.open_recorder(config.env, config.out, config.user, seeds=seeds,
+        recorder = record.open_recorder(config.config_name, config.out, config.user, seeds=seeds,
                                         keys_held=keyboard.keys_held, gym_env=gym_env, log=log)
     except BaseException:
         pygame.display.quit()
@@ -175,7 +195,7 @@ def run(config: RecordConfig, log=print) -> SessionSummary:
     saved = dropped = steps = paced_steps = 0
     driving = 0.0
     period = 1.0 / config.fps
-    log(f"recording {config.env} into {recorder.writer.directory} "
+    log(f"recording {config.config_name} into {recorder.writer.directory} "
         f"({recorder.writer.episodes_before} episodes there already); {HELP}")
     try:
         quit_requested = False
@@ -238,7 +258,12 @@ def run(config: RecordConfig, log=print) -> SessionSummary:
 def _draw(window, font, car, episode: int, adapter: record.DmEnvAdapter) -> None:
     import pygame
 
-    car.draw(window, indicators=True)
+    if adapter.spec.is_dream:  # what the world model dreams, decoded by the VAE, filling the window
+        frame = car.render()
+        image = pygame.surfarray.make_surface(np.ascontiguousarray(frame.transpose(1, 0, 2)))
+        window.blit(pygame.transform.scale(image, window.get_size()), (0, 0))
+    else:
+        car.draw(window, indicators=True)
     lines = [f"episode {episode}   step {adapter.episode_steps}   return {adapter.episode_return:+d}", HELP]
     y = 8
     for line in lines:

@@ -36,7 +36,7 @@ class RecordingWriter(backend_writer.BackendWriter):
                  log: Callable[[str], None] = print, **base_kwargs: Any):
         super().__init__(**base_kwargs)
         self._store: Optional[recording_store.RecordingStore] = None  # close() runs from __del__ if opening fails
-        self.spec = schema.RECORDINGS[env_name]
+        self.spec = schema.WRITTEN[schema.RECORDING_DATASET][env_name]
         self.session_id = session_id
         self.log = log
         self._store = recording_store.RecordingStore(recording_store.recording_dir(data_dir, env_name), self.spec,
@@ -47,7 +47,8 @@ class RecordingWriter(backend_writer.BackendWriter):
         self._steps: list[step_data.StepData] = []
         self._episode_metadata: dict = {}
         # the frame codec's thread pool, as the builders use it
-        self._frames = codec.for_field(self.spec.step_field(schema.OBSERVATION)).pool()
+        frame_codec = codec.for_field(self.spec.step_field(schema.OBSERVATION))  # None: latent states
+        self._frames = frame_codec.pool() if frame_codec else None
 
     @property
     def directory(self) -> str:
@@ -72,7 +73,8 @@ class RecordingWriter(backend_writer.BackendWriter):
     def _write_episode(self) -> None:
         steps, self._steps = self._steps, []
         index = self._store.episodes  # the episodes listed on disk decide the number
-        example = episode_example(self.spec, steps, self._episode_metadata, index, self._frames.encode_all)
+        example = episode_example(self.spec, steps, self._episode_metadata, index,
+                                  self._frames.encode_all if self._frames else None)
         try:
             self._store.append(example)
         except Exception as exc:  # noqa: BLE001 - whatever failed, the episode is kept
@@ -100,12 +102,14 @@ class RecordingWriter(backend_writer.BackendWriter):
 
 
 def episode_example(spec: RecordingSpec, steps: list[step_data.StepData], metadata: dict, index: int,
-                    encode_frames: Callable[[np.ndarray], list[bytes]]) -> dict:
+                    encode_frames: Optional[Callable[[np.ndarray], list[bytes]]]) -> dict:
     """One finished episode (its StepData from reset to the LAST step) as the TFDS example.
 
     The release's transitions are (s_t, a_t, r_t, s_{t+1}, done, info_t); the
     EnvLogger step t+1 holds a_t, r_t, info_t and s_{t+1}, so the columns are
-    read off steps 1..T and the observations off steps 0..T.
+    read off steps 1..T and the observations off steps 0..T. A dream (latent states, `encode_frames`
+    None) never ends by itself: its last `done` is 0.0, its scaled actions are stored beside the env-unit
+    ones, and it is exported with protocol 4, as the release's dream files.
     """
     if len(steps) < 2 or not steps[0].timestep.first() or not steps[-1].timestep.last():
         raise ValueError(f"an episode needs a FIRST and a LAST step, got {len(steps)} steps")
@@ -113,18 +117,20 @@ def episode_example(spec: RecordingSpec, steps: list[step_data.StepData], metada
     info = {key: np.array([s.custom_data[schema.INFO][key] for s in transitions], dtype=np.int8)
             for key in spec.info_keys}
     observations = np.stack([s.timestep.observation for s in steps])
+    actions = np.stack([np.asarray(s.action, dtype=np.float64) for s in transitions])
     ep = episodes_lib.Episode(
         observations=observations,
-        actions=np.stack([np.asarray(s.action, dtype=np.float64) for s in transitions]),
-        actions_scaled=None,
+        actions=actions,
+        actions_scaled=schema.scale_action(actions) if spec.is_dream else None,
         rewards=np.array([s.timestep.reward for s in transitions], dtype=np.int32),
         info=info,
-        final_done=1.0,  # the authors' recorder wrote float(done) = 1.0 on the last transition, always
+        # the authors' recorder wrote float(done) = 1.0 on the last transition, always; their DreamEnv 0.0
+        final_done=0.0 if spec.is_dream else 1.0,
     )
-    rlds_steps = episodes_lib.to_rlds_steps(ep, spec, encode_frames(observations))
+    rlds_steps = episodes_lib.to_rlds_steps(ep, spec, encode_frames(observations) if encode_frames else None)
     rlds_steps[schema.WALL_TIME] = np.array([s.custom_data[schema.WALL_TIME] for s in steps], dtype=np.float64)
     rlds_steps[schema.KEYS_HELD] = np.array([s.custom_data[schema.KEYS_HELD] for s in transitions] +
                                             [(False,) * len(schema.KEYS)], dtype=bool)
     meta = {**metadata, schema.EPISODE_INDEX: index, schema.FINAL_DONE: np.float64(ep.final_done),
-            schema.PICKLE_PROTOCOL: schema.RECORDED_PICKLE_PROTOCOL}
+            schema.PICKLE_PROTOCOL: schema.DREAM_PICKLE_PROTOCOL if spec.is_dream else schema.RECORDED_PICKLE_PROTOCOL}
     return {schema.STEPS: rlds_steps, schema.EPISODE_METADATA: meta}

@@ -303,10 +303,13 @@ def legacy_files(built: Any) -> list[LegacyFile]:
 
 
 def recording_files(built: Any) -> list[LegacyFile]:
-    """A `dropj record` directory: Dataset R's format, named like the release's file."""
+    """A `dropj record` directory: Dataset R's format, named like the release's file; a dream recording
+    gives both dream files, with env-unit and with scaled actions (Dataset D's format)."""
     spec = built.spec
-    return [LegacyFile(spec.sources.episodes.format(n=built.count), "list", None, lambda: (
-        episodes_lib.to_legacy(ep, spec) for _, ep, _ in built.episodes()))]
+    variants = [(spec.sources.episodes, False)] + ([(spec.sources.scaled, True)] if spec.is_dream else [])
+    return [LegacyFile(name.format(n=built.count), "list", None, lambda scaled=scaled: (
+        episodes_lib.to_legacy(ep, spec, scaled=scaled) for _, ep, _ in built.episodes()))
+            for name, scaled in variants]
 
 
 def summarise(spec: Any, examples: Iterable[dict]) -> str:

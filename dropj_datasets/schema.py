@@ -713,6 +713,7 @@ GYMNASIUM_VERSION = "gymnasium_version"
 START_TIME = "start_time"
 TIME_LIMIT = "time_limit"
 RECORDED_PICKLE_PROTOCOL = 5  # what the authors' recorder wrote (pickle.HIGHEST_PROTOCOL under Python 3.8)
+DREAM_PICKLE_PROTOCOL = 4  # the release's dream rollouts (`user_extract_dream.py`)
 RESPONSES_PICKLE_PROTOCOL = 4  # what the authors' GUIs wrote (pickle.DEFAULT_PROTOCOL under Python 3.8)
 
 
@@ -753,10 +754,12 @@ class RecordingSpec(DatasetSpec):
             Field(START_TIME, (), "float64", "s since the Unix epoch", "", "when the episode was reset", "bytes"),
             Field(TIME_LIMIT, (), "int32", "steps", ">= 1",
                   "the episode's step limit (the study's 1000; `dropj record --max_steps`)"),
-            Field(FINAL_DONE, (), "float64", "", "1.0",
-                  "the `done` of the last transition, as the release's recorder wrote it", "bytes"),
-            Field(PICKLE_PROTOCOL, (), "int32", "", "5", "protocol `dropj export` writes (the release's)"),
-        )
+            Field(FINAL_DONE, (), "float64", "", "1.0 (dream: 0.0)",
+                  "the `done` of the last transition, as the release's recorder wrote it (a dream never ends: 0.0)",
+                  "bytes"),
+            Field(PICKLE_PROTOCOL, (), "int32", "", "5 (dream: 4)", "protocol `dropj export` writes (the release's)"),
+        ) + ((Field(INITIAL_STATE, (self.env.latent_dim,), "float64", "latent", "",
+                    "the exact float64 start state of the dream episode", "bytes"),) if self.is_dream else ())
 
 
 RECORDINGS: dict[str, RecordingSpec] = {
@@ -766,6 +769,18 @@ RECORDINGS: dict[str, RecordingSpec] = {
     for env, pattern in ((CARRACING, "raw_user_rollouts_res84_ep{n}.pkl"),
                          (CHUCKC, "raw_user_rollouts_res128_ep{n}_chuckcobst.pkl"),
                          (CHUCKCCAR, "raw_user_rollouts_res128_ep{n}_chuckccarobst.pkl"))
+}
+
+
+# Dream recordings: a person driving inside the world model (`DropjDream-v0`), exported as the release's
+# dream pickles (unscaled and scaled).
+DREAM_RECORDINGS: dict[str, RecordingSpec] = {
+    f"{env.name}_dream": RecordingSpec(
+        f"{env.name}_dream", "dream", env, dataclasses.replace(DATASETS[dataset][config].sources, initial_states=()),
+        f"Human keyboard episodes in the {env.name} world model, recorded with `dropj record --env dream`")
+    for env, dataset, config in ((CARRACING, "dropj_carracing", "dream"),
+                                 (CHUCKC, "dropj_obst_carracing", "chuckc_dream"),
+                                 (CHUCKCCAR, "dropj_obst_carracing", "chuckccar_dream"))
 }
 
 
@@ -863,7 +878,8 @@ ENCODED: dict[str, EncodedSpec] = {
     for env in (CARRACING, CHUCKC, CHUCKCCAR)
 }
 # Datasets written by our own tools rather than built from release files: name -> configs.
-WRITTEN: dict[str, dict[str, Spec]] = {RECORDING_DATASET: RECORDINGS, ANNOTATION_DATASET: ANNOTATIONS,
+WRITTEN: dict[str, dict[str, Spec]] = {RECORDING_DATASET: {**RECORDINGS, **DREAM_RECORDINGS},
+                                       ANNOTATION_DATASET: ANNOTATIONS,
                                        ENCODED_DATASET: ENCODED}
 
 
@@ -908,10 +924,10 @@ def markdown() -> str:
     out += ["", f"## `{RECORDING_DATASET}`: new recordings", "",
             "Written by `dropj record` (docs/recording.md) into a directory that `tfds.builder_from_directory` "
             "reads. One config per environment; the steps are the `real` configs' plus two step-metadata fields."]
-    for config, spec in RECORDINGS.items():
+    for config, spec in {**RECORDINGS, **DREAM_RECORDINGS}.items():
+        files = " and ".join(f"`{name}`" for name in (spec.sources.episodes, spec.sources.scaled) if name)
         out += ["", f"### `{RECORDING_DATASET}/{config}`", "", spec.description + ".", "",
-                f"Environment: {spec.env.description}. `dropj export` writes `{spec.sources.episodes}`.", ""] + \
-            spec.doc_lines()
+                f"Environment: {spec.env.description}. `dropj export` writes {files}.", ""] + spec.doc_lines()
     out += ["", f"## `{ANNOTATION_DATASET}`: new human feedback", "",
             "Written by the annotation store (`dropj.converters.annotations`, docs/feedback.md), one config per "
             "feedback method, into a directory that `tfds.builder_from_directory` reads. The examples are the "

@@ -176,7 +176,8 @@ def _record(args: argparse.Namespace) -> int:
 
     config = record_window.RecordConfig(env=args.env, out=args.out, user=args.user, episodes=args.episodes,
                                         seed=args.seed, fps=args.fps, max_steps=args.max_steps,
-                                        window=args.window, screenshot=args.screenshot)
+                                        window=args.window, screenshot=args.screenshot, vae=args.vae,
+                                        mdnrnn=args.mdnrnn, init_states=args.init_states, dream_of=args.dream_of)
     record_window.run(config)
     return 0
 
@@ -301,7 +302,13 @@ def parser() -> argparse.ArgumentParser:
     train.set_defaults(run=_train)
 
     rec = sub.add_parser("record", help="drive with the arrow keys and record RLDS episodes (docs/recording.md)")
-    rec.add_argument("--env", default=schema.CARRACING.name, choices=tuple(schema.ENVS))
+    rec.add_argument("--env", default=schema.CARRACING.name, choices=(*schema.ENVS, "dream"),
+                     help="an environment, or 'dream': inside the world model of --dream_of (needs --vae, --mdnrnn)")
+    rec.add_argument("--vae", help="env dream: the VAE checkpoint whose decodes the driver sees")
+    rec.add_argument("--mdnrnn", help="env dream: the MDN-RNN checkpoint of the world model")
+    rec.add_argument("--init_states", help="env dream: a default_init_obs*.pkl start-state file (default: zeros)")
+    rec.add_argument("--dream_of", default=schema.CARRACING.name, choices=tuple(schema.ENVS),
+                     help="env dream: which environment's world model")
     rec.add_argument("--out", required=True,
                      help="TFDS data dir; episodes go to OUT/dropj_recording/ENV/1.0.0 (appended)")
     rec.add_argument("--user", required=True, help="driver id stored with every episode")
