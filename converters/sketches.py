@@ -11,6 +11,7 @@ dataset's metadata (`times_to_metadata`), so that export writes them back.
 from __future__ import annotations
 
 import collections
+import math
 import struct
 from typing import Any, Iterator
 
@@ -136,8 +137,18 @@ def times_from_metadata(meta: Any, where: str = "metadata.json") -> Any:
 def prepare(spec: SketchSpec, manual_dir: str, config: Any = None) -> tuple[dict, Iterator[tuple[int, dict]]]:
     """Dataset metadata (with the time file kept whole) and the sketch episodes."""
 
-    refs = sources.locate(manual_dir, spec.all_sources, required=spec.all_sources)
+    required = (spec.sketches_file, spec.times_file)
+    refs = sources.locate(manual_dir, spec.all_sources, required=required)  # the companions are optional
     times_ref, sketches_ref = refs[spec.times_file], refs[spec.sketches_file]
+    kept = {}
+    for name in spec.companion_files:
+        if name in refs:
+            ref = refs[name]
+            if ref.size > MAX_KEPT_BYTES:
+                raise DataError(f"{ref}: {ref.size:,} bytes; a companion file kept whole may hold {MAX_KEPT_BYTES:,}")
+            with ref.open() as f:
+                value = legacy_pickle.load(f, str(ref), size=ref.size)
+            kept[name] = {"protocol": kinds.read_protocol(ref), "value": tree_to_metadata(value, str(ref))}
     with times_ref.open() as f:
         times = legacy_pickle.load(f, str(times_ref), size=times_ref.size)
     metadata = {
@@ -145,6 +156,7 @@ def prepare(spec: SketchSpec, manual_dir: str, config: Any = None) -> tuple[dict
         "sketches_pickle_protocol": kinds.read_protocol(sketches_ref),
         "times_file": {spec.times_file: times_to_metadata(times, file=str(times_ref),
                                                           protocol=kinds.read_protocol(times_ref))},
+        "companion_files": kept,
     }
 
     def examples() -> Iterator[tuple[int, dict]]:
@@ -166,9 +178,19 @@ def legacy_files(built: Any) -> list[LegacyFile]:
     times_name = dataset_dir.checked_name(times_name, (spec.times_file,), where)
     protocol = dataset_dir.checked_protocol(times_meta.get("protocol") if isinstance(times_meta, dict) else None,
                                             where)
-    return [LegacyFile(spec.sketches_file, "list", built.protocol("sketches_pickle_protocol"),
-                       lambda: (from_example(example, spec) for example in built.examples())),
-            LegacyFile(times_name, "pickle", protocol, lambda: times_from_metadata(times_meta, where))]
+    files = [LegacyFile(spec.sketches_file, "list", built.protocol("sketches_pickle_protocol"),
+                        lambda: (from_example(example, spec) for example in built.examples())),
+             LegacyFile(times_name, "pickle", protocol, lambda: times_from_metadata(times_meta, where))]
+    kept = built.metadata().get("companion_files", {})
+    if not isinstance(kept, dict):
+        raise DataError(f"{where}: companion_files is not a mapping")
+    for name, meta in kept.items():
+        name = dataset_dir.checked_name(name, spec.companion_files, where)
+        if not isinstance(meta, dict):
+            raise DataError(f"{where}: companion file {name}: not the metadata dropj writes")
+        files.append(LegacyFile(name, "pickle", dataset_dir.checked_protocol(meta.get("protocol"), where),
+                                lambda meta=meta, name=name: tree_from_metadata(meta.get("value"), f"{where}, {name}")))
+    return files
 
 
 def summarise(spec: SketchSpec, examples: Any) -> str:
@@ -177,3 +199,96 @@ def summarise(spec: SketchSpec, examples: Any) -> str:
 
 
 CONVERTER = kinds.Converter(prepare, legacy_files, summarise)
+
+
+# --- companion files kept whole (ReQueST's siblings and start states) --------------------------------------
+
+MAX_KEPT_BYTES = 64 << 20  # one companion file, as stored in metadata.json
+_KEPT_DTYPES = ("bool", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32", "uint64", "float16",
+                "float32", "float64")
+
+
+def tree_to_metadata(value: Any, where: str, depth: int = 0) -> Any:
+    """A small pickled value (as the safe reader returned it) as exact JSON: every type and bit kept.
+
+    dict (str keys), list, tuple, defaultdict(list), str, bool, int, float (its 8 bytes in hex), None,
+    numpy scalars and numeric arrays (dtype, shape, base64 of the bytes). Anything else is refused.
+    """
+    import base64
+
+    if depth > 32:
+        raise DataError(f"{where}: nested deeper than 32 levels")
+    if value is None or type(value) in (bool, str):
+        return {"t": type(value).__name__, "v": value}
+    if type(value) is int:
+        return {"t": "int", "v": str(value)}
+    if type(value) is float:
+        return {"t": "float", "v": _float_hex(value)}
+    if isinstance(value, np.ndarray) or isinstance(value, np.generic):
+        array = np.asarray(value)
+        if array.dtype.name not in _KEPT_DTYPES:
+            raise DataError(f"{where}: numpy dtype {array.dtype} is not kept")
+        return {"t": "ndarray" if isinstance(value, np.ndarray) else "scalar", "dtype": array.dtype.str,
+                "shape": list(array.shape), "v": base64.b64encode(array.tobytes()).decode("ascii")}
+    if isinstance(value, collections.defaultdict) and value.default_factory is list:
+        return {"t": "defaultdict(list)", "v": [[k, tree_to_metadata(v, where, depth + 1)] for k, v in value.items()
+                                                if isinstance(k, str) or _bad_key(where, k)]}
+    if type(value) is dict:
+        return {"t": "dict", "v": [[k, tree_to_metadata(v, where, depth + 1)] for k, v in value.items()
+                                   if isinstance(k, str) or _bad_key(where, k)]}
+    if type(value) in (list, tuple):
+        return {"t": type(value).__name__, "v": [tree_to_metadata(v, where, depth + 1) for v in value]}
+    raise DataError(f"{where}: {describe(value)} is not a value a companion file may hold")
+
+
+def _bad_key(where: str, key: Any) -> bool:
+    raise DataError(f"{where}: dict key {describe(key)} is not a string")
+
+
+def tree_from_metadata(meta: Any, where: str, depth: int = 0) -> Any:
+    """Inverse of `tree_to_metadata`; `meta` comes from an untrusted metadata.json and is checked."""
+    import base64
+
+    if depth > 32 or not isinstance(meta, dict) or "t" not in meta:
+        raise DataError(f"{where}: a kept value is not in the form dropj writes")
+    kind, value = meta["t"], meta.get("v")
+    if kind == "NoneType" and value is None:
+        return None
+    if kind in ("bool", "str") and type(value).__name__ == kind:
+        return value
+    if kind == "int" and isinstance(value, str) and len(value) < 400:
+        try:
+            return int(value)
+        except ValueError:
+            pass
+    if kind == "float" and isinstance(value, str) and len(value) == 16:
+        try:
+            return struct.unpack("<d", bytes.fromhex(value))[0]
+        except ValueError:
+            pass
+    if kind in ("ndarray", "scalar") and isinstance(value, str):
+        dtype, shape = meta.get("dtype"), meta.get("shape")
+        if isinstance(dtype, str) and isinstance(shape, list) and all(type(n) is int and n >= 0 for n in shape):
+            try:
+                dt = np.dtype(dtype)
+            except TypeError:
+                dt = None
+            if dt is not None and dt.name in _KEPT_DTYPES and dt.str == dtype:
+                try:
+                    raw = base64.b64decode(value, validate=True)
+                except ValueError:
+                    raw = None
+                if raw is not None and len(raw) == math.prod(shape) * dt.itemsize:
+                    array = np.frombuffer(raw, dtype=dt).reshape(shape).copy()
+                    return array if kind == "ndarray" else array[()]
+    if kind in ("dict", "defaultdict(list)") and isinstance(value, list):
+        out: Any = {} if kind == "dict" else collections.defaultdict(list)
+        for item in value:
+            if not (isinstance(item, list) and len(item) == 2 and isinstance(item[0], str)):
+                raise DataError(f"{where}: a kept mapping entry is not [key, value]")
+            out[item[0]] = tree_from_metadata(item[1], where, depth + 1)
+        return out
+    if kind in ("list", "tuple") and isinstance(value, list):
+        items = [tree_from_metadata(v, where, depth + 1) for v in value]
+        return items if kind == "list" else tuple(items)
+    raise DataError(f"{where}: a kept value of type {str(kind)[:30]!r} is not in the form dropj writes")

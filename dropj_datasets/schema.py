@@ -485,20 +485,23 @@ class SketchSpec:
     dtype: str  # of states and actions: float32 (ReQueST) or float64 (DROS)
     sketches_per_session: int  # 15 for ReQueST (one per initial state); 0 when there are no sessions
     description: str
+    companion_files: tuple[str, ...] = ()  # optional release files kept whole in metadata.json
     kind: ClassVar[str] = "sketches"
 
     @property
     def all_sources(self) -> tuple[str, ...]:
-        return (self.sketches_file, self.times_file)
+        return (self.sketches_file, self.times_file) + self.companion_files
 
     def fields(self) -> tuple[Field, ...]:
         return episode_fields(self.step_fields(), self.metadata_fields())
 
     def needs(self) -> str:
-        return f"{self.sketches_file} and {self.times_file}"
+        companions = f" (optional, kept whole: {', '.join(self.companion_files)})" if self.companion_files else ""
+        return f"{self.sketches_file} and {self.times_file}{companions}"
 
     def doc_lines(self) -> list[str]:
-        return [f"One episode per sketch; `{self.times_file}` is kept whole in the dataset's `metadata.json`.", "",
+        kept = ", ".join(f"`{name}`" for name in (self.times_file, *self.companion_files))
+        return [f"One episode per sketch; {kept} (those present) are kept whole in the dataset's `metadata.json`.", "",
                 "Steps:", ""] + _table(self.step_fields()) + ["", "Episode metadata:", ""] + \
             _table(self.metadata_fields())
 
@@ -656,7 +659,11 @@ DATASETS: dict[str, dict[str, Spec]] = {
         "request": SketchSpec(
             "request", CARRACING, "request_query_data_guiTrue_rewep200_rewinitFalse_gdit200.pkl",
             "request_traj_opt_times_guiTrue_rewep200_rewinitFalse_gdit200.pkl", "float32", 15,
-            "ReQueST: sketches of optimised dream trajectories with the person's per-step reward labels"),
+            "ReQueST: sketches of optimised dream trajectories with the person's per-step reward labels",
+            ("request_all_query_times_guiTrue_rewep200_rewinitFalse_gdit200.pkl",
+             "request_rew_perf_evals_guiTrue_rewep200_rewinitFalse_gdit200.pkl",
+             "request_rew_perf_evals_clean_guiTrue_rewep200_rewinitFalse_gdit200.pkl",
+             "default_init_obses_ep600enc_15.pkl")),
         "dros": SketchSpec(
             "dros", CARRACING, "dros_query_data_rewep200.pkl", "dros_all_query_times_rewep200_.pkl", "float64", 0,
             "DROS: sketches cut from the dream rollouts with the person's per-step reward labels"),

@@ -69,7 +69,8 @@ def test_sample_sketches_round_trip_with_their_time_files(tmp_path, config):
     manual = REPO / "dropj_datasets" / CR / "dummy_data"
     builder = _build(config, manual, tmp_path / "d")
     reports = verify.verify(f"{CR}/{config}", manual, data_dir=str(tmp_path / "d"), log=lambda s: None)
-    assert [r.name for r in reports] == [spec.sketches_file, spec.times_file]
+    # ReQueST's companion files, present in the sample, come back too, each exactly
+    assert [r.name for r in reports] == [spec.sketches_file, spec.times_file, *spec.companion_files]
     assert all(r.ok for r in reports), [r.mismatches for r in reports]
 
     out = {p.name: p for p in export.export(f"{CR}/{config}", tmp_path / "out", data_dir=str(tmp_path / "d"),
@@ -80,6 +81,8 @@ def test_sample_sketches_round_trip_with_their_time_files(tmp_path, config):
     times = pickle.loads(out[spec.times_file].read_bytes())
     if config == "request":
         assert isinstance(times, collections.defaultdict) and times.default_factory is list
+        for name in spec.companion_files:  # byte for byte: protocol, types and every value
+            assert out[name].read_bytes() == (manual / "feedback" / name).read_bytes(), name
 
     for ep in tfds.as_numpy(builder.as_dataset(split="train")):
         steps = list(ep["steps"])
@@ -113,3 +116,27 @@ def test_a_python_float_reward_in_a_sketch_is_named(tmp_path):
     legacy_factory.write_pickle(tmp_path / "m" / spec.times_file, [[1.0], [2.0, 3.0]], 5)
     with pytest.raises(DataError, match=r"episode 1, step 1, field 'r': expected numpy.float64, got float"):
         _build("dros", tmp_path / "m", tmp_path / "d")
+
+
+def test_companion_values_round_trip_exactly_and_forged_metadata_is_refused():
+    import collections as c
+
+    from dropj.converters.sketches import tree_from_metadata, tree_to_metadata
+    from dropj_datasets.schema import DataError
+
+    value = {"n_queries": [15, 30], "perf": [0.1, float("nan"), -0.0], "t": (1, "a", None, True),
+             "arr": np.arange(6, dtype=np.float32).reshape(2, 3), "s": np.float64(2.5), "big": 2**70,
+             "dd": c.defaultdict(list, {"k": [1.5]})}
+    back = tree_from_metadata(tree_to_metadata(value, "x"), "x")
+    assert back.keys() == value.keys() and type(back["t"]) is tuple and type(back["dd"]) is c.defaultdict
+    assert back["n_queries"] == [15, 30] and back["big"] == 2**70 and back["t"] == (1, "a", None, True)
+    assert np.isnan(back["perf"][1]) and str(back["perf"][2]) == "-0.0"
+    assert back["arr"].dtype == np.float32 and np.array_equal(back["arr"], value["arr"])
+    assert type(back["s"]) is np.float64 and back["s"] == 2.5
+    for forged in ({"t": "ndarray", "dtype": "|O", "shape": [1], "v": ""}, {"t": "os.system", "v": "x"},
+                   {"t": "ndarray", "dtype": "<f8", "shape": [10**9], "v": "AAAA"}, {"t": "float", "v": "zz"},
+                   {"t": "dict", "v": [[1, {"t": "int", "v": "1"}]]}, [1, 2]):
+        with pytest.raises(DataError, match="x"):
+            tree_from_metadata(forged, "x")
+    with pytest.raises(DataError, match="is not a value a companion file may hold"):
+        tree_to_metadata({"f": object()}, "x")

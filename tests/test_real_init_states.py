@@ -70,3 +70,22 @@ def test_dream_build_keeps_the_real_initial_state_as_provenance(tmp_path):
     again = pickle.loads(exported["default_init_obs.pkl"].read_bytes())
     assert episodes_lib.compare(state, again) == []
     assert exported["default_init_obs.pkl"].read_bytes()[1] == 4  # the source's protocol
+
+
+def test_request_keeps_the_real_15_start_states_whole(tmp_path):
+    """ReQueST's start states (`default_init_obses_ep600enc_15.pkl`, the real file) kept with `request` and
+    given back exactly by export (verify compares every value, dtype and type)."""
+    manual = tmp_path / "m"
+    shutil.copytree(factory.dummy_data("dropj_carracing") / "feedback", manual)
+    (manual / "default_init_obses_ep600enc_15.pkl").unlink()
+    shutil.copy(_real("default_init_obses_ep600enc_15.pkl"), manual / "default_init_obses_ep600enc_15.pkl")
+    factory.build("dropj_carracing/request", manual, tmp_path / "d")
+    reports = verify.verify("dropj_carracing/request", manual, data_dir=str(tmp_path / "d"), log=lambda s: None)
+    [kept] = [r for r in reports if r.name == "default_init_obses_ep600enc_15.pkl"]
+    assert kept.ok and all(r.ok for r in reports)
+    [path] = [p for p in export.export("dropj_carracing/request", tmp_path / "out", data_dir=str(tmp_path / "d"),
+                                       log=lambda s: None) if p.name == "default_init_obses_ep600enc_15.pkl"]
+    real = pickle.loads(_real("default_init_obses_ep600enc_15.pkl").read_bytes())
+    ours = pickle.loads(path.read_bytes())
+    assert len(ours) == 15 and all(a.dtype == np.float64 and np.array_equal(a, b) for a, b in zip(ours, real))
+    assert path.read_bytes()[:2] == _real("default_init_obses_ep600enc_15.pkl").read_bytes()[:2]  # protocol 5

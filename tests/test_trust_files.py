@@ -201,7 +201,7 @@ def built(tmp_path_factory):
     root = tmp_path_factory.mktemp("built")
     legacy_factory.make_dream_source(root / "m", DREAM, lengths=(3, 2))
     _build(root / "m", root / "d", "dream")
-    return root / "d" / "dropj_carracing" / "dream" / "1.0.0"
+    return root / "d" / "dropj_carracing" / "dream" / str(dropj_datasets.DropjCarracing.VERSION)
 
 
 def _copy(built: Path, tmp_path: Path) -> Path:
@@ -337,10 +337,11 @@ def test_a_corrupt_shard_gets_one_error_naming_the_file(built, tmp_path):
 def test_a_build_removes_what_a_killed_build_left_and_says_so(tmp_path, capfd):
     manual, data = tmp_path / "m", tmp_path / "d"
     legacy_factory.make_real_source(manual, REAL, lengths=(2,))
-    leftover = data / "dropj_carracing" / "real" / "1.0.0.incomplete.ABC123"
+    version = str(dropj_datasets.DropjCarracing.VERSION)
+    leftover = data / "dropj_carracing" / "real" / f"{version}.incomplete.ABC123"
     leftover.mkdir(parents=True)
     (leftover / "bucket_train_000.tmp").write_bytes(b"x" * 1000)
-    other = data / "dropj_carracing" / "real" / "1.0.0.incomplete.notours"
+    other = data / "dropj_carracing" / "real" / f"{version}.incomplete.notours"
     other.mkdir()
     _build(manual, data)
     assert not leftover.exists() and other.exists()  # only TFDS's own naming is touched

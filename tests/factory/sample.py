@@ -696,6 +696,8 @@ DROS_SKETCHES = SketchPlan(seed=141, queries=(5, 5, 5), skipped=((), (0, 3), (4,
 
 REQUEST_QUERY_DATA = "request_query_data_guiTrue_rewep200_rewinitFalse_gdit200.pkl"
 REQUEST_TRAJ_OPT_TIMES = "request_traj_opt_times_guiTrue_rewep200_rewinitFalse_gdit200.pkl"
+REQUEST_ALL_QUERY_TIMES, REQUEST_REW_PERF_EVALS, REQUEST_REW_PERF_EVALS_CLEAN, REQUEST_INIT_OBSES = \
+    schema.DATASETS["dropj_carracing"]["request"].companion_files
 DROS_QUERY_DATA = "dros_query_data_rewep200.pkl"
 DROS_QUERY_TIMES = "dros_all_query_times_rewep200_.pkl"  # sic: the release's trailing underscore
 
@@ -769,6 +771,25 @@ def make_request_traj_opt_times(plan: SketchPlan) -> collections.defaultdict:
             start = _GUI_EPOCH + float(rng.uniform(0.0, 3600.0))
             times[loss].append(start + float(rng.normal(*REQUEST_SECONDS)) - start)
     return times
+
+
+def make_request_companions(plan: SketchPlan, sketches: list[list[tuple]]) -> dict[str, Any]:
+    """ReQueST's siblings (DATA_FORMATS.md 6.2) and its 15 start states (DATA_FORMATS.md 3), for the `request`
+    config to keep whole: per-label seconds per sketch; reward-model performance by number of queries (the
+    `[_clean]` pair: `n_queries`, `perf`, `rollouts`, `real_rollouts`; its inner layout is open in the spec,
+    so the sample's is a plausible one of lists and floats); 15 float64 (544,) states, float32-exact."""
+    rng = np.random.default_rng(plan.seed + 3)
+    seconds = [[float(rng.uniform(0.3, 4.0)) for _ in sketch] for sketch in sketches]
+
+    def evals(noise: float) -> dict:
+        n = [15 * (k + 1) for k in range(len(sketches))]
+        return {"n_queries": n, "perf": [float(10.0 * k + rng.normal(0, noise)) for k in range(len(n))],
+                "rollouts": [[float(x) for x in rng.normal(50.0, 10.0, 3)] for _ in n],
+                "real_rollouts": [[float(x) for x in rng.normal(30.0, 10.0, 3)] for _ in n]}
+
+    states = [rng.normal(0.0, 1.0, 544).astype(np.float32).astype(np.float64) for _ in range(15)]
+    return {REQUEST_ALL_QUERY_TIMES: seconds, REQUEST_REW_PERF_EVALS: evals(2.0),
+            REQUEST_REW_PERF_EVALS_CLEAN: evals(0.5), REQUEST_INIT_OBSES: states}
 
 
 def make_dros_sketches(plan: SketchPlan, runs: list[Episode]) -> tuple[list[list[tuple]], list[list[float]]]:
@@ -875,7 +896,11 @@ def write_carracing_feedback(folder: Path) -> list[Path]:
     for plan in CARRACING_RESPONSES:
         written.append(_write_responses(folder, plan, queries))
     dros_sketches, dros_times = make_dros_sketches(DROS_SKETCHES, runs)
-    for name, data in ((REQUEST_QUERY_DATA, make_request_sketches(REQUEST_SKETCHES, CARRACING_DREAM)),
+    request_sketches = make_request_sketches(REQUEST_SKETCHES, CARRACING_DREAM)
+    for name, data in make_request_companions(REQUEST_SKETCHES, request_sketches).items():
+        protocol = INIT_OBSES_PROTOCOL if name == REQUEST_INIT_OBSES else SKETCH_PROTOCOL
+        written.append(_write_file(folder / name, _dumps(data, protocol)))
+    for name, data in ((REQUEST_QUERY_DATA, request_sketches),
                        (REQUEST_TRAJ_OPT_TIMES, make_request_traj_opt_times(REQUEST_SKETCHES)),
                        (DROS_QUERY_DATA, dros_sketches),
                        (DROS_QUERY_TIMES, dros_times)):
