@@ -40,3 +40,18 @@ def browser():
     driver = web.new_chromium()
     yield driver
     driver.quit()
+
+
+@pytest.fixture(scope="session")
+def world_model(tmp_path_factory):
+    """A Car Racing world model with seeded random weights: `rnn.pt` and `vae.pt`, in the authors' format."""
+    import torch
+
+    from dropj.models import MDNRNN, ConvVAE, save_checkpoint
+    from dropj_datasets import schema
+
+    folder = tmp_path_factory.mktemp("world_model")
+    torch.manual_seed(0)
+    save_checkpoint(MDNRNN.for_env(schema.CARRACING), None, folder / "rnn.pt")
+    save_checkpoint(ConvVAE.for_env(schema.CARRACING), None, folder / "vae.pt")
+    return folder

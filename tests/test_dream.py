@@ -12,18 +12,12 @@ from gymnasium.utils.env_checker import check_env
 
 import dropj_datasets.envs  # noqa: F401  (registers the ids)
 import factory
-from dropj.models import MDNRNN, ConvVAE, save_checkpoint
 from dropj.models.dream import DropjDream
-from dropj_datasets import schema
 
 
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("ckpt")
-    torch.manual_seed(0)
-    save_checkpoint(MDNRNN.for_env(schema.CARRACING), None, folder / "rnn.pt")
-    save_checkpoint(ConvVAE.for_env(schema.CARRACING), None, folder / "vae.pt")
-    return folder
+def checkpoints(world_model):
+    return world_model
 
 
 def _make(checkpoints, **kwargs):

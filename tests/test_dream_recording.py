@@ -8,12 +8,10 @@ import pickle
 
 import numpy as np
 import pytest
-import torch
 
 import factory
 from dropj.converters import legacy_pickle, record
 from dropj.converters.export import export
-from dropj.models import MDNRNN, ConvVAE, save_checkpoint
 from dropj_datasets import schema
 
 STEPS = 30
@@ -21,12 +19,8 @@ INIT = factory.dummy_data("dropj_carracing") / "extracted" / "default_init_obs.p
 
 
 @pytest.fixture(scope="module")
-def checkpoints(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("ckpt")
-    torch.manual_seed(0)
-    save_checkpoint(MDNRNN.for_env(schema.CARRACING), None, folder / "rnn.pt")
-    save_checkpoint(ConvVAE.for_env(schema.CARRACING), None, folder / "vae.pt")
-    return folder
+def checkpoints(world_model):
+    return world_model
 
 
 def _drive(checkpoints, out, episodes=2):
