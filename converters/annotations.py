@@ -93,11 +93,7 @@ def summarise(spec: AnnotationSpec, examples: Iterable[dict]) -> str:
     return feedback.summarise_preferences(spec, examples) + f"; annotators {users}"
 
 
-def _no_release_files(spec: Any, manual_dir: str, config: Any) -> tuple[dict, Iterator[tuple[int, dict]]]:
-    raise DataError(f"{spec.config}: annotations are collected with `dropj annotate`, not built from release files")
-
-
-CONVERTER = kinds.Converter(_no_release_files, legacy_files, summarise)
+CONVERTER = kinds.Converter(kinds.written_by("dropj annotate"), legacy_files, summarise)
 
 
 # --- a collecting session -------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from typing import Any, Callable, Optional
 import numpy as np
 
 from dropj.converters import episodes as episodes_lib
-from dropj.converters import kinds
+from dropj.converters import kinds, rollouts
 from dropj.converters.recording_store import VERSION, ShardStore
 from dropj_datasets import schema
 from dropj_datasets.schema import DataError, EncodedSpec
@@ -98,19 +98,9 @@ def encode(dataset: str, make_encoder: Callable[[schema.EnvSpec], Encoder], chec
     return directory
 
 
-def _no_release_files(spec: Any, manual_dir: str, config: Any) -> tuple[dict, Any]:
-    raise DataError(f"{spec.config}: encoded episodes are written by `dropj encode`, not built from release files")
-
-
 def _no_legacy_files(built: Any) -> list:
     raise DataError(f"{built.directory}: encoded episodes have no release file to export (the release encoded "
                     "its real episodes only in memory)")
 
 
-def summarise(spec: EncodedSpec, examples: Any) -> str:
-    from dropj.converters import rollouts
-
-    return rollouts.summarise(spec, examples)
-
-
-CONVERTER = kinds.Converter(_no_release_files, _no_legacy_files, summarise)
+CONVERTER = kinds.Converter(kinds.written_by("dropj encode"), _no_legacy_files, rollouts.summarise)

@@ -85,6 +85,13 @@ class Converter:
     complete_sources: bool = False
 
 
+def written_by(command: str) -> Callable[[Any, str, Any], tuple[dict, Examples]]:
+    """The `prepare` of a kind our own tools write (recordings, annotations, encodings): none, said clearly."""
+    def prepare(spec: Any, manual_dir: str, config: Any) -> tuple[dict, Examples]:
+        raise DataError(f"{spec.config}: written by `{command}`, not built from release files")
+    return prepare
+
+
 def converter(spec: Any) -> Converter:
     """The converter the schema's registry names for the spec's kind."""
     module, _, attribute = schema.KINDS[spec.kind].converter.partition(":")

@@ -325,9 +325,5 @@ def summarise(spec: Any, examples: Iterable[dict]) -> str:
     return f"{len(lengths)} episodes, {int(np.sum(lengths))} transitions, {terminal} terminal, mean return {mean:.1f}"
 
 
-def _no_release_files(spec: Any, manual_dir: str, config: Any) -> tuple[dict, Iterator[tuple[int, dict]]]:
-    raise DataError(f"{spec.config}: recordings are written by `dropj record`, not built from release files")
-
-
 CONVERTER = kinds.Converter(prepare, legacy_files, summarise, episodes_lib.reader_limits, complete_sources=True)
-RECORDINGS = kinds.Converter(_no_release_files, recording_files, summarise, episodes_lib.reader_limits)
+RECORDINGS = kinds.Converter(kinds.written_by("dropj record"), recording_files, summarise, episodes_lib.reader_limits)

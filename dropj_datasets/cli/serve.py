@@ -79,13 +79,13 @@ class Browser:
         return views.load_episode(self.built(name, config), index, self.vae)
 
     def episode(self, name: str, config: str, index: int) -> views.Episode:
-        built = self.built(name, config)
-        if built.spec.kind not in ("episodes", "recordings", "encoded", "sketches"):
-            raise BadRequest(404, f"{name}/{config} holds {built.spec.kind}, not episodes")
-        if not 0 <= index < built.count:
-            raise BadRequest(404, f"episode {index} is out of range (0..{built.count - 1})")
+        """Episode `index`, decoded once and kept for the next frame requests (the dataset is opened, and
+        checked, only on a miss; `load_episode` refuses a wrong kind or index)."""
         with self._lock:
-            return self._episode(name, config, index)
+            try:
+                return self._episode(name, config, index)
+            except ValueError as exc:
+                raise BadRequest(404, str(exc)) from None
 
     def item(self, name: str, config: str, index: int) -> dict:
         built = self.built(name, config)
