@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import struct
-from typing import Any, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
@@ -122,8 +122,13 @@ def _check_array(problems: _Problems, step: int, field: str, value: Any, dtype: 
     return True
 
 
-def from_legacy(transitions: Any, spec: DatasetSpec, *, file: str, episode: int) -> Episode:
-    """Validates one legacy episode and converts it; raises one DataError listing every problem."""
+def from_legacy(transitions: Any, spec: DatasetSpec, *, file: str, episode: int,
+                allocate: Callable[[tuple[int, ...], np.dtype], np.ndarray] = np.empty) -> Episode:
+    """Validates one legacy episode and converts it; raises one DataError listing every problem.
+
+    `allocate(shape, dtype)` gives the array the observations are written into
+    (the build's reader hands out shared memory).
+    """
     problems = _Problems(file, episode)
     if not isinstance(transitions, list):
         problems.add(None, "episode", "list of transitions", _describe(transitions))
@@ -139,7 +144,7 @@ def from_legacy(transitions: Any, spec: DatasetSpec, *, file: str, episode: int)
         problems.raise_if_any()
     obs_shape = spec.observation_shape
     obs_dtype = spec.step_field(schema.OBSERVATION).dtype  # frames uint8, latent states float32
-    observations = np.empty((num + 1,) + obs_shape, dtype=obs_dtype)
+    observations = allocate((num + 1,) + obs_shape, np.dtype(obs_dtype))
     actions = np.empty((num, 3), dtype=np.float64)
     rewards = np.empty((num,), dtype=np.int32)
     info = {key: np.full((num,), schema.INFO_ABSENT, dtype=np.int8) for key in spec.info_keys}

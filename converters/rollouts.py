@@ -4,33 +4,24 @@ Release pickles -> TFDS examples of RLDS episodes (what the builders yield),
 and built episodes -> the release pickles again (`legacy_files`). The step
 alignment itself is `episodes.py`'s, shared with the recorder.
 
-The pipeline overlaps its three stages on the machine's cores:
-
-    reader process: stream + unpickle (safe VM) + validate the next episodes
-    PNG pool:       encode episode k+1's frames (GIL released in zlib)
-    caller:         TFDS encodes, serialises and writes episode k
-
-At most about five episodes are alive at once (one being read, two queued,
-one being encoded, one being written), whatever the size of the source file.
+Building runs `pipeline.Pipeline`: the reading in a reader process, the
+PNG encoding in encoder processes, TFDS on the caller's thread, at most five
+episodes alive at once whatever the size of the source file.
 """
 
 from __future__ import annotations
 
 import base64
 import dataclasses
-import gc
+import functools
 import itertools
-import multiprocessing
-import os
-import queue
-import signal
-from typing import Any, Iterable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 import numpy as np
 
 from dropj.converters import dataset_dir
 from dropj.converters import episodes as episodes_lib
-from dropj.converters import kinds, legacy_pickle, sources
+from dropj.converters import kinds, legacy_pickle, pipeline, sources
 from dropj.converters.dataset_dir import checked_protocol
 from dropj.converters.kinds import LegacyFile, example_key, read_protocol
 from dropj.converters.sources import SourceRef
@@ -94,12 +85,14 @@ def load_initial_states(ref: SourceRef, spec: DatasetSpec) -> InitialStateFile:
     return InitialStateFile(ref.name, read_protocol(ref), isinstance(value, list), np.stack(items))
 
 
-def _episodes(spec: DatasetSpec, refs: dict[str, SourceRef]) -> Iterator[tuple[int, episodes_lib.Episode]]:
+def _episodes(spec: DatasetSpec, refs: dict[str, SourceRef],
+              allocate: Callable[[tuple[int, ...], np.dtype], np.ndarray] = np.empty,
+              ) -> Iterator[tuple[int, episodes_lib.Episode]]:
     """Validated episodes of one config, joining the env-unit and scaled dream files."""
     names = [name for name in (spec.sources.episodes, spec.sources.scaled) if name and name in refs]
     streams = []
     for name in names:
-        streams.append(_stream(refs[name], spec))
+        streams.append(_stream(refs[name], spec, allocate))
     sentinel = object()
     for index, pair in enumerate(itertools.zip_longest(*streams, fillvalue=sentinel)):
         if any(item is sentinel for item in pair):
@@ -114,95 +107,13 @@ def _episodes(spec: DatasetSpec, refs: dict[str, SourceRef]) -> Iterator[tuple[i
             yield index, pair[0]
 
 
-def _stream(ref: SourceRef, spec: DatasetSpec) -> Iterator[episodes_lib.Episode]:
+def _stream(ref: SourceRef, spec: DatasetSpec,
+            allocate: Callable[[tuple[int, ...], np.dtype], np.ndarray] = np.empty) -> Iterator[episodes_lib.Episode]:
     with ref.open() as f:
         for index, raw in enumerate(legacy_pickle.iter_list(f, str(ref), size=ref.size,
                                                               limits=episodes_lib.reader_limits(spec))):
-            yield episodes_lib.from_legacy(raw, spec, file=str(ref), episode=index)
+            yield episodes_lib.from_legacy(raw, spec, file=str(ref), episode=index, allocate=allocate)
             del raw
-
-
-PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
-
-
-def _die_with_parent(parent: int) -> None:
-    """Linux: the kernel kills this process when the build's process ends, however it ends (SIGKILL too).
-
-    Without it a reader stuck in one long step would outlive a killed build.
-    """
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except (OSError, AttributeError):  # not Linux: the queue's timeout below still notices an orphan
-        pass
-    if os.getppid() != parent:  # the parent ended before the signal was armed
-        os._exit(1)
-
-
-def _read_worker(spec: DatasetSpec, refs: dict[str, SourceRef], out: "multiprocessing.Queue",
-                 parent: int) -> None:
-    _die_with_parent(parent)
-
-    def put(item: Any) -> None:
-        while True:
-            try:
-                return out.put(item, timeout=1.0)
-            except queue.Full:
-                if os.getppid() != parent:  # the build was killed: do not linger as an orphan
-                    os._exit(1)
-
-    try:
-        for item in _episodes(spec, refs):
-            put(item)
-        put(None)
-    except BaseException as exc:  # handed to the consumer, raised there
-        put(exc)
-
-
-def _episodes_in_reader_process(spec: DatasetSpec, refs: dict[str, SourceRef],
-                                depth: int = 2) -> Iterator[tuple[int, episodes_lib.Episode]]:
-    """`_episodes`, run in a child process `depth` episodes ahead of the caller.
-
-    Unpickling with the safe (pure-Python) reader holds the GIL; in a thread
-    it would starve the PNG encoder threads, which need the GIL briefly for
-    every frame. A separate process leaves the caller's GIL to them, and
-    episodes arrive as a few large numpy arrays (a memory copy).
-    """
-    # fork, not spawn: spawn re-runs the parent's __main__, which fails for
-    # `python -c`, notebooks and stdin. The child touches only numpy, zipfile
-    # and the reader, none of the parent's threads' state (TensorFlow's).
-    context = multiprocessing.get_context("fork")
-    results = context.Queue(maxsize=depth)
-    reader = context.Process(target=_read_worker, args=(spec, refs, results, os.getpid()),
-                             name="dropj-reader", daemon=True)
-    # The child's garbage collector would write to every inherited object
-    # header, copying the pages it shares with this process; frozen objects
-    # are left alone.
-    gc.freeze()
-    try:
-        reader.start()
-    finally:
-        gc.unfreeze()
-    try:
-        while True:
-            try:
-                item = results.get(timeout=1.0)
-            except queue.Empty:
-                if not reader.is_alive():
-                    raise DataError(f"the reader process of {spec.config} died (exit code {reader.exitcode})") from None
-                continue
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-    finally:
-        if reader.is_alive():
-            reader.terminate()
-        reader.join()
-        results.close()
 
 
 def episode_metadata(spec: DatasetSpec, refs: dict[str, SourceRef], index: int, ep: episodes_lib.Episode,
@@ -237,24 +148,25 @@ def iter_examples(spec: DatasetSpec, refs: dict[str, SourceRef],
         for i, state in enumerate(state_file.states):
             initial.setdefault(state.tobytes(), (state_file.name, i))
 
-    frame_codec = codec.for_field(spec.step_field(schema.OBSERVATION))  # None for latent states
+    frame_field = spec.step_field(schema.OBSERVATION)
+    frame_codec = codec.for_field(frame_field)  # None for latent states
+    slot_bytes = (episodes_lib.max_episode_steps() + 1) * int(np.prod(frame_field.shape)) * frame_field.np_dtype.itemsize
 
-    def example(index: int, ep: episodes_lib.Episode, frames: Optional[list]) -> tuple[int, dict]:
-        observations = None if frames is None else codec.EncoderPool.collect(frames)
+    def example(index: int, ep: episodes_lib.Episode, frames: Optional[pipeline.EncodedFrames]) -> tuple[int, dict]:
+        observations = None if frames is None else frames.result()  # then the frames' slot is free again
         return example_key(index, str(main)), {
             schema.STEPS: episodes_lib.to_rlds_steps(ep, spec, observations),
             schema.EPISODE_METADATA: episode_metadata(spec, refs, index, ep, protocol, initial),
         }
 
-    with (frame_codec or codec.PNG).pool(workers) as encoder:
-        # One episode's frames are always being encoded in the pool while TFDS
-        # serialises and writes the previous one on this thread.
+    read = functools.partial(_episodes, spec, refs)
+    with pipeline.Pipeline(read, frame_codec, slot_bytes, spec.config, encoders=workers) as episodes:
+        # One episode's frames are always being encoded while TFDS serialises and writes the previous one.
         previous = None
-        for index, ep in _episodes_in_reader_process(spec, refs):
-            frames = None if frame_codec is None else encoder.submit(ep.observations)
+        for item in episodes.episodes():
             if previous is not None:
                 yield example(*previous)
-            previous = (index, ep, frames)
+            previous = item
         if previous is not None:
             yield example(*previous)
 

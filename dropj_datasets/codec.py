@@ -13,13 +13,31 @@ and the tests alike:
 
 Importing this module needs numpy and Pillow only; `feature()` imports TFDS.
 
-PNG: Pillow's zlib work releases the GIL, so a thread pool spreads it over
-the cores without copying frames between processes. zlib's run-length
-strategy (Z_RLE) suits PNG's filtered rows: on 300 driving frames of
-gymnasium CarRacing (84x84, processed as the release) it gave 2,599 B per
-frame in 0.20 ms, against 2,601 B in 0.44 ms with the default strategy at the
-same level 6 (level 9: 2,493 B, 2.2 ms; TensorFlow's encoder, which TFDS uses
-for numpy frames: about 35 % larger and slower still).
+PNG: each frame is stored as the smallest of the encodings measured that
+`tfds.features.Image` / `tf.io.decode_png` (and Pillow) decode to the
+identical uint8 RGB array:
+
+* a frame of at most 256 colours (the release's frames: aliased polygons,
+  and for Car Racing a LANCZOS resize; 97 % of Car Racing frames and every
+  Obstacle frame) is an indexed PNG: an 8-bit palette of its colours, filter
+  0 on every row, zlib level 6 with the default strategy, the palette from
+  the most to the least frequent colour (so the bytes are the same whatever
+  thread encodes, and smaller than in colour order). The chunks are
+  written here (IHDR, PLTE, IDAT, IEND); a colour table shared by the
+  encoder threads (`_ColourIndex`) finds a frame's palette in a few vector
+  operations instead of a sort;
+* any other frame is an RGB PNG from Pillow (adaptive filters, zlib level 6,
+  run-length strategy).
+
+Measured on DropjCarRacing-v0 and DropjObstCarRacing-v0 (chuckc) frames
+driven like a keyboard player (1000 and 667 frames; `docs/benchmarks.md`
+has the table): Car Racing 1,399 B per frame in 0.15 ms against 1,735 B in
+0.16 ms as RGB; Obstacle 810 B in 0.22 ms against 1,369 B in 0.24 ms. Pillow's
+own palette PNG was larger (1,434 B, 976 B), the run-length strategy is worse
+on palette rows (2,449 B), level 9 saves 1 % for 2-5x the time, and
+packing Obstacle's 9 to 11 colours into 4-bit pixels saves 0.2 %. zlib
+releases the GIL, so a thread pool spreads the encoding over the cores
+without copying frames between processes.
 """
 
 from __future__ import annotations
@@ -28,6 +46,8 @@ import concurrent.futures
 import dataclasses
 import io
 import os
+import struct
+import threading
 import zlib
 from typing import Any, Callable, Optional
 
@@ -57,14 +77,113 @@ class FrameCodec:
 
 
 PNG_LEVEL = 6
-PNG_STRATEGY = zlib.Z_RLE
+RGB_STRATEGY = zlib.Z_RLE  # RGB rows after Pillow's adaptive filters
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+_MAX_PALETTE = 256
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+class _ColourIndex:
+    """Numbers every colour seen so far, shared by a process's encoder threads.
+
+    A table of 2**24 uint16 entries (32 MiB, made on first use) maps a packed
+    RGB colour to its id; `known` holds each id's packed colour and RGB bytes.
+    Ids are only ever added: an entry goes from `_UNSEEN` to an id once, after
+    `known` has been replaced by a longer copy holding it, so a thread that
+    reads ids first and `known` after finds every id it read without a lock.
+    Adding takes the lock. Once `_FULL` colours are known (only adversarial
+    frames get there), frames with new colours are sorted instead: the
+    table's memory stays bounded.
+    """
+
+    _UNSEEN = 0xFFFF
+    _FULL = 0xFFF0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._ids: Optional[np.ndarray] = None
+        self.known = (np.zeros(0, np.uint32), np.zeros((0, 3), np.uint8))
+
+    def lookup(self, packed: np.ndarray) -> Optional[tuple[np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray]]]:
+        """(id of each pixel, pixels per id, (packed colour, RGB) per id), or None when the table is full
+        and a colour is new."""
+        if self._ids is None:
+            with self._lock:
+                if self._ids is None:
+                    self._ids = np.full(1 << 24, self._UNSEEN, np.uint16)
+        ids = self._ids[packed]
+        known = self.known
+        counts = np.bincount(ids, minlength=len(known[0]))
+        if len(counts) == len(known[0]):  # every id is below len(known): no new colour
+            return ids, counts, known
+        with self._lock:
+            new = np.unique(packed[self._ids[packed] == self._UNSEEN])
+            colours, rgb = self.known
+            if len(colours) + len(new) > self._FULL:
+                return None
+            new_rgb = np.stack([new >> 16, (new >> 8) & 0xFF, new & 0xFF], axis=1).astype(np.uint8)
+            self.known = known = (np.concatenate([colours, new]), np.concatenate([rgb, new_rgb]))
+            self._ids[new] = np.arange(len(colours), len(known[0]), dtype=np.uint16)
+            ids = self._ids[packed]
+        return ids, np.bincount(ids, minlength=len(known[0])), known
+
+
+_COLOURS = _ColourIndex()
+
+
+def _indexed_rows(frame: np.ndarray) -> Optional[tuple[np.ndarray, np.ndarray]]:
+    """(palette: N x 3 uint8, the PNG rows: H x (1 + W) uint8, each a filter byte 0 then pixel indices)
+    of a frame of N <= 256 colours, else None."""
+    height, width = frame.shape[:2]
+    packed = ((frame[..., 0].astype(np.uint32) << 16) | (frame[..., 1].astype(np.uint32) << 8)
+              | frame[..., 2]).ravel()
+    rows = np.zeros((height, width + 1), np.uint8)
+    found = _COLOURS.lookup(packed)
+    if found is None:  # a full colour table: sort this frame's colours instead
+        colours = np.unique(packed)
+        if len(colours) > _MAX_PALETTE:
+            return None
+        rows[:, 1:] = np.searchsorted(colours, packed).reshape(height, width)
+        palette = np.stack([colours >> 16, (colours >> 8) & 0xFF, colours & 0xFF], axis=1).astype(np.uint8)
+        return palette, rows
+    ids, counts, (colours, rgb) = found
+    used = np.flatnonzero(counts)
+    if len(used) > _MAX_PALETTE:
+        return None
+    # The palette from the most to the least frequent colour (ties in colour order): the bytes do not
+    # depend on which thread saw a colour first, and the common colours get the same small indices.
+    used = used[np.lexsort((colours[used], -counts[used].astype(np.int64)))]
+    remap = np.zeros(len(colours), np.uint8)
+    remap[used] = np.arange(len(used), dtype=np.uint8)
+    rows[:, 1:] = remap[ids].reshape(height, width)
+    return rgb[used], rows
+
+
+def _indexed_png(palette: np.ndarray, rows: np.ndarray, level: int) -> bytes:
+    height, width = rows.shape[0], rows.shape[1] - 1
+    header = struct.pack(">IIBBBBB", width, height, 8, 3, 0, 0, 0)  # 8 bits, colour type 3 (palette)
+    return (_PNG_SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"PLTE", palette.tobytes())
+            + _chunk(b"IDAT", zlib.compress(rows.tobytes(), level)) + _chunk(b"IEND", b""))
+
+
+def _rgb_png(frame: np.ndarray, level: int) -> bytes:
+    buffer = io.BytesIO()
+    Image.fromarray(frame, "RGB").save(buffer, format="PNG", compress_level=level, compress_type=RGB_STRATEGY)
+    return buffer.getvalue()
 
 
 def encode_png(frame: np.ndarray, level: int = PNG_LEVEL) -> bytes:
-    """One HWC uint8 RGB frame -> PNG bytes."""
-    buffer = io.BytesIO()
-    Image.fromarray(frame, "RGB").save(buffer, format="PNG", compress_level=level, compress_type=PNG_STRATEGY)
-    return buffer.getvalue()
+    """One HWC uint8 RGB frame -> PNG bytes: indexed when it has at most 256 colours, else RGB."""
+    frame = np.ascontiguousarray(frame, dtype=np.uint8)
+    if frame.ndim != 3 or frame.shape[2] != 3:
+        raise ValueError(f"a frame is H x W x 3 uint8 RGB, got shape {frame.shape}")
+    indexed = _indexed_rows(frame)
+    if indexed is None:
+        return _rgb_png(frame, level)
+    return _indexed_png(*indexed, level)
 
 
 def decode_png(data: bytes) -> np.ndarray:
@@ -81,6 +200,14 @@ def for_field(field: Any) -> Optional[FrameCodec]:
     return CODECS.get(field.encoding)
 
 
+def usable_cpus() -> int:
+    """The CPUs this process may run on (its affinity: `taskset`, a container's cpuset), at least 1."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
 def _encode_chunk(encode: Callable[[np.ndarray], bytes], frames: np.ndarray) -> list[bytes]:
     return [encode(frame) for frame in frames]
 
@@ -95,7 +222,7 @@ class EncoderPool:
     def __init__(self, encode: Callable[[np.ndarray], bytes], workers: Optional[int] = None):
         self._encode = encode
         self._pool = concurrent.futures.ThreadPoolExecutor(
-            max_workers=workers or os.cpu_count() or 1, thread_name_prefix="dropj-frames")
+            max_workers=workers or usable_cpus(), thread_name_prefix="dropj-frames")
 
     def submit(self, frames: np.ndarray) -> list[concurrent.futures.Future]:
         return [self._pool.submit(_encode_chunk, self._encode, frames[i:i + _CHUNK])

@@ -84,8 +84,8 @@ def test_tfds_build_and_dropj_verify_of_a_forged_file_exit_with_one_line(tmp_pat
 def test_the_reader_process_dies_with_its_build():
     """After a SIGKILL of the build, its reader process kept spinning at 100 % in a 2**100 hash."""
     code = ("import os, sys, time, multiprocessing\n"
-            "from dropj.converters import rollouts\n"
-            "def spin(parent):\n    rollouts._die_with_parent(parent)\n    while True: pass\n"
+            "from dropj.converters import pipeline\n"
+            "def spin(parent):\n    pipeline._die_with_parent(parent)\n    while True: pass\n"
             "p = multiprocessing.get_context('fork').Process(target=spin, args=(os.getpid(),))\n"
             "p.start(); print(p.pid, flush=True); time.sleep(600)\n")
     parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True, env=ENV)
