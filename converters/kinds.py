@@ -76,6 +76,8 @@ class Converter:
     summarise(spec, examples) -> one line about decoded examples (`BuiltDataset.examples()`).
     reader_limits(spec): the safe reader's budgets for this kind's list items.
     complete_sources: verify reports a source file of the config that the dataset does not hold.
+    prepare_beam(spec, manual_dir, builder_config) -> (dataset metadata, beam.PTransform of (key, example)):
+        `prepare` on Apache Beam, for the kinds whose files are large; None: built the same way either way.
     """
 
     prepare: Callable[[Any, str, Any], tuple[dict, Examples]]
@@ -83,6 +85,7 @@ class Converter:
     summarise: Callable[[Any, Iterable[dict]], str]
     reader_limits: Callable[[Any], legacy_pickle.Limits] = _default_limits
     complete_sources: bool = False
+    prepare_beam: Optional[Callable[[Any, str, Any], tuple[dict, Any]]] = None
 
 
 def written_by(command: str) -> Callable[[Any, str, Any], tuple[dict, Examples]]:
@@ -109,7 +112,17 @@ def not_empty(examples: Examples, sources_text: str) -> Examples:
                         "a dataset needs at least one item")
 
 
-def prepare(spec: Any, manual_dir: str, config: Any) -> tuple[dict, Examples]:
-    """What a builder needs for one config: (dataset metadata, the (key, example) generator)."""
-    metadata, examples = converter(spec).prepare(spec, manual_dir, config)
+def prepare(spec: Any, manual_dir: str, config: Any, beam: bool = False) -> tuple[dict, Any]:
+    """What a builder needs for one config: (dataset metadata, the (key, example) generator).
+
+    With `beam`, a kind that can be built on Apache Beam gives a `beam.PTransform` instead.
+    """
+    kind = converter(spec)
+    if beam and kind.prepare_beam is not None:
+        return kind.prepare_beam(spec, manual_dir, config)
+    metadata, examples = kind.prepare(spec, manual_dir, config)
     return metadata, not_empty(examples, ", ".join(map(str, metadata.get("source_files", {}).values())))
+
+
+def can_build_on_beam(spec: Any) -> bool:
+    return converter(spec).prepare_beam is not None

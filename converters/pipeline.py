@@ -277,3 +277,59 @@ class Pipeline:
 
 def _nothing() -> None:
     pass
+
+
+# --- a pipeline started from a process that must not fork ---------------------------------------------
+
+def _fresh_worker(produce: Callable[[], Iterator[Any]], out: Any, parent: int) -> None:
+    _die_with_parent(parent)
+
+    def put(item: Any) -> None:
+        while True:
+            try:
+                return out.put(item, timeout=1.0)
+            except queue.Full:
+                if os.getppid() != parent:
+                    os._exit(1)
+
+    try:
+        for item in produce():
+            put(item)
+        put(None)
+    except BaseException as exc:  # handed to the consumer, raised there
+        put(exc)
+
+
+def in_fresh_process(produce: Callable[[], Iterator[Any]], what: str, depth: int = 2) -> Iterator[Any]:
+    """The items of `produce()`, run in a new interpreter (spawned: fork and exec at once).
+
+    For callers whose own process must not fork: a Beam worker talks to its
+    runner over gRPC from several threads, and a child forked from it aborted
+    now and then (SIGABRT, after gRPC's "skipping fork() handlers"). The new
+    interpreter has no such threads, so `Pipeline` forks its reader and
+    encoders from there. `produce` must be picklable (a module-level function
+    or a `functools.partial` of one); items come back pickled through a queue.
+    """
+    context = multiprocessing.get_context("spawn")
+    results = context.Queue(maxsize=depth)
+    # Not a daemon: it starts the pipeline's own processes. It is ended below, and dies with this one.
+    worker = context.Process(target=_fresh_worker, args=(produce, results, os.getpid()), name="dropj-build")
+    worker.start()
+    try:
+        while True:
+            try:
+                item = results.get(timeout=1.0)
+            except queue.Empty:
+                if not worker.is_alive():
+                    raise DataError(f"the build process of {what} died (exit code {worker.exitcode})") from None
+                continue
+            if item is None:
+                return
+            if isinstance(item, BaseException):
+                raise item
+            yield item
+    finally:
+        if worker.is_alive():
+            worker.terminate()
+        worker.join()
+        results.close()

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import base64
 import dataclasses
-import functools
 import itertools
 from typing import Any, Callable, Iterable, Iterator, Optional
 
@@ -85,8 +84,8 @@ def load_initial_states(ref: SourceRef, spec: DatasetSpec) -> InitialStateFile:
     return InitialStateFile(ref.name, read_protocol(ref), isinstance(value, list), np.stack(items))
 
 
-def _episodes(spec: DatasetSpec, refs: dict[str, SourceRef],
-              allocate: Callable[[tuple[int, ...], np.dtype], np.ndarray] = np.empty,
+def read_episodes(spec: DatasetSpec, refs: dict[str, SourceRef],
+                  allocate: Callable[[tuple[int, ...], np.dtype], np.ndarray] = np.empty,
               ) -> Iterator[tuple[int, episodes_lib.Episode]]:
     """Validated episodes of one config, joining the env-unit and scaled dream files."""
     names = [name for name in (spec.sources.episodes, spec.sources.scaled) if name and name in refs]
@@ -135,32 +134,58 @@ def episode_metadata(spec: DatasetSpec, refs: dict[str, SourceRef], index: int, 
     return meta
 
 
-def iter_examples(spec: DatasetSpec, refs: dict[str, SourceRef],
-                  initial_states: Optional[list[InitialStateFile]] = None,
-                  workers: Optional[int] = None) -> Iterator[tuple[int, dict]]:
-    """(key, example) pairs in source order, ready for a TFDS builder to yield."""
-    main = refs.get(spec.sources.episodes) or refs.get(spec.sources.scaled or "")
-    if main is None:
-        raise DataError(f"no source file for {spec.config}: need {spec.sources.episodes}")
-    protocol = read_protocol(main)
-    initial = {}
-    for state_file in initial_states or []:
-        for i, state in enumerate(state_file.states):
-            initial.setdefault(state.tobytes(), (state_file.name, i))
+@dataclasses.dataclass
+class ExampleMaker:
+    """(key, example) of an episode of one config; picklable, so a Beam worker can run it too."""
 
-    frame_field = spec.step_field(schema.OBSERVATION)
-    frame_codec = codec.for_field(frame_field)  # None for latent states
+    spec: DatasetSpec
+    refs: dict[str, SourceRef]
+    protocol: int
+    initial: dict[bytes, tuple[str, int]]  # initial state bytes -> (its file, its index there)
+
+    @classmethod
+    def of(cls, spec: DatasetSpec, refs: dict[str, SourceRef],
+           initial_states: Optional[list[InitialStateFile]] = None) -> "ExampleMaker":
+        main = refs.get(spec.sources.episodes) or refs.get(spec.sources.scaled or "")
+        if main is None:
+            raise DataError(f"no source file for {spec.config}: need {spec.sources.episodes}")
+        initial = {}
+        for state_file in initial_states or []:
+            for i, state in enumerate(state_file.states):
+                initial.setdefault(state.tobytes(), (state_file.name, i))
+        return cls(spec, refs, read_protocol(main), initial)
+
+    @property
+    def main(self) -> SourceRef:
+        return self.refs.get(self.spec.sources.episodes) or self.refs[self.spec.sources.scaled]
+
+    @property
+    def frame_codec(self) -> Optional[codec.FrameCodec]:
+        return codec.for_field(self.spec.step_field(schema.OBSERVATION))  # None for latent states
+
+    def __call__(self, index: int, ep: episodes_lib.Episode,
+                 observations: Optional[list[bytes]] = None) -> tuple[int, dict]:
+        """`observations`: the encoded frames, when the observations are images."""
+        return example_key(index, str(self.main)), {
+            schema.STEPS: episodes_lib.to_rlds_steps(ep, self.spec, observations),
+            schema.EPISODE_METADATA: episode_metadata(self.spec, self.refs, index, ep, self.protocol, self.initial),
+        }
+
+    def read(self, allocate: Callable[[tuple[int, ...], np.dtype], np.ndarray] = np.empty,
+             ) -> Iterator[tuple[int, episodes_lib.Episode]]:
+        """The config's validated episodes, in source order."""
+        return read_episodes(self.spec, self.refs, allocate)
+
+
+def iter_examples(make: ExampleMaker, workers: Optional[int] = None) -> Iterator[tuple[int, dict]]:
+    """(key, example) pairs in source order, ready for a TFDS builder to yield."""
+    frame_field = make.spec.step_field(schema.OBSERVATION)
     slot_bytes = (episodes_lib.max_episode_steps() + 1) * int(np.prod(frame_field.shape)) * frame_field.np_dtype.itemsize
 
     def example(index: int, ep: episodes_lib.Episode, frames: Optional[pipeline.EncodedFrames]) -> tuple[int, dict]:
-        observations = None if frames is None else frames.result()  # then the frames' slot is free again
-        return example_key(index, str(main)), {
-            schema.STEPS: episodes_lib.to_rlds_steps(ep, spec, observations),
-            schema.EPISODE_METADATA: episode_metadata(spec, refs, index, ep, protocol, initial),
-        }
+        return make(index, ep, None if frames is None else frames.result())  # then the frames' slot is free again
 
-    read = functools.partial(_episodes, spec, refs)
-    with pipeline.Pipeline(read, frame_codec, slot_bytes, spec.config, encoders=workers) as episodes:
+    with pipeline.Pipeline(make.read, make.frame_codec, slot_bytes, make.spec.config, encoders=workers) as episodes:
         # One episode's frames are always being encoded while TFDS serialises and writes the previous one.
         previous = None
         for item in episodes.episodes():
@@ -171,8 +196,7 @@ def iter_examples(spec: DatasetSpec, refs: dict[str, SourceRef],
             yield example(*previous)
 
 
-def prepare(spec: DatasetSpec, manual_dir: str, config: Any = None) -> tuple[dict, Iterator[tuple[int, dict]]]:
-    """Dataset metadata (the initial-state files kept whole) and the episodes of a rollout config."""
+def _located(spec: DatasetSpec, manual_dir: str) -> tuple[dict, ExampleMaker]:
     found = sources.index(manual_dir)
     required = (spec.sources.episodes,)
     if spec.is_dream and spec.sources.scaled in found:
@@ -181,7 +205,21 @@ def prepare(spec: DatasetSpec, manual_dir: str, config: Any = None) -> tuple[dic
     initial_states = [load_initial_states(refs[name], spec) for name in spec.sources.initial_states if name in refs]
     metadata = {"source_files": {name: str(ref) for name, ref in refs.items()},
                 "initial_state_files": {f.name: f.to_metadata() for f in initial_states}}
-    return metadata, iter_examples(spec, refs, initial_states)
+    return metadata, ExampleMaker.of(spec, refs, initial_states)
+
+
+def prepare(spec: DatasetSpec, manual_dir: str, config: Any = None) -> tuple[dict, Iterator[tuple[int, dict]]]:
+    """Dataset metadata (the initial-state files kept whole) and the episodes of a rollout config."""
+    metadata, make = _located(spec, manual_dir)
+    return metadata, iter_examples(make)
+
+
+def prepare_beam(spec: DatasetSpec, manual_dir: str, config: Any = None) -> tuple[dict, Any]:
+    """`prepare` for Apache Beam: the metadata, and a `beam.PTransform` of the (key, example) pairs."""
+    from dropj.converters import beam  # imports apache_beam: only when a Beam build asks for it
+
+    metadata, make = _located(spec, manual_dir)
+    return metadata, beam.Episodes(make)
 
 
 # --- back to the release files -----------------------------------------------------------------------
@@ -237,5 +275,6 @@ def summarise(spec: Any, examples: Iterable[dict]) -> str:
     return f"{len(lengths)} episodes, {int(np.sum(lengths))} transitions, {terminal} terminal, mean return {mean:.1f}"
 
 
-CONVERTER = kinds.Converter(prepare, legacy_files, summarise, episodes_lib.reader_limits, complete_sources=True)
+CONVERTER = kinds.Converter(prepare, legacy_files, summarise, episodes_lib.reader_limits, complete_sources=True,
+                            prepare_beam=prepare_beam)
 RECORDINGS = kinds.Converter(kinds.written_by("dropj record"), recording_files, summarise, episodes_lib.reader_limits)

@@ -15,7 +15,7 @@ import shutil
 import socket
 import sys
 from pathlib import Path
-from typing import Mapping, Optional
+from typing import Any, Mapping, Optional
 
 import numpy as np
 import tensorflow_datasets as tfds
@@ -198,7 +198,14 @@ class DropjBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
         from dropj.converters import kinds  # the writer side: imported only when building
 
-        metadata, examples = kinds.prepare(self.spec, dl_manager.manual_dir, self.builder_config)
+        beam = getattr(self, "_beam", None)
+        if beam is not None:
+            if kinds.can_build_on_beam(self.spec):
+                print(f"{self.info.full_name}: building on Apache Beam ({beam})", file=sys.stderr)
+            else:
+                print(f"{self.info.full_name}: small release files, built without Beam", file=sys.stderr)
+        metadata, examples = kinds.prepare(self.spec, dl_manager.manual_dir, self.builder_config,
+                                           beam=beam is not None)
         self.info.metadata.update(metadata)
         return {"train": examples}
 
@@ -216,6 +223,7 @@ class DropjBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         earlier killed builds of this config are removed first, and said so; every file is flushed
         to disk before TFDS renames the finished folder into place.
         """
+        self._beam = _beam_runner(kwargs.get("download_config"))
         if self.is_prepared():
             return super().download_and_prepare(*args, **kwargs)
         config_dir = Path(self.data_dir).parent
@@ -224,6 +232,18 @@ class DropjBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             remove_leftovers(Path(self.data_dir))
             with _durable_incomplete_dir():
                 return super().download_and_prepare(*args, **kwargs)
+
+
+def _beam_runner(download_config: Any) -> Optional[str]:
+    """The Beam runner a build asks for (`tfds build --beam_pipeline_options=...`), or None: no Beam."""
+    if download_config is None or not (download_config.beam_options or download_config.beam_runner):
+        return None
+    if download_config.beam_runner is not None:
+        return type(download_config.beam_runner).__name__
+    from apache_beam.options.pipeline_options import StandardOptions  # the options imply it is installed
+
+    runner = download_config.beam_options.view_as(StandardOptions).runner
+    return str(runner or "DirectRunner")
 
 
 @contextlib.contextmanager

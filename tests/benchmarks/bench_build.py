@@ -95,8 +95,8 @@ MB = 1e6
 MIB = 1 << 20
 
 # The builds of one round: (kind, CPUs it may use; None = all).
-BUILDS = (("ours", None), ("reference", None), ("ours", 1))
-CHILDREN = ("ours", "reference", "stages", "codecs")
+BUILDS = (("ours", None), ("reference", None), ("ours", 1), ("beam", None))
+CHILDREN = ("ours", "reference", "beam", "stages", "codecs")
 
 
 @dataclasses.dataclass
@@ -477,6 +477,28 @@ def build_ours(args: Args) -> dict:
             "episodes": builder.info.splits["train"].num_examples}
 
 
+BEAM_WORKERS = 2
+BEAM_OPTIONS = f"runner=DirectRunner,direct_num_workers={BEAM_WORKERS},direct_running_mode=multi_processing"
+
+
+def build_beam(args: Args) -> dict:
+    """Ours on Apache Beam's DirectRunner, `BEAM_WORKERS` worker processes: `tfds build
+    --beam_pipeline_options=BEAM_OPTIONS`, through the API."""
+    import tensorflow_datasets as tfds
+    from apache_beam.options.pipeline_options import PipelineOptions
+
+    import dropj_datasets  # noqa: F401  (registers the builders)
+
+    timing = {"generator_s": 0.0, "import_rss_kib": rss_after_imports_kib()}
+    builder = tfds.builder(args.src.dataset, data_dir=str(args.data_dir("beam")))
+    options = PipelineOptions([f"--{option}" for option in BEAM_OPTIONS.split(",")])
+    start = time.perf_counter()
+    builder.download_and_prepare(download_config=tfds.download.DownloadConfig(
+        manual_dir=str(args.manual_dir), beam_options=options))
+    return {"build_s": time.perf_counter() - start, **timing, "dataset_dir": str(builder.data_dir),
+            "episodes": builder.info.splits["train"].num_examples}
+
+
 def reference_builder_class(timing: dict, source: Source):
     """The plain RLDS builder a person would write; defined (and registered) only when called."""
     import tensorflow_datasets as tfds
@@ -651,7 +673,7 @@ def measure_codecs(args: Args) -> dict:
 
 
 def child_main(args: Args) -> int:
-    work = {"ours": build_ours, "reference": build_reference, "stages": measure_stages,
+    work = {"ours": build_ours, "reference": build_reference, "beam": build_beam, "stages": measure_stages,
             "codecs": measure_codecs}[args.child]
     args.result_path(args.child).write_text(json.dumps(work(args)))
     return 0
@@ -942,7 +964,8 @@ def versions() -> str:
 
 
 RUN_NAMES = {"ours": "ours", "reference": "reference (`pickle.load` + plain builder)",
-             "ours_1cpu": "ours on 1 CPU (`taskset`)"}
+             "ours_1cpu": "ours on 1 CPU (`taskset`)",
+             "beam": f"ours on Apache Beam (DirectRunner, {BEAM_WORKERS} worker processes)"}
 
 
 def results_table(measured: dict[str, Measured]) -> list[str]:
@@ -957,7 +980,8 @@ def results_table(measured: dict[str, Measured]) -> list[str]:
                         f"| {run.process_s:.1f} | {run.cpu_s:.1f} ({run.cores_busy:.2f}) | {run.peak_pss_mib:.0f} "
                         f"| {run.peak_rss_sum_mib:.0f} ({run.peak_rss_mib:.0f}) "
                         f"| {run.output_bytes / MB:.1f} | {100 * run.output_fraction:.2f} % "
-                        f"| {run.generator_s:.1f} s ({100 * run.generator_s / run.build_s:.0f} %) |")
+                        + ("| n/a |" if run.kind == "beam" else
+                           f"| {run.generator_s:.1f} s ({100 * run.generator_s / run.build_s:.0f} %) |"))
         ours, reference = m.ours, m.reference
         rows.append(f"| {m.source.name} | **ours / reference** | {ours.build_s / reference.build_s:.2f} | "
                     f"**{ours.mb_per_s / reference.mb_per_s:.2f}x** | {ours.process_s / reference.process_s:.2f} "
@@ -1087,6 +1111,16 @@ def interpretation(measured: dict[str, Measured]) -> list[str]:
             f"in the source); the reference stores {reference.output_bytes / steps:.0f} B per step. "
             f"Reference: `pickle.load` of the whole list took {reference.pickle_load_s or 0:.1f} s and its memory "
             f"grows with the source ({reference.peak_pss_mib:.0f} MiB PSS).")
+    for m in measured.values():
+        beam_run = m.runs.get("beam")
+        if beam_run is None:
+            continue
+        lines.append(
+            f"- **Apache Beam, {m.source.name}.** DirectRunner with {BEAM_WORKERS} worker processes built it in "
+            f"{beam_run.build_s:.1f} s ({beam_run.mb_per_s:.0f} MB/s, {beam_run.mb_per_s / m.ours.mb_per_s:.2f}x "
+            f"the default build, {beam_run.cores_busy:.2f} cores busy), peak {beam_run.peak_pss_mib:.0f} MiB PSS over "
+            f"{beam_run.processes} processes, output {beam_run.output_bytes / MB:.1f} MB (the default's: "
+            f"{m.ours.output_bytes / MB:.1f} MB; the records are the same bytes, tests/test_beam.py).")
     missed = [f"{m.source.name}: {name}, {margin}" for m in measured.values()
               for name, _, met, margin in targets(m) if not met]
     lines.append(f"- **Missed:** {'; '.join(missed)}." if missed else "- Every target is met.")
