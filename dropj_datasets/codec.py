@@ -76,7 +76,7 @@ class FrameCodec:
         return EncoderPool(self.encode, workers)
 
 
-PNG_LEVEL = 6
+PNG_LEVEL = 5
 RGB_STRATEGY = zlib.Z_RLE  # RGB rows after Pillow's adaptive filters
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _MAX_PALETTE = 256
@@ -166,7 +166,7 @@ def _indexed_png(palette: np.ndarray, rows: np.ndarray, level: int) -> bytes:
     height, width = rows.shape[0], rows.shape[1] - 1
     header = struct.pack(">IIBBBBB", width, height, 8, 3, 0, 0, 0)  # 8 bits, colour type 3 (palette)
     return (_PNG_SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"PLTE", palette.tobytes())
-            + _chunk(b"IDAT", zlib.compress(rows.tobytes(), level)) + _chunk(b"IEND", b""))
+            + _chunk(b"IDAT", zlib.compress(rows, level)) + _chunk(b"IEND", b""))
 
 
 def _rgb_png(frame: np.ndarray, level: int) -> bytes:

@@ -60,3 +60,70 @@ def _fill(slots: pipeline.FrameSlots, slot: int) -> None:
     import numpy as np
 
     slots.array(slot, (3, 4, 5, 3), np.dtype(np.uint8))[:] = 9
+
+
+@pytest.mark.slow
+def test_column_encoding_serialises_every_config_exactly_as_tfds(subtests):
+    """`builder.columnar_datasets` (a column at a time) against TFDS's own step-at-a-time encoding: the
+    same serialised bytes for every example of every config of the embedded sample, and the column path
+    really taken for every sequence."""
+    import tensorflow_datasets as tfds
+    from tensorflow_datasets.core import example_serializer
+
+    from dropj.converters import kinds
+    from dropj_datasets import builder, schema
+
+    for dataset, configs in schema.DATASETS.items():
+        for config, spec in configs.items():
+            with subtests.test(config=f"{dataset}/{config}"):
+                tfds_builder = tfds.builder(f"{dataset}/{config}")
+                features = builder.features(spec)
+                serializer = example_serializer.ExampleSerializer(features.get_serialized_info())
+                _, examples = kinds.prepare(spec, str(dummy_data(dataset)), tfds_builder.builder_config)
+                count = 0
+                for _, example in examples:
+                    plain = serializer.serialize_example(features.encode_example(example))
+                    sequences = [key for key, feature in features.items()
+                                 if isinstance(feature, tfds.features.Dataset)]
+                    assert sequences
+                    for key in sequences:
+                        assert builder._columns(features[key].feature, example[key], set()) is not None, key
+                    with builder.columnar_datasets(features):
+                        columns = serializer.serialize_example(features.encode_example(example))
+                    assert columns == plain
+                    count += 1
+                assert count > 0
+
+
+def test_column_encoding_leaves_odd_values_to_tfds_with_its_results_and_errors():
+    import numpy as np
+    import tensorflow_datasets as tfds
+    from tensorflow_datasets.core import example_serializer
+
+    from dropj_datasets import builder
+
+    features = tfds.features.FeaturesDict({"steps": tfds.features.Dataset({
+        "reward": tfds.features.Scalar(np.int32), "action": tfds.features.Tensor(
+            shape=(3,), dtype=np.float64, encoding=tfds.features.Encoding.BYTES)})})
+    serializer = example_serializer.ExampleSerializer(features.get_serialized_info())
+    good = {"steps": {"reward": np.arange(4, dtype=np.int32), "action": np.zeros((4, 3))}}
+    with builder.columnar_datasets(features):
+        encoded = features.encode_example(good)
+    assert encoded["steps"]["action"] == [bytes(24)] * 4 and encoded["steps"]["reward"] is good["steps"]["reward"]
+    assert "encode_example" not in vars(features["steps"])  # restored
+
+    def outcome(steps: dict) -> tuple:
+        try:
+            return "ok", serializer.serialize_example(features.encode_example({"steps": steps}))
+        except Exception as error:  # noqa: BLE001 - the error itself is compared
+            return "error", type(error), str(error)
+
+    for odd in ({"reward": np.arange(4, dtype=np.int64), "action": np.zeros((4, 3))},  # TFDS casts it
+                {"reward": [1, 2, 3, 4], "action": np.zeros((4, 3))},  # a list
+                {"reward": np.arange(3, dtype=np.int32), "action": np.zeros((4, 3))},  # lengths differ
+                {"reward": np.arange(4, dtype=np.int32), "action": np.zeros((4, 2))},  # wrong shape
+                {"reward": np.arange(4, dtype=np.int32)}):  # a field missing
+        plain = outcome(odd)
+        with builder.columnar_datasets(features):
+            columns = outcome(odd)
+        assert columns == plain, odd

@@ -50,3 +50,17 @@ def test_the_recording_store_uses_public_tfds_names(name):
     import tensorflow_datasets as tfds
 
     assert hasattr(tfds.core, name)
+
+
+def test_tfds_tensors_expose_what_column_encoding_checks():
+    """`builder._columns`: `Tensor._dynamic_shape`, `_serialized_dtype`, `_serialized_shape`, `_encoding`,
+    and `Dataset.encode_example` looked up on the instance (so an instance attribute can stand in)."""
+    import numpy as np
+    import tensorflow_datasets as tfds
+
+    action = tfds.features.Tensor(shape=(3,), dtype=np.float64, encoding=tfds.features.Encoding.BYTES)
+    assert action._dynamic_shape is False and action._serialized_dtype == np.float64
+    assert tuple(action._serialized_shape) == (3,) and action._encoding == tfds.features.Encoding.BYTES
+    features = tfds.features.FeaturesDict({"steps": tfds.features.Dataset({"a": tfds.features.Scalar(np.int8)})})
+    features["steps"].encode_example = lambda value: {"a": ["stand-in"]}
+    assert features.encode_example({"steps": {"a": np.zeros(2, np.int8)}}) == {"steps": {"a": ["stand-in"]}}
