@@ -15,29 +15,29 @@ Importing this module needs numpy and Pillow only; `feature()` imports TFDS.
 
 PNG: each frame is stored as the smallest of the encodings measured that
 `tfds.features.Image` / `tf.io.decode_png` (and Pillow) decode to the
-identical uint8 RGB array:
+identical uint8 RGB array, at a cost the build can afford:
 
 * a frame of at most 256 colours (the release's frames: aliased polygons,
   and for Car Racing a LANCZOS resize; 97 % of Car Racing frames and every
   Obstacle frame) is an indexed PNG: an 8-bit palette of its colours, filter
-  0 on every row, zlib level 6 with the default strategy, the palette from
+  0 on every row, zlib level 5 with the default strategy, the palette from
   the most to the least frequent colour (so the bytes are the same whatever
-  thread encodes, and smaller than in colour order). The chunks are
-  written here (IHDR, PLTE, IDAT, IEND); a colour table shared by the
-  encoder threads (`_ColourIndex`) finds a frame's palette in a few vector
-  operations instead of a sort;
-* any other frame is an RGB PNG from Pillow (adaptive filters, zlib level 6,
+  thread or process encodes, and smaller than in colour order). The chunks
+  are written here (IHDR, PLTE, IDAT, IEND); a colour table (`_ColourIndex`)
+  finds a frame's palette in a few vector operations instead of a sort;
+* any other frame is an RGB PNG from Pillow (adaptive filters, zlib level 5,
   run-length strategy).
 
-Measured on DropjCarRacing-v0 and DropjObstCarRacing-v0 (chuckc) frames
-driven like a keyboard player (1000 and 667 frames; `docs/benchmarks.md`
-has the table): Car Racing 1,399 B per frame in 0.15 ms against 1,735 B in
-0.16 ms as RGB; Obstacle 810 B in 0.22 ms against 1,369 B in 0.24 ms. Pillow's
-own palette PNG was larger (1,434 B, 976 B), the run-length strategy is worse
-on palette rows (2,449 B), level 9 saves 1 % for 2-5x the time, and
-packing Obstacle's 9 to 11 colours into 4-bit pixels saves 0.2 %. zlib
-releases the GIL, so a thread pool spreads the encoding over the cores
-without copying frames between processes.
+docs/benchmarks.md ("Frame encoding") has the measurements on frames of our
+environments driven like a keyboard player: against the RGB PNG stored
+before, Car Racing frames are 16 % smaller and Obstacle frames 32 % smaller,
+in less encoding time, and they decode about 1.9x (Car Racing) and
+2.6x (Obstacle) faster in TensorFlow. Pillow's palette writer was larger or
+slower, the run-length strategy is worse on palette rows, level 6 saves 2 %
+(Car Racing) to 13 % (Obstacle) of the bytes for 10 to 20 % more encoding
+time, level 9 a little more for 2 to 5x the time, and 4-bit pixels for
+Obstacle's 9 to 11 colours save 0.2 %. zlib releases the GIL, so threads
+spread the encoding over the cores too (the recorder's pool).
 """
 
 from __future__ import annotations

@@ -107,7 +107,7 @@ class Args:
     workdir: Path = Path("/tmp/dropj-bench")
     write_docs: bool = False
     repeats: int = 3  # builds of each kind, interleaved; the median is reported
-    sources: tuple[str, ...] = ("carracing", "chuckc")
+    sources: tuple[str, ...] = ("carracing", "chuckc", "chuckccar")
     source: str = "carracing"  # the source being measured
     child: Optional[str] = None
     cpus: Optional[int] = None  # the child runs on this many CPUs (taskset), or all
@@ -186,6 +186,8 @@ SOURCES = {
                         "carracing_rollouts.zip", (0, 1, 2)),
     "chuckc": Source("chuckc", "dropj_obst_carracing/chuckc_real", "raw_user_rollouts_res128_ep600_chuckcobst.pkl",
                      "obst_rollouts.zip", (1, 3)),  # seeds on which the scripted driver stays on the road
+    "chuckccar": Source("chuckccar", "dropj_obst_carracing/chuckccar_real",
+                        "raw_user_rollouts_res128_ep800_chuckccarobst.pkl", "obst_rollouts.zip", (3,)),
 }
 
 
