@@ -133,6 +133,10 @@ class _SlotAllocator:
 
 def _read_worker(read: ReadEpisodes, out: Any, parent: int, slots: Optional[FrameSlots]) -> None:
     _die_with_parent(parent)
+    # The safe reader makes some 25 objects per step and no cycles (it refuses a memo reference to a
+    # container), so the collector's default generation-0 threshold (700) only costs time: 7 % of
+    # the build on 2 cores. Collections still happen, 140 times less often.
+    gc.set_threshold(100_000, 50, 100)
 
     def put(item: Any) -> None:
         while True:

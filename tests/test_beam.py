@@ -71,6 +71,7 @@ def test_tfds_build_on_beam_says_so(tmp_path):
     assert _records(tmp_path / "dropj_carracing" / "real" / "1.1.0")
 
 
+@pytest.mark.slow
 def test_small_kinds_build_the_default_way_when_beam_is_asked(tmp_path, capsys):
     version_dir = _beam_build("dropj_carracing/queries", dummy_data("dropj_carracing"), tmp_path)
     assert "dropj_carracing/queries/1.1.0: small release files, built without Beam" in capsys.readouterr().err
