@@ -1042,7 +1042,7 @@ def targets_table(measured: dict[str, Measured]) -> list[str]:
 
 def stages_table(measured: dict[str, Measured]) -> list[str]:
     names = list(measured)
-    rows = [f"| stage of ours, alone on one thread (first {STAGE_EPISODES} episodes) | "
+    rows = [f"| stage of ours, alone on one thread ({STAGE_EPISODES} episodes after a warm-up one) | "
             + " | ".join(f"{name}: ms per episode (share)" for name in names) + " |",
             "|---|" + "---:|" * len(names)]
     for stage in STAGES:
