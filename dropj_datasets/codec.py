@@ -31,8 +31,8 @@ identical uint8 RGB array, at a cost the build can afford:
 docs/benchmarks.md ("Frame encoding") has the measurements on frames of our
 environments driven like a keyboard player: against the RGB PNG stored
 before, Car Racing frames are 16 % smaller and Obstacle frames 32 % smaller,
-in less encoding time, and they decode about 1.9x (Car Racing) and
-2.6x (Obstacle) faster in TensorFlow. Pillow's palette writer was larger or
+in less encoding time, and they decode about 2x (Car Racing) and
+2.8x (Obstacle) faster in TensorFlow. Pillow's palette writer was larger or
 slower, the run-length strategy is worse on palette rows, level 6 saves 2 %
 (Car Racing) to 13 % (Obstacle) of the bytes for 10 to 20 % more encoding
 time, level 9 a little more for 2 to 5x the time, and 4-bit pixels for
