@@ -25,10 +25,12 @@ EXCEPTIONS = {
     ("dropj_datasets/builder.py", "dropj.converters.kinds"),
     ("dropj_datasets/builder.py", "dropj.converters.durable"),
     ("loaders/training_data.py", "dropj.converters.dataset_dir"),
+    ("loaders/episode_source.py", "dropj.converters.dataset_dir"),
     ("models/dream.py", "dropj.converters.legacy_pickle"),  # start-state files, through the one safe reader
 }
 NEVER_IN = {"models": ("tensorflow", "tensorflow_datasets", "rlds", "reverb")}
 NEVER_IN_FILE = {"loaders/transformations.py": ("torch",),  # pure tf.data; the torch bridge is apart
+                 "loaders/episode_source.py": ("tensorflow", "tensorflow_datasets", "rlds", "torch"),
                  "dropj_datasets/schema.py": ("tensorflow", "tensorflow_datasets", "torch"),
                  "dropj_datasets/codec.py": ("tensorflow", "torch")}
 

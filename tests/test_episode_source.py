@@ -1,0 +1,198 @@
+"""`EpisodeSource`: random access to built datasets without TensorFlow, with exactly `tfds.load`'s values."""
+
+from __future__ import annotations
+
+import os
+import struct
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from dropj_datasets import schema
+from dropj_datasets.schema import DataError
+from factory import build, dummy_data
+from dropj.loaders.episode_source import EpisodeSource, _masked_crc32c, parse_example
+
+ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+@pytest.fixture(scope="module")
+def real_dir(tmp_path_factory) -> Path:
+    return Path(build("dropj_carracing/real", dummy_data("dropj_carracing"),
+                      tmp_path_factory.mktemp("data")).data_dir)
+
+
+def _tfds_examples(directory: Path) -> list:
+    import tensorflow_datasets as tfds
+
+    import dropj_datasets  # noqa: F401
+
+    builder = tfds.builder_from_directory(str(directory))
+    return list(tfds.as_numpy(builder.as_dataset(split="train")))
+
+
+def _assert_same(ours, theirs, path: str = "") -> None:
+    """Our value against tfds.as_numpy's: nested datasets come from TFDS as iterables of steps."""
+    if isinstance(ours, dict) and not isinstance(theirs, dict):  # a nested tf.data of steps
+        steps = list(theirs)
+        assert len(steps) == len(next(iter(_leaves(ours)))), path
+        for key, value in ours.items():
+            _assert_same(value, _stacked([step[key] for step in steps]), f"{path}/{key}")
+        return
+    if isinstance(ours, dict):
+        assert set(ours) == set(theirs), path
+        for key in ours:
+            _assert_same(ours[key], theirs[key], f"{path}/{key}")
+        return
+    if isinstance(theirs, bytes):
+        assert type(ours) is bytes and ours == theirs, path
+        return
+    assert type(ours) is type(theirs), (path, type(ours), type(theirs))
+    theirs, ours = np.asarray(theirs), np.asarray(ours)
+    assert ours.shape == theirs.shape, (path, ours.shape, theirs.shape)
+    if theirs.dtype == object:
+        assert ours.dtype == object and ours.tolist() == theirs.tolist(), path
+    else:
+        assert ours.dtype == theirs.dtype, (path, ours.dtype, theirs.dtype)
+        assert np.array_equal(ours, theirs, equal_nan=ours.dtype.kind == "f"), path
+
+
+def _stacked(values: list):
+    if values and isinstance(values[0], dict):
+        return {key: _stacked([v[key] for v in values]) for key in values[0]}
+    return np.stack(values) if values else np.zeros(0)
+
+
+def _leaves(tree):
+    for value in tree.values():
+        if isinstance(value, dict):
+            yield from _leaves(value)
+        else:
+            yield value
+
+
+def test_an_episode_is_what_tfds_load_gives(real_dir):
+    source = EpisodeSource(real_dir)
+    theirs = _tfds_examples(real_dir)
+    assert len(source) == len(theirs) == 3
+    for i, example in enumerate(theirs):
+        _assert_same(source[i], example)
+    assert source[-1]["episode_metadata"]["episode_index"] == 2
+
+
+def test_by_name_and_data_dir(real_dir):
+    data_dir = real_dir.parents[2]
+    source = EpisodeSource("dropj_carracing/real", data_dir=data_dir)
+    assert source.directory == real_dir and len(source) == 3
+
+
+@pytest.mark.slow
+def test_every_config_of_every_kind_is_what_tfds_load_gives(tmp_path, subtests):
+    for dataset, configs in schema.DATASETS.items():
+        for config in configs:
+            with subtests.test(config=f"{dataset}/{config}"):
+                directory = Path(build(f"{dataset}/{config}", dummy_data(dataset), tmp_path).data_dir)
+                source = EpisodeSource(directory)
+                theirs = _tfds_examples(directory)
+                assert len(source) == len(theirs) > 0
+                for i, example in enumerate(theirs):
+                    _assert_same(source[i], example, f"{dataset}/{config}[{i}]")
+
+
+def test_reading_imports_no_tensorflow(real_dir):
+    code = ("import sys\nfrom dropj.loaders import EpisodeSource\n"
+            f"source = EpisodeSource({str(real_dir)!r})\nepisode = source[1]\n"
+            "print(episode['steps']['observation'].shape)\n"
+            "print(sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'torch', 'rlds', 'reverb')))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    shape, modules = done.stdout.splitlines()
+    assert shape.startswith("(") and shape.endswith(", 84, 84, 3)") and modules == "[]"
+
+
+def _copy(real_dir: Path, tmp_path: Path) -> tuple[Path, Path]:
+    import shutil
+
+    target = tmp_path / "copy" / real_dir.name
+    shutil.copytree(real_dir, target)
+    return target, next(target.glob("*.tfrecord-*"))
+
+
+def test_a_truncated_shard_is_one_error_naming_it(real_dir, tmp_path):
+    directory, shard = _copy(real_dir, tmp_path)
+    data = shard.read_bytes()
+    shard.write_bytes(data[:len(data) - 100])
+    with pytest.raises(DataError, match=rf"{shard.name}: record 2: claims [\d,]+ bytes"):
+        EpisodeSource(directory)[0]
+
+
+def test_a_damaged_length_is_caught_by_its_checksum(real_dir, tmp_path):
+    directory, shard = _copy(real_dir, tmp_path)
+    data = bytearray(shard.read_bytes())
+    data[3] ^= 0x40
+    shard.write_bytes(bytes(data))
+    with pytest.raises(DataError, match=rf"{shard.name}: record 0: the length's checksum does not match"):
+        len(EpisodeSource(directory).index)
+
+
+def test_a_damaged_record_names_the_record_and_field(real_dir, tmp_path):
+    directory, shard = _copy(real_dir, tmp_path)
+    source = EpisodeSource(directory)
+    _, offset, length = source.index[1]
+    data = bytearray(shard.read_bytes())
+    payload = bytes(data[offset:offset + length])
+    at = payload.index(b"\x89PNG")  # the first frame's bytes
+    data[offset + at + 1:offset + at + 4] = b"XXX"
+    shard.write_bytes(bytes(data))
+    with pytest.raises(DataError, match=rf"{shard.name}: record 1: field 'steps/observation'"):
+        EpisodeSource(directory)[1]
+
+
+def test_a_shard_with_other_records_than_listed_is_refused(real_dir, tmp_path):
+    directory, shard = _copy(real_dir, tmp_path)
+    data = shard.read_bytes()
+    length = struct.unpack("<Q", data[:8])[0]
+    shard.write_bytes(data[16 + length:])  # the first record gone, cleanly
+    with pytest.raises(DataError, match=rf"{shard.name}: 2 records, dataset_info.json says 3"):
+        EpisodeSource(directory)[0]
+
+
+def test_indexes_are_checked(real_dir):
+    source = EpisodeSource(real_dir)
+    with pytest.raises(IndexError):
+        source[3]
+    with pytest.raises(TypeError):
+        source["0"]
+
+
+def test_the_wire_format_parser_on_tensorflows_own_examples():
+    """Lists packed and unpacked, negative and 10-byte varints, empty lists, as TensorFlow serialises them."""
+    import tensorflow as tf
+
+    example = tf.train.Example(features=tf.train.Features(feature={
+        "i": tf.train.Feature(int64_list=tf.train.Int64List(value=[0, 1, -1, 2 ** 62, -(2 ** 63), 300])),
+        "f": tf.train.Feature(float_list=tf.train.FloatList(value=[0.5, -2.0, float("inf")])),
+        "b": tf.train.Feature(bytes_list=tf.train.BytesList(value=[b"", b"\x00\xff", b"x" * 300])),
+        "e": tf.train.Feature(int64_list=tf.train.Int64List(value=[])),
+    }))
+    parsed = parse_example(example.SerializeToString())
+    assert parsed["i"].tolist() == [0, 1, -1, 2 ** 62, -(2 ** 63), 300]
+    assert parsed["f"].tolist() == [0.5, -2.0, float("inf")]
+    assert parsed["b"] == [b"", b"\x00\xff", b"x" * 300]
+    assert parsed["e"].tolist() == []
+
+
+def test_the_record_checksum_is_tensorflows():
+    import tensorflow as tf
+
+    path = Path(os.environ.get("TMPDIR", "/tmp")) / f"dropj-crc-{os.getpid()}.tfrecord"
+    try:
+        with tf.io.TFRecordWriter(str(path)) as writer:
+            writer.write(b"hello")
+        data = path.read_bytes()
+        assert struct.unpack("<I", data[8:12])[0] == _masked_crc32c(data[:8])
+    finally:
+        path.unlink(missing_ok=True)
