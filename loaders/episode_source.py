@@ -158,6 +158,13 @@ def _packed_varints(data: memoryview) -> np.ndarray:
 
 def parse_example(buf: bytes) -> dict[str, Union[list[bytes], np.ndarray]]:
     """A serialised `tf.train.Example` -> {feature key: list of bytes, or float32 / int64 array}."""
+    try:
+        return _parse_example(buf)
+    except (ValueError, OverflowError) as exc:  # numpy on a list of the wrong length, a varint too large
+        raise _Corrupt(f"not a tf.train.Example ({exc})") from None
+
+
+def _parse_example(buf: bytes) -> dict[str, Union[list[bytes], np.ndarray]]:
     out: dict = {}
     for number, features in _fields(buf):
         if number != 1 or not isinstance(features, memoryview):

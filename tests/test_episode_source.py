@@ -196,3 +196,25 @@ def test_the_record_checksum_is_tensorflows():
         assert struct.unpack("<I", data[8:12])[0] == _masked_crc32c(data[:8])
     finally:
         path.unlink(missing_ok=True)
+
+
+def test_damaged_records_give_data_errors_only(real_dir, tmp_path):
+    """Random byte flips anywhere in a record: each read decodes, or fails with one DataError naming it."""
+    directory, shard = _copy(real_dir, tmp_path)
+    source = EpisodeSource(directory)
+    _, offset, length = source.index[0]
+    pristine = shard.read_bytes()
+    rng = np.random.default_rng(7)
+    outcomes = {"decoded": 0, "refused": 0}
+    for _ in range(int(os.environ.get("DROPJ_FUZZ_ROUNDS", "60"))):
+        data = bytearray(pristine)
+        for position in rng.integers(offset, offset + length, size=int(rng.integers(1, 4))):
+            data[position] ^= int(rng.integers(1, 256))
+        shard.write_bytes(bytes(data))
+        try:
+            EpisodeSource(directory)[0]
+            outcomes["decoded"] += 1
+        except DataError as error:
+            assert f"{shard.name}: record 0" in str(error)
+            outcomes["refused"] += 1
+    assert outcomes["refused"] > 0
