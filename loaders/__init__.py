@@ -3,6 +3,7 @@
     from dropj.loaders import TorchIterable, preference_pairs, vae_frames, world_model_windows
     from dropj.loaders import video     # query videos (PyAV only)
     from dropj.loaders import EpisodeSource  # random access without TensorFlow (numpy, Pillow)
+    from dropj.loaders import WindowDataset, VAEFrames, PreferencePairs  # map-style torch datasets on it
 
 `transformations` holds the pure ``Dataset -> Dataset`` pipelines (through
 `rlds.transformations`), `torch_bridge` hands any of them to PyTorch, and
@@ -20,6 +21,7 @@ _NAMES = {
     "TorchIterable": "torch_bridge", "TfdsShards": "torch_bridge", "hide_gpus_from_tensorflow": "torch_bridge",
     "shard_seed": "torch_bridge", "to_torch": "torch_bridge",
     "EpisodeSource": "episode_source",
+    "WindowDataset": "map_datasets", "VAEFrames": "map_datasets", "PreferencePairs": "map_datasets",
 }
 
 __all__ = list(_NAMES)

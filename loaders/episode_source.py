@@ -110,30 +110,29 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def _fields(buf: bytes) -> list[tuple[int, Any]]:
-    """(field number, value) of a message: ints for varints, memoryviews for length-delimited fields."""
+def _fields(buf: Any, base: int = 0) -> list[tuple[int, Any, int]]:
+    """(field number, value, where the value starts in the whole record) of a message: ints for varints,
+    memoryviews for length-delimited and fixed-size fields. `base`: where `buf` starts in the record."""
     out, pos, view = [], 0, memoryview(buf)
-    while pos < len(buf):
-        key, pos = _varint(buf, pos)
+    while pos < len(view):
+        key, pos = _varint(view, pos)
         number, wire = key >> 3, key & 7
         if wire == 0:
-            value, pos = _varint(buf, pos)
+            start = pos
+            value, pos = _varint(view, pos)
         elif wire == 2:
-            length, pos = _varint(buf, pos)
-            if pos + length > len(buf):
+            length, pos = _varint(view, pos)
+            if pos + length > len(view):
                 raise _Corrupt("a field runs past its message")
-            value, pos = view[pos:pos + length], pos + length
-        elif wire == 5:
-            if pos + 4 > len(buf):
-                raise _Corrupt("a fixed32 runs past its message")
-            value, pos = view[pos:pos + 4], pos + 4
-        elif wire == 1:
-            if pos + 8 > len(buf):
-                raise _Corrupt("a fixed64 runs past its message")
-            value, pos = view[pos:pos + 8], pos + 8
+            start, value, pos = pos, view[pos:pos + length], pos + length
+        elif wire in (1, 5):
+            size = 8 if wire == 1 else 4
+            if pos + size > len(view):
+                raise _Corrupt("a fixed-size field runs past its message")
+            start, value, pos = pos, view[pos:pos + size], pos + size
         else:
             raise _Corrupt(f"wire type {wire}")
-        out.append((number, value))
+        out.append((number, value, base + start))
     return out
 
 
@@ -156,51 +155,75 @@ def _packed_varints(data: memoryview) -> np.ndarray:
     return np.bitwise_or.reduceat(parts, starts).view(np.int64)
 
 
-def parse_example(buf: bytes) -> dict[str, Union[list[bytes], np.ndarray]]:
-    """A serialised `tf.train.Example` -> {feature key: list of bytes, or float32 / int64 array}."""
+class _Bytes:
+    """Where each item of a BytesList lies in its record: the items are read only when asked for."""
+
+    def __init__(self, starts: np.ndarray, lengths: np.ndarray):
+        self.starts, self.lengths = starts, lengths
+
+    def __len__(self) -> int:
+        return len(self.starts)
+
+    def items(self, record: Any, first: int = 0, stop: Optional[int] = None) -> list[bytes]:
+        view = memoryview(record)
+        return [bytes(view[s:s + n]) for s, n in zip(self.starts[first:stop].tolist(),
+                                                     self.lengths[first:stop].tolist())]
+
+
+def index_example(buf: bytes) -> dict[str, Union[_Bytes, np.ndarray]]:
+    """A serialised `tf.train.Example` -> {feature key: where its byte strings lie, or its float32 / int64
+    values}."""
     try:
-        return _parse_example(buf)
+        return _index_example(buf)
     except (ValueError, OverflowError) as exc:  # numpy on a list of the wrong length, a varint too large
         raise _Corrupt(f"not a tf.train.Example ({exc})") from None
 
 
-def _parse_example(buf: bytes) -> dict[str, Union[list[bytes], np.ndarray]]:
+def parse_example(buf: bytes) -> dict[str, Union[list[bytes], np.ndarray]]:
+    """A serialised `tf.train.Example` -> {feature key: list of bytes, or float32 / int64 array}."""
+    return {key: value.items(buf) if isinstance(value, _Bytes) else value
+            for key, value in index_example(buf).items()}
+
+
+def _index_example(buf: bytes) -> dict[str, Union[_Bytes, np.ndarray]]:
     out: dict = {}
-    for number, features in _fields(buf):
+    for number, features, at in _fields(buf):
         if number != 1 or not isinstance(features, memoryview):
             continue
-        for entry_number, entry in _fields(features):
+        for entry_number, entry, entry_at in _fields(features, at):
             if entry_number != 1 or not isinstance(entry, memoryview):
                 continue
-            key, value = None, None
-            for number_, part in _fields(entry):
+            key, value, value_at = None, None, 0
+            for number_, part, part_at in _fields(entry, entry_at):
                 if number_ == 1 and isinstance(part, memoryview):
                     key = bytes(part).decode("utf-8", "replace")
                 elif number_ == 2 and isinstance(part, memoryview):
-                    value = part
+                    value, value_at = part, part_at
             if key is None:
                 raise _Corrupt("a feature without a name")
-            out[key] = _feature_values(value)
+            out[key] = _feature_values(value, value_at)
     return out
 
 
-def _feature_values(feature: Optional[memoryview]) -> Union[list[bytes], np.ndarray]:
+def _feature_values(feature: Optional[memoryview], at: int) -> Union[_Bytes, np.ndarray]:
     if feature is None:
-        return []
-    for kind, payload in _fields(feature):
+        return _Bytes(np.zeros(0, np.int64), np.zeros(0, np.int64))
+    for kind, payload, payload_at in _fields(feature, at):
         if not isinstance(payload, memoryview):
             raise _Corrupt("a feature list that is not a message")
-        items = _fields(payload)
+        items = _fields(payload, payload_at)
         if kind == 1:  # BytesList
-            return [bytes(v) for n, v in items if n == 1 and isinstance(v, memoryview)]
+            spans = [(item_at, len(v)) for n, v, item_at in items if n == 1 and isinstance(v, memoryview)]
+            array = np.array(spans, np.int64).reshape(-1, 2)
+            return _Bytes(array[:, 0], array[:, 1])
         if kind == 2:  # FloatList: packed, or one fixed32 each
-            return np.concatenate([np.frombuffer(v, "<f4") for n, v in items if n == 1] or
+            return np.concatenate([np.frombuffer(v, "<f4") for n, v, _ in items if n == 1] or
                                   [np.zeros(0, "<f4")]).astype(np.float32)
         if kind == 3:  # Int64List: packed, or one varint each
             parts = [_packed_varints(v) if isinstance(v, memoryview) else np.array([v], np.uint64).view(np.int64)
-                     for n, v in items if n == 1]
+                     for n, v, _ in items if n == 1]
             return np.concatenate(parts) if parts else np.zeros(0, np.int64)
-    return []
+    return _Bytes(np.zeros(0, np.int64), np.zeros(0, np.int64))
 
 
 # --- the schema's fields, decoded --------------------------------------------------------------------
@@ -341,6 +364,7 @@ class EpisodeSource:
         self.split = split
         self._shards = self._shard_files()
         self._index: Optional[list[tuple[Path, int, int]]] = None
+        self._records: dict[int, dict] = {}  # record -> where its features lie: made once per record
 
     def _shard_files(self) -> list[tuple[Path, int]]:
         info = json.loads((self.directory / "dataset_info.json").read_text())  # checked by dataset_dir
@@ -398,6 +422,76 @@ class EpisodeSource:
             return decode_example(parse_example(self.raw(i)), self.spec)
         except _Corrupt as exc:
             raise DataError(f"{path}: record {i}: {exc}") from None
+
+    def _record(self, i: int) -> dict:
+        """Where each feature of record i lies (byte strings) or its values (numbers), kept once made."""
+        found = self._records.get(i)
+        if found is None:
+            try:
+                found = index_example(self.raw(i))
+            except _Corrupt as exc:
+                raise DataError(f"{self.index[i][0]}: record {i}: {exc}") from None
+            self._records[i] = found
+        return found
+
+    def num_steps(self, i: int) -> int:
+        """The number of steps of episode i (T+1 for T transitions), without decoding any."""
+        i = self._checked(i)
+        values = self._record(i).get(f"{schema.STEPS}/{schema.IS_FIRST}")
+        if not isinstance(values, np.ndarray):
+            raise DataError(f"{self.index[i][0]}: record {i}: not an episode (no '{schema.STEPS}/{schema.IS_FIRST}')")
+        return len(values)
+
+    def steps(self, i: int, start: int = 0, stop: Optional[int] = None,
+              fields: Optional[tuple[str, ...]] = None) -> dict[str, np.ndarray]:
+        """Steps [start, stop) of episode i, only `fields` (top-level step fields; default all), reading and
+        decoding only those: a window of 21 steps reads and decodes 21 frames, not the episode's 1001."""
+        i = self._checked(i)
+        total = self.num_steps(i)
+        stop = total if stop is None else stop
+        if not 0 <= start <= stop <= total:
+            raise IndexError(f"steps [{start}, {stop}) of an episode of {total}")
+        record = self._record(i)
+        path, offset, _ = self.index[i]
+        prefix = f"{schema.STEPS}/"
+        out = {}
+        for field in self.spec.fields():
+            if not field.name.startswith(prefix) or "/" in field.name[len(prefix):]:
+                continue
+            name = field.name[len(prefix):]
+            if fields is not None and name not in fields:
+                continue
+            values = record.get(field.name)
+            unit = 1 if isinstance(values, _Bytes) else int(np.prod(field.shape))
+            try:
+                if values is None or len(values) != total * unit:
+                    raise _Corrupt(f"field '{field.name}': {0 if values is None else len(values)} values for "
+                                   f"{total} steps")
+                if isinstance(values, _Bytes):
+                    values = self._read_items(path, offset, values, start, stop)
+                else:
+                    values = values[start * unit:stop * unit]
+                out[name] = _decode(field, values, stop - start, field.shape)
+            except _Corrupt as exc:
+                raise DataError(f"{path}: record {i}: {exc}") from None
+        if fields is not None and set(fields) - set(out):
+            raise KeyError(f"no step field {sorted(set(fields) - set(out))}; the steps hold {sorted(out)}")
+        return out
+
+    @staticmethod
+    def _read_items(path: Path, offset: int, items: _Bytes, start: int, stop: int) -> list[bytes]:
+        """Items [start, stop) of a byte-string list: one read of the span they lie in."""
+        if start == stop:
+            return []
+        first = int(items.starts[start])
+        end = int(items.starts[stop - 1] + items.lengths[stop - 1])
+        with open(path, "rb") as f:
+            f.seek(offset + first)
+            chunk = f.read(end - first)
+        if len(chunk) != end - first:
+            raise _Corrupt("the record ends early")
+        shifted = _Bytes(items.starts[start:stop] - first, items.lengths[start:stop])
+        return shifted.items(chunk)
 
     def _checked(self, i: int) -> int:
         if not isinstance(i, (int, np.integer)):

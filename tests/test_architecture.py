@@ -31,6 +31,7 @@ EXCEPTIONS = {
 NEVER_IN = {"models": ("tensorflow", "tensorflow_datasets", "rlds", "reverb")}
 NEVER_IN_FILE = {"loaders/transformations.py": ("torch",),  # pure tf.data; the torch bridge is apart
                  "loaders/episode_source.py": ("tensorflow", "tensorflow_datasets", "rlds", "torch"),
+                 "loaders/map_datasets.py": ("tensorflow", "tensorflow_datasets", "rlds"),
                  "dropj_datasets/schema.py": ("tensorflow", "tensorflow_datasets", "torch"),
                  "dropj_datasets/codec.py": ("tensorflow", "torch")}
 
