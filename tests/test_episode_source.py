@@ -74,6 +74,7 @@ def _leaves(tree):
             yield value
 
 
+@pytest.mark.slow
 def test_an_episode_is_what_tfds_load_gives(real_dir):
     source = EpisodeSource(real_dir)
     theirs = _tfds_examples(real_dir)
@@ -168,6 +169,7 @@ def test_indexes_are_checked(real_dir):
         source["0"]
 
 
+@pytest.mark.slow
 def test_the_wire_format_parser_on_tensorflows_own_examples():
     """Lists packed and unpacked, negative and 10-byte varints, empty lists, as TensorFlow serialises them."""
     import tensorflow as tf

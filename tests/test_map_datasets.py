@@ -15,6 +15,7 @@ from dropj.loaders import EpisodeSource, PreferencePairs, VAEFrames, WindowDatas
 from factory import build, dummy_data
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
+pytestmark = pytest.mark.slow  # three builds and the tf.data pipelines to compare with: over 5 s in all
 
 
 @pytest.fixture(scope="module")
