@@ -16,7 +16,7 @@ Beam worker talks to its runner over gRPC from several threads, and a
 reader process forked from the worker itself aborted now and then (SIGABRT,
 after gRPC's "skipping fork() handlers") in tests/test_beam.py.
 
-Measured and rejected (docs/benchmarks.md): a sequential reader handing raw
+Measured once while designing it, and rejected: a sequential reader handing raw
 episodes to every worker through a `Reshuffle`. The raw frames then cross the
 shuffle (21 MB per Car Racing episode, 49 MB per Obstacle one), and Beam's
 DirectRunner holds a stage's whole output in memory: 7.3 GB of memory and 7x
@@ -38,7 +38,7 @@ from dropj.converters import pipeline, rollouts
 NAMESPACE = "dropj"
 
 
-def _examples(source: str, make: rollouts.ExampleMaker) -> Iterator[tuple[int, dict]]:
+def _examples(_source: str, make: rollouts.ExampleMaker) -> Iterator[tuple[int, dict]]:
     episodes = beam.metrics.Metrics.counter(NAMESPACE, "episodes")
     for item in pipeline.in_fresh_process(functools.partial(rollouts.iter_examples, make), make.spec.config):
         episodes.inc()

@@ -17,10 +17,10 @@ At most `depth + 3` episodes are in flight: `depth` queued, one being read,
 one being encoded and one being written, whatever the size of the source.
 Latent-state episodes (dream files) have no frames: the reader process alone.
 
-Measured on 2 cores (docs/benchmarks.md): a 2.1 GB Car Racing source builds
-in 8.3 s this way, against 9.5 to 9.9 s with the frames pickled through the
-queue (35 ms per episode in the reader alone) and encoded by threads of the
-build's process (their GIL shared with TFDS).
+Measured on 2 cores, a 2.1 GB Car Racing source: 7.9 to 8.2 s this way,
+against 9.5 to 9.9 s with the frames pickled through the queue (35 ms per
+episode in the reader alone) and encoded by threads of the build's process
+(their GIL shared with TFDS); docs/benchmarks.md has today's figures.
 """
 
 from __future__ import annotations
@@ -63,6 +63,36 @@ def _die_with_parent(parent: int) -> None:
         pass
     if os.getppid() != parent:  # the parent ended before the signal was armed
         os._exit(1)
+
+
+def _putter(out: Any, parent: int) -> Callable[[Any], None]:
+    """`out.put` for a helper process: it waits while the queue is full, but not for a build that has gone."""
+    def put(item: Any) -> None:
+        while True:
+            try:
+                return out.put(item, timeout=1.0)
+            except queue.Full:
+                if os.getppid() != parent:  # the build was killed: do not linger as an orphan
+                    os._exit(1)
+
+    return put
+
+
+def _received(results: Any, helper: Any, what: str) -> Iterator[Any]:
+    """The items a helper process puts, until its None; its exception is raised here; its death is a
+    DataError naming `what`."""
+    while True:
+        try:
+            item = results.get(timeout=1.0)
+        except queue.Empty:
+            if not helper.is_alive():
+                raise DataError(f"the {helper.name} process of {what} died (exit code {helper.exitcode})") from None
+            continue
+        if item is None:
+            return
+        if isinstance(item, BaseException):
+            raise item
+        yield item
 
 
 class FrameSlots:
@@ -137,15 +167,7 @@ def _read_worker(read: ReadEpisodes, out: Any, parent: int, slots: Optional[Fram
     # container), so the collector's default generation-0 threshold (700) only costs time: 7 % of
     # the build on 2 cores. Collections still happen, 140 times less often.
     gc.set_threshold(100_000, 50, 100)
-
-    def put(item: Any) -> None:
-        while True:
-            try:
-                return out.put(item, timeout=1.0)
-            except queue.Full:
-                if os.getppid() != parent:  # the build was killed: do not linger as an orphan
-                    os._exit(1)
-
+    put = _putter(out, parent)
     try:
         allocator = _SlotAllocator(slots, parent) if slots is not None else None
         for index, ep in read(allocator or np.empty):
@@ -230,19 +252,7 @@ class Pipeline:
 
     def episodes(self) -> Iterator[tuple[int, episodes_lib.Episode, Optional[EncodedFrames]]]:
         """(index, episode, its frames being encoded or None); `frames.result()` before the next-but-one."""
-        while True:
-            try:
-                item = self._results.get(timeout=1.0)
-            except queue.Empty:
-                if not self._reader.is_alive():
-                    raise DataError(f"the reader process of {self._what} died "
-                                    f"(exit code {self._reader.exitcode})") from None
-                continue
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            index, ep, taken = item
+        for index, ep, taken in _received(self._results, self._reader, self._what):
             if self._encoders is None:
                 yield index, ep, None
                 continue
@@ -287,15 +297,7 @@ def _nothing() -> None:
 
 def _fresh_worker(produce: Callable[[], Iterator[Any]], out: Any, parent: int) -> None:
     _die_with_parent(parent)
-
-    def put(item: Any) -> None:
-        while True:
-            try:
-                return out.put(item, timeout=1.0)
-            except queue.Full:
-                if os.getppid() != parent:
-                    os._exit(1)
-
+    put = _putter(out, parent)
     try:
         for item in produce():
             put(item)
@@ -320,18 +322,7 @@ def in_fresh_process(produce: Callable[[], Iterator[Any]], what: str, depth: int
     worker = context.Process(target=_fresh_worker, args=(produce, results, os.getpid()), name="dropj-build")
     worker.start()
     try:
-        while True:
-            try:
-                item = results.get(timeout=1.0)
-            except queue.Empty:
-                if not worker.is_alive():
-                    raise DataError(f"the build process of {what} died (exit code {worker.exitcode})") from None
-                continue
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
+        yield from _received(results, worker, what)
     finally:
         if worker.is_alive():
             worker.terminate()

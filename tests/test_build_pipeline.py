@@ -127,3 +127,29 @@ def test_column_encoding_leaves_odd_values_to_tfds_with_its_results_and_errors()
         with builder.columnar_datasets(features):
             columns = outcome(odd)
         assert columns == plain, odd
+
+
+def _dies(allocate):
+    import os
+
+    os._exit(3)
+    yield  # a generator, as `read` is
+
+
+def _dies_too():
+    import os
+
+    os._exit(4)
+    yield
+
+
+def test_a_helper_that_dies_is_one_error_naming_it():
+    """A reader (forked) or a build interpreter (spawned) that dies without a word: one DataError, not a hang."""
+    from dropj_datasets import codec
+    from dropj_datasets.schema import DataError
+
+    with pipeline.Pipeline(_dies, codec.PNG, 1 << 16, "the test config") as running:
+        with pytest.raises(DataError, match=r"the dropj-reader process of the test config died \(exit code 3\)"):
+            list(running.episodes())
+    with pytest.raises(DataError, match=r"the dropj-build process of elsewhere died \(exit code 4\)"):
+        list(pipeline.in_fresh_process(_dies_too, "elsewhere"))
