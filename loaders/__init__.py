@@ -3,7 +3,7 @@
     from dropj.loaders import TorchIterable, preference_pairs, vae_frames, world_model_windows
     from dropj.loaders import video     # query videos (PyAV only)
     from dropj.loaders import EpisodeSource  # random access without TensorFlow (numpy, Pillow)
-    from dropj.loaders import WindowDataset, VAEFrames, PreferencePairs  # map-style torch datasets on it
+    from dropj.loaders import WindowDataset, VAEFrames, PreferencePairs, LabelledSteps  # map-style, on it
 
 `transformations` holds the pure ``Dataset -> Dataset`` pipelines (through
 `rlds.transformations`), `torch_bridge` hands any of them to PyTorch, and
@@ -22,6 +22,7 @@ _NAMES = {
     "shard_seed": "torch_bridge", "to_torch": "torch_bridge",
     "EpisodeSource": "episode_source",
     "WindowDataset": "map_datasets", "VAEFrames": "map_datasets", "PreferencePairs": "map_datasets",
+    "LabelledSteps": "map_datasets",
 }
 
 __all__ = list(_NAMES)

@@ -5,107 +5,203 @@
     train, val = training_data.vae_data(D)                              # dropj_carracing/real frames
     train, val = training_data.mdnrnn_data(D, sequence_length=32)       # dropj_carracing/dream windows
     train, val = training_data.reward_data(D)                           # preferences_dropj pairs
-    for batch in train.loader(num_workers=0): ...
+    train, val = training_data.sparse_data(D)                           # dros labelled steps
+    for batch in train.loader(num_workers=2, pin_memory=True): ...      # a torch DataLoader
+
+Two readers give the same items. The default, ``loader='map'``, reads with
+`EpisodeSource` and the map-style datasets of `map_datasets` (no TensorFlow
+anywhere, random access, shuffled by the DataLoader's sampler each epoch).
+``loader='tf.data'`` reads through TFDS, `rlds.transformations` and
+`TorchIterable` (`tf_training_data`; shuffled in a buffer of `shuffle_buffer`).
 
 Train / validation split: by the index of the stored element (episode for `real` / `dream`, example
-for `preferences_*`) in the dataset's stored order. Every `VALIDATION_EVERY`-th element (indices
-0, 10, 20, ...) is validation, the rest train, so the split is the same on every machine and for
-every number of workers, and no episode gives windows to both sides. The sample's 3 real episodes
-hold out episode 0; its 2 dream episodes hold out episode 0.
+for `preferences_*`, sketch for `request` / `dros`) in the dataset's stored order. Every
+`VALIDATION_EVERY`-th element (indices 0, 10, 20, ...) is validation, the rest train, so the split is
+the same on every machine, for every number of workers and for both readers, and no episode gives
+windows to both sides. The sample's 3 real episodes hold out episode 0; its 2 dream episodes hold out
+episode 0.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import functools
-from collections.abc import Callable
-from typing import Any
+import sys
+from typing import Any, Optional
 
-import tensorflow as tf
-import tensorflow_datasets as tfds
+import numpy as np
+import torch
+import torch.utils.data
 
 from dropj_datasets import schema
 
-from .torch_bridge import TorchIterable
-from .transformations import labelled_steps, preference_pairs, vae_frames, world_model_windows
-
-__all__ = ["VALIDATION_EVERY", "DEFAULT_DATASETS", "KINDS", "HeldOutShards", "vae_data", "mdnrnn_data",
-           "reward_data", "sparse_data"]
+__all__ = ["VALIDATION_EVERY", "DEFAULT_DATASETS", "KINDS", "LOADERS", "Batches", "held_out", "vae_data",
+           "mdnrnn_data", "reward_data", "sparse_data"]
 
 VALIDATION_EVERY = 10
 KINDS = ("vae", "mdnrnn", "reward", "sparse")
+LOADERS = ("map", "tf.data")
 DEFAULT_DATASETS = {"vae": "dropj_carracing/real", "mdnrnn": "dropj_carracing/dream",
                     "reward": "dropj_carracing/preferences_dropj", "sparse": "dropj_carracing/dros"}
 
 
-def _builder(name: str, data_dir: str | None) -> Any:
-    """The TFDS builder of NAME/CONFIG: a registered builder, or a directory `dropj record` / `dropj annotate`
-    wrote (found under data_dir as NAME/CONFIG/VERSION)."""
-    if name.split("/", 1)[0] in schema.WRITTEN:
-        from dropj.converters import dataset_dir  # the untrusted directory is checked before TFDS opens it
-
-        return tfds.builder_from_directory(str(dataset_dir.find_built(name, data_dir)))
-    return tfds.builder(name, data_dir=data_dir)
+def held_out(count: int, every: int = VALIDATION_EVERY) -> tuple[np.ndarray, np.ndarray]:
+    """(train, validation) indices of `count` stored elements: every `every`-th validates."""
+    indices = np.arange(count)
+    validation = indices % every == 0
+    return indices[~validation], indices[validation]
 
 
-@dataclasses.dataclass(frozen=True)
-class HeldOutShards:
-    """A `TorchIterable` source like `TfdsShards`, but only the train or the validation elements.
+def worker_context() -> Optional[str]:
+    """How DataLoader workers start: forked on Linux (fast; nothing here holds threads a fork would
+    break), spawned where TensorFlow is already loaded in this process (it is not fork-safe) or elsewhere."""
+    if sys.platform.startswith("linux") and "tensorflow" not in sys.modules:
+        return "fork"
+    return "spawn"
 
-    The split is taken on the stored order before sharding, so it does not depend on the worker count.
-    Module-level and made of names, so it pickles to spawned workers.
+
+@dataclasses.dataclass
+class Batches:
+    """One side of the split of a map-style dataset, and how it is batched; `loader()` makes the DataLoader.
+
+    shuffle: a new order every pass, from a generator seeded with `seed` (the same run gives the
+    same orders). The last batch may be smaller.
     """
-    name: str
-    pipeline: Callable[[tf.data.Dataset], tf.data.Dataset]
-    data_dir: str | None = None
-    validation: bool = False
-    every: int = VALIDATION_EVERY
+    dataset: torch.utils.data.Dataset
+    batch_size: int
+    shuffle: bool = True
+    seed: int = 0
 
-    def __call__(self, shard_index: int, num_shards: int, seed: int) -> tf.data.Dataset:
-        del seed  # the stored order is read as is; TorchIterable shuffles
-        stored = _builder(self.name, self.data_dir).as_dataset(split="train", shuffle_files=False)
-        every, validation = self.every, self.validation
-        chosen = (stored.enumerate()
-                  .filter(lambda index, element: tf.equal(index % every == 0, validation))
-                  .map(lambda index, element: element))
-        return self.pipeline(chosen.shard(num_shards, shard_index))
+    def __len__(self) -> int:
+        return -(-len(self.dataset) // self.batch_size)
+
+    def loader(self, num_workers: int = 0, *, pin_memory: bool = False, persistent_workers: Optional[bool] = None,
+               **kwargs: Any) -> torch.utils.data.DataLoader:
+        """A DataLoader over the batches; `num_workers` processes decode (kept between passes unless
+        ``persistent_workers=False``); `pin_memory` for fast copies to a GPU.
+
+        A dataset with a ``batch(indices)`` method (`WindowDataset`, `VAEFrames`) is asked for whole
+        batches, which it decodes straight into the batch's memory: with workers, a ring of shared
+        buffers reused from batch to batch (`batch_ring`); others are collated by PyTorch's
+        `default_collate`."""
+        if num_workers > 0:
+            kwargs.setdefault("multiprocessing_context", worker_context())
+            kwargs.setdefault("persistent_workers", True if persistent_workers is None else persistent_workers)
+        generator = torch.Generator().manual_seed(self.seed) if self.shuffle else None
+        if not hasattr(self.dataset, "batch"):
+            return torch.utils.data.DataLoader(self.dataset, batch_size=self.batch_size, shuffle=self.shuffle,
+                                               generator=generator, num_workers=num_workers, pin_memory=pin_memory,
+                                               **kwargs)
+        order = (torch.utils.data.RandomSampler(self.dataset, generator=generator) if self.shuffle
+                 else torch.utils.data.SequentialSampler(self.dataset))
+        batches = torch.utils.data.BatchSampler(order, self.batch_size, drop_last=False)
+        if num_workers > 0:
+            from .batch_ring import RingLoader
+
+            return RingLoader(self.dataset, batches, num_workers=num_workers, batch_size=self.batch_size,
+                              pin_memory=pin_memory, **kwargs)
+        return torch.utils.data.DataLoader(_WholeBatches(self.dataset), sampler=batches, batch_size=None,
+                                           pin_memory=pin_memory, **kwargs)
 
 
-def _split(name: str, pipeline: Callable, data_dir: str | None, *, batch_size: int, seed: int,
-           shuffle_buffer: int) -> tuple[TorchIterable, TorchIterable]:
-    train = TorchIterable(HeldOutShards(name, pipeline, data_dir, validation=False), seed=seed,
-                          shuffle_buffer=shuffle_buffer, batch_size=batch_size)
-    val = TorchIterable(HeldOutShards(name, pipeline, data_dir, validation=True), seed=seed, batch_size=batch_size)
-    return train, val
+class _WholeBatches(torch.utils.data.Dataset):
+    """`dataset[indices]` is `dataset.batch(indices)`: one call decodes a whole batch."""
+
+    def __init__(self, dataset: Any):
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, indices: list[int]) -> Any:
+        return self.dataset.batch(indices)
 
 
-def vae_data(data_dir: str | None, name: str = DEFAULT_DATASETS["vae"], *, batch_size: int = 32, seed: int = 0,
-             shuffle_buffer: int = 1000) -> tuple[TorchIterable, TorchIterable]:
-    """(train, validation) batches of frames (N, H, W, 3) uint8 from a `real` config (`vae_frames`)."""
-    return _split(name, vae_frames, data_dir, batch_size=batch_size, seed=seed, shuffle_buffer=shuffle_buffer)
+def _source(name: str, data_dir: Optional[str]) -> Any:
+    from dropj.converters import dataset_dir  # the untrusted directory is checked before it is read
+
+    from .episode_source import EpisodeSource
+
+    return EpisodeSource(dataset_dir.find_built(name, data_dir))
 
 
-def mdnrnn_data(data_dir: str | None, name: str = DEFAULT_DATASETS["mdnrnn"], *, sequence_length: int = 32,
-                batch_size: int = 16, seed: int = 0, shuffle_buffer: int = 100) -> tuple[TorchIterable, TorchIterable]:
+def _split(source: Any, make: Any, *, batch_size: int, seed: int, shuffle: bool) -> tuple[Batches, Batches]:
+    train, validation = held_out(len(source))
+    return (Batches(make(source, train), batch_size, shuffle=shuffle, seed=seed),
+            Batches(make(source, validation), batch_size, shuffle=False, seed=seed))
+
+
+def _checked_loader(loader: str) -> None:
+    if loader not in LOADERS:
+        raise ValueError(f"loader must be one of {list(LOADERS)}, got {loader!r}")
+
+
+def vae_data(data_dir: Optional[str], name: str = DEFAULT_DATASETS["vae"], *, batch_size: int = 32, seed: int = 0,
+             shuffle_buffer: int = 1000, loader: str = "map") -> tuple[Any, Any]:
+    """(train, validation) batches of frames (N, H, W, 3) uint8 from a `real` config (`vae_frames`).
+
+    shuffle_buffer: 0 keeps the stored order (both readers); else the tf.data reader's buffer size."""
+    _checked_loader(loader)
+    if loader == "tf.data":
+        from . import tf_training_data
+
+        return tf_training_data.vae_data(data_dir, name, batch_size=batch_size, seed=seed,
+                                         shuffle_buffer=shuffle_buffer)
+    from .map_datasets import VAEFrames
+
+    return _split(_source(name, data_dir), lambda source, chosen: VAEFrames(source, chosen),
+                  batch_size=batch_size, seed=seed, shuffle=shuffle_buffer > 0)
+
+
+def mdnrnn_data(data_dir: Optional[str], name: str = DEFAULT_DATASETS["mdnrnn"], *, sequence_length: int = 32,
+                batch_size: int = 16, seed: int = 0, shuffle_buffer: int = 100,
+                loader: str = "map") -> tuple[Any, Any]:
     """(train, validation) windows of `sequence_length` transitions from a `dream` config (latent states).
 
     Actions are the env-unit ``action`` the MDN-RNN consumes (`world_model_windows`).
     """
+    _checked_loader(loader)
     spec = schema.spec_for(*name.split("/", 1))
     if not getattr(spec, "is_dream", False):
         raise ValueError(f"the MDN-RNN trains on latent states: use a dream config, not {name!r}")
-    pipeline = functools.partial(world_model_windows, length=sequence_length, action_key=schema.ACTION)
-    return _split(name, pipeline, data_dir, batch_size=batch_size, seed=seed, shuffle_buffer=shuffle_buffer)
+    if loader == "tf.data":
+        from . import tf_training_data
+
+        return tf_training_data.mdnrnn_data(data_dir, name, sequence_length=sequence_length, batch_size=batch_size,
+                                            seed=seed, shuffle_buffer=shuffle_buffer)
+    from .map_datasets import WindowDataset
+
+    return _split(_source(name, data_dir),
+                  lambda source, chosen: WindowDataset(source, sequence_length, action_key=schema.ACTION,
+                                                       episodes=chosen),
+                  batch_size=batch_size, seed=seed, shuffle=shuffle_buffer > 0)
 
 
-def reward_data(data_dir: str | None, name: str = DEFAULT_DATASETS["reward"], *, batch_size: int = 16,
-                seed: int = 0, shuffle_buffer: int = 100) -> tuple[TorchIterable, TorchIterable]:
+def reward_data(data_dir: Optional[str], name: str = DEFAULT_DATASETS["reward"], *, batch_size: int = 16,
+                seed: int = 0, shuffle_buffer: int = 100, loader: str = "map") -> tuple[Any, Any]:
     """(train, validation) labelled preference pairs from a `preferences_*` config or a `dropj annotate`
     directory (`dropj_annotations/METHOD`, found under data_dir) (`preference_pairs`)."""
-    return _split(name, preference_pairs, data_dir, batch_size=batch_size, seed=seed, shuffle_buffer=shuffle_buffer)
+    _checked_loader(loader)
+    if loader == "tf.data":
+        from . import tf_training_data
+
+        return tf_training_data.reward_data(data_dir, name, batch_size=batch_size, seed=seed,
+                                            shuffle_buffer=shuffle_buffer)
+    from .map_datasets import PreferencePairs
+
+    return _split(_source(name, data_dir), lambda source, chosen: PreferencePairs(source, episodes=chosen),
+                  batch_size=batch_size, seed=seed, shuffle=shuffle_buffer > 0)
 
 
-def sparse_data(data_dir: str | None, name: str = DEFAULT_DATASETS["sparse"], *, batch_size: int = 64,
-                seed: int = 0, shuffle_buffer: int = 1000) -> tuple[TorchIterable, TorchIterable]:
+def sparse_data(data_dir: Optional[str], name: str = DEFAULT_DATASETS["sparse"], *, batch_size: int = 64,
+                seed: int = 0, shuffle_buffer: int = 1000, loader: str = "map") -> tuple[Any, Any]:
     """(train, validation) labelled steps of a ReQueST / DROS config (`labelled_steps`); the split is by sketch."""
-    return _split(name, labelled_steps, data_dir, batch_size=batch_size, seed=seed, shuffle_buffer=shuffle_buffer)
+    _checked_loader(loader)
+    if loader == "tf.data":
+        from . import tf_training_data
+
+        return tf_training_data.sparse_data(data_dir, name, batch_size=batch_size, seed=seed,
+                                            shuffle_buffer=shuffle_buffer)
+    from .map_datasets import LabelledSteps
+
+    return _split(_source(name, data_dir), lambda source, chosen: LabelledSteps(source, chosen),
+                  batch_size=batch_size, seed=seed, shuffle=shuffle_buffer > 0)

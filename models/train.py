@@ -185,7 +185,8 @@ def _device(model: nn.Module) -> torch.device:
 def vae_batch_loss(model: ConvVAE, batch: torch.Tensor | Mapping[str, torch.Tensor]) -> torch.Tensor:
     """batch: (N, H, W, 3) uint8 frames (or a dict with 'observation') -> `vae_loss` with the model's kl_tolerance."""
     frames = batch["observation"] if isinstance(batch, Mapping) else batch
-    x = frames_to_tensor(frames).to(_device(model))
+    # uint8 crosses to the device (a quarter of the bytes of float32, asynchronously from pinned memory)
+    x = frames_to_tensor(torch.as_tensor(frames).to(_device(model), non_blocking=True))
     recon, mu, logvar = model(x)
     return vae_loss(recon, x, mu, logvar, model.config.kl_tolerance, model.config.n_z)
 
@@ -198,9 +199,9 @@ def mdnrnn_batch_loss(model: MDNRNN, batch: Mapping[str, torch.Tensor]) -> torch
     each window from zeros: the stored c|h are the release RNN's, not this model's.
     """
     n_z, device = model.config.n_z, _device(model)
-    z = batch["observation"][..., :n_z].to(device, torch.float32)
-    a = batch["action"].to(device, torch.float32)
-    target = batch["next_observation"][..., :n_z].to(device, torch.float32)
+    z = batch["observation"][..., :n_z].to(device, torch.float32, non_blocking=True)
+    a = batch["action"].to(device, torch.float32, non_blocking=True)
+    target = batch["next_observation"][..., :n_z].to(device, torch.float32, non_blocking=True)
     out = model(torch.cat([z, a], dim=-1))
     return mdn_nll(out.logmix, out.mean, out.logstd, target)
 
@@ -214,10 +215,11 @@ def reward_batch_loss(model: PreferenceRewardEnsemble, batch: Mapping[str, torch
     device = _device(model)
 
     def segment(side: str) -> torch.Tensor:
-        return torch.cat([batch[f"{side}_observation"], batch[f"{side}_action"]], dim=-1).to(device, torch.float32)
+        return torch.cat([batch[f"{side}_observation"], batch[f"{side}_action"]], dim=-1).to(
+            device, torch.float32, non_blocking=True)
 
     r_left, r_right = model.member_rewards(segment("left")), model.member_rewards(segment("right"))
-    label = batch["label"].to(device, torch.float32)
+    label = batch["label"].to(device, torch.float32, non_blocking=True)
     return sum(preference_loss(r_left[m], r_right[m], label) for m in range(r_left.shape[0]))
 
 

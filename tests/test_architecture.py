@@ -25,13 +25,19 @@ EXCEPTIONS = {
     ("dropj_datasets/builder.py", "dropj.converters.kinds"),
     ("dropj_datasets/builder.py", "dropj.converters.durable"),
     ("loaders/training_data.py", "dropj.converters.dataset_dir"),
+    ("loaders/tf_training_data.py", "dropj.converters.dataset_dir"),
     ("loaders/episode_source.py", "dropj.converters.dataset_dir"),
+    ("loaders/episode_index.py", "dropj.converters.durable"),  # the index is written whole or not at all
     ("models/dream.py", "dropj.converters.legacy_pickle"),  # start-state files, through the one safe reader
 }
 NEVER_IN = {"models": ("tensorflow", "tensorflow_datasets", "rlds", "reverb")}
 NEVER_IN_FILE = {"loaders/transformations.py": ("torch",),  # pure tf.data; the torch bridge is apart
                  "loaders/episode_source.py": ("tensorflow", "tensorflow_datasets", "rlds", "torch"),
                  "loaders/map_datasets.py": ("tensorflow", "tensorflow_datasets", "rlds"),
+                 "loaders/episode_index.py": ("tensorflow", "tensorflow_datasets", "rlds", "torch"),
+                 "loaders/tfrecord_wire.py": ("tensorflow", "tensorflow_datasets", "rlds", "torch"),
+                 "loaders/batch_ring.py": ("tensorflow", "tensorflow_datasets", "rlds"),
+                 "loaders/training_data.py": ("tensorflow", "tensorflow_datasets", "rlds"),
                  "dropj_datasets/schema.py": ("tensorflow", "tensorflow_datasets", "torch"),
                  "dropj_datasets/codec.py": ("tensorflow", "torch")}
 

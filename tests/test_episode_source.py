@@ -14,7 +14,8 @@ import pytest
 from dropj_datasets import schema
 from dropj_datasets.schema import DataError
 from factory import build, dummy_data
-from dropj.loaders.episode_source import EpisodeSource, _masked_crc32c, parse_example
+from dropj.loaders.episode_source import EpisodeSource
+from dropj.loaders.tfrecord_wire import _masked_crc32c, parse_example
 
 ENV = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"}
 
@@ -136,13 +137,13 @@ def test_a_damaged_length_is_caught_by_its_checksum(real_dir, tmp_path):
     data[3] ^= 0x40
     shard.write_bytes(bytes(data))
     with pytest.raises(DataError, match=rf"{shard.name}: record 0: the length's checksum does not match"):
-        len(EpisodeSource(directory).index)
+        EpisodeSource(directory).index
 
 
 def test_a_damaged_record_names_the_record_and_field(real_dir, tmp_path):
     directory, shard = _copy(real_dir, tmp_path)
     source = EpisodeSource(directory)
-    _, offset, length = source.index[1]
+    _, offset, length, _ = source.index.records[1]
     data = bytearray(shard.read_bytes())
     payload = bytes(data[offset:offset + length])
     at = payload.index(b"\x89PNG")  # the first frame's bytes
@@ -204,7 +205,7 @@ def test_damaged_records_give_data_errors_only(real_dir, tmp_path):
     """Random byte flips anywhere in a record: each read decodes, or fails with one DataError naming it."""
     directory, shard = _copy(real_dir, tmp_path)
     source = EpisodeSource(directory)
-    _, offset, length = source.index[0]
+    _, offset, length, _ = source.index.records[0]
     pristine = shard.read_bytes()
     rng = np.random.default_rng(7)
     outcomes = {"decoded": 0, "refused": 0}
@@ -220,3 +221,146 @@ def test_damaged_records_give_data_errors_only(real_dir, tmp_path):
             assert f"{shard.name}: record 0" in str(error)
             outcomes["refused"] += 1
     assert outcomes["refused"] > 0
+
+
+# -- the index kept beside the data ----------------------------------------------------------------------
+
+
+def _settled_copy(real_dir: Path, tmp_path: Path) -> tuple[Path, Path]:
+    """A copy whose shards were last written a minute ago: its index may be kept on disk."""
+    directory, shard = _copy(real_dir, tmp_path)
+    past = shard.stat().st_mtime_ns - 60 * 10 ** 9
+    os.utime(shard, ns=(past, past))
+    return directory, shard
+
+
+def _steps_of(source: EpisodeSource) -> list:
+    return [source.steps(i, 1, 6) for i in range(len(source))]
+
+
+def test_the_index_is_kept_beside_the_data_and_read_again(real_dir, tmp_path, monkeypatch):
+    from dropj.loaders import episode_index
+
+    directory, _ = _settled_copy(real_dir, tmp_path)
+    first = EpisodeSource(directory)
+    expected = _steps_of(first)
+    index_file = directory / "dropj_index" / "train.idx"
+    assert first.index.path == index_file and index_file.is_file()
+    assert sorted(p.name for p in index_file.parent.iterdir()) == ["train.idx"]  # no partial file left
+
+    def no_pass(*args, **kwargs):
+        raise AssertionError("the index was made again")
+
+    monkeypatch.setattr(episode_index, "build", no_pass)
+    again = EpisodeSource(directory)
+    assert isinstance(again.index.items.base, np.memmap)  # mapped from the file, not read into memory
+    for ours, theirs in zip(_steps_of(again), expected):
+        _same_steps(ours, theirs)
+    assert again.episode_lengths().tolist() == first.episode_lengths().tolist()
+
+
+def _same_steps(ours: dict, theirs: dict) -> None:
+    assert set(ours) == set(theirs)
+    for key in ours:
+        assert ours[key].dtype == theirs[key].dtype and np.array_equal(ours[key], theirs[key]), key
+
+
+def test_a_changed_shard_makes_the_index_stale(real_dir, tmp_path, caplog):
+    directory, shard = _settled_copy(real_dir, tmp_path)
+    EpisodeSource(directory).index
+    index_file = directory / "dropj_index" / "train.idx"
+    before = index_file.read_bytes()
+    data = shard.read_bytes()
+    length = struct.unpack("<Q", data[:8])[0]
+    shard.write_bytes(data[16 + length:])  # the first record gone: two records where dataset_info says three
+    with pytest.raises(DataError, match=rf"{shard.name}: 2 records, dataset_info.json says 3"):
+        EpisodeSource(directory).index
+    shard.write_bytes(data)  # the same bytes again, a new mtime: indexed again, not trusted
+    past = shard.stat().st_mtime_ns - 60 * 10 ** 9
+    os.utime(shard, ns=(past, past))
+    with caplog.at_level("INFO", logger="dropj.loaders"):
+        source = EpisodeSource(directory)
+        source.index
+    assert "the shards changed since it was made; indexing again" in caplog.text
+    assert index_file.read_bytes() != before  # the header holds the new mtime
+    assert source.num_steps(0) > 0
+
+
+def test_a_shard_written_just_now_is_indexed_in_memory_only(real_dir, tmp_path):
+    directory, shard = _copy(real_dir, tmp_path)
+    os.utime(shard)  # now
+    source = EpisodeSource(directory)
+    assert source.index.path is None and not (directory / "dropj_index").exists()
+
+
+def test_a_folder_that_cannot_be_written_keeps_the_index_in_memory(real_dir, tmp_path, caplog):
+    directory, _ = _settled_copy(real_dir, tmp_path)
+    (directory / "dropj_index").write_text("a file where the index folder goes")
+    with caplog.at_level("WARNING", logger="dropj.loaders"):
+        source = EpisodeSource(directory)
+        assert source.index.path is None
+    assert "the index cannot be kept" in caplog.text and "index_dir=" in caplog.text
+    assert source.steps(1, 0, 2)["observation"].shape == (2, 84, 84, 3)
+    elsewhere = tmp_path / "my-index"
+    kept = EpisodeSource(directory, index_dir=elsewhere)
+    assert kept.index.path == elsewhere / "train.idx" and kept.index.path.is_file()
+
+
+def test_the_index_is_never_written_through_a_symlink(real_dir, tmp_path):
+    directory, _ = _settled_copy(real_dir, tmp_path)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (directory / "dropj_index").symlink_to(outside)
+    source = EpisodeSource(directory)
+    assert source.index.path is None and list(outside.iterdir()) == []
+    (directory / "dropj_index").unlink()
+    (directory / "dropj_index").mkdir()
+    (directory / "dropj_index" / "train.idx").symlink_to(outside / "planted")
+    source = EpisodeSource(directory)
+    assert source.index.path is None and list(outside.iterdir()) == []
+
+
+def test_a_damaged_index_is_made_again_or_refused_never_trusted_past_its_records(real_dir, tmp_path):
+    """Random byte flips in the index file: every read gives the data, or one DataError; never another
+    exception, never a read outside the record (the spans are checked against the records)."""
+    directory, _ = _settled_copy(real_dir, tmp_path)
+    expected = _steps_of(EpisodeSource(directory))
+    index_file = directory / "dropj_index" / "train.idx"
+    pristine = index_file.read_bytes()
+    rng = np.random.default_rng(21)
+    outcomes = {"same": 0, "refused": 0, "made again": 0}
+    for _ in range(int(os.environ.get("DROPJ_FUZZ_ROUNDS", "60"))):
+        data = bytearray(pristine)
+        for position in rng.integers(0, len(data), size=int(rng.integers(1, 3))):
+            data[position] ^= int(rng.integers(1, 256))
+        index_file.write_bytes(bytes(data))
+        source = EpisodeSource(directory)
+        try:
+            got = _steps_of(source)
+        except DataError:
+            outcomes["refused"] += 1
+            continue
+        if index_file.read_bytes() == pristine:
+            outcomes["made again"] += 1
+        else:
+            outcomes["same"] += 1  # a flip the checks let through still points inside its own record
+        assert all(set(g) == set(e) for g, e in zip(got, expected))
+    assert outcomes["made again"] > 0
+
+
+def test_a_spawned_worker_maps_the_same_index(real_dir, tmp_path):
+    import pickle
+
+    directory, _ = _settled_copy(real_dir, tmp_path)
+    source = EpisodeSource(directory)
+    source.steps(0, 0, 1)
+    state = pickle.dumps(source)
+    assert len(state) < 10_000  # names and counts, not the index
+    code = ("import pickle, sys\nfrom dropj.loaders import episode_index\n"
+            "episode_index.build = None  # a worker must not make the index again\n"
+            "source = pickle.loads(sys.stdin.buffer.read())\n"
+            "print(source.steps(2, 3, 5)['action'].tolist(), type(source.index.items.base).__name__)\n")
+    done = subprocess.run([sys.executable, "-c", code], input=state, capture_output=True, env=ENV, timeout=120)
+    assert done.returncode == 0, done.stderr.decode()[-2000:]
+    actions, kind = done.stdout.decode().rsplit(" ", 1)
+    assert actions == str(source.steps(2, 3, 5)["action"].tolist()) and kind.strip() == "memmap"

@@ -94,7 +94,8 @@ def test_windows_decode_only_their_steps(built, monkeypatch):
 
     decoded = []
     original = episode_source._decode_png
-    monkeypatch.setattr(episode_source, "_decode_png", lambda data, shape: decoded.append(1) or original(data, shape))
+    monkeypatch.setattr(episode_source, "_decode_png",
+                        lambda data, shape, out=None: decoded.append(1) or original(data, shape, out))
     windows = WindowDataset(EpisodeSource(built["dropj_carracing/real"]), 5)
     assert not decoded  # making the index decodes nothing
     windows[3]
@@ -135,3 +136,73 @@ if __name__ == '__main__':
     seen, total = map(int, counts.split())
     assert seen == 2 * total and total > 0 and modules == "[]"
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("context", ["fork", "spawn"])
+def test_whole_batches_in_workers_stop_cleanly_in_the_middle_of_a_pass(built, tmp_path, context):
+    """`training_data.Batches`' loader: batches decoded in the workers' shared memory equal the items'
+    default collate; a loader stopped after a few batches leaves no aborted worker."""
+    code = f"""
+import sys, torch
+from torch.utils.data import DataLoader
+from dropj.loaders import EpisodeSource, WindowDataset
+from dropj.loaders.training_data import Batches
+
+if __name__ == '__main__':
+    windows = WindowDataset(EpisodeSource({str(built['dropj_carracing/real'])!r}), 3)
+    batches = Batches(windows, 4, shuffle=False).loader(num_workers=2, multiprocessing_context={context!r})
+    items = DataLoader(windows, batch_size=4)
+    for n, (ours, theirs) in enumerate(zip(batches, items)):
+        for key in theirs:
+            assert ours[key].dtype == theirs[key].dtype and torch.equal(ours[key], theirs[key]), key
+    it = iter(batches)
+    first = next(it)
+    del it, batches
+    print(n + 1, 'tensorflow' in sys.modules)
+"""
+    script = tmp_path / "stop_early.py"
+    script.write_text(code)
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, env=ENV, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    count, tensorflow = done.stdout.split()
+    assert int(count) > 1 and tensorflow == "False"
+    assert "terminate called" not in done.stderr and "Traceback" not in done.stderr, done.stderr[-3000:]
+
+
+def test_ring_buffers_are_reused_only_once_every_tensor_of_a_batch_is_freed(built):
+    """The main process's side of `batch_ring`: a buffer is free again only when the batch's last tensor,
+    or a view of one, is gone; a consumer that keeps every batch still gets them all, whole (the workers
+    make fresh shared memory when no buffer is free)."""
+    import gc
+
+    import torch
+    from torch.utils.data import DataLoader
+
+    from dropj.loaders.batch_ring import FREE, RingLoader
+    from dropj.loaders.training_data import Batches
+
+    windows = WindowDataset(EpisodeSource(built["dropj_carracing/real"]), 2)
+    loader = Batches(windows, 2, shuffle=False).loader(num_workers=2)
+    assert isinstance(loader, RingLoader)
+    expected = list(DataLoader(windows, batch_size=2))
+    kept = list(loader)  # holds every batch: more than the ring's buffers
+    assert len(kept) == len(expected) > len(loader.ring.flags)
+    for ours, theirs in zip(kept, expected):
+        for key in theirs:
+            assert torch.equal(ours[key], theirs[key]), key
+    del kept
+    gc.collect()
+    assert (loader.ring.flags == FREE).all()
+    it = iter(loader)
+    batch = next(it)
+    (slot, alive), = loader.ring._held.items()  # the one batch handed out so far: frames and actions
+    assert alive == 2 and loader.ring.flags[slot] != FREE
+    view = batch["next_observation"][:, 1:]  # a view that outlives the batch
+    del batch
+    gc.collect()
+    assert loader.ring._held == {slot: 1} and loader.ring.flags[slot] != FREE  # the frames are in use
+    assert torch.equal(view, expected[0]["next_observation"][:, 1:])
+    del view
+    gc.collect()
+    assert slot not in loader.ring._held and loader.ring.flags[slot] == FREE
+    del it

@@ -3,7 +3,9 @@ exactly, the outputs are written, `dropj train` works end to end, and the loop s
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -66,12 +68,88 @@ def test_a_tiny_run_reduces_the_loss_and_writes_its_outputs(kind, data_dir, tmp_
     assert read_checkpoint(tmp_path / "checkpoint.pt")["step"] == 8
 
 
-def test_the_split_holds_out_every_tenth_episode(data_dir):
-    train, val = training_data.vae_data(data_dir, batch_size=100, shuffle_buffer=0)
+@pytest.mark.parametrize("loader", ["map", "tf.data"])
+def test_the_split_holds_out_every_tenth_episode(data_dir, loader):
+    train, val = training_data.vae_data(data_dir, batch_size=100, shuffle_buffer=0, loader=loader)
     n_train, n_val = (sum(len(b) for b in d.loader()) for d in (train, val))
     episodes = tfds.builder("dropj_carracing/real", data_dir=data_dir).as_dataset(split="train")
     lengths = [int(ep[schema.STEPS].cardinality()) for ep in episodes]
     assert (n_val, n_train) == (lengths[0], sum(lengths[1:]))  # 3 episodes: index 0 validates
+
+
+def test_held_out_takes_every_tenth_index():
+    train, validation = training_data.held_out(23)
+    assert validation.tolist() == [0, 10, 20] and len(train) == 20 and not set(train) & set(validation)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", sorted(CASES))
+def test_both_readers_give_the_same_batches(kind, data_dir):
+    """The TF-free reader (the default) and the tf.data one, in stored order: batch for batch equal."""
+    make = {"vae": training_data.vae_data, "reward": training_data.reward_data,
+            "mdnrnn": functools.partial(training_data.mdnrnn_data, sequence_length=8)}[kind]
+    for side in (0, 1):  # train, then validation
+        ours = list(make(data_dir, batch_size=3, shuffle_buffer=0)[side].loader())
+        theirs = list(make(data_dir, batch_size=3, shuffle_buffer=0, loader="tf.data")[side].loader())
+        assert len(ours) == len(theirs) and (len(ours) > 0 or side == 1)
+        for a, b in zip(ours, theirs):
+            a, b = (x if isinstance(x, dict) else {"frames": x} for x in (a, b))
+            assert set(a) == set(b)
+            for key in a:
+                assert a[key].dtype == b[key].dtype and torch.equal(a[key], b[key]), key
+
+
+def test_a_shuffled_map_loader_gives_each_item_once_per_pass_in_a_seeded_order(data_dir):
+    loader = training_data.vae_data(data_dir, batch_size=5, seed=3)[0].loader()
+    passes = [torch.cat(list(loader)) for _ in range(2)]  # two passes of one loader, as the training loop
+    again = torch.cat(list(training_data.vae_data(data_dir, batch_size=5, seed=3)[0].loader()))
+    stored = torch.cat(list(training_data.vae_data(data_dir, batch_size=5, shuffle_buffer=0)[0].loader()))
+    assert torch.equal(passes[0], again)  # the same seed, the same order
+    assert not torch.equal(passes[0], passes[1]) and not torch.equal(passes[0], stored)  # a new order each pass
+
+    def rows(frames: torch.Tensor) -> list:
+        return sorted(frame.numpy().tobytes() for frame in frames)
+
+    assert rows(passes[0]) == rows(passes[1]) == rows(stored)
+
+
+@pytest.mark.slow
+def test_dropj_train_reads_without_tensorflow_in_any_process(data_dir, tmp_path):
+    code = f"""
+import sys
+from dropj_datasets.cli.train import train_from_dataset
+lines = []
+history = train_from_dataset('vae', {data_dir!r}, out_dir={str(tmp_path / 'vae')!r}, steps=3, batch_size=4,
+                             num_workers=2, progress=False, log=lines.append)
+print(lines[-2])
+print(history.step, sorted(m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'rlds', 'reverb')))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert done.returncode == 0, done.stderr[-3000:]
+    said, result = done.stdout.splitlines()[-2:]
+    assert said == "reading dropj_carracing/real without TensorFlow, 2 workers, on cpu"
+    assert result == "[1, 2, 3] []"
+    assert "terminate called" not in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_device_that_cannot_be_used_is_one_clear_error(data_dir, tmp_path):
+    from dropj_datasets.cli.train import checked_device
+
+    assert checked_device("cpu").type == "cpu"
+    assert checked_device(None).type == ("cuda" if torch.cuda.is_available() else "cpu")
+    with pytest.raises(ValueError, match="not a torch device"):
+        checked_device("gpu please")
+    with pytest.raises(ValueError, match="dropj trains on cpu, cuda or mps"):
+        checked_device("meta")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match=r"--device cuda: torch .* docs/install.md"):
+            checked_device("cuda")
+    cmd = [str(Path(sys.executable).parent / "dropj"), "train", "vae", "--data_dir", data_dir, "--out",
+           str(tmp_path / "o"), "--device", "gpu please"]
+    done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and len(done.stderr.strip().splitlines()) == 1, done.stderr
+    assert "not a torch device" in done.stderr and not (tmp_path / "o").exists()
 
 
 def _pairs(n: int = 4) -> list[dict]:

@@ -155,8 +155,9 @@ def _train(args: argparse.Namespace) -> int:
     extra = {k: getattr(args, k) for k in ("sequence_length", "validate_every", "checkpoint_every")
              if getattr(args, k) is not None}
     history = train.train_from_dataset(args.model, args.data_dir, dataset=args.dataset, out_dir=args.out,
-                                               steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                                               seed=args.seed, log=print, **extra)
+                                       steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
+                                       num_workers=args.num_workers, device=args.device, loader=args.loader,
+                                       log=print, **extra)
     if history.train_loss:
         print(f"{args.model}: steps {history.step[0]}-{history.step[-1]}, train loss "
               f"{history.train_loss[0]:.4g} -> {history.train_loss[-1]:.4g}; written to {args.out}")
@@ -299,6 +300,12 @@ def parser() -> argparse.ArgumentParser:
     train.add_argument("--validate_every", type=_positive_int, help="steps between validations (and at the end)")
     train.add_argument("--checkpoint_every", type=_positive_int,
                        help="steps between checkpoints (also at the end and on Ctrl-C)")
+    train.add_argument("--num_workers", type=_non_negative_int,
+                       help="DataLoader worker processes decoding batches (default: the usable CPUs, at most 4; "
+                            "0 decodes in the training process)")
+    train.add_argument("--device", help="torch device: cpu, cuda, cuda:1, mps (default: cuda when available, else cpu)")
+    train.add_argument("--loader", choices=("map", "tf.data"), default="map",
+                       help="map: read without TensorFlow (EpisodeSource, default); tf.data: through TFDS and rlds")
     train.set_defaults(run=_train)
 
     rec = sub.add_parser("record", help="drive with the arrow keys and record RLDS episodes (docs/recording.md)")

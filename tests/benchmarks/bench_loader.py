@@ -1,36 +1,30 @@
-"""Loader benchmark: 20-step windows of 84x84 frames, batch 32, for PyTorch.
+"""Reading for PyTorch: 20-step windows of 84x84 frames, without TensorFlow and through tf.data.
 
-What it measures, in one process, one configuration after the other, on a
-`dropj_carracing/real` dataset built (once, cached) from a release-format
-source of real gymnasium CarRacing-v3 frames:
+One run measures, each configuration in a fresh child process (its start-up and memory are its own), on
+`dropj_carracing/real` built from frames of our `DropjCarRacing-v0` (bench_build's frame pool, driven like
+a keyboard player), at 1x and 4x the episodes:
 
-* ours: ``TorchIterable.from_tfds('dropj_carracing/real', partial(world_model_windows,
-  length=20), batch_size=32, shuffle_buffer=...)`` through ``.loader(num_workers=w)``
-  for w = 0, 1, 2 (workers spawned, as `loader` does);
-* reference A, the ceiling: only the PNG decoding of the same frames. The encoded
-  PNG bytes are read into memory first (``SkipDecoding``), then decoded with
-  ``tf.io.decode_png`` in a tf.data map with ``num_parallel_calls=AUTOTUNE`` (so on
-  every core); only the decoding is timed;
-* reference B: a plain Python loop over ``tfds.as_numpy(builder.as_dataset(split='train'))``
-  that walks each episode's steps and stacks 20-step windows and batches of 32 by
-  hand (no shuffle, one process).
+* the decode ceiling per core: every frame's PNG bytes of the first episodes read into memory, then decoded
+  one after the other on one core by the reader's decoder (`episode_source._decode_png`); the other
+  decoders measured on the same bytes (Pillow, TensorFlow's `decode_png`, and pyspng and OpenCV when
+  importable: `--candidates-path DIR` adds a folder they were `pip install --target`ed into);
+* ours, the TF-free reader: `training_data.Batches(WindowDataset(EpisodeSource(D), 20), 32,
+  shuffle=True).loader(num_workers=w)` for w = 0, 1, 2 (what `dropj train` reads: whole batches
+  decoded straight into shared memory, forked workers kept between passes), and the plain
+  `DataLoader(WindowDataset(...), batch_size=32, shuffle=True, num_workers=w, persistent_workers=True)`
+  (items collated by PyTorch) at 0 and 2 workers;
+* `TorchIterable` (tf.data, `rlds.transformations`, spawned workers) at 0 and 2 workers;
+* a plain loop over `tfds.as_numpy`, windows stacked by hand;
+* start-up: seconds from making the `EpisodeSource` (imports done) to the first batch, with the index
+  kept beside the data and with none (the first use, which makes it);
+* memory over a long run: ours with 2 workers for `--long-s` seconds, RSS, PSS and USS of the main
+  process and of each worker every second;
+* growth: start-up, throughput and memory at 1x and 4x the episodes.
 
-Each is timed over a fixed number of batches after a warm-up (which covers worker
-start-up and filling the shuffle buffer; the time to the first batch is reported
-apart). *steps/s* counts observation steps: 20 per window, 32 windows per batch;
-*MB/s* is those steps' decoded uint8 frames (84*84*3 B each; every frame is
-decoded once, although it is delivered in `observation` and again, shifted, in
-`next_observation`). Last, a long run: the 2-worker loader read continuously
-(a new pass, with new workers, whenever one ends) for ``--long-s`` seconds while
-the RSS of the process tree (this process plus its worker children, summed) is
-sampled every second with psutil.
+*steps/s* counts delivered transitions (20 per window, 32 windows per batch); a window decodes 21 frames.
 
-The source: `raw_user_rollouts_res84_ep600.pkl` (pickle protocol 5, written by
-`dropj.converters.export.ListPickleWriter`), `--episodes` episodes of 1000
-deepcopy'd 6-tuples over consecutive frames of the frame pool of
-`bench_build.py` (reused from the work directory, or a smaller one rendered).
-
-    .venv/bin/python tests/benchmarks/bench_loader.py [--episodes 20] [--workdir DIR] [--write-docs]
+    .venv/bin/python tests/benchmarks/bench_loader.py [--episodes 20] [--long-s 60] [--rounds 3]
+        [--candidates-path DIR] [--workdir DIR] [--write-docs]
 """
 
 from __future__ import annotations
@@ -41,469 +35,549 @@ import functools
 import json
 import os
 import shutil
+import subprocess
 import sys
 import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
-import numpy as np
+STARTED = time.perf_counter()
+
+import numpy as np  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_build  # noqa: E402  (frame pool, episodes, machine and version strings)
+import bench_build  # noqa: E402  (frame pool, episodes, machine and version strings, docs writer)
 
 REPO = bench_build.REPO
-DOCS = bench_build.DOCS
-SECTION_HEADING = "## Loading 20-step windows of 84x84 frames for PyTorch"
+SECTION_HEADING = "## Reading for PyTorch without TensorFlow: 20-step windows of 84x84 frames"
 DATASET = "dropj_carracing/real"
-SOURCE_NAME = bench_build.SOURCE_NAME
-STEPS_PER_EPISODE = bench_build.STEPS_PER_EPISODE
-FRAME_BYTES = int(np.prod(bench_build.FRAME_SHAPE))
-
-WINDOW = 20
-BATCH = 32
+SOURCE = bench_build.SOURCES["carracing"]
+WINDOW, BATCH = 20, 32
 STEPS_PER_BATCH = WINDOW * BATCH
-WORKERS = (0, 1, 2)
-SHUFFLE_BUFFER = 64  # windows (each about 0.85 MB with observation and next_observation)
-WARMUP_BATCHES = 4
-MEASURED_BATCHES = 24
-CEILING_BATCHES = 4 * MEASURED_BATCHES  # decoding alone is fast: more batches for a steadier figure
-CEILING_TARGET = 0.8
-SOURCE_FORMAT = 1  # bump when the generated source changes
-
-MB = 1e6
+WARMUP_BATCHES, MEASURED_BATCHES = 3, 40
+CEILING_EPISODES = 3
+SHUFFLE_BUFFER = 64  # TorchIterable's, in windows
+DATASET_FORMAT = 1  # bump when the generated dataset changes
 MIB = 1 << 20
 
-
-# --- the dataset -------------------------------------------------------------------------------------
-
-
-def pool_for(workdir: Path) -> np.ndarray:
-    """bench_build's cached frame pool if present, else a smaller one (one episode) rendered the same way."""
-    full = workdir / (f"carracing_pool_v{bench_build.SOURCE_FORMAT}_seeds"
-                      f"{'-'.join(map(str, bench_build.POOL_SEEDS))}_x{bench_build.POOL_STEPS}.npy")
-    if full.exists():
-        print(f"reusing the frame pool {full}")
-        return np.load(full)
-    bench_build.POOL_SEEDS = (0,)  # small: one CarRacing episode of 1000 steps
-    return bench_build.load_pool(workdir)
+# Targets of the issue.
+SCALING_TARGET = 1.6  # 2 workers / 0 workers
+CEILING_TARGET = 0.9
+FIRST_BATCH_TARGET_S = 1.0
+WORKER_MEMORY_TARGET_MIB = 150
 
 
-def ensure_dataset(workdir: Path, episodes: int) -> tuple[str, dict]:
-    """(data_dir, stamp): the built dataset, cached under workdir/loader (rebuilt if made for other settings)."""
-    root = workdir / "loader"
-    manual, data = root / "manual", root / "data"
-    stamp_path = root / "dataset.json"
+# --- the datasets ------------------------------------------------------------------------------------
+
+
+def ensure_dataset(workdir: Path, episodes: int) -> tuple[Path, dict]:
+    """(the built version folder, its stamp), cached under workdir/loader/xN."""
+    root = workdir / "loader" / f"episodes{episodes}"
+    data, manual, stamp_path = root / "data", root / "manual", root / "dataset.json"
     stamp = json.loads(stamp_path.read_text()) if stamp_path.exists() else {}
-    if stamp.get("format") == SOURCE_FORMAT and stamp.get("episodes") == episodes and data.exists():
-        print(f"reusing the dataset in {data} ({episodes} episodes)")
-        return str(data), stamp
+    built = data / DATASET / "1.1.0"
+    if stamp.get("format") == DATASET_FORMAT and built.is_dir():
+        print(f"reusing {built} ({episodes} episodes)", flush=True)
+        return built, stamp
     shutil.rmtree(root, ignore_errors=True)
     manual.mkdir(parents=True)
-    from dropj.converters.export import ListPickleWriter
-
-    pool = pool_for(workdir)
-    start = time.perf_counter()
-    source = manual / SOURCE_NAME
+    pool = bench_build.load_pool(workdir, SOURCE)
+    source = manual / SOURCE.file
     with open(source, "wb") as f:
-        writer = ListPickleWriter(f, 5)
+        writer = bench_build.ReleaseListWriter(f, bench_build.PROTOCOL, episodes)
         for index in range(episodes):
-            writer.append(bench_build.episode_from_pool(pool, index))
+            writer.append(bench_build.episode_from_pool(pool, SOURCE, index))
         writer.close()
-    print(f"wrote {source} ({source.stat().st_size / MB:.0f} MB, {episodes} episodes) "
-          f"in {time.perf_counter() - start:.0f} s", flush=True)
-    import dropj_datasets  # noqa: F401  (registers the builders)
     import tensorflow_datasets as tfds
+
+    import dropj_datasets  # noqa: F401  (registers the builders)
 
     start = time.perf_counter()
     tfds.builder(DATASET, data_dir=str(data)).download_and_prepare(
         download_config=tfds.download.DownloadConfig(manual_dir=str(manual)))
-    build_s = time.perf_counter() - start
-    size = sum(p.stat().st_size for p in data.rglob("*") if p.is_file())
-    stamp = {"format": SOURCE_FORMAT, "episodes": episodes, "source_bytes": source.stat().st_size,
-             "dataset_bytes": size, "build_s": build_s}
-    source.unlink()  # the built dataset is what is cached
+    source_bytes = source.stat().st_size
+    shutil.rmtree(manual)  # the built dataset is what is cached
+    built = next((data / DATASET).iterdir())
+    stamp = {"format": DATASET_FORMAT, "episodes": episodes, "source_bytes": source_bytes,
+             "dataset_bytes": sum(p.stat().st_size for p in built.iterdir() if p.is_file()),
+             "build_s": time.perf_counter() - start}
     stamp_path.write_text(json.dumps(stamp))
-    print(f"built {DATASET} in {build_s:.0f} s ({size / MB:.0f} MB)", flush=True)
-    return str(data), stamp
+    print(f"built {built} in {stamp['build_s']:.0f} s", flush=True)
+    return built, stamp
 
 
-# --- timing ------------------------------------------------------------------------------------------
+# --- the children: one measurement each --------------------------------------------------------------
 
 
-class Result:
-    def __init__(self, name: str, first_s: float, measured_s: float, steps: int, note: str = ""):
-        self.name, self.first_s, self.measured_s, self.steps, self.note = name, first_s, measured_s, steps, note
-        self.all_steps_per_s = [self.steps_per_s]  # every round's rate, when this is the best of several
+def _memory(pid: int) -> dict:
+    import psutil
 
-    @property
-    def steps_per_s(self) -> float:
-        return self.steps / self.measured_s
-
-    @property
-    def mb_per_s(self) -> float:
-        return self.steps_per_s * FRAME_BYTES / MB
-
-    def as_dict(self) -> dict:
-        return {"name": self.name, "first_s": self.first_s, "measured_s": self.measured_s, "steps": self.steps,
-                "steps_per_s": self.steps_per_s, "mb_per_s": self.mb_per_s, "all_steps_per_s": self.all_steps_per_s}
+    try:
+        info = psutil.Process(pid).memory_full_info()
+    except psutil.Error:
+        return {}
+    return {"rss": info.rss / MIB, "pss": info.pss / MIB, "uss": info.uss / MIB}
 
 
-def time_batches(name: str, batches: Iterator[Any], steps_of: Callable[[Any], int],
-                 warmup: int = WARMUP_BATCHES, measured: int = MEASURED_BATCHES, note: str = "") -> Result:
-    """Times `measured` batches after `warmup` (the clock for the first batch starts with the iterator)."""
-    start = time.perf_counter()
-    first_s = None
-    for _ in range(warmup):
-        steps_of(next(batches))
-        if first_s is None:
-            first_s = time.perf_counter() - start
-    t0 = time.perf_counter()
-    steps = sum(steps_of(next(batches)) for _ in range(measured))
-    result = Result(name, first_s or 0.0, time.perf_counter() - t0, steps, note)
-    print(f"  {name}: {result.steps_per_s:,.0f} steps/s, {result.mb_per_s:.1f} MB/s "
-          f"(first batch after {result.first_s:.1f} s)", flush=True)
-    return result
+def _process_memory() -> dict:
+    """The main process's memory and each worker's (its child processes)."""
+    import psutil
+
+    children = psutil.Process().children(recursive=True)
+    return {"main": _memory(os.getpid()), "workers": [_memory(child.pid) for child in children]}
 
 
-def torch_steps(batch: dict) -> int:
+def _steps(batch: Any) -> int:
     observation = batch["observation"]
     assert tuple(observation.shape[1:]) == (WINDOW, 84, 84, 3), observation.shape
     assert tuple(batch["next_observation"].shape) == tuple(observation.shape)
-    return observation.shape[0] * observation.shape[1]
+    return int(observation.shape[0]) * int(observation.shape[1])
 
 
-def make_data(data_dir: str):
+def _timed(batches: Iterator[Any], made_at: float) -> dict:
+    """First batch (seconds since `made_at`), then `MEASURED_BATCHES` after `WARMUP_BATCHES`."""
+    first = next(batches)
+    first_s = time.perf_counter() - made_at
+    _steps(first)
+    for _ in range(WARMUP_BATCHES):
+        _steps(next(batches))
+    start = time.perf_counter()
+    steps = sum(_steps(next(batches)) for _ in range(MEASURED_BATCHES))
+    seconds = time.perf_counter() - start
+    return {"first_batch_s": first_s, "steps_per_s": steps / seconds}
+
+
+def _forever(loader: Any) -> Iterator[Any]:
+    while True:
+        yield from loader
+
+
+def child_ours(data: Path, workers: int, whole_batches: bool) -> dict:
+    import torch.utils.data
+
+    from dropj.loaders import EpisodeSource, WindowDataset
+    from dropj.loaders.training_data import Batches, worker_context
+
+    imported_s = time.perf_counter() - STARTED
+    made_at = time.perf_counter()
+    windows = WindowDataset(EpisodeSource(data), WINDOW)
+    indexed_s = time.perf_counter() - made_at
+    if whole_batches:
+        loader = Batches(windows, BATCH, shuffle=True).loader(num_workers=workers)
+    else:
+        loader = torch.utils.data.DataLoader(windows, batch_size=BATCH, shuffle=True, num_workers=workers,
+                                             persistent_workers=workers > 0,
+                                             multiprocessing_context=worker_context() if workers else None)
+    batches = _forever(loader)
+    result = _timed(batches, made_at)
+    result.update(imported_s=imported_s, indexed_s=indexed_s, memory=_process_memory(), windows=len(windows))
+    del batches, loader  # stopped in the middle of a pass: the workers must end cleanly
+    return result
+
+
+def child_torchiterable(data: Path, workers: int) -> dict:
     from dropj.loaders import TorchIterable, world_model_windows
 
-    return TorchIterable.from_tfds(DATASET, functools.partial(world_model_windows, length=WINDOW),
-                                   data_dir=data_dir, batch_size=BATCH, shuffle_buffer=SHUFFLE_BUFFER, seed=0)
+    imported_s = time.perf_counter() - STARTED
+    made_at = time.perf_counter()
+    iterable = TorchIterable.from_tfds(DATASET, functools.partial(world_model_windows, length=WINDOW),
+                                       data_dir=str(data.parents[2]), batch_size=BATCH,
+                                       shuffle_buffer=SHUFFLE_BUFFER, seed=0)
+
+    def passes() -> Iterator[Any]:
+        epoch = 0
+        while True:
+            iterable.set_epoch(epoch)
+            yield from iterable.loader(num_workers=workers)
+            epoch += 1
+
+    batches = passes()
+    result = _timed(batches, made_at)
+    result.update(imported_s=imported_s, memory=_process_memory())
+    batches.close()
+    return result
 
 
-def passes(data, workers: int) -> Iterator[dict]:
-    """Batches of the loader, pass after pass (each pass starts new workers)."""
-    epoch = 0
-    while True:
-        data.set_epoch(epoch)
-        yield from data.loader(num_workers=workers)
-        epoch += 1
+def child_plain(data: Path) -> dict:
+    import tensorflow_datasets as tfds
+
+    import dropj_datasets  # noqa: F401
+
+    imported_s = time.perf_counter() - STARTED
+    made_at = time.perf_counter()
+    builder = tfds.builder_from_directory(str(data))
+
+    def windows() -> Iterator[dict]:
+        while True:
+            observations, actions, nexts = [], [], []
+            for episode in tfds.as_numpy(builder.as_dataset(split="train", shuffle_files=False)):
+                obs, act = [], []
+                for step in episode["steps"]:
+                    obs.append(step["observation"])
+                    act.append(step["action"])
+                for start in range(0, len(obs) - WINDOW, WINDOW):
+                    observations.append(np.stack(obs[start:start + WINDOW]))
+                    actions.append(np.stack(act[start:start + WINDOW]))
+                    nexts.append(np.stack(obs[start + 1:start + WINDOW + 1]))
+                    if len(observations) == BATCH:
+                        yield {"observation": np.stack(observations), "action": np.stack(actions),
+                               "next_observation": np.stack(nexts)}
+                        observations, actions, nexts = [], [], []
+
+    result = _timed(windows(), made_at)
+    result.update(imported_s=imported_s, memory=_process_memory())
+    return result
 
 
-def measure_ours(data_dir: str, workers: int) -> Result:
-    batches = passes(make_data(data_dir), workers)
+def child_ceiling(data: Path) -> dict:
+    """Frames/s of each decoder on one core, the frames' bytes in memory; the reader's decoder first."""
+    import io
+
+    from PIL import Image
+
+    from dropj.loaders import EpisodeSource
+    from dropj.loaders.episode_source import _decode_png
+
+    source = EpisodeSource(data)
+    frames: list[bytes] = []
+    for episode in range(CEILING_EPISODES):
+        shard, offset, _, steps = (int(v) for v in source.index.records[episode])
+        frames += source._items(shard, offset, source.index.items_of(episode, 0), 0, steps)
+    shape = source.index_fields["observation"].shape
+    reference = [_decode_png(frame, shape) for frame in frames]
+
+    def pillow(data: bytes) -> np.ndarray:
+        with Image.open(io.BytesIO(data)) as image:
+            return np.asarray(image.convert("RGB"))
+
+    decoders: dict[str, Callable[[bytes], np.ndarray]] = {
+        "ours (`episode_source`: our indexed frames directly, others through Pillow)":
+            lambda data: _decode_png(data, shape),
+        "Pillow (`Image.open(...).convert('RGB')`)": pillow}
     try:
-        return time_batches(f"ours, {workers} worker{'s' if workers != 1 else ''}", batches, torch_steps)
-    finally:
-        batches.close()
+        import pyspng
+
+        decoders["pyspng (libspng)"] = pyspng.load
+    except ImportError:
+        pass
+    try:
+        import cv2
+
+        cv2.setNumThreads(1)
+        decoders["OpenCV `cv2.imdecode` + BGR to RGB"] = lambda data: cv2.cvtColor(
+            cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    except ImportError:
+        pass
+    rates = {}
+    for name, decode in decoders.items():
+        same = all(np.array_equal(decode(frame), expected) for frame, expected in zip(frames, reference))
+        best = min(_seconds(lambda: [decode(frame) for frame in frames]) for _ in range(3))
+        rates[name] = {"frames_per_s": len(frames) / best, "same": same}
+    indexed = sum(frame[25] == 3 for frame in frames)  # IHDR's colour type: 3, a palette
+    return {"frames": len(frames), "bytes_per_frame": sum(map(len, frames)) / len(frames),
+            "indexed_fraction": indexed / len(frames), "decoders": rates}
 
 
-def measure_ceiling(data_dir: str) -> Result:
-    """Reference A: tf.io.decode_png of the dataset's PNG frames, parallel over every core, bytes in memory."""
+def child_tf_decode(data: Path) -> dict:
+    """`tf.io.decode_png` on the same frames, one at a time (eager, the inter-op pool of one thread)."""
     import tensorflow as tf
-    import tensorflow_datasets as tfds
 
-    builder = tfds.builder(DATASET, data_dir=data_dir)
-    episodes = builder.as_dataset(split="train", shuffle_files=False,
-                                  decoders={"steps": {"observation": tfds.decode.SkipDecoding()}})
-    encoded = [step["observation"] for episode in tfds.as_numpy(episodes) for step in episode["steps"]]
-    print(f"  read {len(encoded)} encoded PNG frames ({sum(map(len, encoded)) / MB:.1f} MB) into memory",
-          flush=True)
-    frames = tf.data.Dataset.from_tensor_slices(tf.constant(encoded)).repeat()
-    decoded = (frames.map(lambda png: tf.io.decode_png(png, channels=3), num_parallel_calls=tf.data.AUTOTUNE,
-                          deterministic=False)
-               .batch(STEPS_PER_BATCH).prefetch(2))
-    batches = iter(decoded)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+    tf.config.threading.set_intra_op_parallelism_threads(1)
+    from dropj.loaders import EpisodeSource
 
-    def steps(batch: Any) -> int:
-        assert tuple(batch.shape) == (STEPS_PER_BATCH, 84, 84, 3), batch.shape
-        return int(batch.shape[0])
-
-    return time_batches("reference A: decode only (ceiling)", batches, steps,
-                        measured=CEILING_BATCHES)
+    source = EpisodeSource(data)
+    frames = []
+    for episode in range(CEILING_EPISODES):
+        shard, offset, _, steps = (int(v) for v in source.index.records[episode])
+        frames += source._items(shard, offset, source.index.items_of(episode, 0), 0, steps)
+    tensors = [tf.constant(frame) for frame in frames]
+    best = min(_seconds(lambda: [tf.io.decode_png(t, channels=3) for t in tensors]) for _ in range(3))
+    return {"frames_per_s": len(frames) / best}
 
 
-def plain_windows(data_dir: str) -> Iterator[dict]:
-    """Reference B: tfds.as_numpy over the episodes, windows and batches stacked by hand, pass after pass."""
-    import tensorflow_datasets as tfds
+def child_long(data: Path, seconds: float) -> dict:
+    """Ours with 2 workers for `seconds`, the memory of every process sampled each second."""
+    from dropj.loaders import EpisodeSource, WindowDataset
+    from dropj.loaders.training_data import Batches
 
-    builder = tfds.builder(DATASET, data_dir=data_dir)
-    while True:
-        observations: list = []
-        actions: list = []
-        nexts: list = []
-        for episode in tfds.as_numpy(builder.as_dataset(split="train", shuffle_files=False)):
-            obs = []
-            act = []
-            for step in episode["steps"]:
-                obs.append(step["observation"])
-                act.append(step["action"])
-            for start in range(0, len(obs) - WINDOW, WINDOW):
-                observations.append(np.stack(obs[start:start + WINDOW]))
-                actions.append(np.stack(act[start:start + WINDOW]))
-                nexts.append(np.stack(obs[start + 1:start + WINDOW + 1]))
-                if len(observations) == BATCH:
-                    yield {"observation": np.stack(observations), "action": np.stack(actions),
-                           "next_observation": np.stack(nexts)}
-                    observations, actions, nexts = [], [], []
+    loader = Batches(WindowDataset(EpisodeSource(data), WINDOW), BATCH, shuffle=True).loader(num_workers=2)
+    samples: list[dict] = []
+    stop = threading.Event()
 
+    def sample() -> None:
+        while not stop.wait(1.0):
+            samples.append({"t": time.perf_counter() - start, **_process_memory()})
 
-def measure_plain(data_dir: str) -> Result:
-    return time_batches("reference B: plain loop over tfds.as_numpy", plain_windows(data_dir), torch_steps)
-
-
-# --- memory over a long run -------------------------------------------------------------------------
-
-
-class TreeRss:
-    """Summed RSS of this process and all its descendants, sampled every `interval` seconds."""
-
-    def __init__(self, interval: float = 1.0):
-        import psutil
-
-        self._psutil = psutil
-        self.interval = interval
-        self.samples: list[tuple[float, int, int]] = []  # (seconds, bytes, processes)
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-        self._t0 = time.perf_counter()
-
-    def sample(self) -> tuple[int, int]:
-        me = self._psutil.Process()
-        total, count = 0, 0
-        for proc in [me, *me.children(recursive=True)]:
-            try:
-                total += proc.memory_info().rss
-                count += 1
-            except self._psutil.Error:
-                continue
-        return total, count
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            self.samples.append((time.perf_counter() - self._t0, *self.sample()))
-
-    def __enter__(self) -> TreeRss:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self._stop.set()
-        self._thread.join()
+    start = time.perf_counter()
+    steps = passes = 0
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    while time.perf_counter() - start < seconds:
+        for batch in loader:
+            steps += _steps(batch)
+            if time.perf_counter() - start >= seconds:
+                break
+        else:
+            passes += 1
+    elapsed = time.perf_counter() - start
+    stop.set()
+    thread.join()
+    del loader
+    return {"seconds": elapsed, "steps_per_s": steps / elapsed, "passes": passes, "samples": samples}
 
 
-def long_run(data_dir: str, seconds: float, workers: int = 2) -> dict:
-    data = make_data(data_dir)
-    steps = 0
-    passes_done = 0
-    first_batch_at = None
-    with TreeRss() as rss:
-        start = time.perf_counter()
-        while time.perf_counter() - start < seconds:
-            for batch in data.loader(num_workers=workers):
-                steps += torch_steps(batch)
-                if first_batch_at is None:
-                    first_batch_at = time.perf_counter() - rss._t0
-                if time.perf_counter() - start >= seconds:
-                    break
-            else:
-                passes_done += 1
-            data.set_epoch(passes_done)
-        elapsed = time.perf_counter() - start
-    worker_samples = [s for s in rss.samples if s[2] > 1 and s[0] >= (first_batch_at or 0)] or rss.samples
-    values = [s[1] for s in worker_samples]
-    half = len(values) // 2
-    out = {"seconds": elapsed, "steps": steps, "steps_per_s": steps / elapsed, "passes": passes_done,
-           "samples": len(values), "start_mib": values[0] / MIB, "peak_mib": max(values) / MIB,
-           "end_mib": values[-1] / MIB,
-           "peak_first_half_mib": max(values[:half] or values) / MIB,
-           "peak_second_half_mib": max(values[half:]) / MIB,
-           "max_processes": max(s[2] for s in rss.samples)}
-    print(f"  long run, {workers} workers: {elapsed:.0f} s, {steps:,} steps ({out['steps_per_s']:,.0f} steps/s, "
-          f"{passes_done} full passes); tree RSS start {out['start_mib']:.0f} MiB, peak {out['peak_mib']:.0f} MiB, "
-          f"end {out['end_mib']:.0f} MiB (peak first half {out['peak_first_half_mib']:.0f}, second half "
-          f"{out['peak_second_half_mib']:.0f})", flush=True)
-    return out
+def _seconds(run: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
 
 
-# --- report ------------------------------------------------------------------------------------------
+def child_main(args: argparse.Namespace) -> int:
+    if args.candidates_path:
+        sys.path.append(str(args.candidates_path))
+    data = Path(args.data)
+    kind = args.child
+    if kind == "ceiling":
+        result = child_ceiling(data)
+    elif kind == "tf_decode":
+        result = child_tf_decode(data)
+    elif kind in ("batches", "items"):
+        result = child_ours(data, args.workers, whole_batches=kind == "batches")
+    elif kind == "torchiterable":
+        result = child_torchiterable(data, args.workers)
+    elif kind == "plain":
+        result = child_plain(data)
+    elif kind == "long":
+        result = child_long(data, args.long_s)
+    else:
+        raise ValueError(kind)
+    print("RESULT " + json.dumps(result), flush=True)
+    return 0
+
+
+# --- the parent ------------------------------------------------------------------------------------------
+
+
+def run_child(args: argparse.Namespace, kind: str, data: Path, workers: int = 0, fresh_index: bool = False) -> dict:
+    if fresh_index:
+        shutil.rmtree(data / "dropj_index", ignore_errors=True)
+    command = [sys.executable, str(Path(__file__).resolve()), "--child", kind, "--data", str(data),
+               "--workers", str(workers), "--long-s", str(args.long_s)]
+    if args.candidates_path:
+        command += ["--candidates-path", str(args.candidates_path)]
+    env = bench_build.child_environment()
+    done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=1800)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode != 0 or not lines:
+        raise RuntimeError(f"{kind} ({workers} workers) failed:\n{done.stderr[-3000:]}")
+    result = json.loads(lines[-1][len("RESULT "):])
+    result["clean_stop"] = "terminate called" not in done.stderr and "Traceback" not in done.stderr
+    return result
+
+
+CONFIGS = [("batches", 0), ("batches", 1), ("batches", 2), ("items", 0), ("items", 2),
+           ("torchiterable", 0), ("torchiterable", 2), ("plain", 0)]
+NAMES = {"batches": "ours: `training_data.Batches` (whole batches), {w}",
+         "items": "ours: `DataLoader(WindowDataset)` (items, default collate), {w}",
+         "torchiterable": "`TorchIterable` (tf.data + rlds, spawned workers), {w}",
+         "plain": "plain loop over `tfds.as_numpy`, 1 process"}
+
+
+def config_name(kind: str, workers: int) -> str:
+    return NAMES[kind].format(w=f"{workers} worker{'s' * (workers != 1)}")
+
+
+def measure(args: argparse.Namespace, small: Path, large: Path) -> dict:
+    rounds: dict[str, list[dict]] = {}
+    ceilings, tf_decode = [], []
+    for round_number in range(args.rounds):
+        print(f"round {round_number + 1} of {args.rounds}", flush=True)
+        ceilings.append(run_child(args, "ceiling", small))
+        tf_decode.append(run_child(args, "tf_decode", small))
+        for kind, workers in CONFIGS:
+            result = run_child(args, kind, small, workers)
+            rounds.setdefault(config_name(kind, workers), []).append(result)
+            print(f"  {config_name(kind, workers)}: {result['steps_per_s']:,.0f} steps/s, first batch after "
+                  f"{result['first_batch_s']:.2f} s", flush=True)
+    growth = {}
+    for label, data in (("1x", small), ("4x", large)):
+        first_use = run_child(args, "batches", data, 2, fresh_index=True)
+        warm = [run_child(args, "batches", data, 2) for _ in range(args.rounds)]
+        zero = [run_child(args, "batches", data, 0) for _ in range(args.rounds)]
+        index_bytes = sum(p.stat().st_size for p in (data / "dropj_index").iterdir())
+        growth[label] = {"first_use": first_use, "warm": warm, "zero": zero, "index_bytes": index_bytes}
+        print(f"  {label}: first use {first_use['first_batch_s']:.2f} s, warm "
+              f"{min(r['first_batch_s'] for r in warm):.2f} s", flush=True)
+    print(f"long run ({args.long_s:g} s)", flush=True)
+    long = run_child(args, "long", large, 2)
+    return {"rounds": rounds, "ceilings": ceilings, "tf_decode": tf_decode, "growth": growth, "long": long}
+
+
+# --- the report ------------------------------------------------------------------------------------------
+
+
+def rates_text(values: Any) -> str:
+    return ", ".join(f"{x:,.0f}" for x in values)
+
+
+def best(results: list[dict]) -> dict:
+    return max(results, key=lambda r: r["steps_per_s"])
+
+
+def report(args: argparse.Namespace, stamps: dict, m: dict, loads: tuple[str, str]) -> str:
+    ceiling_runs = m["ceilings"]
+    ours_name = next(iter(ceiling_runs[0]["decoders"]))
+    per_core = max(r["decoders"][ours_name]["frames_per_s"] for r in ceiling_runs)
+    ceiling_steps = per_core * WINDOW / (WINDOW + 1)  # a window of 20 steps decodes 21 frames
+    from dropj_datasets.codec import usable_cpus
+
+    cores = usable_cpus()
+    rows = ["| reader | first batch after s | steps/s (best round) | / ceiling of its cores | steps/s of each round "
+            "| stopped cleanly |", "|---|---:|---:|---:|---:|---|"]
+    for name, results in m["rounds"].items():
+        top = best(results)
+        workers = 0 if "0 workers" in name or "1 process" in name else (1 if "1 worker" in name else 2)
+        used = max(1, min(workers, cores))
+        rows.append(f"| {name} | {min(r['first_batch_s'] for r in results):.2f} | {top['steps_per_s']:,.0f} "
+                    f"| {top['steps_per_s'] / (ceiling_steps * used):.2f} "
+                    f"| {rates_text(r['steps_per_s'] for r in results)} "
+                    f"| {'yes' if all(r['clean_stop'] for r in results) else '**no**'} |")
+    decoders = ["| decoder, one core, frames in memory | frames/s (best of 3, each round) | / Pillow "
+                "| same frames as ours |", "|---|---:|---:|---|"]
+    pillow_name = next(name for name in ceiling_runs[0]["decoders"] if name.startswith("Pillow"))
+    pillow = max(r["decoders"][pillow_name]["frames_per_s"] for r in ceiling_runs)
+    for name in ceiling_runs[0]["decoders"]:
+        rates = [r["decoders"][name]["frames_per_s"] for r in ceiling_runs]
+        decoders.append(f"| {name} | {max(rates):,.0f} ({rates_text(rates)}) "
+                        f"| {max(rates) / pillow:.2f} | {'yes' if ceiling_runs[0]['decoders'][name]['same'] else 'no'} |")
+    tf_rates = [r["frames_per_s"] for r in m["tf_decode"]]
+    decoders.append(f"| TensorFlow `tf.io.decode_png` (eager, one thread) | {max(tf_rates):,.0f} "
+                    f"({rates_text(tf_rates)}) | {max(tf_rates) / pillow:.2f} | yes |")
+    candidates = {"pyspng", "OpenCV"}
+    missing = [c for c in sorted(candidates) if not any(n.startswith(c) for n in ceiling_runs[0]["decoders"])]
+
+    batches = {w: best(m["rounds"][config_name("batches", w)]) for w in (0, 1, 2)}
+    scaling = batches[2]["steps_per_s"] / batches[0]["steps_per_s"]
+    zero_ratio = batches[0]["steps_per_s"] / ceiling_steps
+    two_ratio = batches[2]["steps_per_s"] / (ceiling_steps * min(2, cores))
+    workers_2 = batches[2]["memory"]["workers"]
+    worker_rss = max(w["rss"] for w in workers_2)
+    worker_uss = max(w["uss"] for w in workers_2)
+    worker_pss = max(w["pss"] for w in workers_2)
+    growth_rows = ["| episodes | steps | index file | first use: index made + first batch s | first batch s, "
+                   "index kept | steps/s, 0 workers | steps/s, 2 workers | main process RSS / USS MiB "
+                   "| each worker RSS / USS MiB |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for label, g in m["growth"].items():
+        stamp = stamps[label]
+        warm = best(g["warm"])
+        growth_rows.append(
+            f"| {label}: {stamp['episodes']} | {stamp['episodes'] * bench_build.STEPS_PER_EPISODE:,} "
+            f"| {g['index_bytes'] / 1024:.0f} KiB | {g['first_use']['first_batch_s']:.2f} "
+            f"| {min(r['first_batch_s'] for r in g['warm']):.2f} | {best(g['zero'])['steps_per_s']:,.0f} "
+            f"| {warm['steps_per_s']:,.0f} | {warm['memory']['main']['rss']:.0f} / {warm['memory']['main']['uss']:.0f} "
+            f"| {max(w['rss'] for w in warm['memory']['workers']):.0f} / "
+            f"{max(w['uss'] for w in warm['memory']['workers']):.0f} |")
+    long = m["long"]
+    samples = long["samples"]
+
+    def total(sample: dict, key: str) -> float:
+        return sample["main"].get(key, 0) + sum(w.get(key, 0) for w in sample["workers"])
+
+    pss = [total(s, "pss") for s in samples]
+    worker_uss_series = [max((w.get("uss", 0) for w in s["workers"]), default=0) for s in samples]
+    half = len(pss) // 2
+    growth_mib = max(pss[half:]) - max(pss[:half] or pss)
+    first_warm = {label: min(r["first_batch_s"] for r in g["warm"]) for label, g in m["growth"].items()}
+    targets = [
+        ("2 workers >= 1.6x the 0-worker rate", f"{scaling:.2f}x", scaling >= SCALING_TARGET),
+        ("0 workers >= 0.9x the decode ceiling of one core", f"{zero_ratio:.2f}x", zero_ratio >= CEILING_TARGET),
+        ("2 workers >= 0.9x the decode ceiling of 2 cores", f"{two_ratio:.2f}x", two_ratio >= CEILING_TARGET),
+        ("first batch < 1 s (index kept; 1x and 4x)",
+         " / ".join(f"{first_warm[k]:.2f} s" for k in first_warm), max(first_warm.values()) < FIRST_BATCH_TARGET_S),
+        ("memory per worker < 150 MB (USS: what each worker adds)", f"{worker_uss:.0f} MiB",
+         worker_uss < WORKER_MEMORY_TARGET_MIB),
+        ("memory per worker < 150 MB (RSS, shared pages of torch counted in full)", f"{worker_rss:.0f} MiB",
+         worker_rss < WORKER_MEMORY_TARGET_MIB),
+        ("flat memory over the long run (peak PSS, 2nd half vs 1st)", f"{growth_mib:+.0f} MiB",
+         growth_mib <= max(16, 0.03 * max(pss))),
+    ]
+    command = ".venv/bin/python tests/benchmarks/bench_loader.py" + (
+        f" --episodes {args.episodes}" if args.episodes != 20 else "") + (
+        f" --long-s {args.long_s:g}" if args.long_s != 60 else "") + (
+        f" --rounds {args.rounds}" if args.rounds != 3 else "") + (
+        " --candidates-path DIR" if args.candidates_path else "") + " --write-docs"
+    small = stamps["1x"]
+    lines = [
+        SECTION_HEADING, "",
+        f"Measured {datetime.date.today().isoformat()} with `{command}`, on {bench_build.machine()}; "
+        f"{bench_build.versions()}, torch {bench_build.version('torch')}; {bench_build.code_version()}; load "
+        f"average {loads[0]} at the start and {loads[1]} at the end (1/5/15 min).", "",
+        f"Dataset: `{DATASET}` built by `tfds build` from a release-format `{SOURCE.file}` of {small['episodes']} "
+        f"episodes of {bench_build.STEPS_PER_EPISODE} steps of our `DropjCarRacing-v0` frames driven like a "
+        f"keyboard player ({small['dataset_bytes'] / 1e6:.0f} MB built; 4x: {stamps['4x']['episodes']} episodes, "
+        f"{stamps['4x']['dataset_bytes'] / 1e6:.0f} MB). Every reader ran in its own process, {args.rounds} "
+        f"rounds; *first batch after* counts from making the reader (imports done) to its first batch, "
+        f"workers' start included; rates are over {MEASURED_BATCHES} batches after {WARMUP_BATCHES}. *steps/s* "
+        f"counts delivered transitions ({WINDOW} per window, {BATCH} windows per batch); the ceiling is the "
+        f"reader's own decoder on one core, {per_core:,.0f} frames/s, i.e. {ceiling_steps:,.0f} steps/s since a "
+        f"window of {WINDOW} steps decodes {WINDOW + 1} frames. *Stopped cleanly*: each reader is stopped in "
+        f"the middle of a pass; no worker aborted and nothing was printed.", "",
+        *rows, "",
+        f"Decoders on the same {ceiling_runs[0]['frames']:,} frames of {CEILING_EPISODES} episodes "
+        f"({ceiling_runs[0]['bytes_per_frame']:,.0f} B per frame, {100 * ceiling_runs[0]['indexed_fraction']:.0f} % "
+        f"indexed PNG, the rest RGB):", "",
+        *decoders, "",
+        *([f"Not measured in this run ({', '.join(missing)} not importable; `pip install --target DIR pyspng "
+           f"opencv-python-headless` and `--candidates-path DIR` add them)."] if missing else []),
+        "",
+        "Growth: 4x the episodes, ours (`training_data.Batches`); *first use* starts with no index and makes it "
+        "(one pass over every record).", "",
+        *growth_rows, "",
+        f"Long run: ours with 2 workers on the 4x dataset for {long['seconds']:.0f} s ({long['passes']} full "
+        f"passes, {long['steps_per_s']:,.0f} steps/s), every process sampled each second ({len(samples)} samples): "
+        f"summed PSS start {pss[0]:.0f} MiB, peak {max(pss):.0f} MiB, end {pss[-1]:.0f} MiB (peak of the first "
+        f"half {max(pss[:half] or pss):.0f}, second half {max(pss[half:]):.0f}); the largest worker's USS "
+        f"{worker_uss_series[0]:.0f} -> {worker_uss_series[-1]:.0f} MiB (peak {max(worker_uss_series):.0f}).", "",
+        "| target | measured | met |", "|---|---:|---|",
+        *[f"| {what} | {value} | {'yes' if met else '**no**'} |" for what, value, met in targets], "",
+        f"The workers' memory, 2 workers (1x): RSS {worker_rss:.0f} MiB, PSS {worker_pss:.0f} MiB, USS "
+        f"{worker_uss:.0f} MiB each at most. RSS counts every page a worker maps, and a forked worker maps "
+        "the main process's torch and numpy libraries and heap (shared, copy-on-write); USS is what it alone "
+        "holds.",
+    ]
+    return "\n".join(lines) + "\n"
 
 
 def load_average() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
-def report(args: argparse.Namespace, stamp: dict, results: list[Result], ceiling: Result, long: dict,
-           code: str, loads: tuple[str, str]) -> str:
-    command = ".venv/bin/python tests/benchmarks/bench_loader.py" + (
-        f" --episodes {args.episodes}" if args.episodes != 20 else "") + (
-        f" --long-s {args.long_s:g}" if args.long_s != 60 else "") + (
-        f" --rounds {args.rounds}" if args.rounds != 3 else "") + " --write-docs"
-    rows = ["| config | first batch after s | steps/s | MB/s decoded frames | / ceiling | steps/s of each round |",
-            "|---|---:|---:|---:|---:|---:|"]
-    for r in [ceiling, *results]:
-        rows.append(f"| {r.name} | {r.first_s:.1f} | {r.steps_per_s:,.0f} | {r.mb_per_s:.1f} "
-                    f"| {r.steps_per_s / ceiling.steps_per_s:.2f} "
-                    f"| {', '.join(f'{x:,.0f}' for x in r.all_steps_per_s)} |")
-    ours = [r for r in results if r.name.startswith("ours")]
-    best = max(ours, key=lambda r: r.steps_per_s)
-    ratio = best.steps_per_s / ceiling.steps_per_s
-    plain = next(r for r in results if r.name.startswith("reference B"))
-    growth = long["peak_second_half_mib"] - long["peak_first_half_mib"]
-    rss_ok = growth <= max(0.05 * long["peak_first_half_mib"], 64)
-    target_rows = ["| target | measured | met |", "|---|---:|---|",
-                   f"| ours >= {CEILING_TARGET:g}x the decode-only ceiling (best config: {best.name}) "
-                   f"| {ratio:.2f}x | {'yes' if ratio >= CEILING_TARGET else '**no**'} |",
-                   f"| peak RSS does not grow over the long run (peak of 2nd half vs 1st half) "
-                   f"| {growth:+.0f} MiB | {'yes' if rss_ok else '**no**'} |"]
-    w = {int(r.name.split(", ")[1].split()[0]): r for r in ours}
-    lines = [
-        SECTION_HEADING,
-        "",
-        f"Measured {datetime.date.today().isoformat()} with `{command}`, on {bench_build.machine()}; "
-        f"{bench_build.versions()}, torch {version('torch')}; {code}. **The machine was shared**: another "
-        f"developer was running tests at the same time (load average {loads[0]} at the start, {loads[1]} at "
-        "the end, 1/5/15 min), so the absolute figures are low and noisy; the ratios, all measured in the "
-        "same run, are the more useful part.",
-        "",
-        f"Dataset: `{DATASET}` built from a release-format `{SOURCE_NAME}` (written with `ListPickleWriter`, "
-        f"{stamp['episodes']} episodes of {STEPS_PER_EPISODE} steps of real CarRacing-v3 frames, "
-        f"{stamp['source_bytes'] / MB:.0f} MB of pickle; {stamp['dataset_bytes'] / MB:.0f} MB built, one PNG per "
-        f"step). Ours is `TorchIterable.from_tfds('{DATASET}', partial(world_model_windows, length={WINDOW}), "
-        f"batch_size={BATCH}, shuffle_buffer={SHUFFLE_BUFFER})` through `.loader(num_workers=w)` (spawned "
-        f"workers, a new pass with new workers when one ends; one pass is about "
-        f"{stamp['episodes'] * (STEPS_PER_EPISODE // WINDOW) // BATCH} batches). Each row is timed over "
-        f"{MEASURED_BATCHES} batches ({MEASURED_BATCHES * STEPS_PER_BATCH:,} steps; the ceiling over "
-        f"{CEILING_BATCHES}) after {WARMUP_BATCHES} warm-up batches; *first batch after* is the start-up "
-        f"(workers, TensorFlow import in them, shuffle buffer). *steps/s* counts observation steps "
-        f"({WINDOW} per window, {BATCH} windows per batch); *MB/s* is those steps' decoded uint8 frames "
-        f"({FRAME_BYTES} B each, decoded once although delivered in both `observation` and `next_observation`). "
-        "Reference A (the ceiling) decodes the same PNG frames, read as bytes into memory first "
-        "(`SkipDecoding`), with `tf.io.decode_png` in a tf.data map with `num_parallel_calls=AUTOTUNE` over "
-        "both cores, timing only the decoding. Reference B is a plain Python loop over "
-        "`tfds.as_numpy(builder.as_dataset(split='train'))` stacking the same windows and batches by hand "
-        "(no shuffle, one process). "
-        f"All five ran once per round, {args.rounds} rounds; the table shows each one's fastest round (the "
-        "machine was shared, and interference only slows a run), every round's rate in the last column.",
-        "",
-        *rows,
-        "",
-        f"Long run, ours with 2 workers read continuously for {long['seconds']:.0f} s ({long['passes']} full "
-        f"passes, {long['steps_per_s']:,.0f} steps/s including every pass's worker start-up): RSS of the process "
-        f"tree (main process + workers, summed, sampled every second from the first batch on, while workers were alive, "
-        f"{long['samples']} samples) **start {long['start_mib']:.0f} MiB, peak {long['peak_mib']:.0f} MiB, "
-        f"end {long['end_mib']:.0f} MiB**; peak in the first half {long['peak_first_half_mib']:.0f} MiB, "
-        f"in the second half {long['peak_second_half_mib']:.0f} MiB.",
-        "",
-        *target_rows,
-        "",
-        *interpretation(ceiling, w, plain, best, ratio, long),
-    ]
-    return "\n".join(lines) + "\n"
-
-
-def interpretation(ceiling: Result, w: dict, plain: Result, best: Result, ratio: float, long: dict) -> list[str]:
-    lines = []
-    if ratio > 1:
-        lines.append("- **A ratio above 1** means the decode-only ceiling was itself slowed (the shared machine: "
-                     "each configuration's best round came at a different moment), not that the loader decodes faster than "
-                     "decoding alone; read such ratios as 'at the ceiling, within the noise'.")
-    if ratio >= CEILING_TARGET:
-        lines.append(f"- **Target met**: the best configuration ({best.name}) reaches {ratio:.2f}x the "
-                     "decode-only rate of the same frames on both cores.")
-    else:
-        lines.append(f"- **Target missed**: the best configuration ({best.name}) reaches {ratio:.2f}x the "
-                     f"decode-only ceiling, {CEILING_TARGET - ratio:.2f} short of {CEILING_TARGET:g}x "
-                     f"({100 * (1 - ratio / CEILING_TARGET):.0f} % below the target).")
-    lines.append(
-        f"- **What limits it.** Per step the loader does more than decode a PNG: it reads and parses the "
-        f"TFRecord, builds the RLDS step dicts, windows them (`rlds.transformations.batch`), slices "
-        f"`observation` and `next_observation` (copying about {2 * FRAME_BYTES * WINDOW / 1e6:.1f} MB per "
-        f"window), shuffles, batches, converts to torch (a copy of each read-only tf buffer) and, with "
-        f"workers, copies each {2 * BATCH * WINDOW * FRAME_BYTES / MB:.0f} MB batch into shared memory for "
-        f"the main process. With 0 workers all of it shares the main process with tf.data's own threads "
-        f"({w[0].steps_per_s / ceiling.steps_per_s:.2f}x the ceiling); 1 worker gives "
-        f"{w[1].steps_per_s / ceiling.steps_per_s:.2f}x and 2 workers "
-        f"{w[2].steps_per_s / ceiling.steps_per_s:.2f}x. On 2 cores, 2 workers plus the main process "
-        "compete for the same cores the ceiling has to itself, and the machine was shared.")
-    lines.append(
-        f"- **Plain loop (reference B)**: {plain.steps_per_s:,.0f} steps/s, "
-        f"{plain.steps_per_s / ceiling.steps_per_s:.2f}x the ceiling; ours with 2 workers is "
-        f"{w[2].steps_per_s / plain.steps_per_s:.2f}x it (and shuffles).")
-    lines.append(
-        f"- **Memory**: over {long['seconds']:.0f} s and {long['passes']} passes (new workers each pass) the "
-        f"summed RSS went {long['start_mib']:.0f} -> {long['end_mib']:.0f} MiB with peak "
-        f"{long['peak_mib']:.0f} MiB; the peak of the second half is "
-        f"{long['peak_second_half_mib'] - long['peak_first_half_mib']:+.0f} MiB from the first half's. Most of "
-        "it is three interpreters each with TensorFlow and PyTorch imported, plus each worker's shuffle buffer "
-        f"({SHUFFLE_BUFFER} windows of about {2 * WINDOW * FRAME_BYTES / MB:.1f} MB).")
-    lines.append(
-        "- **Seen on the way**: stopping a multi-worker loader in the middle of a pass (as this benchmark does "
-        "after its measured batches) ends the workers with SIGABRT ('terminate called without an active "
-        "exception', from TensorFlow's threads), and PyTorch prints a `RuntimeError: DataLoader worker ... is "
-        "killed by signal: Aborted` traceback from `DataLoader.__del__`; the batches already read are fine, and "
-        "no abort was seen at the end of a full pass (the long run makes several).")
-    return lines
-
-
-def version(name: str) -> str:
-    from importlib import metadata
-
-    try:
-        return metadata.version(name)
-    except metadata.PackageNotFoundError:
-        return "?"
+def parse_args(argv: Optional[list[str]]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
+    parser.add_argument("--episodes", type=int, default=20, help="episodes of the 1x dataset (4x: four times)")
+    parser.add_argument("--long-s", type=float, default=60.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--workdir", type=Path, default=Path("/tmp/dropj-bench"))
+    parser.add_argument("--candidates-path", type=Path, help="a folder holding pyspng / opencv to compare")
+    parser.add_argument("--write-docs", action="store_true")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--data", help=argparse.SUPPRESS)
+    parser.add_argument("--workers", type=int, default=0, help=argparse.SUPPRESS)
+    return parser.parse_args(argv)
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n", 1)[0])
-    parser.add_argument("--episodes", type=int, default=20, help="episodes of 1000 steps in the source")
-    parser.add_argument("--workdir", type=Path, default=Path("/tmp/dropj-bench"),
-                        help="where the frame pool is (or goes) and the built dataset is cached (under loader/)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds of all configurations; the fastest counts")
-    parser.add_argument("--long-s", type=float, default=60.0, help="seconds of the long run (RSS)")
-    parser.add_argument("--write-docs", action="store_true", help=f"update the section in {DOCS.relative_to(REPO)}")
-    args = parser.parse_args(argv)
-    if args.rounds < 1:
-        parser.error("--rounds must be at least 1")
-    if args.episodes < 2:
-        parser.error("--episodes must be at least 2 (one per worker)")
-
-    loads = [load_average()]
-    code = bench_build.code_version()
-    data_dir, stamp = ensure_dataset(args.workdir, args.episodes)
-    from dropj.loaders import hide_gpus_from_tensorflow
-
-    hide_gpus_from_tensorflow()
-    print("measuring...", flush=True)
-    # Every configuration once per round, `--rounds` rounds; the fastest run of each counts (the machine
-    # may be shared, and interference only ever slows a run down).
-    rounds: list[list[Result]] = []
-    for index in range(args.rounds):
-        print(f"round {index + 1}/{args.rounds}", flush=True)
-        rounds.append([measure_ceiling(data_dir), *(measure_ours(data_dir, w) for w in WORKERS),
-                       measure_plain(data_dir)])
-    best_runs = []
-    for runs in zip(*rounds):
-        best = max(runs, key=lambda r: r.steps_per_s)
-        best.all_steps_per_s = [r.steps_per_s for r in runs]
-        best_runs.append(best)
-    ceiling, results = best_runs[0], best_runs[1:]
-    long = long_run(data_dir, args.long_s)
-    loads.append(load_average())
-
-    ours = [r for r in results if r.name.startswith("ours")]
-    print()
-    print(f"{'config':45s} {'steps/s':>10s} {'MB/s':>8s} {'/ ceiling':>10s}")
-    for r in [ceiling, *results]:
-        print(f"{r.name:45s} {r.steps_per_s:10,.0f} {r.mb_per_s:8.1f} {r.steps_per_s / ceiling.steps_per_s:10.2f}")
-    best = max(ours, key=lambda r: r.steps_per_s)
-    ratio = best.steps_per_s / ceiling.steps_per_s
-    print(f"target >= {CEILING_TARGET:g}x ceiling: {'met' if ratio >= CEILING_TARGET else 'NOT met'} "
-          f"({ratio:.2f}x, {best.name})")
-    (args.workdir / "loader" / "result.json").write_text(json.dumps(
-        {"ceiling": ceiling.as_dict(), "results": [r.as_dict() for r in results], "long": long,
-         "loads": loads}, indent=1))
-    section = report(args, stamp, results, ceiling, long, code, (loads[0], loads[1]))
+    args = parse_args(argv)
+    if args.child:
+        return child_main(args)
+    small, small_stamp = ensure_dataset(args.workdir, args.episodes)
+    large, large_stamp = ensure_dataset(args.workdir, 4 * args.episodes)
+    start_load = load_average()
+    measured = measure(args, small, large)
+    (args.workdir / "loader" / "result.json").write_text(json.dumps(measured))
+    section = report(args, {"1x": small_stamp, "4x": large_stamp}, measured, (start_load, load_average()))
     bench_build.publish(section, args.write_docs)
     return 0
 

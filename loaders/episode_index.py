@@ -1,0 +1,284 @@
+"""Where every episode's steps lie in a built split: made once, kept beside the data, memory-mapped.
+
+    index = episode_index.open_index(directory, 'train', shards, spec)
+    index.steps[i]                   # steps of episode i (-1: the record is not an episode)
+    index.items_of(i, field_number)  # (start, length) in record i of each step's byte string
+    index.path                       # VERSION_DIR/dropj_index/train.idx, or None (kept in memory)
+
+Reading a window of 21 steps out of an episode of 1001 needs to know where
+those 21 frames lie; finding that out parses the whole record (a few MB).
+The index does it once per dataset: one pass over every record, then a file
+of (for the release's `real` config) 16 bytes per step and 40 per episode.
+`EpisodeSource` maps it read-only, so DataLoader workers share its pages
+and start in milliseconds whatever the dataset's size.
+
+The file is untrusted like the rest of the folder: it is read only when its
+size is exactly what its header's counts give, the header names these shards
+with their current size, mtime and inode, and every span it holds lies
+inside its record and every record where the TFRecord framing puts it (all
+checked with a few vector operations). Otherwise it is stale: the index is
+made again and written over it. It is written whole or not at all
+(`durable.write_atomically`: a kill leaves the old file or none), never
+through a symlink, and not at all while a shard was modified in the last
+`SETTLE_S` seconds (a file rewritten within the file system's timestamp
+granularity could keep its mtime: the index of such a shard lives in memory
+only until it settles). A folder that cannot be written keeps the index in
+memory, with one warning saying so.
+
+Layout: b'DROPJIDX', a little-endian uint32 header length, the JSON header,
+zero padding to a multiple of 64 bytes, then the arrays below in order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import os
+import time
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+
+from dropj_datasets import schema
+from dropj_datasets.schema import DataError
+
+from .tfrecord_wire import ByteItems, Corrupt, index_example_with_spans, record_spans
+
+FORMAT = 1
+MAGIC = b"DROPJIDX"
+INDEX_DIR = "dropj_index"
+SETTLE_S = 2.0
+_MAX_HEADER = 1 << 20
+_ALIGN = 64
+_log = logging.getLogger("dropj.loaders")
+
+
+@dataclasses.dataclass
+class EpisodeIndex:
+    """records: (N, 4) int64 (shard, offset of the record's data, its length, steps or -1);
+    first_item: (N + 1,) int64, episode i's steps are rows first_item[i]:first_item[i + 1] of `items`;
+    items: (M, B, 2) uint32, (start, length) in its record of each step's value of each of `bytes_fields`;
+    lists: (N, L, 2) uint32, (start, length) in its record of the `Feature` of each of `list_fields`."""
+    records: np.ndarray
+    first_item: np.ndarray
+    items: np.ndarray
+    lists: np.ndarray
+    bytes_fields: tuple[str, ...]
+    list_fields: tuple[str, ...]
+    path: Optional[Path] = None
+
+    @property
+    def steps(self) -> np.ndarray:
+        return self.records[:, 3]
+
+    def items_of(self, record: int, field: int) -> ByteItems:
+        rows = self.items[self.first_item[record]:self.first_item[record + 1], field]
+        return ByteItems(rows[:, 0].astype(np.int64), rows[:, 1].astype(np.int64))
+
+
+def step_fields(spec: schema.Spec) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    """The top-level step fields of an episode kind: (stored as byte strings, stored as number lists)."""
+    if (schema.STEPS, schema.DATASET_SEQUENCE) not in schema.KINDS[spec.kind].sequences:
+        return (), ()
+    prefix = f"{schema.STEPS}/"
+    fields = [f for f in spec.fields() if f.name.startswith(prefix) and "/" not in f.name[len(prefix):]]
+    stored_as_bytes = [f.name for f in fields if f.encoding in ("png", "bytes") or f.dtype in ("str", "bytes")]
+    return tuple(stored_as_bytes), tuple(f.name for f in fields if f.name not in stored_as_bytes)
+
+
+def _signature(shards: list[tuple[Path, int]]) -> list[list]:
+    signature = []
+    for path, _ in shards:
+        stat = path.stat()
+        signature.append([path.name, stat.st_size, stat.st_mtime_ns, stat.st_ino])
+    return signature
+
+
+def open_index(directory: Path, split: str, shards: list[tuple[Path, int]], spec: schema.Spec,
+               index_dir: Optional[Union[str, os.PathLike]] = None, progress: bool = True) -> EpisodeIndex:
+    """The split's index: read from `index_dir` (default: `directory`/dropj_index) when it is current,
+    else made (one pass over the records) and written there when it can be."""
+    folder = Path(index_dir) if index_dir is not None else directory / INDEX_DIR
+    path = folder / f"{split}.idx"
+    bytes_fields, list_fields = step_fields(spec)
+    signature = _signature(shards)
+    found, why = _read(path, signature, shards, bytes_fields, list_fields)
+    if found is not None:
+        return found
+    if why:
+        _log.info("%s: %s; indexing again", path, why)
+    index = build(shards, bytes_fields, list_fields, progress=progress)
+    if max(s[2] for s in signature) > time.time_ns() - SETTLE_S * 1e9 if signature else False:
+        return index  # a shard written just now may still change within its mtime's granularity
+    try:
+        _write(path, index, signature)
+        index.path = path
+    except (OSError, DataError) as exc:
+        _log.warning("%s: the index cannot be kept (%s); it lives in memory for this run "
+                     "(pass index_dir= to keep it elsewhere)", path, exc.strerror if isinstance(exc, OSError)
+                     and exc.strerror else exc)
+    return index
+
+
+def build(shards: list[tuple[Path, int]], bytes_fields: tuple[str, ...], list_fields: tuple[str, ...],
+          progress: bool = True) -> EpisodeIndex:
+    """One pass over every record of the shards (their counts checked against dataset_info.json)."""
+    from tqdm.auto import tqdm
+
+    spans = []
+    for number, (path, count) in enumerate(shards):
+        found = record_spans(path)
+        if len(found) != count:
+            raise DataError(f"{path}: {len(found)} records, dataset_info.json says {count}")
+        spans.extend((number, path, local, offset, length) for local, (offset, length) in enumerate(found))
+    records = np.zeros((len(spans), 4), np.int64)
+    lists = np.zeros((len(spans), len(list_fields), 2), np.uint32)
+    items, first_item = [], [0]
+    is_first = f"{schema.STEPS}/{schema.IS_FIRST}"
+    bar = tqdm(total=len(spans), desc="indexing", unit="record", delay=2, disable=not progress or None,
+               dynamic_ncols=True)
+    with bar:
+        for i, (number, path, local, offset, length) in enumerate(spans):
+            with open(path, "rb") as f:
+                f.seek(offset)
+                record = f.read(length)
+            try:
+                values, where = index_example_with_spans(record)
+                steps = -1
+                if bytes_fields or list_fields:
+                    if not isinstance(values.get(is_first), np.ndarray):
+                        raise Corrupt(f"not an episode (no '{is_first}')")
+                    steps = len(values[is_first])
+                rows = np.zeros((max(steps, 0), len(bytes_fields), 2), np.uint32)
+                for k, name in enumerate(bytes_fields):
+                    found = values.get(name)
+                    if not isinstance(found, ByteItems) or len(found) != steps:
+                        raise Corrupt(f"field '{name}': {0 if found is None else len(found)} values for "
+                                      f"{steps} steps")
+                    rows[:, k, 0], rows[:, k, 1] = found.starts, found.lengths
+                for k, name in enumerate(list_fields):
+                    if name not in where:
+                        raise Corrupt(f"field '{name}' is missing")
+                    lists[i, k] = where[name]
+            except Corrupt as exc:
+                raise DataError(f"{path}: record {local}: {exc}") from None
+            records[i] = number, offset, length, steps
+            items.append(rows)
+            first_item.append(first_item[-1] + len(rows))
+            bar.update(1)
+    stacked = np.concatenate(items) if items else np.zeros((0, len(bytes_fields), 2), np.uint32)
+    return EpisodeIndex(records, np.array(first_item, np.int64), stacked, lists, bytes_fields, list_fields)
+
+
+def _layout(records: int, items: int, fields: int, lists: int) -> list[tuple[str, np.dtype, tuple[int, ...]]]:
+    return [("records", np.dtype("<i8"), (records, 4)), ("first_item", np.dtype("<i8"), (records + 1,)),
+            ("items", np.dtype("<u4"), (items, fields, 2)), ("lists", np.dtype("<u4"), (records, lists, 2))]
+
+
+def _header(index: EpisodeIndex, signature: list) -> bytes:
+    header = json.dumps({"format": FORMAT, "shards": signature, "bytes_fields": list(index.bytes_fields),
+                         "list_fields": list(index.list_fields), "records": len(index.records),
+                         "items": len(index.items)}).encode()
+    return header + b" " * (-(len(MAGIC) + 4 + len(header)) % _ALIGN)
+
+
+def _write(path: Path, index: EpisodeIndex, signature: list) -> None:
+    from dropj.converters import durable
+
+    if path.parent.is_symlink() or path.is_symlink():
+        raise DataError(f"{path}: a symlink; the index is never written through one")
+    header = _header(index, signature)
+    layout = _layout(len(index.records), len(index.items), len(index.bytes_fields), len(index.list_fields))
+
+    def write(f) -> None:
+        f.write(MAGIC + len(header).to_bytes(4, "little") + header)
+        for name, dtype, shape in layout:
+            f.write(np.ascontiguousarray(getattr(index, name), dtype).reshape(shape).tobytes())
+
+    durable.write_atomically(path, write, force=True)
+
+
+def _read(path: Path, signature: list, shards: list[tuple[Path, int]], bytes_fields: tuple[str, ...],
+          list_fields: tuple[str, ...]) -> tuple[Optional[EpisodeIndex], str]:
+    """(the index in `path`, '') when it is current and sound, else (None, why not; '' when missing)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return None, ""
+    except OSError as exc:
+        return None, f"unreadable ({exc.strerror})"
+    with os.fdopen(fd, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        start = f.read(len(MAGIC) + 4)
+        if len(start) < len(MAGIC) + 4 or start[:len(MAGIC)] != MAGIC:
+            return None, "not an index file"
+        length = int.from_bytes(start[len(MAGIC):], "little")
+        if length > min(_MAX_HEADER, size):
+            return None, "a header longer than the file"
+        try:
+            header = json.loads(f.read(length))
+        except (ValueError, UnicodeDecodeError):
+            return None, "an unreadable header"
+    if not isinstance(header, dict) or header.get("format") != FORMAT:
+        return None, "another format"
+    if header.get("shards") != signature:
+        return None, "the shards changed since it was made"
+    if header.get("bytes_fields") != list(bytes_fields) or header.get("list_fields") != list(list_fields):
+        return None, "made for other fields"
+    counts = (header.get("records"), header.get("items"))
+    if not all(isinstance(n, int) and 0 <= n < 1 << 40 for n in counts):
+        return None, "counts out of range"
+    layout = _layout(counts[0], counts[1], len(bytes_fields), len(list_fields))
+    offset = len(MAGIC) + 4 + length
+    if offset % _ALIGN or size != offset + sum(d.itemsize * int(np.prod(s)) for _, d, s in layout):
+        return None, "its size does not match its header"
+    arrays = {}
+    for name, dtype, shape in layout:
+        count = int(np.prod(shape))
+        # a plain ndarray over the mapping: indexing it costs what indexing any array costs
+        arrays[name] = np.asarray(np.memmap(path, dtype, "r", offset, shape)) if count else np.zeros(shape, dtype)
+        offset += dtype.itemsize * count
+    index = EpisodeIndex(**arrays, bytes_fields=bytes_fields, list_fields=list_fields, path=path)
+    problem = _unsound(index, shards, signature)
+    return (None, problem) if problem else (index, "")
+
+
+def _unsound(index: EpisodeIndex, shards: list[tuple[Path, int]], signature: list) -> str:
+    """What is wrong with an index read from disk, or ''; vector checks over every record and span."""
+    records = np.asarray(index.records)
+    shard, offset, length, steps = records.T
+    counts = [count for _, count in shards]
+    if len(records) != sum(counts):
+        return "a record count other than dataset_info.json's"
+    expected_shard = np.repeat(np.arange(len(shards)), counts)
+    if not np.array_equal(shard, expected_shard):
+        return "records in the wrong shards"
+    # The framing: each shard's first record's data at byte 12, each next one 16 bytes after the last ends.
+    first = np.r_[True, shard[1:] != shard[:-1]] if len(shard) else np.zeros(0, bool)
+    following = np.r_[0, offset[:-1] + length[:-1] + 16] if len(shard) else np.zeros(0, np.int64)
+    if (length < 0).any() or not np.array_equal(offset, np.where(first, 12, following)):
+        return "record offsets that are not the shards' framing"
+    last = np.r_[shard[1:] != shard[:-1], True] if len(shard) else np.zeros(0, bool)
+    sizes = np.array([s[1] for s in signature], np.int64)
+    filled = np.zeros(len(shards), np.int64)
+    filled[shard[last]] = (offset + length + 4)[last]
+    if not np.array_equal(filled, sizes):
+        return "records that do not fill their shards"
+    first_item = np.asarray(index.first_item)
+    episodes = index.bytes_fields or index.list_fields
+    if episodes and ((steps < 0).any() or first_item[0] != 0 or not np.array_equal(np.diff(first_item), steps)):
+        return "step counts that do not add up"
+    if not episodes and ((steps != -1).any() or first_item.any()):
+        return "steps for records that are not episodes"
+    if first_item[-1] != len(index.items):
+        return "step counts that do not add up"
+    spans = np.asarray(index.items, np.int64)
+    owner_length = np.repeat(length, np.maximum(steps, 0))
+    if len(spans) and (spans[..., 0] + spans[..., 1] > owner_length[:, None]).any():
+        return "a step's span past its record"
+    lists = np.asarray(index.lists, np.int64)
+    if lists.size and (lists[..., 0] + lists[..., 1] > length[:, None]).any():
+        return "a list's span past its record"
+    return ""
