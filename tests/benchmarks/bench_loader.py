@@ -276,7 +276,43 @@ def child_ceiling(data: Path) -> dict:
         rates[name] = {"frames_per_s": len(frames) / best, "same": same}
     indexed = sum(frame[25] == 3 for frame in frames)  # IHDR's colour type: 3, a palette
     return {"frames": len(frames), "bytes_per_frame": sum(map(len, frames)) / len(frames),
-            "indexed_fraction": indexed / len(frames), "decoders": rates}
+            "indexed_fraction": indexed / len(frames), "decoders": rates,
+            "parallel_frames_per_s": _parallel_ceiling(frames, shape)}
+
+
+def _decode_all(frames: list[bytes], shape: tuple[int, ...], barrier: Any, out: Any) -> None:
+    from dropj.loaders.episode_source import _decode_png
+
+    barrier.wait()
+    out.put(min(_seconds(lambda: [_decode_png(frame, shape) for frame in frames]) for _ in range(3)))
+
+
+def _parallel_ceiling(frames: list[bytes], shape: tuple[int, ...]) -> float:
+    """Frames/s of the reader's decoder in one forked process per usable core, all at once: the
+    ceiling of the cores together (what they give in parallel, not a single core's rate times two)."""
+    import multiprocessing
+
+    from dropj_datasets.codec import usable_cpus
+
+    context = multiprocessing.get_context("fork")
+    cores = usable_cpus()
+    barrier, out = context.Barrier(cores), context.Queue()
+    processes = [context.Process(target=_decode_all, args=(frames, shape, barrier, out)) for _ in range(cores)]
+    for process in processes:
+        process.start()
+    seconds = [out.get() for _ in processes]
+    for process in processes:
+        process.join()
+    return sum(len(frames) / s for s in seconds)
+
+
+def child_torch_import() -> dict:
+    """The memory of a process that imports torch and nothing else: the floor of any DataLoader worker."""
+    import resource
+
+    import torch  # noqa: F401
+
+    return {"rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
 
 
 def child_tf_decode(data: Path) -> dict:
@@ -341,6 +377,8 @@ def child_main(args: argparse.Namespace) -> int:
     kind = args.child
     if kind == "ceiling":
         result = child_ceiling(data)
+    elif kind == "torch_import":
+        result = child_torch_import()
     elif kind == "tf_decode":
         result = child_tf_decode(data)
     elif kind in ("batches", "items"):
@@ -412,7 +450,9 @@ def measure(args: argparse.Namespace, small: Path, large: Path) -> dict:
               f"{min(r['first_batch_s'] for r in warm):.2f} s", flush=True)
     print(f"long run ({args.long_s:g} s)", flush=True)
     long = run_child(args, "long", large, 2)
-    return {"rounds": rounds, "ceilings": ceilings, "tf_decode": tf_decode, "growth": growth, "long": long}
+    torch_only = run_child(args, "torch_import", small)
+    return {"rounds": rounds, "ceilings": ceilings, "tf_decode": tf_decode, "growth": growth, "long": long,
+            "torch_import": torch_only}
 
 
 # --- the report ------------------------------------------------------------------------------------------
@@ -431,17 +471,20 @@ def report(args: argparse.Namespace, stamps: dict, m: dict, loads: tuple[str, st
     ours_name = next(iter(ceiling_runs[0]["decoders"]))
     per_core = max(r["decoders"][ours_name]["frames_per_s"] for r in ceiling_runs)
     ceiling_steps = per_core * WINDOW / (WINDOW + 1)  # a window of 20 steps decodes 21 frames
+    parallel_steps = max(r["parallel_frames_per_s"] for r in ceiling_runs) * WINDOW / (WINDOW + 1)
     from dropj_datasets.codec import usable_cpus
 
     cores = usable_cpus()
+
+    def ceiling_of(workers: int) -> float:
+        return ceiling_steps if workers <= 1 else parallel_steps
     rows = ["| reader | first batch after s | steps/s (best round) | / ceiling of its cores | steps/s of each round "
             "| stopped cleanly |", "|---|---:|---:|---:|---:|---|"]
     for name, results in m["rounds"].items():
         top = best(results)
         workers = 0 if "0 workers" in name or "1 process" in name else (1 if "1 worker" in name else 2)
-        used = max(1, min(workers, cores))
         rows.append(f"| {name} | {min(r['first_batch_s'] for r in results):.2f} | {top['steps_per_s']:,.0f} "
-                    f"| {top['steps_per_s'] / (ceiling_steps * used):.2f} "
+                    f"| {top['steps_per_s'] / ceiling_of(workers):.2f} "
                     f"| {rates_text(r['steps_per_s'] for r in results)} "
                     f"| {'yes' if all(r['clean_stop'] for r in results) else '**no**'} |")
     decoders = ["| decoder, one core, frames in memory | frames/s (best of 3, each round) | / Pillow "
@@ -461,7 +504,7 @@ def report(args: argparse.Namespace, stamps: dict, m: dict, loads: tuple[str, st
     batches = {w: best(m["rounds"][config_name("batches", w)]) for w in (0, 1, 2)}
     scaling = batches[2]["steps_per_s"] / batches[0]["steps_per_s"]
     zero_ratio = batches[0]["steps_per_s"] / ceiling_steps
-    two_ratio = batches[2]["steps_per_s"] / (ceiling_steps * min(2, cores))
+    two_ratio = batches[2]["steps_per_s"] / ceiling_of(2)
     workers_2 = batches[2]["memory"]["workers"]
     worker_rss = max(w["rss"] for w in workers_2)
     worker_uss = max(w["uss"] for w in workers_2)
@@ -493,7 +536,8 @@ def report(args: argparse.Namespace, stamps: dict, m: dict, loads: tuple[str, st
     targets = [
         ("2 workers >= 1.6x the 0-worker rate", f"{scaling:.2f}x", scaling >= SCALING_TARGET),
         ("0 workers >= 0.9x the decode ceiling of one core", f"{zero_ratio:.2f}x", zero_ratio >= CEILING_TARGET),
-        ("2 workers >= 0.9x the decode ceiling of 2 cores", f"{two_ratio:.2f}x", two_ratio >= CEILING_TARGET),
+        (f"2 workers >= 0.9x the decode ceiling of the {cores} cores together", f"{two_ratio:.2f}x",
+         two_ratio >= CEILING_TARGET),
         ("first batch < 1 s (index kept; 1x and 4x)",
          " / ".join(f"{first_warm[k]:.2f} s" for k in first_warm), max(first_warm.values()) < FIRST_BATCH_TARGET_S),
         ("memory per worker < 150 MB (USS: what each worker adds)", f"{worker_uss:.0f} MiB",
@@ -522,7 +566,9 @@ def report(args: argparse.Namespace, stamps: dict, m: dict, loads: tuple[str, st
         f"workers' start included; rates are over {MEASURED_BATCHES} batches after {WARMUP_BATCHES}. *steps/s* "
         f"counts delivered transitions ({WINDOW} per window, {BATCH} windows per batch); the ceiling is the "
         f"reader's own decoder on one core, {per_core:,.0f} frames/s, i.e. {ceiling_steps:,.0f} steps/s since a "
-        f"window of {WINDOW} steps decodes {WINDOW + 1} frames. *Stopped cleanly*: each reader is stopped in "
+        f"window of {WINDOW} steps decodes {WINDOW + 1} frames; with workers, the ceiling is that decoder run "
+        f"in one process per core at once, {parallel_steps * (WINDOW + 1) / WINDOW:,.0f} frames/s on the {cores} "
+        f"cores ({parallel_steps * (WINDOW + 1) / WINDOW / per_core:.2f}x one core). *Stopped cleanly*: each reader is stopped in "
         f"the middle of a pass; no worker aborted and nothing was printed.", "",
         *rows, "",
         f"Decoders on the same {ceiling_runs[0]['frames']:,} frames of {CEILING_EPISODES} episodes "
@@ -545,7 +591,9 @@ def report(args: argparse.Namespace, stamps: dict, m: dict, loads: tuple[str, st
         f"The workers' memory, 2 workers (1x): RSS {worker_rss:.0f} MiB, PSS {worker_pss:.0f} MiB, USS "
         f"{worker_uss:.0f} MiB each at most. RSS counts every page a worker maps, and a forked worker maps "
         "the main process's torch and numpy libraries and heap (shared, copy-on-write); USS is what it alone "
-        "holds.",
+        f"holds. A process that only imports torch has an RSS of {m['torch_import']['rss_mib']:.0f} MiB "
+        "(`ru_maxrss`), so no DataLoader worker can have an RSS under 150 MB: the memory target is read on "
+        "USS, the memory each worker adds.",
     ]
     return "\n".join(lines) + "\n"
 
