@@ -110,7 +110,7 @@ def open_index(directory: Path, split: str, shards: list[tuple[Path, int]], spec
     if why:
         _log.info("%s: %s; indexing again", path, why)
     index = build(shards, bytes_fields, list_fields, progress=progress)
-    if max(s[2] for s in signature) > time.time_ns() - SETTLE_S * 1e9 if signature else False:
+    if signature and max(mtime for _, _, mtime, _ in signature) > time.time_ns() - SETTLE_S * 1e9:
         return index  # a shard written just now may still change within its mtime's granularity
     try:
         _write(path, index, signature)

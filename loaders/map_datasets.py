@@ -14,6 +14,10 @@ come from (a train / validation split by episode); items keep the stored
 order. Random access works with `shuffle=True`, `DistributedSampler` and any
 worker count; a worker imports numpy, Pillow and torch, never TensorFlow.
 Making a dataset reads the episodes' lengths from the index (no record).
+
+`WindowDataset` and `VAEFrames` also decode a whole batch at once straight
+into its memory (`batch(indices)`, or `fill` into given arrays): what
+`training_data.Batches` and its ring of shared buffers (`batch_ring`) read.
 """
 
 from __future__ import annotations

@@ -119,7 +119,7 @@ def _copy(real_dir: Path, tmp_path: Path) -> tuple[Path, Path]:
     import shutil
 
     target = tmp_path / "copy" / real_dir.name
-    shutil.copytree(real_dir, target)
+    shutil.copytree(real_dir, target, ignore=shutil.ignore_patterns("dropj_index"))  # the shards, not an index
     return target, next(target.glob("*.tfrecord-*"))
 
 
