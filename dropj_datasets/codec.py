@@ -227,7 +227,7 @@ def decode_indexed_png(data: bytes, shape: Optional[tuple[int, ...]] = None,
     decode into (returned), instead of a new one.
 
     The layout: IHDR (8-bit palette, no interlace), PLTE, one or more IDAT, IEND, every row filter 0.
-    Such a frame is one zlib inflation and one palette lookup, 1.6x Pillow's rate on Car Racing frames
+    Such a frame is one zlib inflation and one palette lookup, 1.5x Pillow's rate on Car Racing frames
     (docs/benchmarks.md, "Reading for PyTorch without TensorFlow"). Anything else, or anything wrong (a
     chunk's CRC, the inflated size, a pixel past the palette), returns None, so the caller's general
     decoder reads it and reports what is wrong: this path never accepts a PNG Pillow would read

@@ -18,7 +18,7 @@ of every config), importing numpy and Pillow only:
 * each field is decoded as the schema declares it (`schema.Spec.fields()`,
   the same declaration the builder makes its TFDS features from): PNG frames
   by `codec.decode_indexed_png` when they are the indexed frames our builders
-  write (1.6x Pillow's rate on Car Racing frames), else through Pillow;
+  write (1.5x Pillow's rate on Car Racing frames), else through Pillow;
   BYTES-encoded tensors from their raw bytes, integers and booleans from
   varints, text as bytes.
 

@@ -62,7 +62,7 @@ def _train_briefly(data_dir: str, out: str, steps: int = 5) -> None:
     print(f"\nTraining each model for {steps} steps (batch 2) on the sample\n")
     for kind, extra in (("vae", {}), ("mdnrnn", {"sequence_length": 8}), ("reward", {})):
         start = time.perf_counter()
-        history = train.train_from_dataset(kind, data_dir, out_dir=f"{out}/{kind}", steps=steps,
+        history = train.train_from_dataset(kind, data_dir, out_dir=f"{out}/{kind}", steps=steps, num_workers=0,
                                            batch_size=2, progress=False, validate_every=steps, **extra)
         print(f"{kind:8} {train.DEFAULT_DATASETS[kind]:36} train loss {history.train_loss[0]:10.4g} -> "
               f"{history.train_loss[-1]:10.4g}  in {time.perf_counter() - start:5.1f} s")
