@@ -15,6 +15,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 import factory
+from factory.compare import assert_reads_like_tfds
 from dropj.converters import annotations, recording_store
 from dropj.converters.built import BuiltDataset
 from dropj.converters.export import export
@@ -56,6 +57,7 @@ def test_responses_land_in_the_preferences_schema_and_export_per_annotator(queri
     ann.close()
 
     directory = annotations.annotation_dir(tmp_path / "out", "dropj")
+    assert assert_reads_like_tfds(directory) == 3  # the TF-free reader, on an annotations directory
     builder = tfds.builder_from_directory(str(directory))
     assert builder.info.features.to_json() == features(schema.ANNOTATIONS["dropj"]).to_json()
     examples = list(tfds.as_numpy(builder.as_dataset(split="train", shuffle_files=False)))

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
 import factory
+from factory.compare import assert_reads_like_tfds
 from dropj_datasets.cli import models_io
 from dropj.converters.built import BuiltDataset
 from dropj.models import MDNRNN, ConvVAE, encode_episode, frames_to_tensor, save_checkpoint
@@ -73,6 +75,7 @@ def test_dropj_encode_writes_one_latent_episode_per_source_episode(built, tmp_pa
                               data_dir=str(data), out=str(tmp_path), log=lambda line: None)
     encoded = BuiltDataset.open(str(directory))
     source = BuiltDataset.open("dropj_carracing/real", str(data))
+    assert assert_reads_like_tfds(Path(directory)) == 3  # the TF-free reader, on an encoded directory
     pairs = list(zip(source.episodes(), encoded.examples()))
     assert len(pairs) == source.count == encoded.count == 3
     for (index, ep, _), example in zip(source.episodes(), encoded.examples()):

@@ -14,6 +14,7 @@ import pytest
 from dropj_datasets import schema
 from dropj_datasets.schema import DataError
 from factory import build, dummy_data
+from factory.compare import assert_same, tfds_examples
 from dropj.loaders.episode_source import EpisodeSource
 from dropj.loaders.tfrecord_wire import _masked_crc32c, parse_example
 
@@ -26,62 +27,13 @@ def real_dir(tmp_path_factory) -> Path:
                       tmp_path_factory.mktemp("data")).data_dir)
 
 
-def _tfds_examples(directory: Path) -> list:
-    import tensorflow_datasets as tfds
-
-    import dropj_datasets  # noqa: F401
-
-    builder = tfds.builder_from_directory(str(directory))
-    return list(tfds.as_numpy(builder.as_dataset(split="train")))
-
-
-def _assert_same(ours, theirs, path: str = "") -> None:
-    """Our value against tfds.as_numpy's: nested datasets come from TFDS as iterables of steps."""
-    if isinstance(ours, dict) and not isinstance(theirs, dict):  # a nested tf.data of steps
-        steps = list(theirs)
-        assert len(steps) == len(next(iter(_leaves(ours)))), path
-        for key, value in ours.items():
-            _assert_same(value, _stacked([step[key] for step in steps]), f"{path}/{key}")
-        return
-    if isinstance(ours, dict):
-        assert set(ours) == set(theirs), path
-        for key in ours:
-            _assert_same(ours[key], theirs[key], f"{path}/{key}")
-        return
-    if isinstance(theirs, bytes):
-        assert type(ours) is bytes and ours == theirs, path
-        return
-    assert type(ours) is type(theirs), (path, type(ours), type(theirs))
-    theirs, ours = np.asarray(theirs), np.asarray(ours)
-    assert ours.shape == theirs.shape, (path, ours.shape, theirs.shape)
-    if theirs.dtype == object:
-        assert ours.dtype == object and ours.tolist() == theirs.tolist(), path
-    else:
-        assert ours.dtype == theirs.dtype, (path, ours.dtype, theirs.dtype)
-        assert np.array_equal(ours, theirs, equal_nan=ours.dtype.kind == "f"), path
-
-
-def _stacked(values: list):
-    if values and isinstance(values[0], dict):
-        return {key: _stacked([v[key] for v in values]) for key in values[0]}
-    return np.stack(values) if values else np.zeros(0)
-
-
-def _leaves(tree):
-    for value in tree.values():
-        if isinstance(value, dict):
-            yield from _leaves(value)
-        else:
-            yield value
-
-
 @pytest.mark.slow
 def test_an_episode_is_what_tfds_load_gives(real_dir):
     source = EpisodeSource(real_dir)
-    theirs = _tfds_examples(real_dir)
+    theirs = tfds_examples(real_dir)
     assert len(source) == len(theirs) == 3
     for i, example in enumerate(theirs):
-        _assert_same(source[i], example)
+        assert_same(source[i], example)
     assert source[-1]["episode_metadata"]["episode_index"] == 2
 
 
@@ -98,10 +50,10 @@ def test_every_config_of_every_kind_is_what_tfds_load_gives(tmp_path, subtests):
             with subtests.test(config=f"{dataset}/{config}"):
                 directory = Path(build(f"{dataset}/{config}", dummy_data(dataset), tmp_path).data_dir)
                 source = EpisodeSource(directory)
-                theirs = _tfds_examples(directory)
+                theirs = tfds_examples(directory)
                 assert len(source) == len(theirs) > 0
                 for i, example in enumerate(theirs):
-                    _assert_same(source[i], example, f"{dataset}/{config}[{i}]")
+                    assert_same(source[i], example, f"{dataset}/{config}[{i}]")
 
 
 def test_reading_imports_no_tensorflow(real_dir):

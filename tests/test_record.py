@@ -22,6 +22,7 @@ from dropj.converters import export, legacy_pickle, record, recording_store, rec
 from dropj.loaders import transformations
 from dropj_datasets import builder as builder_lib
 from dropj_datasets import schema
+from factory.compare import assert_reads_like_tfds
 
 GAS = np.array([0.0, 1.0, 0.0])
 RIGHT_GAS = np.array([1.0, 1.0, 0.0])
@@ -186,6 +187,7 @@ def test_export_gives_dataset_r_structure_and_types(recorded, tmp_path):
 
 def test_loaders_read_a_recording(recorded):
     builder, episodes_np = load(recorded[0])
+    assert assert_reads_like_tfds(Path(builder.data_dir)) == 3  # the TF-free reader, on a recording
     episodes = builder.as_dataset(split="train", shuffle_files=False)
     frames = np.stack(list(transformations.vae_frames(episodes).as_numpy_iterator()))
     expected = np.concatenate([steps[schema.OBSERVATION] for steps, _, _ in episodes_np])
