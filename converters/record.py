@@ -249,13 +249,17 @@ class Recorder:
 def open_recorder(env_name: str, data_dir: str | os.PathLike, user_id: str, *,
                   session_id: Optional[str] = None, seeds: Optional[Iterator[int]] = None,
                   keys_held: Optional[Callable[[], tuple[bool, bool, bool, bool]]] = None,
-                  gym_env: Any = None, log: Callable[[str], None] = print) -> Recorder:
-    """Wraps the environment in `envlogger.EnvLogger` with a `RecordingWriter` under `data_dir`."""
+                  gym_env: Any = None, log: Callable[[str], None] = print,
+                  store: Optional[recording_store.RecordingStore] = None) -> Recorder:
+    """Wraps the environment in `envlogger.EnvLogger` with a `RecordingWriter` under `data_dir`.
+
+    `store`: an open `RecordingStore` this session shares with others of the same process (each with
+    its own environment, EnvLogger and user); by default the session opens, and locks, its own."""
     import envlogger
 
     recording_spec(env_name)  # a clear error for an unknown name, before anything is opened
     session_id = session_id or new_session_id()
-    writer = RecordingWriter(data_dir, env_name, session_id=session_id, log=log)  # locks the directory first
+    writer = RecordingWriter(data_dir, env_name, session_id=session_id, log=log, store=store)  # locks it first
     try:
         adapter = DmEnvAdapter(env_name, gym_env=gym_env, seeds=seeds)
     except BaseException:

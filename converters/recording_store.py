@@ -35,6 +35,7 @@ import secrets
 import shutil
 import socket
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -122,6 +123,7 @@ class ShardStore:
         self.spec = spec
         self.log = log
         self.directory.mkdir(parents=True, exist_ok=True)
+        self._appending = threading.Lock()  # several sessions of one process may share the store
         self._lock_fd: Optional[int] = _lock(self.directory, holder, self.WRITER, self.ONE)
         try:
             self._clear_leftovers()
@@ -203,8 +205,19 @@ class ShardStore:
         """Items listed in the directory."""
         return len(self.shard_lengths)
 
-    def append(self, example: dict) -> Path:
-        """Writes one item as the next shard and lists it; returns the shard's path."""
+    def append(self, example: dict, index_field: Optional[tuple[str, str]] = None) -> Path:
+        """Writes one item as the next shard and lists it; returns the shard's path.
+
+        Safe from several threads (the sessions of one `dropj record --web`): items are written one at a
+        time, each in the next shard. `index_field` ((group, field) of `example`) is set to the item's
+        number in the directory as it is written, so two sessions never give two items the same number."""
+        with self._appending:
+            if index_field is not None:
+                group, field = index_field
+                example = {**example, group: {**example[group], field: self.count}}
+            return self._append(example)
+
+    def _append(self, example: dict) -> Path:
         import tensorflow as tf
 
         serialized = self.features.serialize_example(example)
@@ -343,6 +356,7 @@ def repair(directory: str | os.PathLike, log: Callable[[str], None] = print) -> 
     store_class, spec = _store_of(directory)
     store = store_class.__new__(store_class)
     store.directory, store.spec, store.log, store._features = directory, spec, log, None
+    store._appending = threading.Lock()
     store._lock_fd = _lock(directory, "dropj repair-recording", store.WRITER, store.ONE)
     dataset = store.DATASET
     try:

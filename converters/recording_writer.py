@@ -33,14 +33,20 @@ class RecordingWriter(backend_writer.BackendWriter):
     """
 
     def __init__(self, data_dir: str | os.PathLike, env_name: str, *, session_id: str = "",
-                 log: Callable[[str], None] = print, **base_kwargs: Any):
+                 log: Callable[[str], None] = print, store: Optional[recording_store.RecordingStore] = None,
+                 **base_kwargs: Any):
         super().__init__(**base_kwargs)
         self._store: Optional[recording_store.RecordingStore] = None  # close() runs from __del__ if opening fails
         self.spec = schema.WRITTEN[schema.RECORDING_DATASET][env_name]
         self.session_id = session_id
         self.log = log
-        self._store = recording_store.RecordingStore(recording_store.recording_dir(data_dir, env_name), self.spec,
-                                                     holder=f"session {session_id}" if session_id else "", log=log)
+        # A store of its own (locked for this session), or one several sessions share (closed by its opener).
+        self._owns_store = store is None
+        if store is not None and store.spec != self.spec:
+            raise ValueError(f"a {store.spec.config} recording cannot hold {env_name} episodes")
+        self._store = store or recording_store.RecordingStore(
+            recording_store.recording_dir(data_dir, env_name), self.spec,
+            holder=f"session {session_id}" if session_id else "", log=log)
         self.episodes_before = self._store.episodes
         self.episodes_written = 0
         self.rescued: list[str] = []
@@ -72,11 +78,11 @@ class RecordingWriter(backend_writer.BackendWriter):
 
     def _write_episode(self) -> None:
         steps, self._steps = self._steps, []
-        index = self._store.episodes  # the episodes listed on disk decide the number
+        index = self._store.episodes  # the episodes listed on disk decide the number (set again as it is written)
         example = episode_example(self.spec, steps, self._episode_metadata, index,
                                   self._frames.encode_all if self._frames else None)
         try:
-            self._store.append(example)
+            self._store.append(example, index_field=(schema.EPISODE_METADATA, schema.EPISODE_INDEX))
         except Exception as exc:  # noqa: BLE001 - whatever failed, the episode is kept
             text = str(exc).splitlines()[0][:200] if str(exc) else ""
             why = f"{type(exc).__name__}: {text}"
@@ -97,7 +103,8 @@ class RecordingWriter(backend_writer.BackendWriter):
             self._frames.close()
             self._frames = None
         if self._store is not None:
-            self._store.close()
+            if self._owns_store:
+                self._store.close()
             self._store = None
 
 

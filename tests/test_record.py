@@ -285,3 +285,49 @@ def test_an_environment_without_a_step_limit_is_refused(tmp_path):
 
     with pytest.raises(ValueError, match="needs a step limit"):
         record.DmEnvAdapter("carracing", gym_env=DropjCarRacing())
+
+
+def test_sessions_sharing_one_store_write_every_episode_with_its_own_number(tmp_path):
+    """Several sessions of one process (what `dropj record --web` runs) share the directory's one store:
+    episodes finished at the same moment in different threads each get their own shard and number, with
+    their own session and user; the directory stays locked against any other recorder."""
+    import threading
+
+    spec = record.recording_spec("carracing")
+    store = recording_store.RecordingStore(record.recording_dir(tmp_path, "carracing"), spec, holder="web server")
+    recorders = [record.open_recorder("carracing", tmp_path, f"driver-{n}", session_id=f"web-{n}",
+                                      seeds=iter(range(10 * n, 10 * n + 3)), gym_env=short_env(8 + n), store=store)
+                 for n in range(3)]
+    barrier = threading.Barrier(len(recorders))
+    failures = []
+
+    def session(rec) -> None:
+        try:
+            for _ in range(3):
+                barrier.wait()  # the sessions finish their episodes together
+                drive(rec, lambda t: GAS)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=session, args=(rec,)) for rec in recorders]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failures
+    with pytest.raises(recording_store.RecordingError, match="another recording is writing here"):
+        record.open_recorder("carracing", tmp_path, "intruder", gym_env=short_env(5))
+    for rec in recorders:
+        rec.close()
+    assert store.episodes == 9  # closing the sessions leaves the shared store open
+    store.close()
+    _, episodes = load(tmp_path)
+    metadata = [meta for _, _, meta in episodes]
+    assert [int(m[schema.EPISODE_INDEX]) for m in metadata] == list(range(9))
+    by_session = {}
+    for m in metadata:
+        by_session.setdefault(m[schema.SESSION_ID].decode(), []).append((m[schema.USER_ID_TEXT].decode(), int(m[schema.SEED])))
+    assert by_session == {f"web-{n}": [(f"driver-{n}", 10 * n + k) for k in range(3)] for n in range(3)}
+    for steps, _, m in episodes:
+        n = int(m[schema.SESSION_ID].decode()[-1])
+        assert len(steps[schema.REWARD]) == 8 + n + 1  # each session's own time limit, whole

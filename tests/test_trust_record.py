@@ -117,11 +117,11 @@ def test_a_failed_episode_write_keeps_the_episode_and_says_where(tmp_path, monke
     real_append = recording_store.RecordingStore.append
     calls = {"n": 0}
 
-    def failing(self, example):
+    def failing(self, example, **kwargs):
         calls["n"] += 1
         if calls["n"] == 2:
             raise OSError(errno.ENOSPC, "No space left on device")
-        return real_append(self, example)
+        return real_append(self, example, **kwargs)
 
     monkeypatch.setattr(recording_store.RecordingStore, "append", failing)
     _drive(rec, 3)  # the session goes on after the failure
