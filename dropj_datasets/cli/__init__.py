@@ -10,8 +10,9 @@ standard way to build and load.
     dropj schema-doc                               print docs/schema.md
     dropj train {vae,mdnrnn,reward} --data_dir D --out O [--dataset NAME/CONFIG] [--steps N] ...
                                                    train a model on a built dataset (resumes from O)
-    dropj record --out D --user U [--env E] [--episodes N] [--seed S]
-                                                   drive with the arrow keys; record RLDS episodes into D
+    dropj record --out D --user U [--env E] [--episodes N] [--seed S] [--web [--host H] [--port P]]
+                                                   drive with the arrow keys (a window, or the browser);
+                                                   record RLDS episodes into D
     dropj annotate --queries NAME/CONFIG --data_dir D --method M --user ID --out OUT [--host H] [--port P]
                                                    collect preferences and justifications in the browser
     dropj encode --dataset NAME/CONFIG --data_dir D --vae V.pt --mdnrnn M.pt   real episodes -> latent z|c|h
@@ -179,7 +180,12 @@ def _record(args: argparse.Namespace) -> int:
                                         seed=args.seed, fps=args.fps, max_steps=args.max_steps,
                                         window=args.window, screenshot=args.screenshot, vae=args.vae,
                                         mdnrnn=args.mdnrnn, init_states=args.init_states, dream_of=args.dream_of)
-    record_window.run(config)
+    if args.web:
+        from dropj_datasets.cli import record_web
+
+        record_web.run(config, host=args.host, port=args.port)
+    else:
+        record_window.run(config)
     return 0
 
 
@@ -326,6 +332,11 @@ def parser() -> argparse.ArgumentParser:
     rec.add_argument("--max_steps", type=_positive_int, default=1000, help="time limit per episode (the study's 1000)")
     rec.add_argument("--window", type=_window_size, default=(1000, 800), help="window size WIDTHxHEIGHT")
     rec.add_argument("--screenshot", help="save the window as PNG at step 100")
+    rec.add_argument("--web", action="store_true",
+                     help="drive in the browser: serve the page at http://HOST:PORT/, one session per tab "
+                          "(--user is the default driver id; a tab may give ?user=ID)")
+    rec.add_argument("--host", default="127.0.0.1", help="--web: address to listen on (not loopback: a token)")
+    rec.add_argument("--port", type=_port, default=8000, help="--web: port")
     rec.set_defaults(run=_record)
 
     ann = sub.add_parser("annotate", help="collect preferences and justifications in the browser (docs/annotate.md)")

@@ -1,0 +1,149 @@
+"""`dropj record --web` in a real server and a real headless Chromium: the keys held in the page are the
+actions recorded, step by step; the protocol refuses what it does not expect."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+import factory
+from dropj.converters import record
+from dropj_datasets import schema
+from factory.web import CHROMIUM, DRIVER, free_port, new_chromium, wait_for
+
+needs_browser = pytest.mark.skipif(not (CHROMIUM and DRIVER),
+                                   reason="needs Debian's chromium and chromium-driver (`make sysdeps` installs them)")
+pytestmark = pytest.mark.slow
+
+
+class RecordServer:
+    """`dropj record --web` in a subprocess."""
+
+    def __init__(self, out, *extra: str):
+        self.out, self.port = out, free_port()
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "dropj_datasets.cli", "record", "--web", "--out", str(out), "--user", "default",
+             "--port", str(self.port), *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            cwd=factory.REPO)
+        self.lines = []
+        while True:
+            line = self.proc.stdout.readline()
+            if not line:
+                raise AssertionError(f"dropj record --web exited (rc {self.proc.wait()}): {''.join(self.lines)}")
+            self.lines.append(line)
+            if line.startswith("open "):
+                break
+        wait_for(self._listening, 30, "the server never listened")
+
+    def _listening(self) -> bool:
+        import socket
+
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                return True
+        except OSError:
+            return False
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self) -> str:
+        self.proc.terminate()
+        return self.proc.communicate(timeout=60)[0]
+
+    def episodes(self) -> list[dict]:
+        builder = tfds.builder_from_directory(str(record.recording_dir(self.out, "carracing")))
+        return list(tfds.as_numpy(builder.as_dataset(split="train", shuffle_files=False)))
+
+
+def _expected_action(held: np.ndarray, previous_steer: float) -> np.ndarray:
+    """The study's keyboard: gas 1 with Up, brake 0.8 with Down, steer -1 / +1 with Left / Right (one at a time
+    here), 0 with neither."""
+    left, right, up, down = held
+    steer = -1.0 if left and not right else (1.0 if right and not left else (0.0 if not (left or right)
+                                                                               else previous_steer))
+    return np.array([steer, 1.0 if up else 0.0, 0.8 if down else 0.0])
+
+
+@needs_browser
+def test_the_keys_held_in_chromium_are_the_actions_recorded_step_by_step(tmp_path):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    server = RecordServer(tmp_path, "--max_steps", "150", "--episodes", "1", "--seed", "5")
+    driver = new_chromium()
+    try:
+        driver.get(server.base + "/?user=web-1")
+        state = lambda: driver.execute_script("return window.dropjRecord")  # noqa: E731
+        wait_for(lambda: state()["session"] and state()["framesShown"] > 5, 30, lambda: state())
+        view = driver.find_element("id", "view")
+        ActionChains(driver).key_down(Keys.ARROW_UP, view).perform()
+        time.sleep(0.6)
+        ActionChains(driver).key_down(Keys.ARROW_LEFT, view).perform()
+        time.sleep(0.4)
+        ActionChains(driver).key_up(Keys.ARROW_LEFT, view).perform()
+        time.sleep(0.3)
+        ActionChains(driver).key_up(Keys.ARROW_UP, view).key_down(Keys.ARROW_DOWN, view).perform()
+        time.sleep(0.2)
+        ActionChains(driver).key_up(Keys.ARROW_DOWN, view).perform()
+        final = wait_for(lambda: state()["done"] and state(), 60, lambda: state())
+        assert final["framesShown"] > 50 and final["last"]["step"] == 150
+        assert driver.find_element("id", "status").text == "done: 1 episodes saved"
+    finally:
+        driver.quit()
+        log = server.stop()
+    [episode] = server.episodes()
+    steps = episode[schema.STEPS]
+    held = np.array([step[schema.KEYS_HELD] for step in steps])[:-1]
+    actions = np.array([step[schema.ACTION] for step in steps])[:-1]
+    steer = 0.0
+    for t, (keys, action) in enumerate(zip(held, actions)):
+        expected = _expected_action(keys, steer)
+        assert np.array_equal(action, expected), (t, keys, action)
+        steer = expected[0]
+    left, right, up, down = held.T
+    assert up.sum() > 20 and left.sum() > 8 and down.sum() > 3 and not right.any()
+    first, last = (lambda keys: np.flatnonzero(keys)[0]), (lambda keys: np.flatnonzero(keys)[-1])  # noqa: E731
+    # the order the page pressed them in: Up, then Left within it, then Down after Up
+    assert first(up) < first(left) <= last(left) < last(up) < first(down)
+    assert up[first(up):last(up) + 1].all() and left[first(left):last(left) + 1].all()
+    assert episode[schema.EPISODE_METADATA][schema.USER_ID_TEXT] == b"web-1"
+    assert "web-1: episode 0 saved (150 steps" in log
+
+
+def test_messages_and_handshakes_it_does_not_expect_are_refused(tmp_path):
+    import websocket
+
+    server = RecordServer(tmp_path, "--max_steps", "1000")
+    url = f"ws://127.0.0.1:{server.port}/ws"
+    try:
+        with pytest.raises(websocket.WebSocketBadStatusException):  # another site's page
+            websocket.create_connection(url, origin="http://evil.example", timeout=10)
+        for bad in ("not json", json.dumps({"key": "KeyW", "down": True}), json.dumps({"key": "ArrowUp"}),
+                    json.dumps({"key": "ArrowUp", "down": 1}), json.dumps({"restart": 1}), json.dumps({"quit": 1.0}),
+                    "x" * 300, "[]"):
+            ws = websocket.create_connection(url + "?user=tester", timeout=10)
+            hello = json.loads(ws.recv())
+            assert hello["user"] == "tester" and hello["env"] == "carracing"
+            ws.send(bad)
+            messages = []
+            try:
+                while True:
+                    messages.append(ws.recv())
+            except websocket.WebSocketConnectionClosedException:
+                pass
+            errors = [json.loads(m)["error"] for m in messages if isinstance(m, str) and "error" in m]
+            assert errors and ("expected" in errors[0] or "JSON" in errors[0] or "bytes" in errors[0]), (bad, errors)
+        ws = websocket.create_connection(url + "?user=" + "u" * 65, timeout=10)
+        assert "1 to 64 printable characters" in ws.recv()
+    finally:
+        log = server.stop()
+    assert "Traceback" not in log
+    assert not (record.recording_dir(tmp_path, "carracing") / "dropj_recording-train.tfrecord-00000").exists()
