@@ -73,6 +73,7 @@ class DriveSession:
         self.server, self.user, self.session_id, self.wake = server, user, session_id, wake
         self.keyboard = record_window.Keyboard()
         self._keys_lock = threading.Lock()
+        self._held = self.keyboard.keys_held()
         self._restart = threading.Event()
         self._stop = threading.Event()
         self._frame: Optional[Frame] = None
@@ -102,11 +103,13 @@ class DriveSession:
 
     # -- the stepping thread --------------------------------------------------------------------------------
     def _keys_held(self) -> tuple[bool, bool, bool, bool]:
-        with self._keys_lock:
-            return self.keyboard.keys_held()
+        """The keys held when this step's action was taken (EnvLogger asks after the step, by when the page
+        may have released one)."""
+        return self._held
 
     def _action(self) -> np.ndarray:
-        with self._keys_lock:
+        with self._keys_lock:  # the action and the keys it comes from, at one instant
+            self._held = self.keyboard.keys_held()
             return self.keyboard.action.copy()
 
     def _run(self) -> None:
