@@ -218,3 +218,30 @@ def test_a_killed_server_keeps_every_saved_episode_and_the_next_one_appends(tmp_
     again.stop()
     users = [e[schema.EPISODE_METADATA][schema.USER_ID_TEXT] for e in again.episodes()]
     assert users[:2] == [b"p-k", b"p-k2"]
+
+
+def test_off_loopback_the_page_and_the_socket_need_the_printed_token(tmp_path):
+    import urllib.error
+    import urllib.request
+
+    import websocket
+
+    server = RecordServer(tmp_path, "--host", "0.0.0.0", "--max_steps", "1000")
+    try:
+        token = server.lines[-1].split("?token=")[1].split()[0]
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(server.base + "/", timeout=10)
+        assert refused.value.code == 401
+        with urllib.request.urlopen(f"{server.base}/?token={token}", timeout=10) as page:
+            assert page.status == 200 and "dropj_record_token=" in page.headers.get("set-cookie", "")
+            assert "samesite=strict" in page.headers["set-cookie"].lower()
+        with pytest.raises(websocket.WebSocketBadStatusException):
+            websocket.create_connection(f"ws://127.0.0.1:{server.port}/ws", timeout=10)
+        with pytest.raises(websocket.WebSocketBadStatusException):
+            websocket.create_connection(f"ws://127.0.0.1:{server.port}/ws?token=wrong", timeout=10)
+        ws = websocket.create_connection(f"ws://127.0.0.1:{server.port}/ws",
+                                         cookie=f"dropj_record_token={token}", timeout=10)
+        assert json.loads(ws.recv())["env"] == "carracing"
+        ws.close()
+    finally:
+        server.stop()
