@@ -334,8 +334,8 @@ class EpisodeSource:
     def index_fields(self) -> dict[str, Field]:
         """The top-level step fields `steps` reads, by their name inside the steps."""
         prefix = len(schema.STEPS) + 1
-        return {name[prefix:]: self._fields[name] for name in episode_index.step_fields(self.spec)[0] +
-                episode_index.step_fields(self.spec)[1]}
+        stored_as_bytes, stored_as_numbers = episode_index.step_fields(self.spec)
+        return {name[prefix:]: self._fields[name] for name in stored_as_bytes + stored_as_numbers}
 
     def episode_lengths(self) -> np.ndarray:
         """Steps of every episode (T+1 for T transitions), from the index: no record is read."""

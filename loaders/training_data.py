@@ -130,9 +130,18 @@ def _split(source: Any, make: Any, *, batch_size: int, seed: int, shuffle: bool)
             Batches(make(source, validation), batch_size, shuffle=False, seed=seed))
 
 
-def _checked_loader(loader: str) -> None:
+def _read(function: str, data_dir: Optional[str], name: str, make: Any, *, loader: str, batch_size: int, seed: int,
+          shuffle_buffer: int, **tf_arguments: Any) -> tuple[Any, Any]:
+    """(train, validation): the map datasets `make(source, chosen_records)` makes (``loader='map'``), or the
+    tf.data reader's `function` of `tf_training_data` with `tf_arguments` (``loader='tf.data'``)."""
     if loader not in LOADERS:
         raise ValueError(f"loader must be one of {list(LOADERS)}, got {loader!r}")
+    if loader == "tf.data":
+        from . import tf_training_data
+
+        return getattr(tf_training_data, function)(data_dir, name, batch_size=batch_size, seed=seed,
+                                                   shuffle_buffer=shuffle_buffer, **tf_arguments)
+    return _split(_source(name, data_dir), make, batch_size=batch_size, seed=seed, shuffle=shuffle_buffer > 0)
 
 
 def vae_data(data_dir: Optional[str], name: str = DEFAULT_DATASETS["vae"], *, batch_size: int = 32, seed: int = 0,
@@ -140,16 +149,10 @@ def vae_data(data_dir: Optional[str], name: str = DEFAULT_DATASETS["vae"], *, ba
     """(train, validation) batches of frames (N, H, W, 3) uint8 from a `real` config (`vae_frames`).
 
     shuffle_buffer: 0 keeps the stored order (both readers); else the tf.data reader's buffer size."""
-    _checked_loader(loader)
-    if loader == "tf.data":
-        from . import tf_training_data
-
-        return tf_training_data.vae_data(data_dir, name, batch_size=batch_size, seed=seed,
-                                         shuffle_buffer=shuffle_buffer)
     from .map_datasets import VAEFrames
 
-    return _split(_source(name, data_dir), lambda source, chosen: VAEFrames(source, chosen),
-                  batch_size=batch_size, seed=seed, shuffle=shuffle_buffer > 0)
+    return _read("vae_data", data_dir, name, VAEFrames, loader=loader, batch_size=batch_size, seed=seed,
+                 shuffle_buffer=shuffle_buffer)
 
 
 def mdnrnn_data(data_dir: Optional[str], name: str = DEFAULT_DATASETS["mdnrnn"], *, sequence_length: int = 32,
@@ -159,49 +162,33 @@ def mdnrnn_data(data_dir: Optional[str], name: str = DEFAULT_DATASETS["mdnrnn"],
 
     Actions are the env-unit ``action`` the MDN-RNN consumes (`world_model_windows`).
     """
-    _checked_loader(loader)
+    from .map_datasets import WindowDataset
+
     spec = schema.spec_for(*name.split("/", 1))
     if not getattr(spec, "is_dream", False):
         raise ValueError(f"the MDN-RNN trains on latent states: use a dream config, not {name!r}")
-    if loader == "tf.data":
-        from . import tf_training_data
 
-        return tf_training_data.mdnrnn_data(data_dir, name, sequence_length=sequence_length, batch_size=batch_size,
-                                            seed=seed, shuffle_buffer=shuffle_buffer)
-    from .map_datasets import WindowDataset
+    def windows(source: Any, chosen: Any) -> WindowDataset:
+        return WindowDataset(source, sequence_length, action_key=schema.ACTION, episodes=chosen)
 
-    return _split(_source(name, data_dir),
-                  lambda source, chosen: WindowDataset(source, sequence_length, action_key=schema.ACTION,
-                                                       episodes=chosen),
-                  batch_size=batch_size, seed=seed, shuffle=shuffle_buffer > 0)
+    return _read("mdnrnn_data", data_dir, name, windows, loader=loader, batch_size=batch_size, seed=seed,
+                 shuffle_buffer=shuffle_buffer, sequence_length=sequence_length)
 
 
 def reward_data(data_dir: Optional[str], name: str = DEFAULT_DATASETS["reward"], *, batch_size: int = 16,
                 seed: int = 0, shuffle_buffer: int = 100, loader: str = "map") -> tuple[Any, Any]:
     """(train, validation) labelled preference pairs from a `preferences_*` config or a `dropj annotate`
     directory (`dropj_annotations/METHOD`, found under data_dir) (`preference_pairs`)."""
-    _checked_loader(loader)
-    if loader == "tf.data":
-        from . import tf_training_data
-
-        return tf_training_data.reward_data(data_dir, name, batch_size=batch_size, seed=seed,
-                                            shuffle_buffer=shuffle_buffer)
     from .map_datasets import PreferencePairs
 
-    return _split(_source(name, data_dir), lambda source, chosen: PreferencePairs(source, episodes=chosen),
-                  batch_size=batch_size, seed=seed, shuffle=shuffle_buffer > 0)
+    return _read("reward_data", data_dir, name, lambda source, chosen: PreferencePairs(source, episodes=chosen),
+                 loader=loader, batch_size=batch_size, seed=seed, shuffle_buffer=shuffle_buffer)
 
 
 def sparse_data(data_dir: Optional[str], name: str = DEFAULT_DATASETS["sparse"], *, batch_size: int = 64,
                 seed: int = 0, shuffle_buffer: int = 1000, loader: str = "map") -> tuple[Any, Any]:
     """(train, validation) labelled steps of a ReQueST / DROS config (`labelled_steps`); the split is by sketch."""
-    _checked_loader(loader)
-    if loader == "tf.data":
-        from . import tf_training_data
-
-        return tf_training_data.sparse_data(data_dir, name, batch_size=batch_size, seed=seed,
-                                            shuffle_buffer=shuffle_buffer)
     from .map_datasets import LabelledSteps
 
-    return _split(_source(name, data_dir), lambda source, chosen: LabelledSteps(source, chosen),
-                  batch_size=batch_size, seed=seed, shuffle=shuffle_buffer > 0)
+    return _read("sparse_data", data_dir, name, LabelledSteps, loader=loader, batch_size=batch_size, seed=seed,
+                 shuffle_buffer=shuffle_buffer)
