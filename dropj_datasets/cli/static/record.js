@@ -51,7 +51,7 @@ socket.onmessage = (event) => {
     statusLine.textContent = `done: ${message.saved} episodes saved` + (message.error ? ` (${message.error})` : "");
   } else if (message.session) {
     state.session = message;
-    view.focus();
+    view.focus({ preventScroll: true });  // the keys go to the page; the status line stays in view
     statusLine.textContent = `recording ${message.env} as ${message.user}`;
   } else {
     state.last = message;
