@@ -274,19 +274,7 @@ class ShardStore:
 
     def rescue(self, example: dict, index: int, session: str) -> Path:
         """Keeps an item that could not be written: a pickle of the example, for `repair` to add back."""
-        import pickle
-
-        payload = pickle.dumps({"format": RESCUE_FORMAT, "config": self.spec.config, "example": example}, protocol=5)
-        name = f"{self.ITEM}-{index}-{session or 'session'}-{secrets.token_hex(3)}.pkl"
-        problems = []
-        for folder in (self.directory / RESCUED, Path(tempfile.gettempdir()) / "dropj-rescued"):
-            try:
-                folder.mkdir(parents=True, exist_ok=True)
-                write_atomically(folder / name, lambda f: f.write(payload))
-                return folder / name
-            except OSError as exc:
-                problems.append(f"{folder}: {exc.strerror or exc}")
-        raise RecordingError("could not keep it in a rescue file either (" + "; ".join(problems) + ")")
+        return write_rescue(self.directory, self.spec.config, self.ITEM, example, index, session)
 
     def close(self) -> None:
         if self._lock_fd is not None:
@@ -313,6 +301,25 @@ class RecordingStore(ShardStore):
 
         return tfds.rlds.rlds_base.build_info(dataset_config(self.spec), identity,
                                               {"dataset": self.DATASET, "config": self.spec.config})
+
+
+def write_rescue(directory: Path, config: str, item: str, example: dict, index: int, session: str) -> Path:
+    """A rescue file for an item of `directory` that could not be written (`repair` adds it back): in
+    `directory/rescued/`, else the system's temporary folder. Needs no lock, so a session whose server
+    is gone keeps its finished episode this way too."""
+    import pickle
+
+    payload = pickle.dumps({"format": RESCUE_FORMAT, "config": config, "example": example}, protocol=5)
+    name = f"{item}-{index}-{session or 'session'}-{secrets.token_hex(3)}.pkl"
+    problems = []
+    for folder in (Path(directory) / RESCUED, Path(tempfile.gettempdir()) / "dropj-rescued"):
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            write_atomically(folder / name, lambda f: f.write(payload))
+            return folder / name
+        except OSError as exc:
+            problems.append(f"{folder}: {exc.strerror or exc}")
+    raise RecordingError("could not keep it in a rescue file either (" + "; ".join(problems) + ")")
 
 
 def _ranges(indices: list[int]) -> str:

@@ -25,8 +25,8 @@ pytestmark = pytest.mark.slow
 class RecordServer:
     """`dropj record --web` in a subprocess."""
 
-    def __init__(self, out, *extra: str):
-        self.out, self.port = out, free_port()
+    def __init__(self, out, *extra: str, config: str = "carracing"):
+        self.out, self.port, self.config = out, free_port(), config
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "dropj_datasets.cli", "record", "--web", "--out", str(out), "--user", "default",
              "--port", str(self.port), *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -59,7 +59,7 @@ class RecordServer:
         return self.proc.communicate(timeout=60)[0]
 
     def episodes(self) -> list[dict]:
-        builder = tfds.builder_from_directory(str(record.recording_dir(self.out, "carracing")))
+        builder = tfds.builder_from_directory(str(record.recording_dir(self.out, self.config)))
         return list(tfds.as_numpy(builder.as_dataset(split="train", shuffle_files=False)))
 
 
@@ -153,9 +153,10 @@ def _drive_until_saved(url: str, user: str, saved: int, timeout: float = 60.0) -
     """A participant without a browser: holds Up and reads frames until `saved` episodes are saved."""
     import websocket
 
-    ws = websocket.create_connection(f"{url}?user={user}", timeout=10)
+    ws = websocket.create_connection(f"{url}?user={user}", timeout=30)
     try:
         hello = json.loads(ws.recv())
+        assert "error" not in hello, hello
         ws.send(json.dumps({"key": "ArrowUp", "down": True}))
         deadline, frames, status = time.monotonic() + timeout, 0, {}
         while status.get("saved", 0) < saved:
@@ -245,3 +246,83 @@ def test_off_loopback_the_page_and_the_socket_need_the_printed_token(tmp_path):
         ws.close()
     finally:
         server.stop()
+
+
+def test_a_dream_is_driven_in_the_browser_as_in_the_window(tmp_path, world_model):
+    """`--env dream`: the session drives inside the world model and records the dream config."""
+    server = RecordServer(tmp_path, "--env", "dream", "--vae", str(world_model / "vae.pt"), "--mdnrnn",
+                          str(world_model / "rnn.pt"), "--max_steps", "25", "--seed", "3", config="carracing_dream")
+    try:
+        result = _drive_until_saved(f"ws://127.0.0.1:{server.port}/ws", "dreamer", 1)
+    finally:
+        log = server.stop()
+    assert result["hello"]["env"] == "carracing_dream" and result["frames"] >= 20
+    [episode] = server.episodes()[:1]
+    steps = list(episode[schema.STEPS])
+    assert len(steps) == 26 and episode[schema.EPISODE_METADATA][schema.USER_ID_TEXT] == b"dreamer"
+    assert steps[0][schema.OBSERVATION].shape == schema.WRITTEN[schema.RECORDING_DATASET]["carracing_dream"] \
+        .step_field(schema.OBSERVATION).shape  # latent states, not frames
+    for step in steps[1:-1]:  # Up held from the first frame on (the first action may precede the key)
+        assert np.array_equal(step[schema.ACTION], [0.0, 1.0, 0.0]) and tuple(step[schema.KEYS_HELD]) == \
+            (False, False, True, False)
+    assert "dreamer: episode 0 saved (25 steps" in log and "Traceback" not in log
+
+
+def test_a_full_server_says_so_and_takes_the_next_participant_once_one_leaves(tmp_path):
+    import websocket
+
+    server = RecordServer(tmp_path, "--max_steps", "1000", "--max_sessions", "1")
+    url = f"ws://127.0.0.1:{server.port}/ws"
+    try:
+        first = websocket.create_connection(url + "?user=first", timeout=30)
+        assert json.loads(first.recv())["user"] == "first"
+        second = websocket.create_connection(url + "?user=second", timeout=30)
+        assert "the server is full (1 participants driving" in json.loads(second.recv())["error"]
+        first.close()
+        third = wait_for(lambda: _hello(url + "?user=third"), 30, "the place never came free")
+        assert third["user"] == "third"
+    finally:
+        log = server.stop()
+    assert "1 at once" in "".join(server.lines) and "Traceback" not in log
+
+
+def _hello(url: str):
+    import websocket
+
+    ws = websocket.create_connection(url, timeout=30)
+    try:
+        hello = json.loads(ws.recv())
+    finally:
+        ws.close()
+    return None if "error" in hello else hello
+
+
+def test_a_killed_session_process_ends_only_that_session(tmp_path):
+    import signal
+
+    import psutil
+    import websocket
+
+    server = RecordServer(tmp_path, "--max_steps", "30", "--seed", "1")
+    url = f"ws://127.0.0.1:{server.port}/ws"
+    try:
+        doomed = websocket.create_connection(url + "?user=doomed", timeout=30)
+        json.loads(doomed.recv())
+        doomed.recv()  # its first frame: the session is driving
+        children = psutil.Process(server.proc.pid).children()
+        driving = [c for c in children if "drive_session" in " ".join(c.cmdline())]
+        assert len(driving) == 2  # the doomed session's and the one made ahead for the next participant
+        # the older one drives (the other was started when the doomed one began)
+        victim = min(driving, key=lambda c: c.create_time())
+        victim.send_signal(signal.SIGKILL)
+        messages = []
+        while not (messages and isinstance(messages[-1], str) and '"done"' in messages[-1]):
+            messages.append(doomed.recv())
+        done = json.loads(messages[-1])
+        assert done["saved"] == 0 and "ended unexpectedly (exit code -9)" in done["error"]
+        survivor = _drive_until_saved(url, "survivor", 1)
+        assert survivor["status"]["saved"] == 1
+    finally:
+        log = server.stop()
+    assert [e[schema.EPISODE_METADATA][schema.USER_ID_TEXT] for e in server.episodes()] == [b"survivor"]
+    assert "Traceback" not in log

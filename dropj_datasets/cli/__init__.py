@@ -10,7 +10,7 @@ standard way to build and load.
     dropj schema-doc                               print docs/schema.md
     dropj train {vae,mdnrnn,reward} --data_dir D --out O [--dataset NAME/CONFIG] [--steps N] ...
                                                    train a model on a built dataset (resumes from O)
-    dropj record --out D --user U [--env E] [--episodes N] [--seed S] [--web [--host H] [--port P]]
+    dropj record --out D --user U [--env E] [--episodes N] [--seed S] [--web [--host H] [--port P] [--max_sessions N]]
                                                    drive with the arrow keys (a window, or the browser);
                                                    record RLDS episodes into D
     dropj annotate --queries NAME/CONFIG --data_dir D --method M --user ID --out OUT [--host H] [--port P]
@@ -183,7 +183,7 @@ def _record(args: argparse.Namespace) -> int:
     if args.web:
         from dropj_datasets.cli import record_web
 
-        record_web.run(config, host=args.host, port=args.port)
+        record_web.run(config, host=args.host, port=args.port, max_sessions=args.max_sessions)
     else:
         record_window.run(config)
     return 0
@@ -337,6 +337,9 @@ def parser() -> argparse.ArgumentParser:
                           "(--user is the default driver id; a tab may give ?user=ID)")
     rec.add_argument("--host", default="127.0.0.1", help="--web: address to listen on (not loopback: a token)")
     rec.add_argument("--port", type=_port, default=8000, help="--web: port")
+    rec.add_argument("--max_sessions", type=_positive_int,
+                     help="--web: participants driving at once (default: 1.5 per usable core, so each keeps "
+                          "50 steps/s; docs/benchmarks.md)")
     rec.set_defaults(run=_record)
 
     ann = sub.add_parser("annotate", help="collect preferences and justifications in the browser (docs/annotate.md)")

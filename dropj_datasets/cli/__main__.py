@@ -2,4 +2,5 @@ import sys
 
 from dropj_datasets.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":  # `dropj record --web` spawns sessions, which import this module again
+    sys.exit(main())

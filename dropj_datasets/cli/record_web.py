@@ -3,16 +3,18 @@
 A Starlette app served by uvicorn (WebSockets through wsproto). The page
 (`static/record.html`, `record.js`) shows the driver's view and the episode /
 step / return line, and sends every press and release of the study's keys
-over a WebSocket (`/ws`). The server runs each connected participant's
-session in a thread of its own (`DriveSession`): its own environment and
-EnvLogger, stepped at the study's 50 steps/s on the server's clock with the
-keys last received (`record_window.Keyboard`: the last pressed steering key
-wins), each step's view sent back as one JPEG (the newest frame only: a slow
-page skips frames, the steps never wait for it). All sessions record into one
-directory through one shared store (`recording_store.RecordingStore`, locked
-by the server), so every guarantee of `dropj record` holds: each finished
-episode is its own shard, listed before the next reset; a closed tab, a lost
-connection, Enter or Esc drops only the open episode.
+over a WebSocket (`/ws`). Each connected participant gets a session process
+of their own (`converters/drive_session.py`; processes, not threads, so the
+sessions use every core): its own environment and EnvLogger, stepped at the
+study's 50 steps/s on its own clock with the keys last received
+(`record_window.Keyboard`: the last pressed steering key wins, kept here and
+shared with the session at each change), each step's view sent back as one
+JPEG (the newest frame only: a slow page skips frames, the steps never wait
+for it). All sessions record into one directory through one store
+(`recording_store.RecordingStore`, locked and written by this process alone),
+so every guarantee of `dropj record` holds: each finished episode is its own
+shard, listed before the next reset; a closed tab, a lost connection, Enter or
+Esc drops only the open episode; a killed server loses only open episodes.
 
 Security, as `dropj annotate`: 127.0.0.1 by default; on any other host the
 access token printed with the URL is required (`?token=` on the page, then a
@@ -26,25 +28,22 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import hmac
-import io
 import itertools
 import json
 import os
 import secrets
 import threading
-import time
 from pathlib import Path
 from typing import Any, Callable, Optional
 
-import numpy as np
-
-from dropj.converters import record, record_window, recording_store
-from dropj_datasets import schema
+from dropj.converters import drive_session, record, record_window, recording_store
 
 STATIC = Path(__file__).parent / "static"
 MAX_MESSAGE = 256  # bytes; a key message is about 30
-MAX_SESSIONS = 16
-JPEG_QUALITY = 80
+MAX_SESSIONS = 64  # the most --max_sessions may ask for
+SESSIONS_PER_CORE = 1.5  # a session takes about 0.4 of a core (docs/benchmarks.md, "Recording in the browser")
+MAX_ENDING = 16  # session processes still ending (a reloaded page's), beyond which new sessions wait
+SESSION_EXIT_S = 30  # the longest a session may take to end (it may be writing its last episode)
 TOKEN_COOKIE = "dropj_record_token"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 KEYS = {"ArrowLeft": "left", "ArrowRight": "right", "ArrowUp": "up", "ArrowDown": "down"}
@@ -63,179 +62,173 @@ class Frame:
 
 
 class DriveSession:
-    """One participant: a thread stepping their environment at `config.fps` with the keys they hold.
+    """One participant, as the server sees them: a session process (`drive_session`), a thread serving its
+    socket, and one passing the page's keys on.
 
-    `press`, `release`, `restart` and `quit` come from the WebSocket; `latest()` gives the newest frame
-    (`frames` counts them), `wake` is called (from the stepping thread) whenever there is a new one.
+    `press`, `release`, `restart` and `quit` come from the WebSocket and never wait for the session: they
+    change the keyboard and wake the keys' thread, which sends the newest state (a burst of changes is sent
+    as one). `latest()` gives the newest frame (`frames` counts them); `wake` is called whenever there is one.
     """
 
-    def __init__(self, server: "WebRecordServer", user: str, session_id: str, wake: Callable[[], None]):
-        self.server, self.user, self.session_id, self.wake = server, user, session_id, wake
+    def __init__(self, server: "WebRecordServer", user: str, session_id: str, wake: Callable[[], None],
+                 ready: drive_session.Ready, screenshot: Optional[str] = None):
+        self.server, self.user, self.session_id, self.wake, self.ready = server, user, session_id, wake, ready
         self.keyboard = record_window.Keyboard()
         self._keys_lock = threading.Lock()
-        self._held = self.keyboard.keys_held()
-        self._restart = threading.Event()
-        self._stop = threading.Event()
+        self._controls: list[tuple] = []  # restart / stop, in order
+        self._keys_changed = False
+        self._changed = threading.Event()
         self._frame: Optional[Frame] = None
         self.frames = 0
         self.saved = self.dropped = self.steps = 0
         self.error: Optional[str] = None
         self.done = False
-        self.thread = threading.Thread(target=self._run, name=f"drive-{session_id}", daemon=True)
+        ready.begin(drive_session.SessionArgs(server.config, user, session_id, str(server.store.directory),
+                                              server.store.episodes, screenshot))
+        self.thread = threading.Thread(target=self._serve, name=f"drive-{session_id}", daemon=True)
+        self.thread.start()
+        self._keys_thread = threading.Thread(target=self._pass_keys, name=f"keys-{session_id}", daemon=True)
+        self._keys_thread.start()
 
     # -- from the WebSocket -------------------------------------------------------------------------------
     def press(self, key: str) -> None:
         with self._keys_lock:
             self.keyboard.press(key)
+            self._keys_changed = True
+        self._changed.set()
 
     def release(self, key: str) -> None:
         with self._keys_lock:
             self.keyboard.release(key)
+            self._keys_changed = True
+        self._changed.set()
 
     def restart(self) -> None:
-        self._restart.set()
+        self._control("restart")
 
     def quit(self) -> None:
-        self._stop.set()
+        self._control("stop")
+
+    def _control(self, kind: str) -> None:
+        with self._keys_lock:
+            self._controls.append((kind,))
+        self._changed.set()
 
     def latest(self) -> Optional[Frame]:
         return self._frame
 
-    # -- the stepping thread --------------------------------------------------------------------------------
-    def _keys_held(self) -> tuple[bool, bool, bool, bool]:
-        """The keys held when this step's action was taken (EnvLogger asks after the step, by when the page
-        may have released one)."""
-        return self._held
+    # -- to and from the session ------------------------------------------------------------------------------
+    def _pass_keys(self) -> None:
+        """Sends the newest key state (and any restart or stop) whenever it changed, until the session ends."""
+        while not self.done:
+            self._changed.wait()
+            self._changed.clear()
+            with self._keys_lock:
+                messages, self._controls = self._controls, []
+                if self._keys_changed:
+                    messages.insert(0, ("keys", self.keyboard.action.tolist(), self.keyboard.keys_held()))
+                    self._keys_changed = False
+            try:
+                for message in messages:
+                    self.ready.send(*message)
+            except (OSError, ValueError):
+                return  # the session is gone
 
-    def _action(self) -> np.ndarray:
-        with self._keys_lock:  # the action and the keys it comes from, at one instant
-            self._held = self.keyboard.keys_held()
-            return self.keyboard.action.copy()
+    def _frame_arrived(self, jpeg: bytes, status: dict) -> None:
+        self._frame = Frame(jpeg, status)
+        self.frames += 1
+        self.saved, self.steps = status["saved"], self.steps + 1
+        self.wake()
 
-    def _run(self) -> None:
-        config, recorder = self.server.config, None
+    def _serve(self) -> None:
         try:
-            gym_env = config.make_env()
-            recorder = record.open_recorder(config.config_name, config.out, self.user, session_id=self.session_id,
-                                            seeds=self.server.seeds(), keys_held=self._keys_held, gym_env=gym_env,
-                                            log=self.server.log, store=self.server.store)
-            self._drive(recorder, gym_env.unwrapped)
-        except Exception as exc:  # noqa: BLE001 - the page and the log say it in one line
-            self.error = f"{type(exc).__name__}: {str(exc).splitlines()[0][:300] if str(exc) else ''}"
-            self.server.log(f"session {self.session_id} ({self.user}) stopped: {self.error}")
+            end = drive_session.serve_requests(self.ready, self.server.store, self._frame_arrived, self.server.log,
+                                               self.server.next_seed)
+            if end is None:
+                try:
+                    code = self.ready.process.wait(timeout=5)
+                except Exception:  # noqa: BLE001 - still running with its socket closed: said as unknown
+                    code = None
+                self.error = f"the session's process ended unexpectedly (exit code {code})"
+            else:
+                _, self.saved, self.dropped, self.steps, self.error = end
+            if self.error:
+                self.server.log(f"session {self.session_id} ({self.user}) stopped: {self.error}")
         finally:
-            if recorder is not None:
-                recorder.close()  # drops the open episode; the shared store stays open
             self.done = True
+            self._changed.set()
             self.wake()
 
-    def _drive(self, recorder: record.Recorder, car: Any) -> None:
-        import pygame
-
-        config = self.server.config
-        surface = pygame.Surface(config.window)
-        period = 1.0 / config.fps
-        while not self._stop.is_set() and (config.episodes is None or self.saved < config.episodes):
-            self._restart.clear()
-            timestep = recorder.logger.reset()
-            episode = recorder.writer.episodes_before + recorder.writer.episodes_written
-            deadline = time.perf_counter()
-            while True:
-                if self._stop.is_set() or self._restart.is_set():
-                    self.dropped += 1 if recorder.adapter.episode_steps else 0
-                    recorder.writer.discard_episode()
-                    break
-                timestep = recorder.logger.step(self._action())
-                self.steps += 1
-                self._publish(surface, car, recorder.adapter, episode)
-                if timestep.last():
-                    self.saved += 1
-                    self.server.log(f"{self.user}: episode {episode} saved ({recorder.adapter.episode_steps} steps, "
-                                    f"return {recorder.adapter.episode_return})")
-                    break
-                deadline += period
-                wait = deadline - time.perf_counter()
-                if wait > 0:
-                    self._stop.wait(wait)
-                elif wait < -record_window.CATCH_UP_PERIODS * period:
-                    deadline = time.perf_counter()  # far behind: the pace starts again rather than racing
-
-    def _publish(self, surface: Any, car: Any, adapter: record.DmEnvAdapter, episode: int) -> None:
-        import pygame
-        from PIL import Image
-
-        if adapter.spec.is_dream:
-            image = Image.fromarray(car.render()).resize(surface.get_size(), Image.NEAREST)
-        else:
-            car.draw(surface, indicators=True)
-            image = Image.frombytes("RGB", surface.get_size(), pygame.image.tobytes(surface, "RGB"))
-        buffer = io.BytesIO()
-        image.save(buffer, format="JPEG", quality=JPEG_QUALITY)
-        if config_screenshot := self.server.take_screenshot(self.steps):
-            image.save(config_screenshot, format="PNG")
-        self._frame = Frame(buffer.getvalue(), {"episode": episode, "step": adapter.episode_steps,
-                                                "return": int(adapter.episode_return), "saved": self.saved})
-        self.frames += 1
-        self.wake()
+    def close(self) -> None:
+        """Ends the session (its open episode is dropped) and waits for its process."""
+        self.quit()
+        self.thread.join(timeout=SESSION_EXIT_S)
+        self.ready.close(SESSION_EXIT_S)
+        self._keys_thread.join(timeout=SESSION_EXIT_S)
 
 
 class WebRecordServer:
     """The app's state: the shared store of the recording and the open sessions."""
 
     def __init__(self, config: record_window.RecordConfig, *, token: Optional[str] = None,
-                 log: Callable[[str], None] = print, holder: str = "dropj record --web"):
+                 log: Callable[[str], None] = print, holder: str = "dropj record --web",
+                 max_sessions: Optional[int] = None):
         self.config, self.token, self.log = config, token, log
+        self.max_sessions = min(max_sessions or default_max_sessions(), MAX_SESSIONS)
         spec = record.recording_spec(config.config_name)
         self.store = recording_store.RecordingStore(record.recording_dir(config.out, config.config_name), spec,
                                                     holder=holder, log=log)
         self.sessions: dict[str, DriveSession] = {}
         self._lock = threading.Lock()
         self._seeds = itertools.count(config.seed) if config.seed is not None else None
-        self._screenshot_taken = False
+        self._screenshot_given = False
+        self._closing = 0
+        self._ready = drive_session.start()  # the next participant's session process, its imports done
 
-    def take_screenshot(self, step: int) -> Optional[str]:
-        """`--screenshot`: where to save the first session's view at step 100 (once), else None."""
-        with self._lock:
-            if not self.config.screenshot or self._screenshot_taken or step != record_window.SCREENSHOT_STEP:
-                return None
-            self._screenshot_taken = True
-            return self.config.screenshot
-
-    def seeds(self) -> Optional[Any]:
-        """Reset seeds for a session: drawn from the one counter of `--seed` (so no two episodes share one),
-        or fresh entropy per episode."""
+    def next_seed(self) -> int:
+        """The next reset seed of `--seed` (one counter for every session: no two episodes share a track)."""
         if self._seeds is None:
-            return None
-
-        def draw():
-            while True:
-                with self._lock:
-                    seed = next(self._seeds)
-                yield seed
-
-        return draw()
+            raise RuntimeError("no --seed: each session draws fresh entropy")
+        with self._lock:
+            return next(self._seeds)
 
     def open_session(self, user: str, wake: Callable[[], None]) -> DriveSession:
         with self._lock:
-            if len(self.sessions) >= MAX_SESSIONS:
-                raise Refused(f"too many sessions ({MAX_SESSIONS}); try again later")
-            session = DriveSession(self, user, record.new_session_id(), wake)
+            # a session that is ending no longer holds a place, but its process still counts against the bound
+            if len(self.sessions) >= self.max_sessions or self._closing >= MAX_ENDING:
+                raise Refused(f"the server is full ({self.max_sessions} participants driving, --max_sessions); "
+                              "try again later")
+            screenshot = None
+            if self.config.screenshot and not self._screenshot_given:  # `--screenshot`: the first session's view
+                screenshot, self._screenshot_given = self.config.screenshot, True
+            ready, self._ready = self._ready, drive_session.start()
+            if ready.process.poll() is not None:  # the process made ahead ended (killed?): a fresh one
+                ready = drive_session.start()
+            try:
+                session = DriveSession(self, user, record.new_session_id(), wake, ready, screenshot)
+            except OSError as exc:
+                ready.close(SESSION_EXIT_S)
+                raise Refused(f"could not start a session ({exc.strerror or exc}); try again") from None
             self.sessions[session.session_id] = session
-        session.thread.start()
         self.log(f"session {session.session_id}: {user} connected")
         return session
 
     def close_session(self, session: DriveSession) -> None:
-        session.quit()
-        session.thread.join()
         with self._lock:
             self.sessions.pop(session.session_id, None)
+            self._closing += 1
+        try:
+            session.close()
+        finally:
+            with self._lock:
+                self._closing -= 1
         self.log(f"session {session.session_id}: {session.user} left ({session.saved} episodes saved, "
                  f"{session.dropped} dropped)")
 
     def close(self) -> None:
         for session in list(self.sessions.values()):
             self.close_session(session)
+        self._ready.close(SESSION_EXIT_S)
         self.store.close()
 
     # -- requests -------------------------------------------------------------------------------------------
@@ -259,6 +252,8 @@ class WebRecordServer:
         return response
 
     async def websocket(self, websocket: Any) -> None:
+        from starlette.concurrency import run_in_threadpool
+
         origin, host = websocket.headers.get("origin"), websocket.headers.get("host")
         if not self.allowed(websocket) or (origin and origin.split("://", 1)[-1] != host):
             await websocket.close(code=POLICY)
@@ -268,7 +263,7 @@ class WebRecordServer:
             user = checked_user(websocket.query_params.get("user") or self.config.user)
             loop = asyncio.get_running_loop()
             ready = asyncio.Event()
-            session = self.open_session(user, lambda: loop.call_soon_threadsafe(ready.set))
+            session = await run_in_threadpool(self.open_session, user, lambda: loop.call_soon_threadsafe(ready.set))
         except Refused as refused:
             await websocket.send_text(json.dumps({"error": str(refused)}))
             await websocket.close(code=POLICY)
@@ -292,9 +287,12 @@ class WebRecordServer:
                     break
         finally:
             sender.cancel()
-            from starlette.concurrency import run_in_threadpool
-
             await run_in_threadpool(self.close_session, session)
+
+
+def default_max_sessions() -> int:
+    """As many sessions as this machine's usable cores keep at 50 steps/s (1.5 per core, at least 1)."""
+    return max(1, int(SESSIONS_PER_CORE * len(os.sched_getaffinity(0))))
 
 
 def checked_user(user: Any) -> str:
@@ -354,17 +352,18 @@ def build_app(server: WebRecordServer) -> Any:
 
 
 def run(config: record_window.RecordConfig, *, host: str = "127.0.0.1", port: int = 8000,
-        log: Callable[[str], None] = print) -> None:
+        max_sessions: Optional[int] = None, log: Callable[[str], None] = print) -> None:
     """`dropj record --web`: serve until Ctrl-C; every finished episode is already on disk."""
     import uvicorn
 
     os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
     token = None if host in LOOPBACK else secrets.token_urlsafe(16)
-    server = WebRecordServer(config, token=token, log=log, holder=f"dropj record --web on port {port}")
+    server = WebRecordServer(config, token=token, log=log, holder=f"dropj record --web on port {port}",
+                             max_sessions=max_sessions)
     try:
         url = f"http://{host}:{port}/" + (f"?token={token}" if token else "")
         log(f"recording {config.config_name} into {server.store.directory} ({server.store.episodes} episodes there "
-            f"already); each browser tab drives its own session")
+            f"already); each browser tab drives its own session, {server.max_sessions} at once")
         log(f"open {url}  (Ctrl-C stops; saved episodes are on disk)")
         uvicorn.run(build_app(server), host=host, port=port, log_level="warning", access_log=False, ws="wsproto",
                     ws_max_size=4 * MAX_MESSAGE)
