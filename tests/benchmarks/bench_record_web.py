@@ -493,6 +493,12 @@ def report(args: argparse.Namespace, encodings: list[dict], chromium: Optional[d
             f"{statistics.median(run['kib_per_s']):.0f} | {run['cpu_cores']:.2f} ({run['cpu_per_session']:.2f}) | "
             f"{run['server_cores']:.2f} | {run['clients_cores']:.2f} | {run['rss_peak'] / 2**20:.0f} | "
             f"{'yes' if min(run['rates']) >= STEPS_TARGET else 'no'} |")
+    lines += ["", "Why a process per session: in the first version (commit ba856f9) sessions were threads of the "
+                  "server. Measured then with this benchmark's first version, 300-step episodes: 1 session 50.13 "
+                  "steps/s at 0.54 cores; 2 sessions 43.41 steps/s with 1.07 cores busy, one core's worth (the GIL "
+                  "held by stepping, drawing and Python around the encoder), so no second session kept the pace. "
+                  "A session now also reads the view straight from the surface's pixels (0.3 ms instead of 1.3 ms "
+                  "per step)."]
     keep = [run["count"] for run in sweep if min(run["rates"]) >= STEPS_TARGET]
     most = max(keep) if keep else 0
     lines += [
@@ -507,6 +513,18 @@ def report(args: argparse.Namespace, encodings: list[dict], chromium: Optional[d
         decode = f"{row['decode_ms']:.1f}" if "decode_ms" in row else "-"
         lines.append(f"| {row['name']} | {row['ms']:.2f} | {row['kib']:.1f} | {row['ms'] * FPS / 10:.1f} % | "
                      f"{row['kib'] * 1024 * 8 * FPS / 1e6:.1f} | {decode} |")
+    sent = encodings[0]
+    others = [row for row in encodings if not row["name"].startswith("JPEG")]
+    cheapest_other = min(others, key=lambda row: row["ms"])
+    lines += ["", f"Chosen: {sent['name'].replace(' (sent)', '')} at the view's full size. Encoding is paid by "
+                  f"every session 50 times a second, so its cost bounds the sessions per core: "
+                  f"{sent['ms']:.2f} ms is {cheapest_other['ms'] / sent['ms']:.1f}x less than the cheapest "
+                  f"lossless or WebP candidate ({cheapest_other['name']}, {cheapest_other['ms']:.2f} ms); the "
+                  f"price is bandwidth, {sent['kib'] * 1024 * 8 * FPS / 1e6:.1f} Mbit/s per participant at full "
+                  f"pace (a slower link gets fewer frames, never later steps: only the newest frame is sent). "
+                  f"q60 saves {100 * (1 - encodings[1]['kib'] / sent['kib']):.0f} % of the bytes for the same "
+                  f"time; q80 is kept as the closer look to the window the study's participants saw. Half size "
+                  f"costs more here, in the resize."]
     one = next((run for run in sweep if run["count"] == 1), None)
     lat_chromium = percentile(chromium["latency"], 99) if chromium else float("nan")
     lines += ["", "| target | measured | met |", "|---|---:|---|"]
