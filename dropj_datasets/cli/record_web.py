@@ -75,7 +75,7 @@ class DriveSession:
         self.server, self.user, self.session_id, self.wake, self.ready = server, user, session_id, wake, ready
         self.keyboard = record_window.Keyboard()
         self._keys_lock = threading.Lock()
-        self._controls: list[tuple] = []  # restart / stop, in order
+        self._pending: set[str] = set()  # "restart", "stop": flags, so a flood of them is one message each
         self._keys_changed = False
         self._changed = threading.Event()
         self._frame: Optional[Frame] = None
@@ -111,7 +111,7 @@ class DriveSession:
 
     def _control(self, kind: str) -> None:
         with self._keys_lock:
-            self._controls.append((kind,))
+            self._pending.add(kind)
         self._changed.set()
 
     def latest(self) -> Optional[Frame]:
@@ -124,7 +124,8 @@ class DriveSession:
             self._changed.wait()
             self._changed.clear()
             with self._keys_lock:
-                messages, self._controls = self._controls, []
+                messages = [(kind,) for kind in ("restart", "stop") if kind in self._pending]
+                self._pending.clear()
                 if self._keys_changed:
                     messages.insert(0, ("keys", self.keyboard.action.tolist(), self.keyboard.keys_held()))
                     self._keys_changed = False
