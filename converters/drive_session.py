@@ -257,12 +257,15 @@ class Session:
             link.restart = False
             timestep = recorder.logger.reset()
             episode = recorder.writer.episodes_before + recorder.writer.episodes_written
-            deadline = began = time.perf_counter()
+            deadline = time.perf_counter()
+            first_step = last_step = None  # when the first and latest actions were read (the pace, write left out)
             while True:
                 if link.stop or link.restart:
                     self.dropped += 1 if recorder.adapter.episode_steps else 0
                     recorder.writer.discard_episode()
                     break
+                last_step = time.perf_counter()
+                first_step = first_step or last_step
                 timestep = recorder.logger.step(self._action())
                 self.steps += 1
                 if timestep.last():
@@ -270,10 +273,10 @@ class Session:
                 self._publish(surface, car, episode)
                 if timestep.last():
                     steps = recorder.adapter.episode_steps
-                    pace = steps / max(time.perf_counter() - began, 1e-9)
+                    pace = (steps - 1) / max(last_step - first_step, 1e-9) if steps > 1 else config.fps
                     self.link.log(f"{self.args.user}: episode {episode} saved ({steps} steps, return "
                                   f"{recorder.adapter.episode_return}, {pace:.1f} steps/s)")
-                    if steps > 1 and pace < SLOW * config.fps:
+                    if pace < SLOW * config.fps:
                         self.link.log(f"{self.args.user}: episode {episode} ran slower than {config.fps:g} steps/s: "
                                       "this machine is short of CPU for its sessions (fewer: --max_sessions)")
                     break

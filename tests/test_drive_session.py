@@ -32,12 +32,12 @@ def test_the_server_side_writes_what_the_session_drove_with_the_keys_it_was_sent
     ready = drive_session.Ready(process=None, conn=server_end)
     store = recording_store.RecordingStore(record.recording_dir(tmp_path, "carracing"),
                                            record.recording_spec("carracing"))
-    frames, seeds = [], iter(range(40, 50))
+    frames, seeds, lines = [], iter(range(40, 50)), []
     ended = {}
 
     def serve():
         ended["end"] = drive_session.serve_requests(ready, store, lambda jpeg, status: frames.append((jpeg, status)),
-                                                    lambda line: None, lambda: next(seeds))
+                                                    lines.append, lambda: next(seeds))
 
     server = threading.Thread(target=serve)
     server.start()
@@ -51,6 +51,9 @@ def test_the_server_side_writes_what_the_session_drove_with_the_keys_it_was_sent
     builder = tfds.builder_from_directory(str(record.recording_dir(tmp_path, "carracing")))
     episodes = list(tfds.as_numpy(builder.as_dataset(split="train", shuffle_files=False)))
     assert [int(e[schema.EPISODE_METADATA][schema.SEED]) for e in episodes] == [40, 41]  # the server's counter
+    # 1000 steps/s asked, which no machine keeps: each episode says so, naming the remedy
+    assert sum("p1: episode" in line and "ran slower than 1000 steps/s" in line and "--max_sessions" in line
+               for line in lines) == 2, lines
     for episode in episodes:
         steps = list(episode[schema.STEPS])
         assert len(steps) == 21
