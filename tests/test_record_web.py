@@ -326,3 +326,29 @@ def test_a_killed_session_process_ends_only_that_session(tmp_path):
         log = server.stop()
     assert [e[schema.EPISODE_METADATA][schema.USER_ID_TEXT] for e in server.episodes()] == [b"survivor"]
     assert "Traceback" not in log
+
+
+@needs_browser
+def test_enter_in_chromium_drops_the_open_episode_and_esc_ends_the_session(tmp_path):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    server = RecordServer(tmp_path, "--max_steps", "1000", "--seed", "9")
+    driver = new_chromium()
+    try:
+        driver.get(server.base + "/?user=keys")
+        state = lambda: driver.execute_script("return window.dropjRecord") or {}  # noqa: E731
+        wait_for(lambda: (state().get("last") or {}).get("step", 0) > 40, 30, lambda: state())
+        view = driver.find_element("id", "view")
+        ActionChains(driver).send_keys_to_element(view, Keys.ENTER).perform()
+        # a new episode: the step count starts again
+        wait_for(lambda: 0 < (state().get("last") or {}).get("step", 0) < 20, 30, lambda: state())
+        ActionChains(driver).send_keys_to_element(view, Keys.ESCAPE).perform()
+        final = wait_for(lambda: state().get("done") and state(), 30, lambda: state())
+        assert final["last"]["saved"] == 0
+        assert driver.find_element("id", "status").text == "done: 0 episodes saved"
+    finally:
+        driver.quit()
+        log = server.stop()
+    assert "keys left (0 episodes saved, 2 dropped)" in log
+    assert not (record.recording_dir(tmp_path, "carracing") / "dropj_recording-train.tfrecord-00000").exists()
