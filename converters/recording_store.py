@@ -18,9 +18,10 @@ guarantees are ours:
   hard-linked to its final name, which fails rather than replace a file.
 * **Nothing half-listed.** `dataset_info.json` is rewritten after each
   shard, into a staging folder, flushed, and renamed over the old one: a
-  reader sees the old list or the new one. A directory whose listed shards
-  and shards on disk disagree is refused for appending; `repair` rebuilds
-  the list from the shards.
+  reader sees the old list or the new one. A kill between a shard's link and
+  its listing leaves one unlisted shard, numbered next: the next writer lists
+  it once it reads whole. Any other disagreement between the list and the
+  shards on disk is refused for appending; `repair` rebuilds the list.
 * **Nothing lost silently.** An episode that cannot be written is kept in a
   rescue file (`rescued/`, else the system's temporary folder); `repair`
   adds rescued episodes back.
@@ -130,7 +131,8 @@ class ShardStore:
             self.shard_lengths, self.num_bytes = self._existing()
             self._features = None
             self._info = None
-            if not (self.directory / DATASET_INFO).exists():
+            adopted = self._adopt_unlisted()
+            if adopted or not (self.directory / DATASET_INFO).exists():
                 self._write_info()
         except BaseException:
             self.close()
@@ -144,10 +146,38 @@ class ShardStore:
             stale.unlink(missing_ok=True)
             self.log(f"removed {stale.name}: an {self.ITEM} a killed session was still writing")
 
+    def _adopt_unlisted(self) -> bool:
+        """Lists the one shard a kill left between its link and its listing (see `_existing`), once it reads
+        whole; returns whether there was one."""
+        import tensorflow as tf
+
+        if getattr(self, "_unlisted", None) is None:
+            return False
+        path, self._unlisted = self._unlisted, None
+        try:
+            count = sum(1 for _ in tf.data.TFRecordDataset(str(path)))
+        except tf.errors.OpError:
+            count = 0
+        if count < 1:
+            raise RecordingError(f"{path}: not listed in {DATASET_INFO} and not readable whole; run `dropj "
+                                 f"repair-recording {self.directory}` (it moves damaged shards aside)")
+        self.shard_lengths.append(count)
+        self.num_bytes += path.stat().st_size
+        self.log(f"{self.directory}: listed {path.name}, an {self.ITEM} written whole just before the last session "
+                 "was stopped")
+        return True
+
     def _existing(self) -> tuple[list[int], int]:
+        """The listed shards' lengths and bytes. A shard is linked into place before it is listed, so a kill
+        between the two leaves exactly one more shard on disk than listed, numbered next: it is noted in
+        `_unlisted`, for `_adopt_unlisted`. Any other disagreement is refused, naming `repair-recording`."""
+        self._unlisted = None
         info_file = self.directory / DATASET_INFO
         on_disk = shards_on_disk(self.directory, self.DATASET)
         if not info_file.exists():
+            if on_disk == [0]:
+                self._unlisted = shard_path(self.directory, 0, self.DATASET)
+                return [], 0
             if on_disk:
                 raise RecordingError(f"{self.directory}: {len(on_disk)} {self.ITEM} shards but no {DATASET_INFO}; "
                                      f"run `dropj repair-recording {self.directory}`")
@@ -163,7 +193,9 @@ class ShardStore:
                                  f"{self.spec.config}; choose another --out")
         splits = info.get("splits") or [{}]
         lengths = [int(n) for n in splits[0].get("shardLengths", [])]
-        if on_disk != list(range(len(lengths))):
+        if on_disk == list(range(len(lengths) + 1)):
+            self._unlisted = shard_path(self.directory, len(lengths), self.DATASET)
+        elif on_disk != list(range(len(lengths))):
             raise RecordingError(
                 f"{self.directory}: {DATASET_INFO} lists {len(lengths)} {self.ITEM}s but the shards on disk are "
                 f"{_ranges(on_disk)}; appending could overwrite or hide {self.ITEM}s. Run `dropj repair-recording "

@@ -96,6 +96,44 @@ def test_an_append_refuses_a_list_that_disagrees_with_the_shards_and_repair_fixe
     assert [int(m[schema.EPISODE_INDEX]) for m in metas] == [0, 1, 2, 3] and int(metas[3][schema.SEED]) == 77
 
 
+@pytest.mark.slow
+def test_the_one_shard_a_kill_left_unlisted_is_listed_by_the_next_session(tmp_path):
+    """A kill between a shard's link and its listing left the next `dropj annotate` refusing to start (seen in
+    CI: the annotation server killed mid-commit)."""
+    rec = _open(tmp_path)
+    _drive(rec, 2)
+    rec.close()
+    directory = record.recording_dir(tmp_path, "carracing")
+    listed_two = (directory / "dataset_info.json").read_bytes()
+    rec = _open(tmp_path)
+    _drive(rec)
+    rec.close()
+    (directory / "dataset_info.json").write_bytes(listed_two)  # the third shard on disk, not listed: the kill
+    lines = []
+    rec = _open(tmp_path, seeds=iter([88]), log=lines.append)
+    assert rec.writer.episodes_before == 3
+    _drive(rec)
+    rec.close()
+    assert any("listed dropj_recording-train.tfrecord-00002" in line for line in lines), lines
+    metas = _episodes(tmp_path)
+    assert [int(m[schema.EPISODE_INDEX]) for m in metas] == [0, 1, 2, 3] and int(metas[3][schema.SEED]) == 88
+
+
+@pytest.mark.slow
+def test_an_unlisted_shard_that_does_not_read_whole_is_refused(tmp_path):
+    rec = _open(tmp_path)
+    _drive(rec, 2)
+    rec.close()
+    directory = record.recording_dir(tmp_path, "carracing")
+    info = json.loads((directory / "dataset_info.json").read_text())
+    info["splits"][0]["shardLengths"] = info["splits"][0]["shardLengths"][:1]  # the second one "not listed"
+    (directory / "dataset_info.json").write_text(json.dumps(info))
+    second = directory / "dropj_recording-train.tfrecord-00001"
+    second.write_bytes(second.read_bytes()[:-9])  # and cut short
+    with pytest.raises(record.RecordingError, match=r"not listed in dataset_info.json and not readable whole"):
+        _open(tmp_path)
+
+
 def test_repair_closes_gaps_and_moves_damaged_shards_aside(tmp_path):
     rec = _open(tmp_path)
     _drive(rec, 3)
