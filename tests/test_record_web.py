@@ -25,8 +25,8 @@ pytestmark = pytest.mark.slow
 class RecordServer:
     """`dropj record --web` in a subprocess."""
 
-    def __init__(self, out, *extra: str, config: str = "carracing"):
-        self.out, self.port, self.config = out, free_port(), config
+    def __init__(self, out, *extra: str, config: str = "carracing", port: int = 0):
+        self.out, self.port, self.config = out, port or free_port(), config
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "dropj_datasets.cli", "record", "--web", "--out", str(out), "--user", "default",
              "--port", str(self.port), *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -352,3 +352,30 @@ def test_enter_in_chromium_drops_the_open_episode_and_esc_ends_the_session(tmp_p
         log = server.stop()
     assert "keys left (0 episodes saved, 2 dropped)" in log
     assert not (record.recording_dir(tmp_path, "carracing") / "dropj_recording-train.tfrecord-00000").exists()
+
+
+@needs_browser
+def test_a_page_whose_server_was_killed_reconnects_to_the_next_one_as_a_new_session(tmp_path):
+    import signal
+
+    first = RecordServer(tmp_path, "--max_steps", "1000")
+    driver = new_chromium()
+    again = None
+    try:
+        driver.get(first.base + "/?user=back")
+        state = lambda: driver.execute_script("return window.dropjRecord") or {}  # noqa: E731
+        wait_for(lambda: state().get("framesShown", 0) > 10, 30, lambda: state())
+        first.proc.send_signal(signal.SIGKILL)
+        first.proc.wait(timeout=30)
+        wait_for(lambda: "trying again" in driver.find_element("id", "status").text, 30,
+                 lambda: driver.find_element("id", "status").text)
+        again = RecordServer(tmp_path, "--max_steps", "1000", port=first.port)  # the lock died with the first
+        wait_for(lambda: state().get("sessions") == 2, 60, lambda: state())
+        shown = state()["framesShown"]
+        wait_for(lambda: state()["framesShown"] > shown + 10, 30, lambda: state())
+        assert state()["session"]["user"] == "back"
+        assert driver.find_element("id", "status").text == "recording carracing as back"
+    finally:
+        driver.quit()
+        log = again.stop() if again else ""
+    assert "back connected" in log
