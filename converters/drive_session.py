@@ -65,7 +65,7 @@ class SessionArgs:
 
 
 class ServerGone(Exception):
-    """The pipe to the server is closed: the server ended or was killed."""
+    """The socket to the server is closed: the server ended or was killed."""
 
 
 class Stopped(Exception):
