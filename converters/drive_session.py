@@ -252,40 +252,31 @@ class Session:
 
         config, recorder, link = self.args.config, self.recorder, self.link
         surface = pygame.Surface(config.window)
-        period = 1.0 / config.fps
         while not link.stop and (config.episodes is None or self.saved < config.episodes):
             link.restart = False
             timestep = recorder.logger.reset()
             episode = recorder.writer.episodes_before + recorder.writer.episodes_written
-            deadline = time.perf_counter()
-            first_step = last_step = None  # when the first and latest actions were read (the pace, write left out)
+            pace = record_window.Pace(config.fps)
             while True:
                 if link.stop or link.restart:
                     self.dropped += 1 if recorder.adapter.episode_steps else 0
                     recorder.writer.discard_episode()
                     break
-                last_step = time.perf_counter()
-                first_step = first_step or last_step
+                pace.step_starts()
                 timestep = recorder.logger.step(self._action())
                 self.steps += 1
                 if timestep.last():
                     self.saved += 1
                 self._publish(surface, car, episode)
                 if timestep.last():
-                    steps = recorder.adapter.episode_steps
-                    pace = (steps - 1) / max(last_step - first_step, 1e-9) if steps > 1 else config.fps
-                    self.link.log(f"{self.args.user}: episode {episode} saved ({steps} steps, return "
-                                  f"{recorder.adapter.episode_return}, {pace:.1f} steps/s)")
-                    if pace < SLOW * config.fps:
+                    rate = pace.steps_per_second()
+                    self.link.log(f"{self.args.user}: episode {episode} saved ({recorder.adapter.episode_steps} "
+                                  f"steps, return {recorder.adapter.episode_return}, {rate:.1f} steps/s)")
+                    if rate < SLOW * config.fps:  # (NaN, a one-step episode, is never slow)
                         self.link.log(f"{self.args.user}: episode {episode} ran slower than {config.fps:g} steps/s: "
                                       "this machine is short of CPU for its sessions (fewer: --max_sessions)")
                     break
-                deadline += period
-                wait = deadline - time.perf_counter()
-                if wait > 0:
-                    link.poll(wait)  # returns early on a stop or restart
-                elif wait < -record_window.CATCH_UP_PERIODS * period:
-                    deadline = time.perf_counter()  # far behind: the pace starts again rather than racing
+                pace.wait(link.poll)  # returns early on a stop or restart
 
     def _publish(self, surface: Any, car: Any, episode: int) -> None:
         """The step's view as JPEG, with the status line's numbers, to the server (which sends the newest)."""

@@ -21,7 +21,7 @@ import itertools
 import os
 import sys
 import time
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import numpy as np
 
@@ -143,6 +143,47 @@ class SessionSummary:
         return self.paced_steps / self.seconds_driving if self.seconds_driving > 0 else float("nan")
 
 
+class Pace:
+    """One episode's steps at `fps` on the caller's clock (the window's and each web session's).
+
+    `step_starts()` when an action is read; `wait(sleep)` after the step sleeps until the next is due. Up
+    to `CATCH_UP_PERIODS` behind is made up by shorter waits; further behind, the pace starts again rather
+    than racing. The achieved pace counts from the first to the last step start, so the episode's write,
+    done in its last step, is left out.
+    """
+
+    def __init__(self, fps: float):
+        self.period = 1.0 / fps
+        self.deadline = time.perf_counter()
+        self.first: Optional[float] = None
+        self.last: Optional[float] = None
+        self.intervals = 0  # step starts after the first
+
+    def step_starts(self) -> None:
+        now = time.perf_counter()
+        if self.first is None:
+            self.first = now
+        else:
+            self.intervals += 1
+        self.last = now
+
+    @property
+    def seconds(self) -> float:
+        """From the first to the last step start."""
+        return self.last - self.first if self.first is not None else 0.0
+
+    def steps_per_second(self) -> float:
+        return self.intervals / self.seconds if self.seconds > 0 else float("nan")
+
+    def wait(self, sleep: Callable[[float], Any] = time.sleep) -> None:
+        self.deadline += self.period
+        wait = self.deadline - time.perf_counter()
+        if wait > 0:
+            sleep(wait)
+        elif wait < -CATCH_UP_PERIODS * self.period:
+            self.deadline = time.perf_counter()
+
+
 _KEY_NAMES = {"K_LEFT": "left", "K_RIGHT": "right", "K_UP": "up", "K_DOWN": "down"}
 
 
@@ -194,7 +235,6 @@ def run(config: RecordConfig, log=print) -> SessionSummary:
     car = gym_env.unwrapped
     saved = dropped = steps = paced_steps = 0
     driving = 0.0
-    period = 1.0 / config.fps
     log(f"recording {config.config_name} into {recorder.writer.directory} "
         f"({recorder.writer.episodes_before} episodes there already); {HELP}")
     try:
@@ -203,8 +243,7 @@ def run(config: RecordConfig, log=print) -> SessionSummary:
             timestep = recorder.logger.reset()
             episode_number = recorder.writer.episodes_before + saved
             restart = False
-            deadline = time.perf_counter()
-            previous_step: Optional[float] = None
+            pace = Pace(config.fps)
             while True:
                 for event in pygame.event.get():
                     if event.type == pygame.QUIT:
@@ -224,11 +263,7 @@ def run(config: RecordConfig, log=print) -> SessionSummary:
                     dropped += 1 if recorder.adapter.episode_steps else 0
                     recorder.writer.discard_episode()
                     break
-                now = time.perf_counter()
-                if previous_step is not None:  # pace = time between step starts (not the episode's write)
-                    driving += now - previous_step
-                    paced_steps += 1
-                previous_step = now
+                pace.step_starts()
                 timestep = recorder.logger.step(keyboard.action.copy())
                 steps += 1
                 _draw(window, font, car, episode_number, recorder.adapter)
@@ -237,12 +272,8 @@ def run(config: RecordConfig, log=print) -> SessionSummary:
                 if timestep.last():
                     saved += 1
                     break
-                deadline += period
-                wait = deadline - time.perf_counter()
-                if wait > 0:
-                    time.sleep(wait)
-                elif wait < -CATCH_UP_PERIODS * period:
-                    deadline = time.perf_counter()  # fell far behind: do not race to catch up
+                pace.wait()
+            driving, paced_steps = driving + pace.seconds, paced_steps + pace.intervals
             if timestep.last():
                 log(f"episode {episode_number} saved: {recorder.adapter.episode_steps} steps, "
                     f"return {recorder.adapter.episode_return}, seed {recorder.adapter.seed}")

@@ -149,16 +149,11 @@ class ShardStore:
     def _adopt_unlisted(self) -> bool:
         """Lists the one shard a kill left between its link and its listing (see `_existing`), once it reads
         whole; returns whether there was one."""
-        import tensorflow as tf
-
-        if getattr(self, "_unlisted", None) is None:
+        if self._unlisted is None:
             return False
         path, self._unlisted = self._unlisted, None
-        try:
-            count = sum(1 for _ in tf.data.TFRecordDataset(str(path)))
-        except tf.errors.OpError:
-            count = 0
-        if count < 1:
+        count = _records_in(path)
+        if not count:
             raise RecordingError(f"{path}: not listed in {DATASET_INFO} and not readable whole; run `dropj "
                                  f"repair-recording {self.directory}` (it moves damaged shards aside)")
         self.shard_lengths.append(count)
@@ -354,6 +349,16 @@ def write_rescue(directory: Path, config: str, item: str, example: dict, index: 
     raise RecordingError("could not keep it in a rescue file either (" + "; ".join(problems) + ")")
 
 
+def _records_in(path: Path) -> Optional[int]:
+    """How many records a shard holds, read whole (every length and CRC checked); None if it does not read."""
+    import tensorflow as tf
+
+    try:
+        return sum(1 for _ in tf.data.TFRecordDataset(str(path)))
+    except tf.errors.OpError:
+        return None
+
+
 def _ranges(indices: list[int]) -> str:
     if not indices:
         return "none"
@@ -387,8 +392,6 @@ def repair(directory: str | os.PathLike, log: Callable[[str], None] = print) -> 
     Shards that cannot be read whole are moved to `damaged/` (nothing is deleted); the others are
     renumbered 0..n-1 in order if there are gaps. Holds the directory's lock throughout.
     """
-    import tensorflow as tf
-
     directory = Path(directory)
     if not directory.is_dir():
         raise RecordingError(f"{directory}: no such directory")
@@ -403,9 +406,8 @@ def repair(directory: str | os.PathLike, log: Callable[[str], None] = print) -> 
         lengths, damaged = [], []
         for index in shards_on_disk(directory, dataset):
             path = shard_path(directory, index, dataset)
-            try:
-                count = sum(1 for _ in tf.data.TFRecordDataset(str(path)))
-            except tf.errors.OpError:
+            count = _records_in(path)
+            if count is None:
                 (directory / "damaged").mkdir(exist_ok=True)
                 os.replace(path, directory / "damaged" / path.name)
                 damaged.append(path.name)

@@ -33,6 +33,14 @@ def _open(data_dir, seeds=None, steps=5, log=lambda line: None, **kwargs):
                                 gym_env=record.make_env("carracing", steps), log=log, **kwargs)
 
 
+def _recorded(data_dir, episodes: int = 1):
+    """Records `episodes` episodes in a session of their own; returns the recording's directory."""
+    rec = _open(data_dir)
+    _drive(rec, episodes)
+    rec.close()
+    return record.recording_dir(data_dir, "carracing")
+
+
 def _episodes(data_dir) -> list[dict]:
     builder = tfds.builder_from_directory(str(record.recording_dir(data_dir, "carracing")))
     return [ex[schema.EPISODE_METADATA] for ex in tfds.as_numpy(builder.as_dataset(split="train"))]
@@ -74,10 +82,7 @@ def test_one_recorder_per_directory(tmp_path):
 @pytest.mark.slow
 def test_an_append_refuses_a_list_that_disagrees_with_the_shards_and_repair_fixes_it(tmp_path):
     """A dataset_info.json listing fewer shards than exist made the next append overwrite a shard."""
-    rec = _open(tmp_path)
-    _drive(rec, 3)
-    rec.close()
-    directory = record.recording_dir(tmp_path, "carracing")
+    directory = _recorded(tmp_path, 3)
     shards = {p.name: p.read_bytes() for p in directory.glob("*.tfrecord-*")}
     info = json.loads((directory / "dataset_info.json").read_text())
     info["splits"][0]["shardLengths"] = info["splits"][0]["shardLengths"][:1]  # lists 1 of 3
@@ -100,14 +105,9 @@ def test_an_append_refuses_a_list_that_disagrees_with_the_shards_and_repair_fixe
 def test_the_one_shard_a_kill_left_unlisted_is_listed_by_the_next_session(tmp_path):
     """A kill between a shard's link and its listing left the next `dropj annotate` refusing to start (seen in
     CI: the annotation server killed mid-commit)."""
-    rec = _open(tmp_path)
-    _drive(rec, 2)
-    rec.close()
-    directory = record.recording_dir(tmp_path, "carracing")
+    directory = _recorded(tmp_path, 2)
     listed_two = (directory / "dataset_info.json").read_bytes()
-    rec = _open(tmp_path)
-    _drive(rec)
-    rec.close()
+    _recorded(tmp_path)
     (directory / "dataset_info.json").write_bytes(listed_two)  # the third shard on disk, not listed: the kill
     lines = []
     rec = _open(tmp_path, seeds=iter([88]), log=lines.append)
@@ -121,10 +121,7 @@ def test_the_one_shard_a_kill_left_unlisted_is_listed_by_the_next_session(tmp_pa
 
 @pytest.mark.slow
 def test_an_unlisted_shard_that_does_not_read_whole_is_refused(tmp_path):
-    rec = _open(tmp_path)
-    _drive(rec, 2)
-    rec.close()
-    directory = record.recording_dir(tmp_path, "carracing")
+    directory = _recorded(tmp_path, 2)
     info = json.loads((directory / "dataset_info.json").read_text())
     info["splits"][0]["shardLengths"] = info["splits"][0]["shardLengths"][:1]  # the second one "not listed"
     (directory / "dataset_info.json").write_text(json.dumps(info))
@@ -135,10 +132,7 @@ def test_an_unlisted_shard_that_does_not_read_whole_is_refused(tmp_path):
 
 
 def test_repair_closes_gaps_and_moves_damaged_shards_aside(tmp_path):
-    rec = _open(tmp_path)
-    _drive(rec, 3)
-    rec.close()
-    directory = record.recording_dir(tmp_path, "carracing")
+    directory = _recorded(tmp_path, 3)
     recording_store.shard_path(directory, 1).unlink()  # a gap
     damaged = recording_store.shard_path(directory, 2)
     damaged.write_bytes(damaged.read_bytes()[:-7])  # cut short
@@ -177,10 +171,7 @@ def test_a_failed_episode_write_keeps_the_episode_and_says_where(tmp_path, monke
 
 
 def test_a_kill_during_a_shard_write_leaves_a_visible_partial_file_that_the_next_session_clears(tmp_path):
-    rec = _open(tmp_path)
-    _drive(rec)
-    rec.close()
-    directory = record.recording_dir(tmp_path, "carracing")
+    directory = _recorded(tmp_path)
     partial = directory / f".{recording_store.shard_path(directory, 1).name}.dead{recording_store.PARTIAL_SUFFIX}"
     partial.write_bytes(b"half an episode")
     lines: list[str] = []

@@ -32,6 +32,7 @@ import itertools
 import json
 import os
 import secrets
+import subprocess
 import threading
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -80,7 +81,7 @@ class DriveSession:
         self._changed = threading.Event()
         self._frame: Optional[Frame] = None
         self.frames = 0
-        self.saved = self.dropped = self.steps = 0
+        self.saved = self.dropped = 0
         self.error: Optional[str] = None
         self.done = False
         ready.begin(drive_session.SessionArgs(server.config, user, session_id, str(server.store.directory),
@@ -138,7 +139,7 @@ class DriveSession:
     def _frame_arrived(self, jpeg: bytes, status: dict) -> None:
         self._frame = Frame(jpeg, status)
         self.frames += 1
-        self.saved, self.steps = status["saved"], self.steps + 1
+        self.saved = status["saved"]
         self.wake()
 
     def _serve(self) -> None:
@@ -148,11 +149,11 @@ class DriveSession:
             if end is None:
                 try:
                     code = self.ready.process.wait(timeout=5)
-                except Exception:  # noqa: BLE001 - still running with its socket closed: said as unknown
+                except subprocess.TimeoutExpired:  # still running with its socket closed: said as unknown
                     code = None
                 self.error = f"the session's process ended unexpectedly (exit code {code})"
             else:
-                _, self.saved, self.dropped, self.steps, self.error = end
+                _, self.saved, self.dropped, _steps, self.error = end
             if self.error:
                 self.server.log(f"session {self.session_id} ({self.user}) stopped: {self.error}")
         finally:

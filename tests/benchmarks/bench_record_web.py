@@ -213,13 +213,13 @@ def tree_pss(process: Any) -> int:
 
 
 def session_processes(process: Any) -> list:
-    """The server's session processes (multiprocessing's resource tracker left out)."""
+    """The server's session processes (`drive_session`), the one waiting for the next participant included."""
     import psutil
 
     out = []
     for child in process.children():
         try:
-            if "spawn_main" in " ".join(child.cmdline()):
+            if "drive_session" in " ".join(child.cmdline()):
                 out.append(child)
         except psutil.Error:
             pass
@@ -256,7 +256,8 @@ def run_sessions(count: int, steps: int, workdir: Path) -> dict:
             rss.append(tree_pss(process))
         wall = time.monotonic() - wall_before
         clients = own_cpu() - clients_before
-        wait_for(lambda: not session_processes(process), 60, "the session processes never ended")
+        # every session's process has ended; the one started ahead for the next participant waits on
+        wait_for(lambda: len(session_processes(process)) <= 1, 60, "the session processes never ended")
         cpu = tree_cpu(process) - cpu_before
         parent_cpu = sum(process.cpu_times()[:2]) - parent_before
     finally:
