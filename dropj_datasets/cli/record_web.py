@@ -42,7 +42,7 @@ from dropj.converters import drive_session, record, record_window, recording_sto
 STATIC = Path(__file__).parent / "static"
 MAX_MESSAGE = 256  # bytes; a key message is about 30
 MAX_SESSIONS = 64  # the most --max_sessions may ask for
-SESSIONS_PER_CORE = 1.5  # a session takes about 0.4 of a core (docs/benchmarks.md, "Recording in the browser")
+SESSIONS_PER_CORE = 1.5  # a session takes 0.3-0.45 of a core (docs/benchmarks.md, "Recording in the browser")
 MAX_ENDING = 16  # session processes still ending (a reloaded page's), beyond which new sessions wait
 SESSION_EXIT_S = 30  # the longest a session may take to end (it may be writing its last episode)
 TOKEN_COOKIE = "dropj_record_token"
