@@ -44,6 +44,7 @@ class AnnotationStore(ShardStore):
     DATASET = schema.ANNOTATION_DATASET
     ITEM = "response"
     WRITER, ONE = "annotation server", "annotation server"
+    INDEX_FIELD = (schema.RESPONSE_INDEX,)
 
     def _info_metadata(self) -> dict:
         return {"label_weights": feedback.LabelWeights.of(self.spec).to_metadata()}
@@ -104,6 +105,12 @@ class Annotations:
     `next_query(user)` is the first query (in data.pkl order) that user has not answered, so a
     restarted server resumes where each annotator stopped; `commit` stores one finished response
     durably before it returns. Only whole responses are stored: a half-answered query never is.
+
+    One response per (user, query), stored once: a commit that raises stored nothing (the store's
+    `NotStored`, or a refusal), so trying again is safe; a commit of the answer already stored for that
+    (user, query) (a browser retrying after a lost reply, a restarted server included) stores nothing
+    and returns the stored response's index. Other answers to a query the user has answered are
+    refused: the first answer stands (a participant does not revise an answer in the release's studies).
     """
 
     def __init__(self, queries: str, method: str, out: str | os.PathLike, *, data_dir: Optional[str] = None,
@@ -136,10 +143,11 @@ class Annotations:
             self.queries[video] = {"segments": (entry["segment1"], entry["segment2"]), "video": mp4}
         self.order = list(self.queries)
         self.store = AnnotationStore(annotation_dir(out, method), self.spec, holder=holder, log=log)
-        self.answered: dict[int, set[str]] = {}
+        # user -> query -> (the stored response's index, its answer as the responses file holds it)
+        self.answered: dict[int, dict[str, tuple[int, dict]]] = {}
         try:
-            for user, video in self._stored():
-                self.answered.setdefault(user, set()).add(video)
+            for index, (user, video, answer) in enumerate(self._stored()):
+                self.answered.setdefault(user, {})[video] = (index, answer)
         except BaseException:
             self.store.close()
             raise
@@ -149,35 +157,44 @@ class Annotations:
         if spec.kind != "queries":
             raise DataError(f"{queries}: not a queries dataset (it holds {spec.kind}); use e.g. dropj_carracing/queries")
 
-    def _stored(self) -> Iterator[tuple[int, str]]:
+    def _stored(self) -> Iterator[tuple[int, str, dict]]:
+        """(user, query, answer as the responses file holds it) of each stored response, in stored order."""
         if not self.store.count:
             return
         import tensorflow_datasets as tfds
 
         builder = tfds.builder_from_directory(str(self.store.directory))
         for example in tfds.as_numpy(builder.as_dataset(split="train", shuffle_files=False)):
-            yield _user(example), feedback._text(example[schema.QUERY_ID])
+            yield _user(example), feedback._text(example[schema.QUERY_ID]), feedback.from_example(example, self.spec)
 
     def next_query(self, user: int) -> Optional[str]:
-        done = self.answered.get(user, set())
+        done = self.answered.get(user, {})
         return next((video for video in self.order if video not in done), None)
 
     def progress(self, user: int) -> tuple[int, int]:
         """(queries this user answered or skipped, queries in all)."""
-        return len(self.answered.get(user, set())), len(self.order)
+        return len(self.answered.get(user, {})), len(self.order)
 
     def commit(self, user: int, entry: dict, *, session: str, start_time: float, user_agent: str) -> int:
-        """Stores one finished response durably; returns its index in the directory."""
+        """Stores one finished response durably; returns its index in the directory (the stored one's, for the
+        same answer again). Raises `recording_store.NotStored` (naming the file) when it could not be stored:
+        nothing of it is, so the same commit may be tried again."""
         video = entry.get("video") if isinstance(entry, dict) else None
         if video not in self.queries:
             raise DataError(f"query {schema.describe(video, 40)}: not one of the queries being annotated")
-        if video in self.answered.get(user, set()):
-            raise DataError(f"query {video}: user {user} has answered it already")
         index = self.store.count
         example = response_example(self.spec, entry, index, self.queries[video]["segments"], user=user,
                                    session=session, start_time=start_time, user_agent=user_agent)
-        self.store.append(example)
-        self.answered.setdefault(user, set()).add(video)
+        answer = feedback.validate_response(entry, self.spec, file="annotation", index=index).to_legacy(
+            self.spec.answers_have_seconds)  # as the directory gives it back (`_stored`)
+        stored = self.answered.get(user, {}).get(video)
+        if stored is not None:
+            if stored[1] == answer:  # a retry of what is stored: nothing more to store
+                return stored[0]
+            raise DataError(f"user {user} answered {video} already (response {stored[0]}) with other answers; "
+                            "the first answer stands")
+        self.store.append(example, index_field=AnnotationStore.INDEX_FIELD)
+        self.answered.setdefault(user, {})[video] = (index, answer)
         return index
 
     def close(self) -> None:

@@ -40,23 +40,37 @@ def write_atomically(path: Path, write: Callable[[BinaryIO], Any], *, force: boo
     folder = path.parent
     folder.mkdir(parents=True, exist_ok=True)
     if os.path.lexists(path) and not force:
-        raise DataError(f"{path}: already exists; pass --force to replace it")
+        raise DataError(f"{path}: already exists; it is not replaced")
     for stale in folder.glob(f".{glob.escape(path.name)}.*{PARTIAL_SUFFIX}"):  # left by a killed export
         stale.unlink(missing_ok=True)
     temp = folder / f".{path.name}.{secrets.token_hex(6)}{PARTIAL_SUFFIX}"
-    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
     try:
-        with os.fdopen(fd, "wb", buffering=1 << 20) as raw:
-            f = _Hashing(raw)
-            result = write(f)
-            raw.flush()
-            os.fsync(raw.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        temp.unlink(missing_ok=True)
-        raise
-    fsync_directory(folder)
+        fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+        try:
+            with os.fdopen(fd, "wb", buffering=1 << 20) as raw:
+                f = _Hashing(raw)
+                result = write(f)
+                raw.flush()
+                os.fsync(raw.fileno())
+            os.replace(temp, path)
+        except BaseException:
+            temp.unlink(missing_ok=True)
+            raise
+        fsync_directory(folder)
+    except OSError as exc:
+        raise naming(exc, path) from None
     return result, f.digest
+
+
+def naming(exc: OSError, path: Path) -> OSError:
+    """`exc` with the file it concerns: a full disk's `[Errno 28] No space left on device` says which file.
+
+    An error that names a file already (the folder, say) is kept as it is."""
+    if exc.filename is not None or exc.errno is None:
+        return exc
+    named = type(exc)(exc.errno, exc.strerror or os.strerror(exc.errno), str(path))
+    named.__traceback__ = exc.__traceback__
+    return named
 
 
 def fsync_directory(folder: Path) -> None:

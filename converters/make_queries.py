@@ -10,24 +10,42 @@ with replacement and the start offset uniform in [0, T - 20], and row t of a cli
 float64 state) or `dropj_encoded/ENV` (real segments). Deterministic with `--seed`. With
 `--start_index K` the new queries are numbered from K and added to an existing data.pkl: merged, never
 overwriting a key or a video. The `queries` configs build from Q unchanged.
+
+It writes like a build: one run per folder at a time (a lock, `Q/.queries_s20.lock`), and a marker
+`Q/.queries_s20.incomplete.json` naming the batch (source, seed, first index, count) from before its
+first video until data.pkl, written last, lists it. The same command run again finishes an unfinished
+batch (its videos are made again); another command is refused, naming the batch and the exact files to
+remove to drop it.
 """
 
 from __future__ import annotations
 
 import functools
+import json
 import os
+import shlex
 import pickle
 from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
 
-from dropj.converters import legacy_pickle, query_video
+from dropj.converters import dataset_dir, durable, legacy_pickle, query_video
 from dropj.converters.durable import write_atomically
 from dropj_datasets import schema
 from dropj_datasets.schema import DataError
 
 PROTOCOL = 4  # data.pkl: the default protocol under the authors' Python 3.8
+MAX_QUERIES = 100_000  # per run
+
+
+def incomplete_marker(folder: Path) -> Path:
+    """The marker of a batch being written into `folder` (beside it: the folder holds the release's files only)."""
+    return folder.with_name(f".{folder.name}.incomplete.json")
+
+
+def output_lock(folder: Path) -> Path:
+    return folder.with_name(f".{folder.name}.lock")
 
 
 def queries_folder(env: schema.EnvSpec) -> str:
@@ -62,8 +80,9 @@ def make_queries(dataset: str, make_decoder: Callable[[schema.EnvSpec], Decoder]
     """Writes the queries; `make_decoder(env)` gives the frames of a clip (the app wires a VAE's decode)."""
     from dropj.converters.built import BuiltDataset
 
-    if not 1 <= num_queries <= 100_000 or start_index < 0:
-        raise ValueError(f"need 1 <= num_queries <= 100000 and start_index >= 0, got {num_queries}, {start_index}")
+    if not 1 <= num_queries <= MAX_QUERIES or start_index < 0:
+        raise ValueError(f"need 1 <= num_queries <= {MAX_QUERIES} and start_index >= 0, got {num_queries}, "
+                         f"{start_index}")
     source = BuiltDataset.open(dataset, data_dir)
     if source.spec.kind not in ("episodes", "encoded") or not source.spec.is_dream:
         what = f"{source.spec.kind} of frames" if source.spec.kind != "sketches" else "sketches"
@@ -71,12 +90,38 @@ def make_queries(dataset: str, make_decoder: Callable[[schema.EnvSpec], Decoder]
                         "(a dream config, or dropj_encoded/ENV)")
     env = source.spec.env
     folder = Path(out) / queries_folder(env)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        lock = durable.take_lock(output_lock(folder), f"pid {os.getpid()}, dropj make-queries {dataset}")
+    except durable.Busy as busy:
+        raise DataError(f"{folder}: another dropj make-queries is writing here ({busy}); wait for it to end") from None
+    try:
+        return _make_queries(source, dataset, make_decoder, num_queries, folder, seed, start_index, log)
+    finally:
+        durable.release_lock(lock)
+
+
+def _make_queries(source, dataset: str, make_decoder: Callable[[schema.EnvSpec], Decoder], num_queries: int,
+                  folder: Path, seed: int, start_index: int, log: Callable[[str], None]) -> Path:
+    env = source.spec.env
     data_file = folder / "data.pkl"
     existing = _existing(data_file)
+    keys = [f"{start_index + i}.mp4" for i in range(num_queries)]
+    batch = {"dataset": dataset, "seed": seed, "start_index": start_index, "num_queries": num_queries}
+    marker = incomplete_marker(folder)
+    unfinished = _unfinished(marker)
+    if unfinished is not None and unfinished != batch:
+        videos = [folder / f"{unfinished['start_index'] + i}.mp4" for i in range(unfinished["num_queries"])]
+        present = [str(v) for v in videos if os.path.lexists(v)]
+        raise DataError(
+            f"{folder}: an unfinished make-queries (--dataset {unfinished['dataset']} --seed {unfinished['seed']} "
+            f"--start_index {unfinished['start_index']} --num_queries {unfinished['num_queries']}) left "
+            f"{len(present)} videos that data.pkl does not list; run that command again to finish it, or drop it: "
+            f"`rm {' '.join(shlex.quote(p) for p in [str(marker), *present])}`")
+    resuming = unfinished is not None  # its videos are listed nowhere: made again, replaced
     if start_index == 0 and existing:
         raise DataError(f"{data_file}: holds {len(existing)} queries already; pass --start_index to add to it")
-    keys = [f"{start_index + i}.mp4" for i in range(num_queries)]
-    taken = [k for k in keys if k in existing or (folder / k).exists()]
+    taken = [k for k in keys if k in existing or (not resuming and os.path.lexists(folder / k))]
     if taken:
         raise DataError(f"{folder}: {', '.join(taken[:3])} exist already; a query is never overwritten "
                         f"(choose --start_index {_next_free(existing, folder)})")
@@ -95,16 +140,34 @@ def make_queries(dataset: str, make_decoder: Callable[[schema.EnvSpec], Decoder]
     decode = make_decoder(env)
     queries = {}
     folder.mkdir(parents=True, exist_ok=True)
+    # From here until data.pkl lists the batch, the marker says which videos are not part of the queries yet.
+    write_atomically(marker, functools.partial(_write, data=json.dumps(batch).encode()), force=True)
     for key, (left, right) in zip(keys, picks):
         entry = {"segment1": segments[left], "segment2": segments[right]}
         mp4 = query_video.render(decode(entry["segment1"]), decode(entry["segment2"]))
-        write_atomically(folder / key, functools.partial(_write, data=mp4))  # O_EXCL: never replaces a video
+        # never replaces a video, but one of the unfinished batch this run finishes
+        write_atomically(folder / key, functools.partial(_write, data=mp4), force=resuming)
         queries[key] = entry
     merged = {**existing, **queries}
     write_atomically(data_file, functools.partial(_write, data=pickle.dumps(merged, protocol=PROTOCOL)), force=True)
+    marker.unlink()
+    durable.fsync_directory(marker.parent)
     log(f"wrote {num_queries} queries ({keys[0]} .. {keys[-1]}) from {dataset} into {folder}; data.pkl holds "
         f"{len(merged)}")
     return folder
+
+
+def _unfinished(marker: Path) -> Optional[dict]:
+    """The batch an unfinished run was writing (its marker), or None."""
+    if not os.path.lexists(marker):
+        return None
+    value = dataset_dir.read_json(marker, 1 << 16)
+    fields = {"dataset": str, "seed": int, "start_index": int, "num_queries": int}
+    if not isinstance(value, dict) or set(value) != set(fields) or \
+            not all(type(value[k]) is t for k, t in fields.items()) or \
+            not (1 <= value["num_queries"] <= MAX_QUERIES and 0 <= value["start_index"] <= 2**31):
+        raise DataError(f"{marker}: not a make-queries marker; remove it and the videos data.pkl does not list")
+    return value
 
 
 def _write(f, data: bytes) -> None:

@@ -22,24 +22,35 @@ guarantees are ours:
   its listing leaves one unlisted shard, numbered next: the next writer lists
   it once it reads whole. Any other disagreement between the list and the
   shards on disk is refused for appending; `repair` rebuilds the list.
-* **Nothing lost silently.** An episode that cannot be written is kept in a
-  rescue file (`rescued/`, else the system's temporary folder); `repair`
-  adds rescued episodes back.
+* **Committed means committed, once.** `append` returns when the item is
+  stored (shard and list on disk), or raises `NotStored` when nothing of it
+  is there for the next open to see. A list that cannot be written after the
+  shard was linked (a full disk) is resolved here, never by the caller: the
+  shard is taken back out, or, if even that fails, it stays and counts as
+  stored (the next list written, or the next open, lists it). So a caller
+  that rescues an item it was told is not stored never doubles it.
+* **Nothing lost silently.** An item that cannot be written is kept in a
+  rescue file (`rescued/`, else the system's temporary folder); the message
+  gives the `dropj repair-recording` command that adds it back from where it
+  is (`repair_command`). `repair` recognises a rescued item by its content
+  (the serialized item, its index aside) and never adds one that is listed.
 """
 
 from __future__ import annotations
 
 import getpass
+import hashlib
 import os
 import re
 import secrets
+import shlex
 import shutil
 import socket
 import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 from dropj.converters import dataset_dir
 from dropj.converters import durable
@@ -58,6 +69,11 @@ RESCUE_FORMAT = "dropj-rescued-episode/1"
 
 class RecordingError(RuntimeError):
     """The recording directory cannot take this recording (the message says why and what to do)."""
+
+
+class NotStored(RecordingError):
+    """An item could not be written, and nothing of it is there for the next open to see (the message names
+    the file and why: a full disk, say). The caller may keep it elsewhere (a rescue file) or try again."""
 
 
 def shard_path(directory: Path, index: int, dataset: str = schema.RECORDING_DATASET) -> Path:
@@ -116,6 +132,7 @@ class ShardStore:
     DATASET = ""
     VERSION = VERSION
     ITEM = "item"  # what one shard holds, for messages
+    INDEX_FIELD: Optional[tuple[str, ...]] = None  # where an item holds its number in the directory, if it does
     WRITER, ONE = "writer", "writer"  # for messages: "another recording is writing here; one recorder per directory"
 
     def __init__(self, directory: Path, spec: Any, *, holder: str = "",
@@ -232,16 +249,17 @@ class ShardStore:
         """Items listed in the directory."""
         return len(self.shard_lengths)
 
-    def append(self, example: dict, index_field: Optional[tuple[str, str]] = None) -> Path:
-        """Writes one item as the next shard and lists it; returns the shard's path.
+    def append(self, example: dict, index_field: Optional[tuple[str, ...]] = None) -> Path:
+        """Writes one item as the next shard and lists it; returns the shard's path once both are on disk.
 
-        Safe from several threads (the sessions of one `dropj record --web`): items are written one at a
-        time, each in the next shard. `index_field` ((group, field) of `example`) is set to the item's
+        Raises `NotStored` (naming the file) when the item could not be written: then nothing of it is
+        there for the next open to see, so keeping it elsewhere cannot double it. Safe from several threads
+        (the sessions of one `dropj record --web`): items are written one at a time, each in the next
+        shard. `index_field` (the path to a field of `example`, e.g. (group, field)) is set to the item's
         number in the directory as it is written, so two sessions never give two items the same number."""
         with self._appending:
             if index_field is not None:
-                group, field = index_field
-                example = {**example, group: {**example[group], field: self.count}}
+                example = _with_field(example, index_field, self.count)
             return self._append(example)
 
     def _append(self, example: dict) -> Path:
@@ -252,17 +270,68 @@ class ShardStore:
         final = shard_path(self.directory, index, self.DATASET)
         temp = self.directory / f".{final.name}.{secrets.token_hex(4)}{PARTIAL_SUFFIX}"
         try:
-            with tf.io.TFRecordWriter(str(temp)) as writer:
-                writer.write(serialized)
-            fsync_file(temp)
-            os.link(temp, final)  # fails if the name exists: a shard is never overwritten
-        finally:
-            temp.unlink(missing_ok=True)
-        fsync_directory(self.directory)
-        self.shard_lengths.append(1)
-        self.num_bytes += final.stat().st_size
-        self._write_info()
+            try:
+                with tf.io.TFRecordWriter(str(temp)) as writer:
+                    writer.write(serialized)
+                fsync_file(temp)
+                os.link(temp, final)  # fails if the name exists: a shard is never overwritten
+            finally:
+                temp.unlink(missing_ok=True)
+        except (OSError, tf.errors.OpError) as exc:
+            raise NotStored(f"{final}: could not be written ({_reason(exc)}); nothing of this {self.ITEM} was "
+                            "stored") from None
+        self._list(final)
         return final
+
+    def _list(self, final: Path) -> None:
+        """Lists the shard just linked at `final`, or takes it back out. Data can be lost or doubled here:
+        the caller learns "stored" or `NotStored`, and the next open must agree with what it learnt.
+
+        A list that fails to reach the disk (a full disk, an I/O error) leaves the old list in place,
+        unless only the folder's flush failed after the new list was renamed in: the list on disk decides.
+        Listed: stored. Not listed: the shard is unlinked (the next open sees nothing of it) and the caller
+        gets `NotStored`. If even the unlink fails, the shard stays linked and counts as stored: the next
+        list written lists it, and so does the next open (`_adopt_unlisted`) if none is.
+        """
+        size = final.stat().st_size
+        self.shard_lengths.append(1)
+        self.num_bytes += size
+        try:
+            fsync_directory(self.directory)
+            self._write_info()
+            return
+        except Exception as exc:  # noqa: BLE001 - whatever failed, the store resolves it (a kill: `_existing`)
+            problem = exc
+        if self._listed() == len(self.shard_lengths):
+            self.log(f"{self.directory / DATASET_INFO}: listed {final.name}, but flushing its folder failed "
+                     f"({_reason(problem)}); a power loss now could still lose it")
+            return
+        self.shard_lengths.pop()
+        self.num_bytes -= size
+        try:
+            final.unlink()
+            fsync_directory(self.directory)
+        except OSError as exc:
+            if not final.exists():  # unlinked; only the flush failed: a power loss could bring it back unlisted,
+                raise NotStored(    # and `repair` then recognises a rescue of it by its content
+                    f"{self.directory / DATASET_INFO}: could not be written ({_reason(problem)}); the {self.ITEM} "
+                    f"was taken back out of {final.name}, nothing of it is stored") from None
+            self.shard_lengths.append(1)
+            self.num_bytes += size
+            self.log(f"{self.directory / DATASET_INFO}: could not be written ({_reason(problem)}), nor could "
+                     f"{final.name} be taken back out ({_reason(exc)}); it stays, stored: the next list written "
+                     "(or the next session) lists it")
+            return
+        raise NotStored(f"{self.directory / DATASET_INFO}: could not be written ({_reason(problem)}); the "
+                        f"{self.ITEM} was taken back out of {final.name}, nothing of it is stored")
+
+    def _listed(self) -> Optional[int]:
+        """How many shards dataset_info.json on disk lists now; None if it does not read."""
+        try:
+            info = dataset_dir.read_json(self.directory / DATASET_INFO, dataset_dir.JSON_LIMITS[DATASET_INFO])
+            return len(info["splits"][0]["shardLengths"])
+        except (schema.DataError, OSError, KeyError, IndexError, TypeError):
+            return None
 
     def _write_info(self) -> None:
         """TFDS's metadata files, dataset_info.json last, each written beside and renamed into place.
@@ -303,6 +372,18 @@ class ShardStore:
         """Keeps an item that could not be written: a pickle of the example, for `repair` to add back."""
         return write_rescue(self.directory, self.spec.config, self.ITEM, example, index, session)
 
+    def identity(self, record: bytes) -> str:
+        """What makes a serialized item the same item: the SHA-256 of its features, its own number
+        (`INDEX_FIELD`) aside, which `append` sets as it writes."""
+        import tensorflow as tf
+
+        parsed = tf.train.Example.FromString(record)
+        if self.INDEX_FIELD is not None:
+            key = "/".join(self.INDEX_FIELD)
+            if key in parsed.features.feature:
+                del parsed.features.feature[key]
+        return hashlib.sha256(parsed.SerializeToString(deterministic=True)).hexdigest()
+
     def close(self) -> None:
         if self._lock_fd is not None:
             durable.release_lock(self._lock_fd)
@@ -315,6 +396,7 @@ class RecordingStore(ShardStore):
     DATASET = schema.RECORDING_DATASET
     ITEM = "episode"
     WRITER, ONE = "recording", "recorder"
+    INDEX_FIELD = (schema.EPISODE_METADATA, schema.EPISODE_INDEX)
 
     @property
     def episodes(self) -> int:
@@ -332,11 +414,13 @@ class RecordingStore(ShardStore):
 
 def write_rescue(directory: Path, config: str, item: str, example: dict, index: int, session: str) -> Path:
     """A rescue file for an item of `directory` that could not be written (`repair` adds it back): in
-    `directory/rescued/`, else the system's temporary folder. Needs no lock, so a session whose server
-    is gone keeps its finished episode this way too."""
+    `directory/rescued/`, else the system's temporary folder (`repair_command` gives the command that
+    reads it from there). Needs no lock, so a session whose server is gone keeps its finished episode
+    this way too. The file names the directory it belongs to."""
     import pickle
 
-    payload = pickle.dumps({"format": RESCUE_FORMAT, "config": config, "example": example}, protocol=5)
+    payload = pickle.dumps({"format": RESCUE_FORMAT, "config": config, "example": example,
+                            "directory": str(Path(directory).resolve())}, protocol=5)
     name = f"{item}-{index}-{session or 'session'}-{secrets.token_hex(3)}.pkl"
     problems = []
     for folder in (Path(directory) / RESCUED, Path(tempfile.gettempdir()) / "dropj-rescued"):
@@ -347,6 +431,29 @@ def write_rescue(directory: Path, config: str, item: str, example: dict, index: 
         except OSError as exc:
             problems.append(f"{folder}: {exc.strerror or exc}")
     raise RecordingError("could not keep it in a rescue file either (" + "; ".join(problems) + ")")
+
+
+def repair_command(directory: str | os.PathLike, rescue: str | os.PathLike) -> str:
+    """The command that adds the rescue file `rescue` back into `directory`: `repair` reads
+    `directory/rescued/` by itself, and a file anywhere else when it is named."""
+    command = f"dropj repair-recording {shlex.quote(str(directory))}"
+    if Path(rescue).parent != Path(directory) / RESCUED:
+        command += f" {shlex.quote(str(rescue))}"
+    return command
+
+
+def _with_field(example: dict, path: tuple[str, ...], value: Any) -> dict:
+    """`example` with the field at `path` set to `value` (the dicts on the way copied, never changed)."""
+    head, *rest = path
+    return {**example, head: _with_field(example[head], tuple(rest), value) if rest else value}
+
+
+def _reason(exc: BaseException) -> str:
+    """Why a write failed, in a few words (the file is named by the message around it)."""
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    text = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    return text.rsplit("; ", 1)[-1][:200]  # TensorFlow's "PATH; No space left on device"
 
 
 def _records_in(path: Path) -> Optional[int]:
@@ -385,16 +492,24 @@ def _user() -> str:
         return str(os.getuid())
 
 
-def repair(directory: str | os.PathLike, log: Callable[[str], None] = print) -> str:
+def repair(directory: str | os.PathLike, rescued: Sequence[str | os.PathLike] = (),
+           log: Callable[[str], None] = print) -> str:
     """Rebuilds a recording's (or an annotation directory's) dataset_info.json from the shards on disk, and
-    adds rescued items back.
+    adds rescued items back: those in `directory/rescued/`, and the rescue files `rescued` names (files, or
+    folders such as the system's temporary `dropj-rescued/`, where only this directory's are taken).
 
     Shards that cannot be read whole are moved to `damaged/` (nothing is deleted); the others are
-    renumbered 0..n-1 in order if there are gaps. Holds the directory's lock throughout.
+    renumbered 0..n-1 in order if there are gaps. A rescued item already listed (the same content, its
+    number aside: `ShardStore.identity`) is not added again; each rescue file taken is renamed
+    `*.added` or `*.already-listed`, never deleted. Holds the directory's lock throughout.
     """
     directory = Path(directory)
     if not directory.is_dir():
         raise RecordingError(f"{directory}: no such directory")
+    named = [Path(p) for p in rescued]
+    for path in named:
+        if not (path.is_dir() or path.is_file()):
+            raise RecordingError(f"{path}: no such rescue file or folder")
     store_class, spec = _store_of(directory)
     store = store_class.__new__(store_class)
     store.directory, store.spec, store.log, store._features = directory, spec, log, None
@@ -420,11 +535,25 @@ def repair(directory: str | os.PathLike, log: Callable[[str], None] = print) -> 
         store.shard_lengths = lengths
         store.num_bytes = sum(shard_path(directory, i, dataset).stat().st_size for i in range(len(lengths)))
         store._write_info()
-        added = 0
-        rescued = sorted((directory / RESCUED).glob("*.pkl")) if (directory / RESCUED).is_dir() else []
-        for path in rescued:
-            store.append(_read_rescued(path, store.spec))
+        added = duplicates = others = 0
+        files = _rescue_files(directory, named)
+        listed = {store.identity(record) for i in range(len(lengths)) for record in
+                  _records(shard_path(directory, i, dataset))} if files else set()
+        for path, given in files:
+            belongs, example = _read_rescued(path, store.spec, directory)
+            if not belongs:
+                if given:
+                    raise RecordingError(f"{path}: a rescued {store.ITEM} of another directory, not of {directory}")
+                others += 1
+                continue
+            identity = store.identity(store.features.serialize_example(example))
+            if identity in listed:  # stored already (its writer was told otherwise): never twice
+                os.replace(path, path.with_name(path.name + ".already-listed"))
+                duplicates += 1
+                continue
+            store.append(example, index_field=store.INDEX_FIELD)
             os.replace(path, path.with_name(path.name + ".added"))
+            listed.add(identity)
             added += 1
         total = store.count
     finally:
@@ -432,9 +561,31 @@ def repair(directory: str | os.PathLike, log: Callable[[str], None] = print) -> 
     summary = f"{directory}: {total} {store.ITEM}s listed in {DATASET_INFO}"
     if added:
         summary += f", {added} of them rescued {store.ITEM}s added back"
+    if duplicates:
+        summary += f"; {duplicates} rescued {store.ITEM}s were already listed, not added again"
+    if others:
+        summary += f"; {others} rescue files of other directories left where they are"
     if damaged:
         summary += f"; {len(damaged)} damaged shards moved to {directory / 'damaged'}"
     return summary
+
+
+def _rescue_files(directory: Path, named: list[Path]) -> list[tuple[Path, bool]]:
+    """(rescue file, named on its own) for `repair`: the directory's own rescued/ first, each file once."""
+    found: dict[Path, bool] = {}
+    for folder in [directory / RESCUED, *named]:
+        if folder.is_dir():
+            for path in sorted(folder.glob("*.pkl")):
+                found.setdefault(path.resolve(), False)
+        elif folder.is_file():
+            found[folder.resolve()] = True
+    return list(found.items())
+
+
+def _records(path: Path) -> list[bytes]:
+    import tensorflow as tf
+
+    return [record.numpy() for record in tf.data.TFRecordDataset(str(path))]
 
 
 def _store_of(directory: Path) -> tuple[type[ShardStore], Any]:
@@ -462,12 +613,16 @@ def _store_of(directory: Path) -> tuple[type[ShardStore], Any]:
     return stores[name], schema.WRITTEN[name][config]
 
 
-def _read_rescued(path: Path, spec: Any) -> dict:
+def _read_rescued(path: Path, spec: Any, directory: Path) -> tuple[bool, dict]:
+    """(whether the rescue file belongs to `directory`, its example). A file from before rescue files named
+    their directory belongs to any directory of its config."""
     from dropj.converters import legacy_pickle
 
     with open(path, "rb") as f:
         value = legacy_pickle.load(f, str(path))
     if not isinstance(value, dict) or value.get("format") != RESCUE_FORMAT or value.get("config") != spec.config \
-            or not isinstance(value.get("example"), dict):
+            or not isinstance(value.get("example"), dict) or not isinstance(value.get("directory", ""), str):
         raise RecordingError(f"{path}: not a rescued item of {spec.config}")
-    return value["example"]
+    belongs = "directory" not in value or value["directory"] == str(directory.resolve()) \
+        or path.parent == (directory / RESCUED).resolve()
+    return belongs, value["example"]

@@ -82,10 +82,12 @@ class RecordingWriter(backend_writer.BackendWriter):
         example = episode_example(self.spec, steps, self._episode_metadata, index,
                                   self._frames.encode_all if self._frames else None)
         try:
-            self._store.append(example, index_field=(schema.EPISODE_METADATA, schema.EPISODE_INDEX))
+            self._store.append(example, index_field=recording_store.RecordingStore.INDEX_FIELD)
         except Exception as exc:  # noqa: BLE001 - whatever failed, the episode is kept
-            text = str(exc).splitlines()[0][:200] if str(exc) else ""
-            why = f"{type(exc).__name__}: {text}"
+            # The store raises only when nothing of the episode is stored (`NotStored`, or before its shard
+            # was linked), so the rescue file never doubles an episode of the directory.
+            text = str(exc).splitlines()[0][:300] if str(exc) else ""
+            why = text if isinstance(exc, RecordingError) else f"{type(exc).__name__}: {text}"
             try:
                 path = self._store.rescue(example, index, self.session_id)
             except RecordingError as again:
@@ -93,7 +95,7 @@ class RecordingWriter(backend_writer.BackendWriter):
                                      "and the session stops") from None
             self.rescued.append(str(path))
             self.log(f"episode {index} could not be written into {self.directory} ({why}); it is kept in {path}: "
-                     f"run `dropj repair-recording {self.directory}` to add it")
+                     f"run `{recording_store.repair_command(self.directory, path)}` to add it")
             return
         self.episodes_written += 1
 

@@ -3,6 +3,7 @@ preferences schema, resumed after a restart, exported per annotator in the relea
 
 from __future__ import annotations
 
+import errno
 import os
 import pickle
 import signal
@@ -115,8 +116,10 @@ def test_duplicate_unknown_and_unfinished_responses_store_nothing(queries_dir, t
     ann = _open(queries_dir, tmp_path / "out")
     study = Study(ann.spec)
     entry, _ = _answer(ann, 1, study, [(schema.Q_LEFT_SAFE, N), (schema.Q_RIGHT_SAFE, N)], [1.0, 1.0])
-    with pytest.raises(DataError, match="user 1 has answered it already"):
-        ann.commit(1, entry, session="s", start_time=0.0, user_agent="x")
+    other = study.entry(entry["video"], [(schema.Q_LEFT_SAFE, Y), (schema.Q_RIGHT_SAFE, N)], seconds=[1.0, 1.0],
+                        total_time=2.25, repeat_count=1)
+    with pytest.raises(DataError, match=r"user 1 answered 0.mp4 already \(response 0\) with other answers"):
+        ann.commit(1, other, session="s", start_time=0.0, user_agent="x")
     with pytest.raises(DataError, match="not one of the queries being annotated"):
         ann.commit(1, {**entry, "video": "99.mp4"}, session="s", start_time=0.0, user_agent="x")
     with pytest.raises(DataError, match="not finished"):
@@ -126,6 +129,44 @@ def test_duplicate_unknown_and_unfinished_responses_store_nothing(queries_dir, t
         ann.commit(1, forged, session="s", start_time=0.0, user_agent="x")
     assert ann.store.count == 1
     ann.close()
+
+
+def test_a_retried_answer_is_stored_once_and_answers_with_its_index(queries_dir, tmp_path, monkeypatch):
+    """On a disk with room for a shard but not its listing, `annotate` answered 500 without a message, the
+    browser's retry stored the same (user, query) twice, and `dropj export` wrote the duplicate."""
+    ann = _open(queries_dir, tmp_path / "out")
+    study = Study(ann.spec)
+    first, _ = _answer(ann, 1, study, [(schema.Q_LEFT_SAFE, N), (schema.Q_RIGHT_SAFE, N)], [1.0, 1.0])
+    video = ann.next_query(1)
+    entry = study.entry(video, [(schema.Q_LEFT_SAFE, Y), (schema.Q_RIGHT_SAFE, N)], seconds=[2.0, 1.0],
+                        total_time=3.5, repeat_count=0)
+    real = recording_store.write_atomically
+    armed = [True]
+
+    def full_disk(path, write, **kwargs):  # the listing of the next commit finds the disk full
+        if armed and path.name == recording_store.DATASET_INFO:
+            armed.pop()
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, write, **kwargs)
+
+    monkeypatch.setattr(recording_store, "write_atomically", full_disk)
+    directory = annotations.annotation_dir(tmp_path / "out", "dropj")
+    with pytest.raises(recording_store.NotStored, match=rf"^{directory}/dataset_info.json: could not be written "
+                                                        r"\(No space left on device\)"):
+        ann.commit(1, entry, session="s1", start_time=1.7e9, user_agent="pytest")
+    assert (ann.next_query(1), ann.store.count) == (video, 1)  # not stored, not marked answered
+    assert ann.commit(1, entry, session="s1", start_time=1.7e9, user_agent="pytest") == 1  # the browser's retry
+    assert ann.commit(1, entry, session="s1", start_time=1.7e9, user_agent="pytest") == 1  # a lost reply's retry
+    with pytest.raises(DataError, match=rf"user 1 answered {video} already \(response 1\) with other answers"):
+        ann.commit(1, {**entry, "total_time": 9.0}, session="s1", start_time=1.7e9, user_agent="pytest")
+    assert ann.store.count == 2
+    ann.close()
+    again = _open(queries_dir, tmp_path / "out")  # after a restart, the stored answer is recognised as well
+    assert again.commit(1, entry, session="s2", start_time=1.8e9, user_agent="other") == 1
+    assert again.store.count == 2
+    again.close()
+    written = export(str(directory), tmp_path / "legacy", log=lambda line: None)
+    assert pickle.loads(written[0].read_bytes()) == [first, entry]
 
 
 def test_a_method_for_other_queries_is_refused(queries_dir, tmp_path):

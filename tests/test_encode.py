@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import errno
 import hashlib
+import re
+import shlex
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +16,8 @@ import torch
 import factory
 from factory.compare import assert_reads_like_tfds
 from dropj_datasets.cli import models_io
+from dropj.converters import durable
+from dropj.converters import encode as encode_lib
 from dropj.converters.built import BuiltDataset
 from dropj.models import MDNRNN, ConvVAE, encode_episode, frames_to_tensor, save_checkpoint
 from dropj_datasets import schema
@@ -107,3 +113,76 @@ def test_the_mdnrnn_trains_on_encoded_episodes(built, tmp_path):
                                  out_dir=str(tmp_path / "run"), steps=3, batch_size=2, sequence_length=8,
                                  progress=False, validate_every=3)
     assert len(history.train_loss) == 3 and np.isfinite(history.train_loss).all()
+
+
+def _failing_after(vae, rnn, good: int):
+    """`make_encoder` whose encoder fails after `good` episodes (a full disk, say)."""
+    calls = []
+
+    def make(env):
+        def encoder(frames, actions):
+            calls.append(1)
+            if len(calls) > good:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return encode_episode(vae, rnn, frames, actions)
+        return encoder
+    return make
+
+
+@pytest.mark.slow
+def test_an_interrupted_encode_is_marked_incomplete_and_the_rerun_resumes(built, tmp_path):
+    """`dropj encode` that failed after 1 of 3 episodes left a directory that loaded as a complete 1-episode
+    dataset, with no incomplete marker, and the rerun was refused."""
+    data, vae, rnn = built
+    checkpoints = {schema.VAE_SHA256: str(data / "vae.pt"), schema.MDNRNN_SHA256: str(data / "rnn.pt")}
+    lines: list[str] = []
+    with pytest.raises(OSError, match="No space left on device"):
+        encode_lib.encode("dropj_carracing/real", _failing_after(vae, rnn, 1), checkpoints, data_dir=str(data),
+                          out=str(tmp_path), log=lines.append)
+    final = encode_lib.encoded_dir(tmp_path, "carracing")
+    marker = encode_lib.incomplete_dir(final)
+    assert not final.exists() and marker.is_dir()  # nothing loads as a finished dataset
+    with pytest.raises(DataError):
+        BuiltDataset.open("dropj_encoded/carracing", str(tmp_path))
+    assert any(f"1 of 3 episodes are in {marker}" in line and "run the same command again to resume" in line
+               for line in lines), lines
+    directory = models_io.encode("dropj_carracing/real", str(data / "vae.pt"), str(data / "rnn.pt"),
+                                 data_dir=str(data), out=str(tmp_path), log=lines.append)
+    assert directory == final and not marker.exists()
+    encoded = BuiltDataset.open(str(directory))
+    source = BuiltDataset.open("dropj_carracing/real", str(data))
+    assert encoded.count == 3
+    for (index, ep, _), example in zip(source.episodes(), encoded.examples()):
+        meta = example[schema.EPISODE_METADATA]
+        assert int(meta[f"source_{schema.EPISODE_INDEX}"]) == index
+        np.testing.assert_array_equal(example[schema.STEPS][schema.OBSERVATION],
+                                      encode_episode(vae, rnn, ep.observations, ep.actions))
+    assert [int(e[schema.EPISODE_METADATA][schema.EPISODE_INDEX]) for e in encoded.examples()] == [0, 1, 2]
+
+
+@pytest.mark.slow
+def test_an_unfinished_encode_with_other_checkpoints_says_what_to_remove_and_one_encode_per_output(built, tmp_path):
+    data, vae, rnn = built
+    checkpoints = {schema.VAE_SHA256: str(data / "vae.pt"), schema.MDNRNN_SHA256: str(data / "rnn.pt")}
+    with pytest.raises(OSError):
+        encode_lib.encode("dropj_carracing/real", _failing_after(vae, rnn, 1), checkpoints, data_dir=str(data),
+                          out=str(tmp_path), log=lambda line: None)
+    other = tmp_path / "other.pt"
+    other.write_bytes((data / "vae.pt").read_bytes() + b"\0")  # another file: another digest
+    with pytest.raises(DataError, match="other checkpoints") as refused:
+        encode_lib.encode("dropj_carracing/real", _failing_after(vae, rnn, 9),
+                          {**checkpoints, schema.VAE_SHA256: str(other)}, data_dir=str(data), out=str(tmp_path),
+                          log=lambda line: None)
+    [command] = re.findall(r"`([^`]+)`", str(refused.value))
+    subprocess.run(shlex.split(command), check=True)  # what the message says to remove
+    final = encode_lib.encoded_dir(tmp_path, "carracing")
+    holder = durable.take_lock(encode_lib.output_lock(final), "pid 1 on elsewhere, dropj encode")
+    try:
+        with pytest.raises(DataError, match=r"another dropj encode is writing it \(pid 1 on elsewhere"):
+            encode_lib.encode("dropj_carracing/real", _failing_after(vae, rnn, 9), checkpoints, data_dir=str(data),
+                              out=str(tmp_path), log=lambda line: None)
+    finally:
+        durable.release_lock(holder)
+    encode_lib.encode("dropj_carracing/real", _failing_after(vae, rnn, 9), checkpoints, data_dir=str(data),
+                      out=str(tmp_path), log=lambda line: None)
+    assert BuiltDataset.open(str(final)).count == 3

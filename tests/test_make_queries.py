@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import errno
 import pickle
+import re
+import shlex
+import subprocess
 
 import numpy as np
 import pytest
 import torch
 
 import factory
-from dropj.converters import make_queries
+from dropj.converters import durable, make_queries
 from dropj_datasets.cli import models_io
 from dropj.converters.built import BuiltDataset
 from dropj.converters.verify import verify
@@ -100,3 +104,84 @@ def test_frames_are_refused(tmp_path):
     with pytest.raises(DataError, match="queries are cut from latent episodes"):
         models_io.make_queries("dropj_carracing/dros", "x.pt", 1, tmp_path / "Q", data_dir=str(data),
                                   log=lambda line: None)
+
+
+def _decoder(fail_after=None):
+    """`make_decoder` with a cheap decoder (grey frames from a clip's first value) that fails after
+    `fail_after` clips (a full disk, say)."""
+    calls = []
+
+    def make(env):
+        def decode(rows):
+            calls.append(1)
+            if fail_after is not None and len(calls) > fail_after:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return np.full((20, 64, 64, 3), int(abs(rows[0, 0]) * 1000) % 256, np.uint8)
+        return decode
+    return make
+
+
+def _flags_exist(message: str) -> None:
+    """Every --flag a message names is one of `dropj make-queries`' own."""
+    from dropj_datasets.cli import parser
+
+    [command] = [a for a in parser()._subparsers._group_actions[0].choices.items() if a[0] == "make-queries"]
+    known = {s for action in command[1]._actions for s in action.option_strings}
+    assert set(re.findall(r"--\w+", message)) <= known, message
+
+
+def test_an_interrupted_make_queries_is_marked_and_the_same_command_finishes_it(built, tmp_path):
+    """A failed run left videos that no data.pkl lists, and the rerun was refused ("0.mp4 exist already")."""
+    with pytest.raises(OSError):
+        make_queries.make_queries("dropj_carracing/dream", _decoder(fail_after=3), 4, tmp_path, data_dir=str(built),
+                                  seed=2, log=lambda line: None)
+    folder = tmp_path / "queries_s20"
+    assert (folder / "0.mp4").exists() and not (folder / "data.pkl").exists()
+    assert make_queries.incomplete_marker(folder).exists()
+    make_queries.make_queries("dropj_carracing/dream", _decoder(), 4, tmp_path, data_dir=str(built), seed=2,
+                              log=lambda line: None)
+    assert list(pickle.loads((folder / "data.pkl").read_bytes())) == [f"{i}.mp4" for i in range(4)]
+    assert sorted(p.name for p in folder.glob("*.mp4")) == [f"{i}.mp4" for i in range(4)]
+    assert not make_queries.incomplete_marker(folder).exists()
+
+
+def test_one_make_queries_per_out_at_a_time(built, tmp_path):
+    """Two `dropj make-queries` into one --out (start indices 0 and 6) both exited 0, wrote 12 videos, and
+    data.pkl held 6."""
+    folder = tmp_path / "queries_s20"
+    folder.mkdir()
+    holder = durable.take_lock(make_queries.output_lock(folder), "pid 1 on elsewhere, dropj make-queries")
+    try:
+        with pytest.raises(DataError, match=r"another dropj make-queries is writing here \(pid 1 on elsewhere") as err:
+            make_queries.make_queries("dropj_carracing/dream", _decoder(), 2, tmp_path, data_dir=str(built),
+                                      start_index=6, log=lambda line: None)
+        _flags_exist(str(err.value))
+    finally:
+        durable.release_lock(holder)
+    assert not list(folder.glob("*.mp4"))
+    make_queries.make_queries("dropj_carracing/dream", _decoder(), 2, tmp_path, data_dir=str(built), start_index=6,
+                              log=lambda line: None)
+    assert list(pickle.loads((folder / "data.pkl").read_bytes())) == ["6.mp4", "7.mp4"]
+
+
+def test_an_unfinished_batch_and_other_arguments_say_exactly_what_to_remove(built, tmp_path):
+    with pytest.raises(OSError):
+        make_queries.make_queries("dropj_carracing/dream", _decoder(fail_after=5), 4, tmp_path, data_dir=str(built),
+                                  seed=2, log=lambda line: None)
+    folder = tmp_path / "queries_s20"
+    with pytest.raises(DataError, match="unfinished") as err:
+        make_queries.make_queries("dropj_carracing/dream", _decoder(), 2, tmp_path, data_dir=str(built),
+                                  start_index=6, log=lambda line: None)
+    message = str(err.value)
+    _flags_exist(message)
+    assert "--force" not in message and "--seed 2 --start_index 0 --num_queries 4" in message
+    [command] = re.findall(r"`(rm [^`]+)`", message)
+    subprocess.run(shlex.split(command), check=True)  # what the message says to remove
+    make_queries.make_queries("dropj_carracing/dream", _decoder(), 2, tmp_path, data_dir=str(built), start_index=6,
+                              log=lambda line: None)
+    assert sorted(p.name for p in folder.glob("*.mp4")) == ["6.mp4", "7.mp4"]
+    with pytest.raises(DataError) as err:  # a video in the way (not ours): no --force to suggest
+        (folder / "8.mp4").write_bytes(b"someone's")
+        make_queries.make_queries("dropj_carracing/dream", _decoder(), 2, tmp_path, data_dir=str(built), start_index=8,
+                                  log=lambda line: None)
+    _flags_exist(str(err.value))
