@@ -6,8 +6,11 @@
 * VAE, MDN-RNN and sparse reward models: one file holding
   ``{'model_state': model.state_dict(), 'optimizer_state': Adam.state_dict()}``.
 
-Checkpoints are untrusted input: every load is ``torch.load(path, map_location='cpu', weights_only=True)``,
-which only rebuilds tensors and plain containers and never runs code from the file. Every mismatch
+Checkpoints are untrusted input: every load is first checked by `check_file` (size, archive members, and a
+symbolic scan of ``data.pkl``: no container reached twice, bounded depth and values), and only then
+``torch.load(path, map_location='cpu', weights_only=True)``, which only rebuilds tensors and plain
+containers and never runs code from the file. A refusal is one line of ours, naming the file; torch's
+advice to retry with ``weights_only=False`` is never passed on. Every mismatch
 against the model (missing keys, unexpected keys, shape mismatches) is reported at once, naming the file.
 """
 
@@ -37,6 +40,8 @@ class CheckpointError(ValueError):
 MAX_CHECKPOINT_BYTES = 4 << 30  # the largest of the paper's models with Adam state is about 310 MB
 MAX_PICKLE_BYTES = 16 << 20  # the archive's data.pkl: about 1 kB for a state_dict, a few kB with Adam
 MAX_PICKLE_DEPTH = 64
+MAX_REASON_CHARS = 200  # of torch's refusal, quoted in ours
+MAX_PICKLE_ITEMS = 1_000_000  # values data.pkl makes: a state_dict with Adam state makes a few hundred
 
 
 def check_file(path: Path, limit: int = MAX_CHECKPOINT_BYTES) -> None:
@@ -44,8 +49,8 @@ def check_file(path: Path, limit: int = MAX_CHECKPOINT_BYTES) -> None:
 
     torch's zip format stores every member uncompressed: a compressed member (which could inflate
     to gigabytes) is refused, so memory is bounded by the file's size, itself at most `limit`. The
-    archive's data.pkl is scanned first (`_scan_pickle`): no shared tuples (whose hash can cost
-    2**depth), no nesting deeper than MAX_PICKLE_DEPTH.
+    archive's data.pkl is scanned first (`_scan_pickle`): no container reached twice (shared or
+    cyclic, of any kind), no nesting deeper than MAX_PICKLE_DEPTH, at most MAX_PICKLE_ITEMS values.
     """
     import stat
     import zipfile
@@ -78,13 +83,61 @@ def check_file(path: Path, limit: int = MAX_CHECKPOINT_BYTES) -> None:
         raise CheckpointError(f"{path}: not a torch checkpoint (torch.save writes a zip archive)") from None
 
 
-def _scan_pickle(data: bytes, path: Path) -> None:
-    """A symbolic pass over data.pkl's opcodes (nothing is built): depth and tuple sharing."""
+# The kinds of value the scan tells apart, by the opcode that made it. A container is anything whose
+# contents a reader walks (hashes, copies, compares): a value of these kinds may be reached once only.
+_CONTAINERS = {"EMPTY_LIST": "list", "LIST": "list", "EMPTY_DICT": "dict", "DICT": "dict",
+               "TUPLE": "tuple", "TUPLE1": "tuple", "TUPLE2": "tuple", "TUPLE3": "tuple",
+               "EMPTY_SET": "set", "FROZENSET": "set"}
+# Opcodes that fill the container below their arguments (the container stays on the stack, itself).
+_FILLS = frozenset({"APPEND", "APPENDS", "SETITEM", "SETITEMS", "ADDITEMS", "BUILD"})
+
+
+# What a call (REDUCE, NEWOBJ) builds, by the global it calls: torch's own rebuilders make tensors, sizes
+# and devices (leaves a reader does not walk); these make containers; anything else is an "object"
+# (torch's weights_only loader refuses most of them anyway) and may not be shared either.
+_LEAF_MODULES = ("torch",)
+_CALLED_CONTAINERS = {"collections OrderedDict": "dict", "builtins set": "set", "__builtin__ set": "set",
+                      "builtins frozenset": "set", "__builtin__ frozenset": "set"}
+_STRINGS = frozenset({"STRING", "BINSTRING", "SHORT_BINSTRING", "UNICODE", "SHORT_BINUNICODE", "BINUNICODE",
+                      "BINUNICODE8"})
+
+
+class _Value:
+    """What the scan knows of one value: how deep it nests, whether it is a container (its kind, else
+    None), whether it is referenced more than once (a memo GET or DUP), and a string's or global's text."""
+
+    __slots__ = ("depth", "kind", "shared", "text")
+
+    def __init__(self, depth: int, kind: str | None, text: str = "") -> None:
+        self.depth, self.kind, self.shared, self.text = depth, kind, False, text
+
+
+def _called_kind(callable_: _Value) -> str | None:
+    if callable_.text.split(" ", 1)[0].split(".", 1)[0] in _LEAF_MODULES:
+        return None
+    return _CALLED_CONTAINERS.get(callable_.text, "object")
+
+
+def _scan_pickle(data: bytes, path: Path, max_items: int = MAX_PICKLE_ITEMS) -> None:
+    """A symbolic pass over data.pkl's opcodes (nothing is built): depth, sharing and item count.
+
+    torch.save memoises what it pickles, so a forged file can reach one container many times: `x = [x, x]`
+    40 deep is 40 lists on disk and 2**40 paths for whatever walks it (torch's optimizer-state loading
+    hung at 4.9 GiB), and a cycle never ends. torch.save's own files share only strings, globals and
+    tensors, so a container (list, dict, tuple, set, an object built by any call but torch's own, or one
+    filled after it was shared) reached a second time is refused, whatever its kind; the values made in all are at most `max_items`.
+    """
     import pickletools
 
-    stack: list = []  # (depth, is a non-empty tuple) per value
-    metastack: list = []
-    memo: dict = {}
+    stack: list[_Value] = []
+    metastack: list[list[_Value]] = []
+    memo: dict[int, _Value] = {}
+    items = 0
+
+    def shared(value: _Value, where: str) -> None:
+        raise CheckpointError(f"{path}: data.pkl reaches one {value.kind} twice ({where}); torch.save never "
+                              "shares a container, and walking a shared or cyclic one can take forever")
+
     try:
         for op, arg, _ in pickletools.genops(data):
             name = op.name
@@ -95,26 +148,55 @@ def _scan_pickle(data: bytes, path: Path) -> None:
             if name in ("PUT", "BINPUT", "LONG_BINPUT", "MEMOIZE"):
                 memo[len(memo) if name == "MEMOIZE" else arg] = stack[-1]
                 continue
-            if name in ("GET", "BINGET", "LONG_BINGET"):
-                value = memo[arg]
-                if value[1]:
-                    raise CheckpointError(f"{path}: data.pkl shares a tuple (memo {arg}); torch.save never does, "
-                                          "and hashing shared tuples can take forever")
+            if name in ("GET", "BINGET", "LONG_BINGET", "DUP"):
+                value = memo[arg] if name != "DUP" else stack[-1]
+                if value.kind is not None:
+                    shared(value, f"memo {arg}" if name != "DUP" else "DUP")
+                value.shared = True
                 stack.append(value)
                 continue
             before = list(op.stack_before)
-            popped: list = []
+            popped: list[_Value] = []
             if pickletools.markobject in before:
                 popped, stack = stack, metastack.pop()
                 before = before[:before.index(pickletools.markobject)]
             if before:
-                popped += stack[len(stack) - len(before):]
+                popped = stack[len(stack) - len(before):] + popped
                 del stack[len(stack) - len(before):]
-            depth = 1 + max((d for d, _ in popped), default=-1)
+            if name in _FILLS:
+                # popped = [container, items...]: the container stays itself, now holding the items.
+                target, contents = popped[0], popped[1:]
+                if target.kind is None:
+                    if target.shared:
+                        target.kind = "container"
+                        shared(target, "filled after it was shared")
+                    target.kind = "container"
+                target.depth = max(target.depth, 1 + max((v.depth for v in contents), default=-1))
+                if target.depth > MAX_PICKLE_DEPTH:
+                    raise CheckpointError(f"{path}: data.pkl nests deeper than {MAX_PICKLE_DEPTH} levels")
+                stack.append(target)
+                continue
+            depth = 1 + max((v.depth for v in popped), default=-1)
             if depth > MAX_PICKLE_DEPTH:
                 raise CheckpointError(f"{path}: data.pkl nests deeper than {MAX_PICKLE_DEPTH} levels")
-            is_tuple = name in ("TUPLE", "TUPLE1", "TUPLE2", "TUPLE3") and bool(popped)
-            stack.extend((depth, is_tuple) for _ in op.stack_after)
+            items += len(op.stack_after)
+            if items > max_items:
+                raise CheckpointError(f"{path}: data.pkl makes more than the {max_items:,} values a checkpoint "
+                                      "may have (a state_dict with Adam state makes a few hundred)")
+            kind, text = _CONTAINERS.get(name), ""
+            if name in ("TUPLE", "TUPLE1", "TUPLE2", "TUPLE3") and not popped:
+                kind = None  # the empty tuple is an atom
+            elif name in ("REDUCE", "NEWOBJ", "NEWOBJ_EX"):
+                kind = _called_kind(popped[0])
+            elif name in ("INST", "OBJ"):
+                kind = "object"
+            elif name in _STRINGS:
+                text = str(arg)
+            elif name == "GLOBAL":
+                text = str(arg)
+            elif name == "STACK_GLOBAL":
+                text = " ".join(v.text for v in popped)
+            stack.extend(_Value(depth, kind, text) for _ in op.stack_after)
     except CheckpointError:
         raise
     except Exception as exc:  # noqa: BLE001 - a corrupt pickle: torch would refuse it too
@@ -130,7 +212,18 @@ def _load(path: PathLike) -> Any:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises UnpicklingError, RuntimeError, zipfile errors, ...
         raise CheckpointError(f"{path}: cannot be read as a safe (weights_only) torch checkpoint: "
-                              f"{type(err).__name__}: {err}") from err
+                              f"{_torch_reason(err)}") from err
+
+
+def _torch_reason(err: Exception) -> str:
+    """torch's reason for refusing a file, in one bounded line. Its message also advises retrying with
+    ``weights_only=False``, which would run whatever the file names: that advice is never passed on."""
+    advice = ("weights_only", "weights only", "trusted", "documentation")
+    lines = [line.strip().removeprefix("WeightsUnpickler error:").strip() for line in str(err).splitlines()]
+    reasons = [line for line in lines if line and not any(word in line.lower() for word in advice)]
+    reason = reasons[0] if reasons else ""
+    reason = reason[:MAX_REASON_CHARS] + ("..." if len(reason) > MAX_REASON_CHARS else "")
+    return f"{type(err).__name__}: {reason}" if reason else type(err).__name__
 
 
 def _check_state_dict(state: Any, model: nn.Module, path: PathLike, what: str = "state_dict") -> None:

@@ -69,8 +69,9 @@ Where the data comes from.
 * GUI times are differences of a fixed 2024 `time.time()`-like clock, hence
   exact multiples of 2**-22 s like the release's; no real clock is read.
 
-Deterministic: the same bytes on every run on one machine (fixed seeds, fixed
-zip timestamps and attributes). Run it as `dropj make-sample` from a development install.
+Deterministic: the same bytes on every run and on every x86-64 CPU (fixed seeds, fixed zip
+timestamps and attributes; the dream arithmetic uses no BLAS, SIMD or libm result that differs between
+CPUs: "portable arithmetic" below). Run it as `dropj make-sample` from a development install.
 """
 
 from __future__ import annotations
@@ -304,62 +305,126 @@ def record_real_episode(plan: RealEpisodePlan, env: EnvSpec) -> Episode:
 # +-5..9, h within +-0.96; DATA_FORMATS.md 3).
 _LSTM_GAIN = 3.0
 
+# --- portable arithmetic: the same bytes on every x86-64 CPU -----------------------------------------
+# A dream run feeds every state into the next, so one last-bit difference becomes a different file. BLAS
+# sums a matrix product in a CPU-specific order (OpenBLAS picks a kernel per CPU), numpy's exp and tanh
+# take AVX512, AVX2 or SSE paths with different last bits, and libm has FMA and non-FMA variants. The
+# sample's own float math therefore uses only what IEEE 754 makes exact or correctly rounded everywhere:
+# integers, and elementwise +, -, *, / and rint on float64, one operation per numpy call (no reduction
+# whose order a SIMD path may change; nothing a compiler may fuse). Weights and states lie on binary
+# grids, so the matrix products are exact integer sums, and every state is float32-exact.
+_WEIGHT_BITS = 12  # weights are multiples of 2**-12
+_STATE_BITS = 16  # z, c, h are multiples of 2**-16: float32-exact up to |v| < 256
+_NORMAL_UNIFORMS = 12  # a normal draw is the sum of 12 uniform integers (Irwin-Hall), less its mean
+_NORMAL_BITS = 20
+_LN2_HI, _LN2_LO = 0.693145751953125, 1.4286068203094173e-06  # ln 2 = HI + LO, HI with 16 significant bits
+_EXP_TERMS = 14  # Taylor terms of exp on |r| <= ln(2) / 2: error below 1e-17
+
+
+def _normal(rng: np.random.Generator, shape: Any = None) -> np.ndarray:
+    """float64 draws of about N(0, 1) from integers only (rng.standard_normal's ziggurat calls libm's exp
+    and log in its tails): each a multiple of 2**-20 in (-6, 6)."""
+    size = (_NORMAL_UNIFORMS,) + (tuple(np.atleast_1d(shape)) if shape is not None else ())
+    ints = rng.integers(0, 1 << _NORMAL_BITS, size=size, dtype=np.int64).sum(axis=0)
+    return (ints - _NORMAL_UNIFORMS * (1 << _NORMAL_BITS) // 2) / float(1 << _NORMAL_BITS)
+
+
+def _on_grid(v: np.ndarray, bits: int = _STATE_BITS) -> np.ndarray:
+    """v rounded to a multiple of 2**-bits (float64)."""
+    return np.rint(np.asarray(v, np.float64) * float(1 << bits)) / float(1 << bits)
+
+
+def _exp(v: np.ndarray) -> np.ndarray:
+    """exp in float64 from +, -, *, / and ldexp only (v = k ln 2 + r, a Taylor polynomial of r)."""
+    v = np.clip(np.asarray(v, np.float64), -700.0, 700.0)
+    k = np.rint(v / (_LN2_HI + _LN2_LO))
+    r = (v - k * _LN2_HI) - k * _LN2_LO
+    p = np.ones_like(r)
+    for n in range(_EXP_TERMS, 0, -1):  # Horner: 1 + r/1 (1 + r/2 (1 + ... (1 + r/n)))
+        p = (p * r) / float(n) + 1.0
+    return np.ldexp(p, k.astype(np.int64))
+
 
 def _sigmoid(v: np.ndarray) -> np.ndarray:
-    return np.float32(1.0) / (np.float32(1.0) + np.exp(-v))
+    return 1.0 / (1.0 + _exp(-v))
+
+
+def _tanh(v: np.ndarray) -> np.ndarray:
+    return 2.0 / (1.0 + _exp(-2.0 * np.asarray(v, np.float64))) - 1.0
+
+
+def _matvec(weights: np.ndarray, x: np.ndarray) -> np.ndarray:
+    """weights (int64, units of 2**-12) @ x (on the state grid): an exact integer sum, as float64."""
+    exact = weights @ np.rint(np.asarray(x, np.float64) * float(1 << _STATE_BITS)).astype(np.int64)
+    return exact / float(1 << (_WEIGHT_BITS + _STATE_BITS))
+
+
+def _row_sums(columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(running sums, total) over the last axis, added column by column in order."""
+    running = np.empty_like(columns)
+    total = np.zeros(columns.shape[:-1])
+    for k in range(columns.shape[-1]):
+        total = total + columns[..., k]
+        running[..., k] = total
+    return running, total
 
 
 class TinyWorldModel:
-    """An MDN-RNN with seeded random weights, float32 as in the authors' torch model.
+    """An MDN-RNN with seeded random weights; its states are float32-exact, as in the authors' torch model.
 
     LSTMCell: input [z (n_z), action (3, env units)], hidden `rnn_size`.
     MDN head: for each latent dimension, K mixtures of (logmix, mean, logstd)
     computed from the new hidden state. Shapes are those of the release;
-    weights are random, so the states are plausible in range only.
+    weights are random, so the states are plausible in range only. The arithmetic
+    is portable (see `_exp`, `_matvec`): the same states on every CPU.
     """
 
     def __init__(self, env: EnvSpec, mixtures: int, seed: int):
         rng = np.random.default_rng(seed)
         self.env, self.mixtures = env, mixtures
         n_in = env.n_z + 3 + env.rnn_size
-        self.lstm_w = (rng.standard_normal((4 * env.rnn_size, n_in), dtype=np.float32)
-                       * np.float32(_LSTM_GAIN / np.sqrt(n_in)))
-        self.lstm_b = np.zeros(4 * env.rnn_size, np.float32)
+        scale = float(1 << _WEIGHT_BITS)
+        self.lstm_w = np.rint(_normal(rng, (4 * env.rnn_size, n_in)) * (_LSTM_GAIN / np.sqrt(n_in) * scale)
+                              ).astype(np.int64)
+        self.lstm_b = np.zeros(4 * env.rnn_size)
         self.lstm_b[env.rnn_size:2 * env.rnn_size] = 1.0  # forget-gate bias, as is customary
-        self.mdn_w = (rng.standard_normal((env.n_z * 3 * mixtures, env.rnn_size), dtype=np.float32)
-                      / np.float32(np.sqrt(env.rnn_size)))
-        self.mdn_b = np.zeros((env.n_z, 3, mixtures), np.float32)
+        self.mdn_w = np.rint(_normal(rng, (env.n_z * 3 * mixtures, env.rnn_size)) * (scale / np.sqrt(env.rnn_size))
+                             ).astype(np.int64)
+        self.mdn_b = np.zeros((env.n_z, 3, mixtures))
         self.mdn_b[:, 2] = -1.0  # logstd around -1: std about 0.37
 
     def lstm(self, z: np.ndarray, action: np.ndarray, c: np.ndarray,
              h: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """(c, h) after consuming [z, action]; all float32 (rnn_size,)."""
-        x = np.concatenate([z, action.astype(np.float32), h])
-        i, f, g, o = np.split(self.lstm_w @ x + self.lstm_b, 4)
-        c_next = _sigmoid(f) * c + _sigmoid(i) * np.tanh(g)
-        return c_next, _sigmoid(o) * np.tanh(c_next)
+        """(c, h) after consuming [z, action]; float32 (rnn_size,) on the state grid."""
+        x = np.concatenate([z, _on_grid(action), h]).astype(np.float64)
+        i, f, g, o = np.split(_matvec(self.lstm_w, x) + self.lstm_b, 4)
+        c_next = _on_grid(_sigmoid(f) * c.astype(np.float64) + _sigmoid(i) * _tanh(g))
+        return c_next.astype(np.float32), _on_grid(_sigmoid(o) * _tanh(c_next)).astype(np.float32)
+
+    def _head(self, h: np.ndarray) -> np.ndarray:
+        return _matvec(self.mdn_w, h).reshape(self.env.n_z, 3, self.mixtures) + self.mdn_b
 
     def sample_z(self, h: np.ndarray, rng: np.random.Generator, temperature: float = 1.0) -> np.ndarray:
         """z ~ MDN(h) as in DATA_FORMATS.md 2: per dimension a mixture k ~ softmax(logmix / T),
         then mean_k + exp(logstd_k) * N(0, 1) * sqrt(T)."""
-        out = (self.mdn_w @ h).reshape(self.env.n_z, 3, self.mixtures) + self.mdn_b
+        out = self._head(h)
         logmix, mean, logstd = out[:, 0], out[:, 1], out[:, 2]
-        logits = (logmix - logmix.max(axis=1, keepdims=True)) / np.float32(temperature)
-        probs = np.exp(logits.astype(np.float64))
-        probs /= probs.sum(axis=1, keepdims=True)
-        picks = (rng.random((self.env.n_z, 1)) > probs.cumsum(axis=1)).sum(axis=1).clip(0, self.mixtures - 1)
+        weights = _exp((logmix - logmix.max(axis=1, keepdims=True)) / temperature)
+        running, total = _row_sums(weights)
+        picks = (rng.random((self.env.n_z, 1)) > running / total[:, None]).sum(axis=1).clip(0, self.mixtures - 1)
         rows = np.arange(self.env.n_z)
-        noise = rng.standard_normal(self.env.n_z).astype(np.float32)
-        return (mean[rows, picks] + np.exp(logstd[rows, picks]) * noise
-                * np.float32(np.sqrt(temperature))).astype(np.float32)
+        noise = _normal(rng, self.env.n_z)
+        return _on_grid(mean[rows, picks] + _exp(logstd[rows, picks]) * noise * np.sqrt(temperature)
+                        ).astype(np.float32)
 
     def mean_z(self, h: np.ndarray, temperature: float) -> np.ndarray:
         """The deterministic MDN prediction ReQueST's trajectories use (`next_obs(sample=False)`):
         per dimension sum_k softmax(logmix / T)_k * mean_k, float32."""
-        out = (self.mdn_w @ h).reshape(self.env.n_z, 3, self.mixtures) + self.mdn_b
-        logmix, mean = out[:, 0] / np.float32(temperature), out[:, 1]
-        weights = np.exp(logmix - logmix.max(axis=1, keepdims=True))
-        return ((weights / weights.sum(axis=1, keepdims=True)) * mean).sum(axis=1).astype(np.float32)
+        out = self._head(h)
+        logmix, mean = out[:, 0] / temperature, out[:, 1]
+        weights = _exp(logmix - logmix.max(axis=1, keepdims=True))
+        total = _row_sums(weights)[1]
+        return _on_grid(_row_sums((weights / total[:, None]) * mean)[1]).astype(np.float32)
 
     def split(self, state: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """z|c|h (DATA_FORMATS.md 0.2) as float32 pieces."""
@@ -389,14 +454,14 @@ def encode_initial_states(model: TinyWorldModel, steps: Sequence[int], seed: int
     """
     rng = np.random.default_rng(seed)
     env = model.env
-    scales = np.where(rng.random(env.n_z) < 1 / 3, 0.02, rng.uniform(0.3, 1.0, env.n_z)).astype(np.float32)
+    scales = np.where(rng.random(env.n_z) < 1 / 3, 0.02, rng.uniform(0.3, 1.0, env.n_z))
     c = np.zeros(env.rnn_size, np.float32)
     h = np.zeros(env.rnn_size, np.float32)
     wanted = set(steps)
     found: dict[int, np.ndarray] = {}
     actions = _keyboard_actions(rng, max(steps) + 1)
     for t in range(max(steps) + 1):
-        z = (rng.standard_normal(env.n_z).astype(np.float32) * scales).astype(np.float32)
+        z = _on_grid(_normal(rng, env.n_z) * scales).astype(np.float32)
         if t in wanted:
             found[t] = np.concatenate([z, c, h]).astype(np.float64)
         c, h = model.lstm(z, actions[t], c, h)
@@ -749,7 +814,7 @@ def make_request_sketches(plan: SketchPlan, dream: DreamPlan) -> list[list[tuple
     rng = np.random.default_rng(plan.seed + 1)
     sketches = []
     for i, (n, skipped) in enumerate(zip(plan.queries, plan.skipped, strict=True)):
-        raw = rng.normal((0.0, 0.6, 0.1), (0.8, 0.5, 0.3), size=(n, 3))
+        raw = np.array((0.0, 0.6, 0.1)) + np.array((0.8, 0.5, 0.3)) * _normal(rng, (n, 3))
         actions = np.clip(raw, schema.ACTION_LOW, schema.ACTION_HIGH).astype(np.float32)
         traj = optimised_trajectory(model, starts[i % len(starts)], actions)
         sketches.append(label_sketch(rng, traj, actions, skipped)[0])
@@ -769,7 +834,8 @@ def make_request_traj_opt_times(plan: SketchPlan) -> collections.defaultdict:
         for i in range(len(REQUEST_STARTS)):
             loss = REQUEST_QUERY_LOSSES[i % 3] if session == 0 else REQUEST_QUERY_LOSSES[3]
             start = _GUI_EPOCH + float(rng.uniform(0.0, 3600.0))
-            times[loss].append(start + float(rng.normal(*REQUEST_SECONDS)) - start)
+            mean, std = REQUEST_SECONDS
+            times[loss].append(start + (mean + std * float(_normal(rng))) - start)
     return times
 
 
@@ -783,11 +849,11 @@ def make_request_companions(plan: SketchPlan, sketches: list[list[tuple]]) -> di
 
     def evals(noise: float) -> dict:
         n = [15 * (k + 1) for k in range(len(sketches))]
-        return {"n_queries": n, "perf": [float(10.0 * k + rng.normal(0, noise)) for k in range(len(n))],
-                "rollouts": [[float(x) for x in rng.normal(50.0, 10.0, 3)] for _ in n],
-                "real_rollouts": [[float(x) for x in rng.normal(30.0, 10.0, 3)] for _ in n]}
+        return {"n_queries": n, "perf": [float(10.0 * k + noise * _normal(rng)) for k in range(len(n))],
+                "rollouts": [[float(x) for x in 50.0 + 10.0 * _normal(rng, 3)] for _ in n],
+                "real_rollouts": [[float(x) for x in 30.0 + 10.0 * _normal(rng, 3)] for _ in n]}
 
-    states = [rng.normal(0.0, 1.0, 544).astype(np.float32).astype(np.float64) for _ in range(15)]
+    states = [_normal(rng, 544).astype(np.float32).astype(np.float64) for _ in range(15)]
     return {REQUEST_ALL_QUERY_TIMES: seconds, REQUEST_REW_PERF_EVALS: evals(2.0),
             REQUEST_REW_PERF_EVALS_CLEAN: evals(0.5), REQUEST_INIT_OBSES: states}
 
