@@ -12,7 +12,15 @@ names the Python class of every feature and TFDS imports that module;
   (descriptions aside): no other class can be named, and no shape changed;
 * `dataset_info.json` uses TFDS's own shard-file naming, in TFRecord, and
   every shard it lists is a regular file in the directory;
-* each JSON file is a regular file of bounded size (`JSON_LIMITS`).
+* each JSON file is a regular file of bounded size (`JSON_LIMITS`), UTF-8, nested at most
+  `MAX_JSON_DEPTH` deep, without a key twice (TFDS's own parser refuses one; a reader keeping the
+  last would see another file than TFDS), and `dataset_info.json` is a `DatasetInfo` as TFDS parses
+  it: no value TFDS would fail on later (an integer past int64, a list for a string) gets past here;
+* every shard count fits its shard (a record takes at least `tfrecord_wire`'s 16 bytes of framing).
+
+`check_shards` also gives the shard files and their counts (the JSON read once, as checked), and
+`max_steps` the steps an episode of a built dataset may have: the reader's cap, raised by the same
+variable as the pickle reader's (`episodes.MAX_STEPS_VARIABLE`).
 
 `metadata_*` helpers check the values `dropj export` takes from
 `metadata.json` (file names, protocols, arrays) against the schema.
@@ -24,8 +32,9 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, BinaryIO, Optional
 
+from dropj.converters import episodes
 from dropj.converters.sources import open_regular
 from dropj_datasets import schema
 from dropj_datasets.schema import DataError
@@ -36,6 +45,10 @@ METADATA = "metadata.json"
 JSON_LIMITS = {DATASET_INFO: 16 << 20, FEATURES: 4 << 20, METADATA: 64 << 20}
 SHARD_TEMPLATE = "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_X_OF_Y}"  # `tfds build`
 SHARD_INDEX_TEMPLATE = "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_INDEX}"  # TFDS's SequentialWriter (`dropj record`)
+MAX_JSON_DEPTH = 64  # TFDS's files nest 12 deep at most (features.json of a nested sequence)
+MAX_SHARDS = 100_000
+RECORD_FRAMING = 16  # bytes around every TFRecord record: length, its CRC, the data's CRC
+MAX_STEPS_VARIABLE = episodes.MAX_STEPS_VARIABLE
 
 
 def shard_name(dataset: str, template: str, index: int, count: int) -> str:
@@ -46,16 +59,55 @@ def shard_name(dataset: str, template: str, index: int, count: int) -> str:
 _VERSION = re.compile(r"^\d+\.\d+\.\d+$")
 
 
+def max_steps() -> int:
+    """The steps (T+1 for T transitions) an episode of a built dataset may have: the pickle reader's cap
+    on transitions (the environment's time limit, or `$DROPJ_MAX_EPISODE_STEPS`) and the last step."""
+    return episodes.max_episode_steps() + 1
+
+
+def open_shard(path: Path) -> BinaryIO:
+    """A shard file, opened unbuffered for `pread`: a regular file, else one `DataError` naming it (a FIFO
+    swapped in after the check is refused, never waited on)."""
+    return open_regular(path, "shard").detach()
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict:
+    found = dict(pairs)
+    if len(found) != len(pairs):
+        seen: set[str] = set()
+        twice = next(key for key, _ in pairs if key in seen or seen.add(key))
+        raise ValueError(f"the key {twice[:40]!r} appears twice")
+    return found
+
+
+def _depth_beyond(value: Any, limit: int) -> bool:
+    """Whether a parsed JSON value nests deeper than `limit` (walked without recursion)."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, (dict, list)):
+            if depth > limit:
+                return True
+            stack.extend((child, depth + 1) for child in (node.values() if isinstance(node, dict) else node))
+    return False
+
+
 def read_json(path: Path, limit: int) -> Any:
-    """A JSON file of at most `limit` bytes, read from a regular file."""
+    """A JSON file of at most `limit` bytes, read from a regular file: UTF-8, no key twice, nested at
+    most `MAX_JSON_DEPTH` deep, else one `DataError` naming it."""
     with open_regular(path, "JSON file") as f:
         data = f.read(limit + 1)
     if len(data) > limit:
         raise DataError(f"{path}: larger than {limit:,} bytes; not a file TFDS wrote")
     try:
-        return json.loads(data)
-    except (ValueError, RecursionError) as exc:
+        value = json.loads(data.decode("utf-8"), object_pairs_hook=_no_duplicates)
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: not UTF-8 (byte {exc.start}); not a file TFDS wrote") from None
+    except (ValueError, RecursionError) as exc:  # RecursionError: nested deeper than the parser recurses
         raise DataError(f"{path}: not valid JSON ({str(exc)[:100]})") from None
+    if _depth_beyond(value, MAX_JSON_DEPTH):
+        raise DataError(f"{path}: nested deeper than {MAX_JSON_DEPTH} levels; not a file TFDS wrote")
+    return value
 
 
 def expected_features(dataset: str, spec: schema.Spec) -> dict:
@@ -107,6 +159,13 @@ def find_built(dataset: str, data_dir: Optional[str]) -> Path:
 
 def check(builder_dir: Path) -> tuple[str, schema.Spec]:
     """Verifies a built dataset directory before TFDS reads it; returns (dataset name, spec)."""
+    name, spec, _ = check_shards(builder_dir)
+    return name, spec
+
+
+def check_shards(builder_dir: Path) -> tuple[str, schema.Spec, list[tuple[Path, int]]]:
+    """`check`, and the train split's shard files with the number of records each holds, as the
+    `dataset_info.json` that was checked lists them (it is read once)."""
     builder_dir = Path(builder_dir)
     if not builder_dir.is_dir():
         raise DataError(f"{builder_dir}: no such directory")
@@ -127,7 +186,8 @@ def check(builder_dir: Path) -> tuple[str, schema.Spec]:
     if info.get("fileFormat", "tfrecord") != "tfrecord":
         raise DataError(f"{builder_dir / DATASET_INFO}: file format {str(info.get('fileFormat'))[:40]!r}; "
                         "DROPJ datasets are TFRecord")
-    _check_splits(builder_dir, str(name), info.get("splits"))
+    shards = _check_splits(builder_dir, str(name), info.get("splits"))
+    _check_info_proto(builder_dir / DATASET_INFO, info)
     from dropj_datasets.builder import without_docs
 
     features = read_json(builder_dir / FEATURES, JSON_LIMITS[FEATURES])
@@ -135,29 +195,54 @@ def check(builder_dir: Path) -> tuple[str, schema.Spec]:
         raise DataError(f"{builder_dir / FEATURES}: does not match the features of {name}/{config} in this "
                         "version of the schema (refused before TFDS reads it: features.json names the Python "
                         "classes TFDS imports)")
-    return str(name), spec
+    return str(name), spec, shards
 
 
-def _check_splits(builder_dir: Path, name: str, splits: Any) -> None:
+def _check_info_proto(path: Path, info: dict) -> None:
+    """`dataset_info.json` read as TFDS reads it (a `DatasetInfo` proto, unknown fields refused): a value
+    of the wrong type or range is one error here, not a ParseError inside TFDS later."""
+    from google.protobuf import json_format
+    from tensorflow_datasets.core.proto import dataset_info_pb2
+
+    try:
+        json_format.ParseDict(info, dataset_info_pb2.DatasetInfo())
+    except (json_format.ParseError, ValueError, TypeError, RecursionError) as exc:
+        raise DataError(f"{path}: not a dataset info TFDS reads ({str(exc).splitlines()[0][:160]})") from None
+
+
+def _check_splits(builder_dir: Path, name: str, splits: Any) -> list[tuple[Path, int]]:
+    """The train split's (shard file, record count) pairs, each shard a regular file its count fits."""
     where = builder_dir / DATASET_INFO
     if not isinstance(splits, list) or not splits:
         raise DataError(f"{where}: no splits")
-    for split in splits:
-        if not isinstance(split, dict) or split.get("name") != "train":
-            raise DataError(f"{where}: DROPJ datasets have one split, 'train'")
-        template = split.get("filepathTemplate", SHARD_TEMPLATE)
-        if template not in (SHARD_TEMPLATE, SHARD_INDEX_TEMPLATE):
-            raise DataError(f"{where}: shard file template {str(template)[:80]!r}; only TFDS's own "
-                            f"{SHARD_TEMPLATE!r} and {SHARD_INDEX_TEMPLATE!r} are read")
-        lengths = split.get("shardLengths", [])
-        if not isinstance(lengths, list) or not all(isinstance(n, (str, int)) and str(n).isdigit() for n in lengths):
-            raise DataError(f"{where}: shardLengths must be a list of counts")
-        for index in range(len(lengths)):
-            shard = builder_dir / shard_name(name, template, index, len(lengths))
-            try:
-                open_regular(shard, "shard").close()
-            except DataError as exc:
-                raise DataError(f"{exc} (listed in {where})") from None
+    split = splits[0]
+    if len(splits) != 1 or not isinstance(split, dict) or split.get("name") != "train":
+        raise DataError(f"{where}: DROPJ datasets have one split, 'train'")
+    template = split.get("filepathTemplate", SHARD_TEMPLATE)
+    if template not in (SHARD_TEMPLATE, SHARD_INDEX_TEMPLATE):
+        raise DataError(f"{where}: shard file template {str(template)[:80]!r}; only TFDS's own "
+                        f"{SHARD_TEMPLATE!r} and {SHARD_INDEX_TEMPLATE!r} are read")
+    lengths = split.get("shardLengths", [])
+    if not isinstance(lengths, list) or not all(
+            (type(n) is int and n >= 0) or (type(n) is str and n.isascii() and n.isdigit()) for n in lengths):
+        raise DataError(f"{where}: shardLengths must be a list of counts")
+    if len(lengths) > MAX_SHARDS:
+        raise DataError(f"{where}: {len(lengths):,} shards, more than the {MAX_SHARDS:,} read")
+    shards = []
+    for index, count in enumerate(lengths):
+        shard = builder_dir / shard_name(name, template, index, len(lengths))
+        try:
+            with open_regular(shard, "shard") as f:
+                size = os.fstat(f.fileno()).st_size
+        except DataError as exc:
+            raise DataError(f"{exc} (listed in {where})") from None
+        digits = str(count).lstrip("0") or "0"
+        if len(digits) > len(str(size)) or int(digits) > size // RECORD_FRAMING:
+            claim = f"{int(digits):,}" if len(digits) <= 30 else f"a {len(digits):,}-digit number of"
+            raise DataError(f"{where}: shard {index} ({shard.name}) claims {claim} records; its "
+                            f"{size:,} bytes hold at most {size // RECORD_FRAMING:,}")
+        shards.append((shard, int(digits)))
+    return shards
 
 
 def read_metadata(builder_dir: Path) -> dict:

@@ -25,7 +25,9 @@ The server alone holds the recording's directory lock and its
 `RecordingStore`: an episode is numbered and written durably before the
 session hears "ok". If the server is gone (killed), the session keeps a
 finished episode in a rescue file itself and ends; an open episode is
-dropped, as in `dropj record`'s window. Only our own code runs on either end
+dropped, as in `dropj record`'s window. An episode in which no key was
+pressed is dropped at its time limit, never saved (an idle tab records
+nothing). Only our own code runs on either end
 of the socket (the browser's messages are JSON, checked by the server), so
 its pickles are trusted.
 """
@@ -83,6 +85,7 @@ class ServerLink:
         self.conn = conn
         self.action = np.zeros(3, dtype=np.float64)
         self.held: tuple[bool, ...] = (False,) * len(schema.KEYS)
+        self.keys_messages = 0  # key changes received: a session tells an untouched episode by it
         self.restart = self.stop = False
 
     def send(self, *message: Any) -> None:
@@ -100,6 +103,7 @@ class ServerLink:
         kind = message[0]
         if kind == "keys":
             self.action, self.held = np.array(message[1], dtype=np.float64), tuple(message[2])
+            self.keys_messages += 1
         elif kind == "restart":
             self.restart = True
         elif kind == "stop":
@@ -192,11 +196,12 @@ def main() -> None:
     from dropj_datasets import envs  # noqa: F401  (registers the environments)
 
     try:
-        kind, args = conn.recv()
+        message = conn.recv()
     except (EOFError, OSError):
         return  # the server ended before a participant came
-    if kind == "begin":
-        drive(args, ServerLink(conn))
+    if message[0] == "begin":
+        drive(message[1], ServerLink(conn))
+    # else ("stop",): the server is ending (Ctrl-C) and no participant came
 
 
 def drive(args: SessionArgs, link: ServerLink) -> None:
@@ -257,13 +262,25 @@ class Session:
             timestep = recorder.logger.reset()
             episode = recorder.writer.episodes_before + recorder.writer.episodes_written
             pace = record_window.Pace(config.fps)
+            keys_at_reset, touched = link.keys_messages, False
             while True:
                 if link.stop or link.restart:
                     self.dropped += 1 if recorder.adapter.episode_steps else 0
                     recorder.writer.discard_episode()
                     break
                 pace.step_starts()
-                timestep = recorder.logger.step(self._action())
+                action = self._action()
+                touched = touched or link.keys_messages != keys_at_reset or any(self._held)
+                if not touched and recorder.adapter.episode_steps + 1 >= recorder.adapter.time_limit:
+                    # An idle tab's episode: no key was pressed in it, and this step ends it at the time limit.
+                    # It is dropped, never saved (as Enter drops one); the next starts. A session idle for
+                    # --idle_timeout is ended by the server.
+                    self.dropped += 1
+                    recorder.writer.discard_episode()
+                    self.link.log(f"{self.args.user}: episode {episode} dropped at the time limit: no key was "
+                                  "pressed in it")
+                    break
+                timestep = recorder.logger.step(action)
                 self.steps += 1
                 if timestep.last():
                     self.saved += 1

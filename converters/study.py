@@ -130,7 +130,9 @@ def _check_times(video: str, seconds: Sequence[float], total_time: float, repeat
         raise DataError(f"{where}: repeat_count must be an int in [0, {MAX_REPEATS}], got "
                         f"{schema.describe(repeat_count)}")
     values = list(seconds) + [total_time]
-    if not all(type(v) in (int, float) and math.isfinite(v) and 0 <= v <= MAX_SECONDS for v in values):
+    # The range first: an int of 400 digits compares with a float exactly but overflows `float()` and
+    # `math.isfinite`; NaN fails every comparison, infinity the upper bound.
+    if not all(type(v) in (int, float) and 0 <= v <= MAX_SECONDS for v in values):
         raise DataError(f"{where}: times must be finite seconds in [0, {MAX_SECONDS:.0f}], got "
                         f"{[schema.describe(v) for v in values][:6]}")
     if math.fsum(seconds) > total_time + SUM_TOLERANCE:

@@ -1,21 +1,30 @@
 """TFRecord files and `tf.train.Example` records, read without TensorFlow.
 
     from dropj.loaders.tfrecord_wire import record_spans, index_example, parse_example
-    spans = record_spans(path)              # (offset, length) of each record, from the headers
+    spans = record_spans(f, path)           # (N, 2) int64: offset and length of each record's data
     features = parse_example(record_bytes)  # {key: list of bytes | float32 array | int64 array}
+    where = feature_spans(record_bytes)     # {key: (start, length) of its Feature}, no value decoded
 
 Only what a `tf.train.Example` uses of the protobuf wire format is read
 (Features, Feature, BytesList, FloatList, Int64List; packed or not). Input is
 untrusted: every length is bounded by the bytes it lies in, and anything that
 does not parse is a `Corrupt`, which the caller turns into a `DataError`
 naming the file and record.
+
+Memory follows what is recorded, not what a record claims: spans of records
+and of BytesList items are gathered in `array('q')` (16 bytes an item, never
+a Python object per item: a 25 MB record of 5 million empty items once cost
+2 GiB that way), `count_values` counts a list without decoding it, and a
+`limit` stops reading a list at the first value past it.
 """
 
 from __future__ import annotations
 
+import os
 import struct
+from array import array
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, BinaryIO, Optional, Union
 
 import numpy as np
 
@@ -47,33 +56,38 @@ def _masked_crc32c(data: bytes) -> int:
     return (((crc >> 15) | (crc << 17)) + 0xA282EAD8) & 0xFFFFFFFF
 
 
-def record_spans(path: Path) -> list[tuple[int, int]]:
-    """(offset, length) of the data of every record of a TFRecord file, from its headers."""
-    spans = []
-    size = path.stat().st_size
-    with open(path, "rb") as f:
-        offset = 0
-        while offset < size:
-            header = f.read(12)
-            if len(header) < 12:
-                raise DataError(f"{path}: record {len(spans)}: truncated header at byte {offset}")
-            length, crc = struct.unpack("<QI", header)
-            if crc != _masked_crc32c(header[:8]):
-                raise DataError(f"{path}: record {len(spans)}: the length's checksum does not match "
-                                f"(byte {offset}); not a TFRecord file, or damaged")
-            if length > min(MAX_RECORD, size - offset - 16):
-                raise DataError(f"{path}: record {len(spans)}: claims {length:,} bytes, the file has "
-                                f"{max(0, size - offset - 16):,} left")
-            spans.append((offset + 12, length))
-            offset += 16 + length
-            f.seek(offset)
-    return spans
+def record_spans(file: BinaryIO, path: Union[str, Path]) -> np.ndarray:
+    """(offset, length) of the data of every record of an open TFRecord file, from its headers, as an
+    (N, 2) int64 array; `path` names the file in errors."""
+    spans = array("q")
+    fd = file.fileno()
+    size = os.fstat(fd).st_size
+    offset = 0
+    while offset < size:
+        header = os.pread(fd, 12, offset)
+        if len(header) < 12:
+            raise DataError(f"{path}: record {len(spans) // 2}: truncated header at byte {offset}")
+        length, crc = struct.unpack("<QI", header)
+        if crc != _masked_crc32c(header[:8]):
+            raise DataError(f"{path}: record {len(spans) // 2}: the length's checksum does not match "
+                            f"(byte {offset}); not a TFRecord file, or damaged")
+        if length > min(MAX_RECORD, size - offset - 16):
+            raise DataError(f"{path}: record {len(spans) // 2}: claims {length:,} bytes, the file has "
+                            f"{max(0, size - offset - 16):,} left")
+        spans.append(offset + 12)
+        spans.append(length)
+        offset += 16 + length
+    return np.frombuffer(spans, np.int64).reshape(-1, 2) if spans else np.zeros((0, 2), np.int64)
 
 
 # --- tf.train.Example, from the wire format ----------------------------------------------------------
 
 class Corrupt(Exception):
     """Bytes that are not what they should be; the message says what (the caller adds where)."""
+
+
+class TooMany(Corrupt):
+    """A list with more values than the `limit` it was read with."""
 
 
 def _varint(buf: bytes, pos: int) -> tuple[int, int]:
@@ -159,28 +173,14 @@ def index_example_with_spans(buf: bytes) -> tuple[dict[str, Union[ByteItems, np.
                                                    dict[str, tuple[int, int]]]:
     """`index_example`, and (start, length) in `buf` of each feature's `Feature` message: what
     `feature_values` reads again later from those bytes alone."""
-    try:
-        return _index_example(buf)
-    except (ValueError, OverflowError) as exc:  # numpy on a list of the wrong length, a varint too large
-        raise Corrupt(f"not a tf.train.Example ({exc})") from None
+    spans = feature_spans(buf)
+    view = memoryview(buf)
+    return {key: feature_values(view[at:at + n], at) for key, (at, n) in spans.items()}, spans
 
 
-def feature_values(feature: bytes) -> Union[ByteItems, np.ndarray]:
-    """One `Feature` message (a span `index_example_with_spans` gave) -> its values, as `index_example`."""
-    try:
-        return _feature_values(memoryview(feature), 0)
-    except (ValueError, OverflowError) as exc:
-        raise Corrupt(f"not a tf.train.Feature ({exc})") from None
-
-
-def parse_example(buf: bytes) -> dict[str, Union[list[bytes], np.ndarray]]:
-    """A serialised `tf.train.Example` -> {feature key: list of bytes, or float32 / int64 array}."""
-    return {key: value.items(buf) if isinstance(value, ByteItems) else value
-            for key, value in index_example(buf).items()}
-
-
-def _index_example(buf: bytes) -> tuple[dict[str, Union[ByteItems, np.ndarray]], dict[str, tuple[int, int]]]:
-    out: dict = {}
+def feature_spans(buf: Any) -> dict[str, tuple[int, int]]:
+    """(start, length) in `buf` of each feature's `Feature` message of a serialised `tf.train.Example`;
+    no value is decoded (a few fields per feature are walked)."""
     spans: dict = {}
     for number, features, at in _fields(buf):
         if number != 1 or not isinstance(features, memoryview):
@@ -196,26 +196,101 @@ def _index_example(buf: bytes) -> tuple[dict[str, Union[ByteItems, np.ndarray]],
                     value, value_at = part, part_at
             if key is None:
                 raise Corrupt("a feature without a name")
-            out[key] = _feature_values(value, value_at)
             spans[key] = (value_at, 0 if value is None else len(value))
-    return out, spans
+    return spans
 
 
-def _feature_values(feature: Optional[memoryview], at: int) -> Union[ByteItems, np.ndarray]:
+def feature_values(feature: Any, at: int = 0, limit: Optional[int] = None) -> Union[ByteItems, np.ndarray]:
+    """One `Feature` message (a span `feature_spans` gave) -> its values, as `index_example` gives them;
+    a BytesList's positions count from `at`. More than `limit` values: `TooMany`, before they are read."""
+    try:
+        return _feature_values(memoryview(feature), at, limit)
+    except (ValueError, OverflowError) as exc:  # numpy on a list of the wrong length, a varint too large
+        raise Corrupt(f"not a tf.train.Feature ({exc})") from None
+
+
+def count_values(feature: Any) -> tuple[str, int]:
+    """(kind: 'bytes', 'float' or 'int64', number of values) of one `Feature` message, nothing decoded."""
+    for kind, payload, _ in _fields(memoryview(feature)):
+        if not isinstance(payload, memoryview):
+            raise Corrupt("a feature list that is not a message")
+        if kind == 1:
+            return "bytes", len(_byte_items(payload, 0, None))
+        if kind == 2:
+            return "float", sum(len(v) // 4 for n, v, _ in _fields(payload) if n == 1)
+        if kind == 3:
+            return "int64", sum(_varints_in(v) if isinstance(v, memoryview) else 1 for n, v, _ in _fields(payload)
+                                if n == 1)
+    return "bytes", 0
+
+
+def parse_example(buf: bytes) -> dict[str, Union[list[bytes], np.ndarray]]:
+    """A serialised `tf.train.Example` -> {feature key: list of bytes, or float32 / int64 array}."""
+    return {key: value.items(buf) if isinstance(value, ByteItems) else value
+            for key, value in index_example(buf).items()}
+
+
+def _varints_in(data: memoryview) -> int:
+    """The number of varints in packed bytes: one ends at every byte below 0x80 (a vector count)."""
+    return int(np.count_nonzero(np.frombuffer(data, np.uint8) < 0x80))
+
+
+def _byte_items(payload: memoryview, at: int, limit: Optional[int]) -> ByteItems:
+    """The items of a BytesList message, their positions counted from `at`, in two int64 arrays."""
+    starts, lengths = array("q"), array("q")
+    pos, end = 0, len(payload)
+    while pos < end:
+        key = payload[pos]
+        if key < 0x80:
+            pos += 1
+        else:
+            key, pos = _varint(payload, pos)
+        wire = key & 7
+        if wire == 2:
+            length = payload[pos] if pos < end else 0x80
+            if length < 0x80:
+                pos += 1
+            else:
+                length, pos = _varint(payload, pos)
+            if pos + length > end:
+                raise Corrupt("a field runs past its message")
+            if key >> 3 == 1:
+                if limit is not None and len(starts) >= limit:
+                    raise TooMany(f"more than {limit:,} values")
+                starts.append(at + pos)
+                lengths.append(length)
+            pos += length
+        elif wire == 0:
+            _, pos = _varint(payload, pos)
+        elif wire in (1, 5):
+            pos += 8 if wire == 1 else 4
+            if pos > end:
+                raise Corrupt("a fixed-size field runs past its message")
+        else:
+            raise Corrupt(f"wire type {wire}")
+    return ByteItems(np.frombuffer(starts, np.int64) if starts else np.zeros(0, np.int64),
+                     np.frombuffer(lengths, np.int64) if lengths else np.zeros(0, np.int64))
+
+
+def _feature_values(feature: Optional[memoryview], at: int, limit: Optional[int] = None
+                    ) -> Union[ByteItems, np.ndarray]:
     if feature is None:
         return ByteItems(np.zeros(0, np.int64), np.zeros(0, np.int64))
     for kind, payload, payload_at in _fields(feature, at):
         if not isinstance(payload, memoryview):
             raise Corrupt("a feature list that is not a message")
-        items = _fields(payload, payload_at)
         if kind == 1:  # BytesList
-            spans = [(item_at, len(v)) for n, v, item_at in items if n == 1 and isinstance(v, memoryview)]
-            array = np.array(spans, np.int64).reshape(-1, 2)
-            return ByteItems(array[:, 0], array[:, 1])
+            return _byte_items(payload, payload_at, limit)
+        items = _fields(payload, payload_at)  # numbers: one entry per packed list, or per value
         if kind == 2:  # FloatList: packed, or one fixed32 each
+            if limit is not None and sum(len(v) // 4 for n, v, _ in items if n == 1) > limit:
+                raise TooMany(f"more than {limit:,} values")
             return np.concatenate([np.frombuffer(v, "<f4") for n, v, _ in items if n == 1] or
                                   [np.zeros(0, "<f4")]).astype(np.float32)
         if kind == 3:  # Int64List: packed, or one varint each
+            if limit is not None and sum(_varints_in(v) if isinstance(v, memoryview) else 1
+                                         for n, v, _ in items if n == 1) > limit:
+                raise TooMany(f"more than {limit:,} values")
             parts = [_packed_varints(v) if isinstance(v, memoryview) else np.array([v], np.uint64).view(np.int64)
                      for n, v, _ in items if n == 1]
             return np.concatenate(parts) if parts else np.zeros(0, np.int64)

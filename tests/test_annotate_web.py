@@ -224,8 +224,15 @@ def test_hostile_requests_get_a_4xx_and_store_nothing(queries_dir, tmp_path):
             assert isinstance(reply, dict) and reply.get("error"), name
         assert _request("GET", server.base + "/api/video/0.mp4?session=nope")[0] == 404
         assert _request("GET", server.base + "/static/../annotate.py")[0] == 404
-        assert _request("POST", server.base + "/api/answer", good, csrf)[0] == 200
-        assert _request("POST", server.base + "/api/answer", good, csrf)[0] == 409  # a replay
+        assert _request("POST", server.base + "/api/answer", good, csrf) == (200, {"stored": 0})
+        # The browser's retry after a lost reply: the same answer gets the stored index, and is not stored again;
+        # other answers to the query just answered are refused (the first answer stands).
+        assert _request("POST", server.base + "/api/answer", good, csrf) == (200, {"stored": 0})
+        other = {**good, "answers": [[schema.Q_LEFT_SAFE, "Yes"], [schema.Q_RIGHT_SAFE, "No"]]}
+        status, reply = _request("POST", server.base + "/api/answer", other, csrf)
+        assert status == 422 and "the first answer stands" in reply["error"], reply
+        # ... and a query it has not been shown stays refused
+        assert _request("POST", server.base + "/api/answer", {**good, "query_id": "1.mp4"}, csrf)[0] == 409
     finally:
         server.kill(signal.SIGTERM)
     assert len(server.responses()) == 1

@@ -234,14 +234,14 @@ def test_off_loopback_the_page_and_the_socket_need_the_printed_token(tmp_path):
             urllib.request.urlopen(server.base + "/", timeout=10)
         assert refused.value.code == 401
         with urllib.request.urlopen(f"{server.base}/?token={token}", timeout=10) as page:
-            assert page.status == 200 and "dropj_record_token=" in page.headers.get("set-cookie", "")
+            assert page.status == 200 and f"dropj_token_{server.port}=" in page.headers.get("set-cookie", "")
             assert "samesite=strict" in page.headers["set-cookie"].lower()
         with pytest.raises(websocket.WebSocketBadStatusException):
             websocket.create_connection(f"ws://127.0.0.1:{server.port}/ws", timeout=10)
         with pytest.raises(websocket.WebSocketBadStatusException):
             websocket.create_connection(f"ws://127.0.0.1:{server.port}/ws?token=wrong", timeout=10)
         ws = websocket.create_connection(f"ws://127.0.0.1:{server.port}/ws",
-                                         cookie=f"dropj_record_token={token}", timeout=10)
+                                         cookie=f"dropj_token_{server.port}={token}", timeout=10)
         assert json.loads(ws.recv())["env"] == "carracing"
         ws.close()
     finally:

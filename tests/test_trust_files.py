@@ -403,6 +403,97 @@ def test_a_checkpoint_whose_pickle_shares_a_tuple_is_refused(tmp_path):
         for info in source.infolist():
             target.writestr(info.filename, bomb if info.filename.endswith("data.pkl") else source.read(info))
     start = time.monotonic()
-    with pytest.raises(checkpoints.CheckpointError, match="shares a tuple"):
+    with pytest.raises(checkpoints.CheckpointError, match="reaches one tuple twice"):
         checkpoints.read_state_dict(hostile)
     assert time.monotonic() - start < 5
+
+
+def _shared_list(depth: int) -> list:
+    x: list = []
+    for _ in range(depth):
+        x = [x, x]  # 2**depth paths through `depth` lists: torch.save memoises it, a traversal never ends
+    return x
+
+
+def _cyclic_list() -> list:
+    x: list = []
+    x.append(x)
+    return x
+
+
+def _cyclic_dict() -> dict:
+    x: dict = {}
+    x["self"] = x
+    return x
+
+
+def _shared_ordered_dict() -> list:
+    import collections
+
+    x = collections.OrderedDict(a=1)  # built by REDUCE, then filled: a container torch.save can share
+    return [x, x]
+
+
+@pytest.mark.parametrize("payload", [
+    _shared_list(40), _cyclic_list(), _cyclic_dict(), _shared_ordered_dict(), [{1: 2}] * 2, [frozenset({1})] * 2,
+    [{3}] * 2, [(1, 2)] * 2,
+], ids=["shared-list-40-deep", "cyclic-list", "cyclic-dict", "shared-ordered-dict", "shared-dict",
+        "shared-frozenset", "shared-set", "shared-tuple"])
+def test_a_checkpoint_sharing_any_container_is_refused_before_torch(tmp_path, monkeypatch, payload):
+    """Issue 22: `x = [x, x]` 40 deep in optimizer_state passed the tuple-only check and `dropj train` hung at
+    4.9 GiB. Any container reached twice (shared or cyclic) is refused by the scan; torch is never called."""
+    import torch
+
+    from dropj.models import checkpoints
+
+    model = torch.nn.Linear(2, 1)
+    path = tmp_path / "checkpoint.pt"
+    optimizer_state = {**torch.optim.Adam(model.parameters()).state_dict(), "x": payload}
+    torch.save({"model_state": model.state_dict(), "optimizer_state": optimizer_state}, path)
+
+    def never(*args, **kwargs):
+        raise AssertionError("torch.load reached with a refused checkpoint")
+
+    monkeypatch.setattr(torch, "load", never)
+    with pytest.raises(checkpoints.CheckpointError, match="reaches one (list|dict|tuple|set|object|container) twice") as err:
+        checkpoints.load_checkpoint(model, path, torch.optim.Adam(model.parameters()))
+    assert str(err.value).startswith(f"{path}: ") and "\n" not in str(err.value)
+
+
+def test_a_checkpoint_with_too_many_items_is_refused(tmp_path):
+    import torch
+
+    from dropj.models import checkpoints
+
+    path = tmp_path / "checkpoint.pt"
+    torch.save({"w": torch.zeros(2), "many": [None] * (checkpoints.MAX_PICKLE_ITEMS + 1)}, path)
+    with pytest.raises(checkpoints.CheckpointError, match=f"more than the {checkpoints.MAX_PICKLE_ITEMS:,} values"):
+        checkpoints.check_file(path)
+
+
+def test_shared_strings_and_tied_tensors_still_load(tmp_path):
+    """What torch.save itself shares (strings, globals, one tensor under two names) is not a container."""
+    import torch
+
+    from dropj.models import checkpoints
+
+    weight = torch.arange(4.0)
+    path = tmp_path / "tied.pt"
+    torch.save({"a.weight": weight, "b.weight": weight, "names": ["a", "a"]}, path)
+    state = checkpoints.read_state_dict(path)
+    assert torch.equal(state["a.weight"], state["b.weight"])
+
+
+def test_torchs_refusal_is_one_line_of_ours_without_its_advice(tmp_path):
+    """torch's weights_only refusal says to retry with weights_only=False, which runs the file's code: never shown."""
+    import torch
+
+    from dropj.models import checkpoints
+
+    path = tmp_path / "model.pt"
+    torch.save({"w": torch.zeros(2), "call": os.getcwd}, path)  # a global torch's safe loader refuses
+    with pytest.raises(checkpoints.CheckpointError) as err:
+        checkpoints.read_state_dict(path)
+    message = str(err.value)
+    assert message.startswith(f"{path}: ") and "\n" not in message and "getcwd" in message
+    assert "weights_only=False" not in message and "trust" not in message

@@ -23,7 +23,7 @@ standard way to build and load.
     dropj serve --data_dir D [--host H] [--port P] [--vae CKPT]   browse what is built under D
     dropj show DATASET --data_dir D --episode I --out X.mp4|X.gif   one episode, with its actions, rewards, flags
     dropj stats DATASET --data_dir D --out report.html             a config's statistics on one page
-    dropj repair-recording DIR                     rebuild a recording's dataset_info.json from its shards
+    dropj repair-recording DIR [RESCUED ...]       rebuild a recording's dataset_info.json from its shards
 
 DATASET is 'name/config' (e.g. dropj_carracing/real) or a built dataset directory.
 A mistake gets one line `dropj <command>: error: ...` and exit status 2 (a traceback with --debug);
@@ -183,10 +183,15 @@ def _record(args: argparse.Namespace) -> int:
     if args.web:
         from dropj_datasets.cli import record_web
 
-        record_web.run(config, host=args.host, port=args.port, max_sessions=args.max_sessions)
+        record_web.run(config, host=args.host, port=args.port, max_sessions=args.max_sessions,
+                       allow_hosts=args.allow_host, idle_s=args.idle_timeout)
     else:
         record_window.run(config)
     return 0
+
+
+_ALLOW_HOST_HELP = ("a host name the page may be opened under, besides the --host address and localhost "
+                    "(repeatable; e.g. this machine's name on the lab network)")
 
 
 def _port(text: str) -> int:
@@ -200,7 +205,7 @@ def _annotate(args: argparse.Namespace) -> int:
     from dropj_datasets.cli import annotate
 
     annotate.run(args.queries, args.method, args.out, user=args.user, data_dir=args.data_dir, host=args.host,
-                 port=args.port)
+                 port=args.port, allow_hosts=args.allow_host, idle_s=args.idle_timeout)
     return 0
 
 
@@ -230,7 +235,7 @@ def _evaluate_reward(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from dropj_datasets.cli import serve
 
-    serve.run(args.data_dir, host=args.host, port=args.port, vae=args.vae)
+    serve.run(args.data_dir, host=args.host, port=args.port, vae=args.vae, allow_hosts=args.allow_host)
     return 0
 
 
@@ -259,7 +264,7 @@ def _stats(args: argparse.Namespace) -> int:
 def _repair_recording(args: argparse.Namespace) -> int:
     from dropj.converters import recording_store
 
-    print(recording_store.repair(args.directory))
+    print(recording_store.repair(args.directory, args.rescued))
     return 0
 
 
@@ -340,6 +345,11 @@ def parser() -> argparse.ArgumentParser:
     rec.add_argument("--max_sessions", type=_positive_int,
                      help="--web: participants driving at once (default: 1.5 per usable core, so each keeps "
                           "50 steps/s; docs/benchmarks.md)")
+    rec.add_argument("--allow_host", action="append", default=[], metavar="NAME",
+                     help="--web: " + _ALLOW_HOST_HELP)
+    rec.add_argument("--idle_timeout", type=_positive_float, default=120.0, metavar="SECONDS",
+                     help="--web: a session with no key pressed for this long ends and gives its place back "
+                          "(default 120)")
     rec.set_defaults(run=_record)
 
     ann = sub.add_parser("annotate", help="collect preferences and justifications in the browser (docs/annotate.md)")
@@ -353,6 +363,10 @@ def parser() -> argparse.ArgumentParser:
     ann.add_argument("--out", required=True, help="responses go to OUT/dropj_annotations/METHOD/1.0.0 (appended)")
     ann.add_argument("--host", default="127.0.0.1", help="address to bind (another host needs the printed token)")
     ann.add_argument("--port", type=_port, default=8000)
+    ann.add_argument("--allow_host", action="append", default=[], metavar="NAME", help=_ALLOW_HOST_HELP)
+    ann.add_argument("--idle_timeout", type=_positive_float, default=3600.0, metavar="SECONDS",
+                     help="a session (browser tab) unused this long is forgotten; its page asks for a reload "
+                          "(default 3600)")
     ann.set_defaults(run=_annotate)
 
     enc = sub.add_parser("encode", help="real episodes -> latent episodes z|c|h with a VAE and an MDN-RNN")
@@ -391,6 +405,7 @@ def parser() -> argparse.ArgumentParser:
     serve.add_argument("--data_dir", required=True, help="TFDS data dir to browse")
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (another host needs the printed token)")
     serve.add_argument("--port", type=_port, default=8000)
+    serve.add_argument("--allow_host", action="append", default=[], metavar="NAME", help=_ALLOW_HOST_HELP)
     serve.add_argument("--vae", help="a VAE checkpoint of the environment: show latent episodes as decoded frames")
     serve.set_defaults(run=_serve)
 
@@ -410,6 +425,8 @@ def parser() -> argparse.ArgumentParser:
     repair = sub.add_parser("repair-recording",
                             help="rebuild a recording's dataset_info.json from the shards on disk")
     repair.add_argument("directory", help="the recording's version folder, OUT/dropj_recording/ENV/1.0.0")
+    repair.add_argument("rescued", nargs="*", help="rescue files (or folders of them) kept elsewhere than "
+                        "DIRECTORY/rescued/, as the recorder's message names them")
     repair.set_defaults(run=_repair_recording)
 
     doc = sub.add_parser("schema-doc", help="print the schema as Markdown (docs/schema.md)")
@@ -417,11 +434,22 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+# The exceptions of the rooms that mean "the input, the arguments or the folder is wrong" (beside
+# ValueError, KeyError and OSError): one plain line, never "unexpected". Each is named by the module
+# that DEFINES it: `dropj.converters.record` re-exports RecordingError, but `repair-recording` and
+# `annotate` never load it, so naming it there labelled their refusals unexpected.
+USER_ERRORS = (("dropj.models.checkpoints", "CheckpointError"),
+               ("dropj.converters.recording_store", "RecordingError"),
+               ("dropj.converters.durable", "Busy"))
+
+
 def _user_errors() -> tuple[type[BaseException], ...]:
-    """The exceptions that mean: the input or the arguments are wrong (one line, exit 2)."""
+    """The exceptions that mean: the input or the arguments are wrong (one line, exit 2). A module not
+    loaded cannot have raised its exception, so only loaded ones are looked up (importing would cost
+    seconds of TensorFlow on every error)."""
 
     errors: list[type[BaseException]] = [schema.DataError, ValueError, KeyError, OSError]
-    for module, name in (("dropj.models.checkpoints", "CheckpointError"), ("dropj.converters.record", "RecordingError")):
+    for module, name in USER_ERRORS:
         loaded = sys.modules.get(module)
         if loaded is not None:
             errors.append(getattr(loaded, name))

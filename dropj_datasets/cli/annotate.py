@@ -8,12 +8,16 @@ The server decides the questions (`study.Study`), checks every request, and
 commits a finished response (`annotations.Annotations.commit`: flushed and
 listed) before it answers with the next query.
 
-Security: it binds 127.0.0.1 by default; on any other host it requires the
-access token printed with the URL (`?token=`, then a same-site cookie). Every
-state-changing request must carry the session's CSRF token in a header, which
-a cross-site page cannot set without a CORS preflight this server never grants;
-bodies are limited to `MAX_BODY` bytes; static files come only from this
-package's `static/` folder.
+Security: every request first passes `web_auth.Guard`, the guard all three
+web apps share (the Host must be this server's name, so a DNS-rebound page is
+refused; the access token printed with the URL wherever the bind is not
+loopback; no cross-site Origin). Every state-changing request must also carry
+the session's CSRF token in a header, which a cross-site page cannot set
+without a CORS preflight this server never grants; bodies are limited to
+`MAX_BODY` bytes; static files come only from this package's `static/`
+folder. Sessions live in a `web_auth.Sessions` table: an idle one expires
+(`--idle_timeout`), and a client that opens too many loses its least recently
+used, so no flood of sessions turns the next annotator away.
 """
 
 from __future__ import annotations
@@ -25,25 +29,17 @@ import secrets
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
-from dropj.converters.annotations import Annotations
 from dropj.converters.study import Study
 from dropj_datasets import schema
+from dropj_datasets.cli import web_auth
+from dropj_datasets.cli.web_auth import BadRequest
 from dropj_datasets.schema import DataError
 
 STATIC = Path(__file__).parent / "static"
 MAX_BODY = 16 * 1024  # bytes of one JSON request; a response of the study is under 1 kB
-MAX_SESSIONS = 1000
-TOKEN_COOKIE = "dropj_token"
 CSRF_HEADER = "x-dropj-csrf"
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
-
-
-class BadRequest(Exception):
-    def __init__(self, status: int, message: str):
-        super().__init__(message)
-        self.status = status
 
 
 @dataclasses.dataclass
@@ -56,21 +52,20 @@ class Session:
     start_time: float
     user_agent: str
     query: Optional[str] = None
+    answered: Optional[str] = None  # the query this session last committed: a retry of it is answered again
 
 
 class AnnotateServer:
     """The app's state: the annotations being collected, the study's questions and the open sessions."""
 
-    def __init__(self, annotations: Annotations, *, user: int, token: Optional[str] = None,
-                 log: Callable[[str], None] = print):
-        self.annotations = annotations
+    def __init__(self, annotations: Any, *, user: int, log: Callable[[str], None] = print,
+                 idle_s: float = web_auth.SESSION_IDLE_S):
+        self.annotations = annotations  # converters.annotations.Annotations
         self.study = Study(annotations.spec)  # the queries' own variant (mjust: chuckc has no Car)
         self.default_user = user
-        self.token = token
         self.log = log
-        self.sessions: dict[str, Session] = {}
+        self.sessions: web_auth.Sessions[Session] = web_auth.Sessions(idle_s=idle_s)
         self.lock = threading.Lock()  # one commit at a time (and a session's query changes only under it)
-        self.sessions_lock = threading.Lock()  # the sessions table
 
     # -- requests -------------------------------------------------------------------------------------------
     def page(self, request: Any) -> Any:
@@ -78,29 +73,23 @@ class AnnotateServer:
 
         response = FileResponse(STATIC / "annotate.html", media_type="text/html")
         response.headers["content-security-policy"] = "default-src 'self'; media-src 'self'; object-src 'none'"
-        if self.token and request.query_params.get("token") == self.token:
-            response.set_cookie(TOKEN_COOKIE, self.token, httponly=True, samesite="strict")
-        return response
+        return response  # (the guard sets the token's cookie)
 
     def new_session(self, request: Any, body: dict) -> dict:
         user = body.get("user", self.default_user)
         if type(user) is not int or not 0 <= user <= 2**31 - 1:
             raise BadRequest(400, f"user must be an int in [0, 2**31), got {schema.describe(user)}")
-        with self.sessions_lock:
-            if len(self.sessions) >= MAX_SESSIONS:
-                raise BadRequest(429, "too many open sessions")
-            session = Session(secrets.token_hex(8), secrets.token_urlsafe(24), user, time.time(),
-                              request.headers.get("user-agent", "")[:500])
-            self.sessions[session.id] = session
+        client = request.client.host if request.client else ""
+        session = self.sessions.open(client, lambda key: Session(key, secrets.token_urlsafe(24), user, time.time(),
+                                                                 request.headers.get("user-agent", "")[:500]))
         self.log(f"session {session.id}: user {user} ({session.user_agent[:60]})")
         return {"session": session.id, "csrf": session.csrf, "user": user,
                 "method": self.annotations.spec.method, "config": self.annotations.spec.config}
 
     def _session(self, request: Any, session_id: Any, *, csrf: bool) -> Session:
-        session = self.sessions.get(session_id) if isinstance(session_id, str) else None
-        if session is None:
-            raise BadRequest(404, "unknown session: reload the page")
-        if csrf and not hmac.compare_digest(request.headers.get(CSRF_HEADER, ""), session.csrf):
+        session = self.sessions.get(session_id)  # 404 unless open
+        if csrf and not hmac.compare_digest(request.headers.get(CSRF_HEADER, "").encode("utf-8", "surrogateescape"),
+                                            session.csrf.encode()):
             raise BadRequest(403, "missing or wrong CSRF token")
         return session
 
@@ -140,7 +129,9 @@ class AnnotateServer:
         with self.lock:
             session = self._session(request, body.get("session"), csrf=True)
             video = body.get("query_id")
-            if session.query is None or video != session.query:
+            # A retry of the answer just committed (its reply was lost) goes on to the commit, which knows
+            # the (user, query) and answers with the stored index, or refuses other answers.
+            if video is None or video not in (session.query, session.answered):
                 raise BadRequest(409, "not the query this session is answering (answered already, or not shown)")
             try:
                 if body.get("skip") is True:
@@ -149,11 +140,20 @@ class AnnotateServer:
                 else:
                     entry = self.study.entry(video, _answers(body.get("answers")), seconds=_seconds(body.get("seconds")),
                                              total_time=body.get("total_time"), repeat_count=body.get("repeat_count"))
+            except DataError as exc:
+                raise BadRequest(422, str(exc)) from None
+            try:
                 index = self.annotations.commit(session.user, entry, session=session.id,
                                                 start_time=session.start_time, user_agent=session.user_agent)
             except DataError as exc:
                 raise BadRequest(422, str(exc)) from None
-            session.query = None
+            except Exception as exc:  # noqa: BLE001 - the page says it in one line; the store kept nothing of it
+                text = str(exc).splitlines()[0][:200] if str(exc) else ""
+                self.log(f"user {session.user}: {video} could not be stored ({type(exc).__name__}: {text})")
+                raise BadRequest(503, f"the response could not be stored ({type(exc).__name__}: {text}); "
+                                      "try again") from None
+            if session.query == video:
+                session.query, session.answered = None, video
         self.log(f"user {session.user}: {video} -> response {index}")
         return {"stored": index}
 
@@ -170,30 +170,6 @@ def _seconds(value: Any) -> list[float]:
     return value
 
 
-def _guard(server: AnnotateServer) -> Any:
-    """Access token, request size, JSON bodies and one-line errors for every request."""
-    from starlette.middleware import Middleware
-    from starlette.middleware.base import BaseHTTPMiddleware
-    from starlette.responses import JSONResponse
-
-    class Guard(BaseHTTPMiddleware):
-        async def dispatch(self, request, call_next):
-            if server.token:
-                given = request.query_params.get("token") if request.url.path == "/" else None
-                if not any(v and hmac.compare_digest(v, server.token)
-                           for v in (given, request.cookies.get(TOKEN_COOKIE))):
-                    return JSONResponse({"error": "access token required"}, status_code=401)
-            origin = request.headers.get("origin")
-            if request.method == "POST" and origin and origin.split("://", 1)[-1] != request.headers.get("host"):
-                return JSONResponse({"error": "cross-site request refused"}, status_code=403)
-            try:
-                return await call_next(request)
-            except BadRequest as exc:
-                return JSONResponse({"error": str(exc)[:500]}, status_code=exc.status)
-
-    return Middleware(Guard)
-
-
 def _json_endpoint(handler: Callable[[Any, dict], dict]) -> Callable:
     """A POST handler taking a JSON object body of at most MAX_BODY bytes."""
     from starlette.concurrency import run_in_threadpool
@@ -203,7 +179,8 @@ def _json_endpoint(handler: Callable[[Any, dict], dict]) -> Callable:
         if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
             raise BadRequest(415, "expected a JSON body (content-type application/json)")
         length = request.headers.get("content-length")
-        if length is not None and (not length.isdigit() or int(length) > MAX_BODY):
+        if length is not None and (not (length.isascii() and length.isdigit()) or len(length) > 9
+                                   or int(length) > MAX_BODY):
             raise BadRequest(413, f"body larger than {MAX_BODY} bytes")
         data = b""
         async for chunk in request.stream():
@@ -232,8 +209,8 @@ def _get_endpoint(handler: Callable[[Any], Any]) -> Callable:
     return endpoint
 
 
-def build_app(server: AnnotateServer) -> Any:
-    """The Starlette app with every handler wrapped: JSON bodies checked, work off the event loop."""
+def build_app(server: AnnotateServer, access: web_auth.Access) -> Any:
+    """The Starlette app behind the guard, every handler wrapped: JSON bodies checked, work off the event loop."""
     from starlette.applications import Starlette
     from starlette.routing import Mount, Route
     from starlette.staticfiles import StaticFiles
@@ -247,24 +224,33 @@ def build_app(server: AnnotateServer) -> Any:
         Route("/api/answer", _json_endpoint(server.answer), methods=["POST"]),
         Mount("/static", app=StaticFiles(directory=STATIC, follow_symlink=False), name="static"),
     ]
-    return Starlette(routes=routes, middleware=[_guard(server)])
+    return Starlette(routes=routes, middleware=[web_auth.middleware(access, server.log)])
 
 
 def run(queries: str, method: str, out: str, *, user: int, data_dir: Optional[str] = None, host: str = "127.0.0.1",
-        port: int = 8000, log: Callable[[str], None] = print) -> None:
+        port: int = 8000, allow_hosts: Sequence[str] = (), idle_s: float = web_auth.SESSION_IDLE_S,
+        log: Callable[[str], None] = print) -> None:
     """`dropj annotate`: serve until Ctrl-C; every finished response is already on disk."""
-    import uvicorn
+    from dropj.converters.annotations import Annotations
 
-    annotations = Annotations(queries, method, out, data_dir=data_dir, holder=f"dropj annotate on port {port}",
-                              log=log)
+    sock = web_auth.listen(host, port)  # a busy port: one line, before --out is created
     try:
-        token = None if host in LOOPBACK else secrets.token_urlsafe(16)
-        server = AnnotateServer(annotations, user=user, token=token, log=log)
+        annotations = Annotations(queries, method, out, data_dir=data_dir,
+                                  holder=f"dropj annotate on port {sock.getsockname()[1]}", log=log)
+    except BaseException:
+        sock.close()
+        raise
+    try:
+        token = web_auth.new_token(host)
+        access = web_auth.Access(host, sock.getsockname()[1], token, tuple(allow_hosts))
+        server = AnnotateServer(annotations, user=user, log=log, idle_s=idle_s)
         answered, total = annotations.progress(user)
-        url = f"http://{host}:{port}/" + (f"?token={token}" if token else "")
         log(f"annotating {queries} with {method} into {annotations.store.directory}; user {user} has answered "
             f"{answered} of {total} queries")
-        log(f"open {url}  (Ctrl-C stops; committed responses are on disk)")
-        uvicorn.run(build_app(server), host=host, port=port, log_level="warning", access_log=False)
+        log(f"open {web_auth.address(host, sock, token)}  (Ctrl-C stops; committed responses are on disk)")
+        if web_auth.serve(build_app(server, access), sock):
+            answered, total = annotations.progress(user)
+            log(f"stopped (Ctrl-C): user {user} has answered {answered} of {total} queries, every one on disk in "
+                f"{annotations.store.directory}; an answer not yet sent is not kept")
     finally:
         annotations.close()

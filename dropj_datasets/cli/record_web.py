@@ -16,28 +16,34 @@ so every guarantee of `dropj record` holds: each finished episode is its own
 shard, listed before the next reset; a closed tab, a lost connection, Enter or
 Esc drops only the open episode; a killed server loses only open episodes.
 
-Security, as `dropj annotate`: 127.0.0.1 by default; on any other host the
-access token printed with the URL is required (`?token=` on the page, then a
-same-site cookie, which the WebSocket handshake carries); a handshake from
-another origin is refused; a message is at most `MAX_MESSAGE` bytes of JSON
-of one of three fixed shapes, and anything else closes the connection (1008).
+Security: every request and WebSocket handshake first passes
+`web_auth.Guard`, the guard of every web app (the Host must be this server's
+name; the access token printed with the URL wherever the bind is not
+loopback, then a same-site cookie, which the handshake carries; no other
+origin). A message is at most `MAX_MESSAGE` bytes of JSON of one of three
+fixed shapes, and anything else closes the connection (1008).
+
+Idle tabs: an episode in which no key was pressed is dropped at its time
+limit, never saved (`drive_session`), and a session with no key pressed for
+`--idle_timeout` seconds is ended, the page told why, so its place goes to
+the next participant.
 """
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hmac
 import itertools
 import json
 import os
-import secrets
 import subprocess
 import threading
+import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 from dropj.converters import drive_session, record, record_window, recording_store
+from dropj_datasets.cli import web_auth
 
 STATIC = Path(__file__).parent / "static"
 MAX_MESSAGE = 256  # bytes; a key message is about 30
@@ -45,8 +51,7 @@ MAX_SESSIONS = 64  # the most --max_sessions may ask for
 SESSIONS_PER_CORE = 1.5  # a session takes 0.3-0.45 of a core (docs/benchmarks.md, "Recording in the browser")
 MAX_ENDING = 16  # session processes still ending (a reloaded page's), beyond which new sessions wait
 SESSION_EXIT_S = 30  # the longest a session may take to end (it may be writing its last episode)
-TOKEN_COOKIE = "dropj_record_token"
-LOOPBACK = ("127.0.0.1", "localhost", "::1")
+IDLE_S = 120.0  # --idle_timeout: seconds without a key message after which a session is ended
 KEYS = {"ArrowLeft": "left", "ArrowRight": "right", "ArrowUp": "up", "ArrowDown": "down"}
 POLICY = 1008  # WebSocket close code: a message or handshake this server does not accept
 
@@ -81,6 +86,7 @@ class DriveSession:
         self._changed = threading.Event()
         self._frame: Optional[Frame] = None
         self.frames = 0
+        self.last_input = time.monotonic()  # the page's last key, restart or quit (the idle limit's clock)
         self.saved = self.dropped = 0
         self.error: Optional[str] = None
         self.done = False
@@ -93,12 +99,14 @@ class DriveSession:
 
     # -- from the WebSocket -------------------------------------------------------------------------------
     def press(self, key: str) -> None:
+        self.last_input = time.monotonic()
         with self._keys_lock:
             self.keyboard.press(key)
             self._keys_changed = True
         self._changed.set()
 
     def release(self, key: str) -> None:
+        self.last_input = time.monotonic()
         with self._keys_lock:
             self.keyboard.release(key)
             self._keys_changed = True
@@ -111,6 +119,7 @@ class DriveSession:
         self._control("stop")
 
     def _control(self, kind: str) -> None:
+        self.last_input = time.monotonic()
         with self._keys_lock:
             self._pending.add(kind)
         self._changed.set()
@@ -172,10 +181,10 @@ class DriveSession:
 class WebRecordServer:
     """The app's state: the shared store of the recording and the open sessions."""
 
-    def __init__(self, config: record_window.RecordConfig, *, token: Optional[str] = None,
-                 log: Callable[[str], None] = print, holder: str = "dropj record --web",
-                 max_sessions: Optional[int] = None):
-        self.config, self.token, self.log = config, token, log
+    def __init__(self, config: record_window.RecordConfig, *, log: Callable[[str], None] = print,
+                 holder: str = "dropj record --web", max_sessions: Optional[int] = None, idle_s: float = IDLE_S):
+        self.config, self.log, self.idle_s = config, log, idle_s
+        self.stopping = False  # Ctrl-C: sessions end quietly, and `run` says it in one line
         self.max_sessions = min(max_sessions or default_max_sessions(), MAX_SESSIONS)
         spec = record.recording_spec(config.config_name)
         self.store = recording_store.RecordingStore(record.recording_dir(config.out, config.config_name), spec,
@@ -224,8 +233,9 @@ class WebRecordServer:
         finally:
             with self._lock:
                 self._closing -= 1
-        self.log(f"session {session.session_id}: {session.user} left ({session.saved} episodes saved, "
-                 f"{session.dropped} dropped)")
+        if not self.stopping:
+            self.log(f"session {session.session_id}: {session.user} left ({session.saved} episodes saved, "
+                     f"{session.dropped} dropped)")
 
     def close(self) -> None:
         for session in list(self.sessions.values()):
@@ -234,33 +244,18 @@ class WebRecordServer:
         self.store.close()
 
     # -- requests -------------------------------------------------------------------------------------------
-    def allowed(self, connection: Any) -> bool:
-        """The access token (when one is required), from the query or the page's cookie."""
-        if not self.token:
-            return True
-        given = (connection.query_params.get("token"), connection.cookies.get(TOKEN_COOKIE))
-        return any(value and hmac.compare_digest(value, self.token) for value in given)
-
     def page(self, request: Any) -> Any:
-        from starlette.responses import FileResponse, JSONResponse
+        from starlette.responses import FileResponse
 
-        if not self.allowed(request):
-            return JSONResponse({"error": "access token required"}, status_code=401)
         response = FileResponse(STATIC / "record.html", media_type="text/html")
         response.headers["content-security-policy"] = ("default-src 'self'; img-src 'self' blob:; "
                                                        "connect-src 'self'; object-src 'none'")
-        if self.token:
-            response.set_cookie(TOKEN_COOKIE, self.token, httponly=True, samesite="strict")
-        return response
+        return response  # (the guard sets the token's cookie)
 
     async def websocket(self, websocket: Any) -> None:
         from starlette.concurrency import run_in_threadpool
 
-        origin, host = websocket.headers.get("origin"), websocket.headers.get("host")
-        if not self.allowed(websocket) or (origin and origin.split("://", 1)[-1] != host):
-            await websocket.close(code=POLICY)
-            return
-        await websocket.accept()
+        await websocket.accept()  # (the guard has checked the handshake's Host, token and Origin)
         try:
             user = checked_user(websocket.query_params.get("user") or self.config.user)
             loop = asyncio.get_running_loop()
@@ -271,6 +266,7 @@ class WebRecordServer:
             await websocket.close(code=POLICY)
             return
         sender = asyncio.create_task(_send_frames(websocket, session, ready))
+        watcher = asyncio.create_task(self._end_when_idle(websocket, session, sender))
         try:
             await websocket.send_text(json.dumps({"session": session.session_id, "user": user,
                                                   "env": self.config.config_name, "fps": self.config.fps}))
@@ -289,7 +285,27 @@ class WebRecordServer:
                     break
         finally:
             sender.cancel()
+            watcher.cancel()
             await run_in_threadpool(self.close_session, session)
+
+    async def _end_when_idle(self, websocket: Any, session: DriveSession, sender: asyncio.Task) -> None:
+        """Ends a session whose page sent no key for `idle_s` seconds, telling the page why (its place is free
+        again; its open episode is dropped, as on Esc)."""
+        while not session.done:
+            left = session.last_input + self.idle_s - time.monotonic()
+            if left > 0:
+                await asyncio.sleep(min(left, 1.0))
+                continue
+            sender.cancel()
+            self.log(f"session {session.session_id}: {session.user} idle for {self.idle_s:g} s, ended")
+            try:
+                await websocket.send_text(json.dumps({"error": f"no key pressed for {self.idle_s:g} s: this session "
+                                                      "ended to give its place to the next participant; reload the "
+                                                      "page to drive again"}))
+                await websocket.close(code=1000)
+            except RuntimeError:
+                pass  # closed meanwhile
+            return
 
 
 def default_max_sessions() -> int:
@@ -341,7 +357,7 @@ async def _send_frames(websocket: Any, session: DriveSession, ready: asyncio.Eve
             return
 
 
-def build_app(server: WebRecordServer) -> Any:
+def build_app(server: WebRecordServer, access: web_auth.Access) -> Any:
     from starlette.applications import Starlette
     from starlette.routing import Mount, Route, WebSocketRoute
     from starlette.staticfiles import StaticFiles
@@ -350,24 +366,37 @@ def build_app(server: WebRecordServer) -> Any:
         Route("/", server.page),
         WebSocketRoute("/ws", server.websocket),
         Mount("/static", app=StaticFiles(directory=STATIC, follow_symlink=False), name="static"),
-    ])
+    ], middleware=[web_auth.middleware(access, server.log)])
 
 
 def run(config: record_window.RecordConfig, *, host: str = "127.0.0.1", port: int = 8000,
-        max_sessions: Optional[int] = None, log: Callable[[str], None] = print) -> None:
+        max_sessions: Optional[int] = None, allow_hosts: Sequence[str] = (), idle_s: float = IDLE_S,
+        log: Callable[[str], None] = print) -> None:
     """`dropj record --web`: serve until Ctrl-C; every finished episode is already on disk."""
-    import uvicorn
-
     os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
-    token = None if host in LOOPBACK else secrets.token_urlsafe(16)
-    server = WebRecordServer(config, token=token, log=log, holder=f"dropj record --web on port {port}",
-                             max_sessions=max_sessions)
+    sock = web_auth.listen(host, port)  # a busy port: one line, before the recording is created
     try:
-        url = f"http://{host}:{port}/" + (f"?token={token}" if token else "")
+        server = WebRecordServer(config, log=log, holder=f"dropj record --web on port {sock.getsockname()[1]}",
+                                 max_sessions=max_sessions, idle_s=idle_s)
+    except BaseException:
+        sock.close()
+        raise
+    try:
+        token = web_auth.new_token(host)
+        access = web_auth.Access(host, sock.getsockname()[1], token, tuple(allow_hosts))
         log(f"recording {config.config_name} into {server.store.directory} ({server.store.episodes} episodes there "
             f"already); each browser tab drives its own session, {server.max_sessions} at once")
-        log(f"open {url}  (Ctrl-C stops; saved episodes are on disk)")
-        uvicorn.run(build_app(server), host=host, port=port, log_level="warning", access_log=False, ws="wsproto",
-                    ws_max_size=4 * MAX_MESSAGE)
+        log(f"open {web_auth.address(host, sock, token)}  (Ctrl-C stops; saved episodes are on disk)")
+        driving = []
+
+        def stopping() -> None:
+            server.stopping = True
+            driving.append(len(server.sessions))
+
+        if web_auth.serve(build_app(server, access), sock, on_stop=stopping, ws="wsproto",
+                          ws_max_size=4 * MAX_MESSAGE):
+            log(f"stopped (Ctrl-C): {driving[0] if driving else 0} sessions ended, their open episodes dropped; "
+                f"{server.store.episodes} episodes in {server.store.directory}")
     finally:
+        server.stopping = True
         server.close()

@@ -8,38 +8,50 @@
     /d/NAME/CONFIG/item/I               a query or a response: the video, the answers, the label
 
 Only GET requests; every name and index is checked against the schema and the dataset before anything
-is read, and each dataset directory goes through `BuiltDataset.open`'s checks. It binds 127.0.0.1 by
-default; another host needs the access token printed with the URL.
+is read (an index is at most 9 ASCII digits), and each dataset directory goes through
+`BuiltDataset.open`'s checks. Every request first passes `web_auth.Guard`, the guard of every web app
+(Host, the token printed with the URL wherever the bind is not loopback, Origin).
+
+Memory is bounded by bytes: an episode keeps only what it stored (observations, actions, rewards,
+flags); its frames are made per request (a heat map is about 50 times its latent state). Decoded
+episodes are kept up to `CACHE_BYTES` in all, the least recently shown dropped first; an episode
+larger than that is refused with 413.
 """
 
 from __future__ import annotations
 
-import functools
+import collections
 import html
 import io
-import secrets
 import threading
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
 from dropj_datasets import schema
-from dropj_datasets.cli import views
-from dropj_datasets.cli.annotate import LOOPBACK, TOKEN_COOKIE, BadRequest, STATIC
+from dropj_datasets.cli import views, web_auth
+from dropj_datasets.cli.web_auth import BadRequest
 
+STATIC = Path(__file__).parent / "static"
 MAX_ITEMS_LISTED = 500
+CACHE_BYTES = 256 * 2**20  # decoded episodes kept; also the largest episode shown (a real 1,000-step one: 21 MB)
 
 
 class Browser:
-    """The built datasets under one data dir, opened on demand, with the last few episodes decoded."""
+    """The built datasets under one data dir, opened on demand, with the episodes last shown kept decoded up to
+    `cache_bytes` in all."""
 
-    def __init__(self, data_dir: str, *, vae: Optional[str] = None, token: Optional[str] = None):
+    def __init__(self, data_dir: str, *, vae: Optional[str] = None, cache_bytes: int = CACHE_BYTES):
         self.data_dir = Path(data_dir)
         self.vae = vae
-        self.token = token
-        self._lock = threading.Lock()
-        self._episode = functools.lru_cache(maxsize=4)(self._load_episode)
+        self.cache_bytes = cache_bytes
+        self._lock = threading.Lock()  # one episode decoded at a time: memory is one episode plus the cache
+        self.cached: collections.OrderedDict[tuple[str, str, int], views.Episode] = collections.OrderedDict()
+
+    @property
+    def cached_bytes(self) -> int:
+        return sum(episode.nbytes for episode in self.cached.values())
 
     def datasets(self) -> list[dict]:
         """Every built config under the data dir: name, config, version, kind, items, bytes."""
@@ -75,17 +87,26 @@ class Browser:
         except schema.DataError as exc:
             raise BadRequest(404, str(exc)) from None
 
-    def _load_episode(self, name: str, config: str, index: int) -> views.Episode:
-        return views.load_episode(self.built(name, config), index, self.vae)
-
     def episode(self, name: str, config: str, index: int) -> views.Episode:
         """Episode `index`, decoded once and kept for the next frame requests (the dataset is opened, and
         checked, only on a miss; `load_episode` refuses a wrong kind or index)."""
+        key = (name, config, index)
         with self._lock:
+            if key in self.cached:
+                self.cached.move_to_end(key)
+                return self.cached[key]
             try:
-                return self._episode(name, config, index)
+                episode = views.load_episode(self.built(name, config), index, self.vae)
             except ValueError as exc:
                 raise BadRequest(404, str(exc)) from None
+            if episode.nbytes > self.cache_bytes:
+                raise BadRequest(413, f"{name}/{config} episode {index} is too large to show here: "
+                                      f"{episode.nbytes / 2**20:.0f} MiB decoded, more than "
+                                      f"{self.cache_bytes / 2**20:.0f} MiB ({len(episode.frames)} steps)")
+            while self.cached and self.cached_bytes + episode.nbytes > self.cache_bytes:
+                self.cached.popitem(last=False)  # the least recently shown
+            self.cached[key] = episode
+            return episode
 
     def item(self, name: str, config: str, index: int) -> dict:
         built = self.built(name, config)
@@ -198,11 +219,10 @@ def png(frame: np.ndarray) -> bytes:
 
 # --- the app --------------------------------------------------------------------------------------------
 
-def build_app(browser: Browser) -> Any:
+def build_app(browser: Browser, access: web_auth.Access) -> Any:
+    """The read-only app behind the guard (a route takes GET and HEAD only: anything else is a 405)."""
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
-    from starlette.middleware import Middleware
-    from starlette.middleware.base import BaseHTTPMiddleware
     from starlette.responses import HTMLResponse, JSONResponse, Response
     from starlette.routing import Mount, Route
     from starlette.staticfiles import StaticFiles
@@ -212,6 +232,9 @@ def build_app(browser: Browser) -> Any:
         if not value.replace("_", "").replace(".", "").isalnum() or len(value) > 64:
             raise BadRequest(404, f"bad {key}")
         return value
+
+    def number(request: Any, key: str) -> int:
+        return web_auth.bounded_int(request.path_params[key], key)
 
     def route(handler: Callable[[Any], Any]) -> Callable:
         async def endpoint(request):
@@ -225,14 +248,14 @@ def build_app(browser: Browser) -> Any:
         return endpoint
 
     def episode_json(request):
-        episode = browser.episode(text(request, "name"), text(request, "config"), request.path_params["index"])
+        episode = browser.episode(text(request, "name"), text(request, "config"), number(request, "index"))
         return {"steps": len(episode.frames), "fps": episode.fps, "latent": episode.latent,
                 "actions": np.round(episode.actions, 4).tolist(), "rewards": episode.rewards.tolist(),
                 "flags": episode.flags}
 
     def frame(request):
-        episode = browser.episode(text(request, "name"), text(request, "config"), request.path_params["index"])
-        t = request.path_params["step"]
+        episode = browser.episode(text(request, "name"), text(request, "config"), number(request, "index"))
+        t = number(request, "step")
         if not 0 <= t < len(episode.frames):
             raise BadRequest(404, "no such step")
         return Response(png(episode.frames[t]), media_type="image/png")
@@ -241,52 +264,42 @@ def build_app(browser: Browser) -> Any:
         data = browser.video(text(request, "name"), text(request, "config"), text(request, "query"))
         return Response(data, media_type="video/mp4")
 
+    def player(request):
+        name, config, index = text(request, "name"), text(request, "config"), number(request, "index")
+        browser.episode(name, config, index)  # a 404 (or 413) now, not in the player
+        return player_page(name, config, index)
+
     routes = [
         Route("/", route(lambda request: index_page(browser))),
         Route("/d/{name}/{config}", route(lambda r: dataset_page(browser, text(r, "name"), text(r, "config")))),
-        Route("/d/{name}/{config}/episode/{index:int}",
-              route(lambda r: (browser.episode(text(r, "name"), text(r, "config"), r.path_params["index"]),
-                               player_page(text(r, "name"), text(r, "config"), r.path_params["index"]))[1])),
-        Route("/d/{name}/{config}/item/{index:int}",
-              route(lambda r: item_page(browser, text(r, "name"), text(r, "config"), r.path_params["index"]))),
-        Route("/api/episode/{name}/{config}/{index:int}", route(episode_json)),
-        Route("/frame/{name}/{config}/{index:int}/{step:int}.png", route(frame)),
+        Route("/d/{name}/{config}/episode/{index}", route(player)),
+        Route("/d/{name}/{config}/item/{index}",
+              route(lambda r: item_page(browser, text(r, "name"), text(r, "config"), number(r, "index")))),
+        Route("/api/episode/{name}/{config}/{index}", route(episode_json)),
+        Route("/frame/{name}/{config}/{index}/{step}.png", route(frame)),
         Route("/video/{name}/{config}/{query}", route(video)),
         Mount("/static", app=StaticFiles(directory=STATIC, follow_symlink=False), name="static"),
     ]
-
-    class Guard(BaseHTTPMiddleware):
-        async def dispatch(self, request, call_next):
-            if request.method not in ("GET", "HEAD"):
-                return JSONResponse({"error": "read-only"}, status_code=405)
-            if browser.token:
-                given = request.query_params.get("token")
-                if not any(v and secrets.compare_digest(v, browser.token)
-                           for v in (given, request.cookies.get(TOKEN_COOKIE))):
-                    return JSONResponse({"error": "access token required"}, status_code=401)
-            try:
-                response = await call_next(request)
-            except BadRequest as exc:
-                return JSONResponse({"error": str(exc)[:500]}, status_code=exc.status)
-            if browser.token and request.query_params.get("token") == browser.token:
-                response.set_cookie(TOKEN_COOKIE, browser.token, httponly=True, samesite="strict")
-            return response
-
-    return Starlette(routes=routes, middleware=[Middleware(Guard)])
+    return Starlette(routes=routes, middleware=[web_auth.middleware(access)])
 
 
 def run(data_dir: str, *, host: str = "127.0.0.1", port: int = 8000, vae: Optional[str] = None,
-        log: Callable[[str], None] = print) -> None:
+        allow_hosts: Sequence[str] = (), log: Callable[[str], None] = print) -> None:
     """`dropj serve`: serve until Ctrl-C."""
-    import uvicorn
-
     if not Path(data_dir).is_dir():
         raise schema.DataError(f"{data_dir}: no such directory")
-    token = None if host in LOOPBACK else secrets.token_urlsafe(16)
-    browser = Browser(data_dir, vae=vae, token=token)
-    log(f"{len(browser.datasets())} built configs under {data_dir}")
-    log(f"open http://{host}:{port}/" + (f"?token={token}" if token else "") + "  (Ctrl-C stops)")
-    uvicorn.run(build_app(browser), host=host, port=port, log_level="warning", access_log=False)
+    sock = web_auth.listen(host, port)  # a busy port: one line, before anything is printed
+    token = web_auth.new_token(host)
+    browser = Browser(data_dir, vae=vae)
+    try:
+        log(f"{len(browser.datasets())} built configs under {data_dir}")
+    except BaseException:
+        sock.close()
+        raise
+    log(f"open {web_auth.address(host, sock, token)}  (Ctrl-C stops)")
+    access = web_auth.Access(host, sock.getsockname()[1], token, tuple(allow_hosts))
+    if web_auth.serve(build_app(browser, access), sock):
+        log("stopped (Ctrl-C)")
 
 
 __all__ = ["Browser", "build_app", "run"]

@@ -3,7 +3,8 @@
     built = open_built('dropj_carracing/real', 'demo_data')
     stats = statistics(built)                      # counts, lengths, returns, flags, actions, answers, labels
     html = report(built, stats)                    # one self-contained page, plots as inline SVG
-    episode = load_episode(built, 0)               # frames (image or latent heat maps), actions, rewards, flags
+    episode = load_episode(built, 0)               # frames (image or latent heat maps, each made when asked for),
+                                                   # actions, rewards, flags
     write_animation(episode, 'episode0.gif')       # or .mp4, at the recorded pace, with overlays
 
 Everything is read through `BuiltDataset.open`, so a shared directory is checked before TFDS opens it.
@@ -162,16 +163,85 @@ def report(built: Any, stats: dict) -> str:
 
 # --- one episode ----------------------------------------------------------------------------------------
 
+class Frames:
+    """An episode's RGB frames, (T+1, H, W, 3) uint8, each made when asked for: the observations as stored, or
+    latent states as heat maps (one colour scale for the whole episode) or as a VAE's decodes.
+
+    Made on demand because a rendered episode is far larger than a stored one: a heat map is 192x192x3 bytes
+    for a latent state of about 2 kB, so 20,000 dream steps would take 2.2 GB (`dropj serve` held 4.8 GiB).
+    `np.asarray(frames)` makes them all at once (VAE decodes in one batch).
+    """
+
+    def __init__(self, observations: np.ndarray, env: Optional[schema.EnvSpec] = None, vae: Optional[str] = None):
+        self.observations = observations
+        self.latent = observations.ndim == 2
+        self._env, self._vae, self._model = env, vae, None
+        self._scale = heat_scale(observations) if self.latent and not vae else 1.0
+
+    def __len__(self) -> int:
+        return len(self.observations)
+
+    def __getitem__(self, t: int) -> np.ndarray:
+        if not self.latent:
+            return self.observations[t].astype(np.uint8)
+        if self._vae:
+            return self._decode(self.observations[t:t + 1])[0]
+        return heat_maps(self.observations[t:t + 1], scale=self._scale)[0]
+
+    def __iter__(self):
+        return (self[t] for t in range(len(self)))
+
+    def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
+        if self.latent and self._vae:
+            frames = self._decode(self.observations)
+        elif self.latent:
+            frames = heat_maps(self.observations, scale=self._scale)
+        else:
+            frames = self.observations.astype(np.uint8)
+        return frames if dtype is None else frames.astype(dtype)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self), *self[0].shape) if len(self) else (0,)
+
+    dtype = np.dtype(np.uint8)
+
+    @property
+    def nbytes(self) -> int:
+        """What is held: the stored observations (rendered frames are not kept)."""
+        return int(self.observations.nbytes)
+
+    def _decode(self, states: np.ndarray) -> np.ndarray:
+        import torch
+
+        if self._model is None:
+            from dropj.models import ConvVAE, load_checkpoint
+
+            self._model = ConvVAE.for_env(self._env)
+            load_checkpoint(self._model, self._vae)
+            self._model.eval()
+        with torch.no_grad():
+            z = torch.as_tensor(np.asarray(states, np.float32)[:, :self._env.n_z])
+            images = self._model.decode(z).permute(0, 2, 3, 1).numpy()
+        return (images * 255).round().astype(np.uint8)
+
+
 @dataclasses.dataclass
 class Episode:
     """The steps of one episode, ready to show: RGB frames, the columns and the pace."""
 
-    frames: np.ndarray  # (T+1, H, W, 3) uint8: the observations, or heat maps of latent states
+    frames: Frames  # (T+1, H, W, 3) uint8: the observations, or heat maps (or decodes) of latent states
     actions: np.ndarray  # (T+1, 3)
     rewards: np.ndarray  # (T+1,)
     flags: list[list[str]]  # the info flags true on each step
     fps: float
     latent: bool
+
+    @property
+    def nbytes(self) -> int:
+        """About what it holds in memory (a list of flags: its pointers; the flag names are shared)."""
+        return self.frames.nbytes + self.actions.nbytes + self.rewards.nbytes + 64 * len(self.flags) + \
+            8 * sum(len(f) for f in self.flags)
 
 
 def load_episode(built: Any, index: int, vae: Optional[str] = None) -> Episode:
@@ -192,10 +262,7 @@ def load_episode(built: Any, index: int, vae: Optional[str] = None) -> Episode:
     steps = example[schema.STEPS]
     observations = np.asarray(steps[schema.OBSERVATION])
     latent = observations.ndim == 2
-    if latent:
-        frames = decode_latents(observations, built.spec.env, vae) if vae else heat_maps(observations)
-    else:
-        frames = observations.astype(np.uint8)
+    frames = Frames(observations, built.spec.env, vae if latent else None)
     info = steps.get(schema.INFO) or {}
     flags = [[name for name, column in info.items() if column[t] == schema.INFO_TRUE] for t in range(len(frames))]
     fps = FRAME_PACE
@@ -207,29 +274,20 @@ def load_episode(built: Any, index: int, vae: Optional[str] = None) -> Episode:
                    flags, float(fps), latent)
 
 
-def decode_latents(states: np.ndarray, env: schema.EnvSpec, checkpoint: str) -> np.ndarray:
-    """Frames a VAE decodes from the z part (the first n_z values) of latent states z|c|h."""
-    import torch
-
-    from dropj.models import ConvVAE, load_checkpoint
-
-    model = ConvVAE.for_env(env)
-    load_checkpoint(model, checkpoint)
-    model.eval()
-    with torch.no_grad():
-        z = torch.as_tensor(np.asarray(states, np.float32)[:, :env.n_z])
-        images = model.decode(z).permute(0, 2, 3, 1).numpy()
-    return (images * 255).round().astype(np.uint8)
+def heat_scale(states: np.ndarray) -> float:
+    """The colour scale of an episode's heat maps: the 99th percentile of |value| (1 when that is 0)."""
+    return float(np.percentile(np.abs(np.nan_to_num(states.astype(np.float64))), 99)) or 1.0
 
 
-def heat_maps(states: np.ndarray, side: int = 8) -> np.ndarray:
-    """Latent states (T, D) as RGB heat maps, blue < 0 < red, one cell per value, `side` pixels a cell."""
+def heat_maps(states: np.ndarray, side: int = 8, scale: Optional[float] = None) -> np.ndarray:
+    """Latent states (T, D) as RGB heat maps, blue < 0 < red, one cell per value, `side` pixels a cell;
+    `scale` (default: `heat_scale(states)`) is the |value| shown at full colour."""
     t, d = states.shape
     cols = int(math.ceil(math.sqrt(d)))
     rows = int(math.ceil(d / cols))
     grid = np.zeros((t, rows * cols), np.float64)
     grid[:, :d] = np.nan_to_num(states.astype(np.float64))
-    scale = np.percentile(np.abs(grid[:, :d]), 99) or 1.0
+    scale = heat_scale(states) if scale is None else scale
     v = np.clip(grid / scale, -1.0, 1.0).reshape(t, rows, cols)
     rgb = np.empty((t, rows, cols, 3), np.float64)
     rgb[..., 0] = np.where(v > 0, 1.0, 1.0 + v)

@@ -93,3 +93,57 @@ class Server:
         directory = annotations.annotation_dir(self.out, self.method)
         builder = tfds.builder_from_directory(str(directory))
         return list(tfds.as_numpy(builder.as_dataset(split="train", shuffle_files=False)))
+
+
+class App:
+    """A `dropj` web command (`annotate`, `serve`, `record --web`) in a subprocess, read until it prints its
+    address; its output is read on a thread, so `stop` can tell what it said after the signal."""
+
+    def __init__(self, *args: str, port: int = 0, timeout: float = 300.0):
+        import threading
+
+        self.port = port or free_port()
+        self.args = list(args)
+        self.proc = subprocess.Popen([sys.executable, "-m", "dropj_datasets.cli", *args, "--port", str(self.port)],
+                                     stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=factory.REPO)
+        self.lines: list[str] = []
+        self._reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True)
+        self._reader.start()
+        opened = wait_for(lambda: next((line for line in self.lines if line.startswith("open ")), None)
+                          or (self.proc.poll() is not None and "exited"), timeout,
+                          lambda: "".join(self.lines))
+        if opened == "exited":
+            raise AssertionError(f"dropj {args[0]} exited (rc {self.proc.returncode}): {''.join(self.lines)}")
+        self.url = opened.split()[1]
+        self.token = self.url.split("?token=")[1] if "?token=" in self.url else None
+        wait_for(self._listening, 30, "the server never listened")
+
+    def _listening(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                return True
+        except OSError:
+            return False
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def stop(self, sig=signal.SIGTERM) -> str:
+        """Signals it, waits for it to end, and returns what it printed after the signal."""
+        time.sleep(0.2)  # lines already under way
+        said = len(self.lines)
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        self.proc.wait(timeout=120)
+        self._reader.join(timeout=30)
+        return "".join(self.lines[said:])
+
+    @staticmethod
+    def recorded(out, config: str) -> list[dict]:
+        import tensorflow_datasets as tfds
+
+        from dropj.converters import record
+
+        builder = tfds.builder_from_directory(str(record.recording_dir(out, config)))
+        return list(tfds.as_numpy(builder.as_dataset(split="train", shuffle_files=False)))

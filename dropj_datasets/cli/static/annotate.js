@@ -20,6 +20,21 @@ async function call(method, path, body) {
 
 function status(text) { $("status").textContent = text; }
 
+// The finished response, sent again as it is when the reply is lost or the store was busy: the server
+// stores one response per (user, query) and answers a repeat with the index it stored.
+async function commit(body) {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await call("POST", "/api/answer", body);
+    } catch (error) {
+      const transient = error instanceof TypeError || /could not be stored/.test(error.message);
+      if (!transient || attempt >= 3) throw error;
+      status(`saving (try ${attempt + 2})...`);
+      await new Promise((done) => setTimeout(done, 500 * 2 ** attempt));
+    }
+  }
+}
+
 function showQuestion(question) {
   $("question").textContent = question.text;
   const box = $("answers");
@@ -71,12 +86,14 @@ async function answer(question, option) {
       showQuestion(next.question);
       return;
     }
-    const stored = await call("POST", "/api/answer", {
+    const stored = await commit({
       session: state.session, query_id: state.query, answers: state.answers, seconds: state.seconds,
       total_time: (now - state.start) / 1000, repeat_count: state.repeats });
     status(`stored response ${stored.stored}`);
     await loadQuery();
   } catch (error) {
+    state.answers.pop();      // not taken: the same click again sends the same answers, never one more
+    state.seconds.pop();
     status(`error: ${error.message}`);
   } finally {
     state.busy = false;
@@ -87,7 +104,7 @@ async function skip() {
   if (state.busy || !state.query) return;
   state.busy = true;
   try {
-    const stored = await call("POST", "/api/answer", {
+    const stored = await commit({
       session: state.session, query_id: state.query, skip: true,
       total_time: (performance.now() - state.start) / 1000, repeat_count: state.repeats });
     status(`stored response ${stored.stored} (skipped)`);
