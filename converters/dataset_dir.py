@@ -187,7 +187,7 @@ def check_shards(builder_dir: Path) -> tuple[str, schema.Spec, list[tuple[Path, 
         raise DataError(f"{builder_dir / DATASET_INFO}: file format {str(info.get('fileFormat'))[:40]!r}; "
                         "DROPJ datasets are TFRecord")
     shards = _check_splits(builder_dir, str(name), info.get("splits"))
-    _check_info_proto(builder_dir / DATASET_INFO, info)
+    _check_as_tfds_parses(builder_dir / DATASET_INFO, info, "DatasetInfo")
     from dropj_datasets.builder import without_docs
 
     features = read_json(builder_dir / FEATURES, JSON_LIMITS[FEATURES])
@@ -195,19 +195,24 @@ def check_shards(builder_dir: Path) -> tuple[str, schema.Spec, list[tuple[Path, 
         raise DataError(f"{builder_dir / FEATURES}: does not match the features of {name}/{config} in this "
                         "version of the schema (refused before TFDS reads it: features.json names the Python "
                         "classes TFDS imports)")
+    _check_as_tfds_parses(builder_dir / FEATURES, features, "Feature")  # the docs, which were left out above
     return str(name), spec, shards
 
 
-def _check_info_proto(path: Path, info: dict) -> None:
-    """`dataset_info.json` read as TFDS reads it (a `DatasetInfo` proto, unknown fields refused): a value
-    of the wrong type or range is one error here, not a ParseError inside TFDS later."""
+def _check_as_tfds_parses(path: Path, value: Any, message: str) -> None:
+    """A JSON file read as TFDS reads it, into its proto `message` ('DatasetInfo' or 'Feature'; unknown
+    fields refused, as TFDS refuses them): a value of the wrong type or range (an integer past int64, a
+    number for a description) is one error here, not a ParseError inside TFDS later."""
     from google.protobuf import json_format
-    from tensorflow_datasets.core.proto import dataset_info_pb2
+    from tensorflow_datasets.core.proto import dataset_info_pb2, feature_pb2
 
+    proto = dataset_info_pb2.DatasetInfo() if message == "DatasetInfo" else feature_pb2.Feature()
     try:
-        json_format.ParseDict(info, dataset_info_pb2.DatasetInfo())
+        json_format.ParseDict(value, proto)
     except (json_format.ParseError, ValueError, TypeError, RecursionError) as exc:
-        raise DataError(f"{path}: not a dataset info TFDS reads ({str(exc).splitlines()[0][:160]})") from None
+        raise DataError(f"{path}: not a {message} TFDS reads ({str(exc).splitlines()[0][:160]})") from None
+    if message == "DatasetInfo" and not _VERSION.match(proto.version):
+        raise DataError(f"{path}: version {proto.version[:40]!r}; TFDS reads versions like 1.0.0")
 
 
 def _check_splits(builder_dir: Path, name: str, splits: Any) -> list[tuple[Path, int]]:

@@ -54,6 +54,8 @@ from typing import Any, Callable, Optional
 import numpy as np
 from PIL import Image
 
+from dropj_datasets.schema import DataError
+
 _CHUNK = 64  # frames per task: amortises the pool's per-task overhead
 
 
@@ -188,18 +190,34 @@ def encode_png(frame: np.ndarray, level: int = PNG_LEVEL) -> bytes:
 
 def decode_png(data: bytes) -> np.ndarray:
     """PNG bytes -> HWC uint8 RGB: our own indexed frames directly (`decode_indexed_png`), any other PNG
-    through Pillow."""
+    through Pillow (its PNG reader only). Bytes that are not a PNG, a header claiming more than
+    `_MAX_PIXELS` (checked before Pillow allocates anything), or any decoding failure: one `DataError`
+    (the caller names the file)."""
     frame = decode_indexed_png(data)
     if frame is not None:
         return frame
-    with Image.open(io.BytesIO(data)) as image:
-        return np.asarray(image.convert("RGB"))
+    width, height = png_size(data)
+    if width * height > _MAX_PIXELS:
+        raise DataError(f"a PNG of {width}x{height}, more than the {_MAX_PIXELS:,} pixels a frame may have")
+    try:
+        with Image.open(io.BytesIO(data), formats=("PNG",)) as image:
+            return np.asarray(image.convert("RGB"))
+    # Pillow's ways of saying "bad" (zlib's and struct's among them, from inside its plugins)
+    except (OSError, ValueError, SyntaxError, EOFError, struct.error, zlib.error, Image.DecompressionBombError) as exc:
+        raise DataError(f"a frame that is not a readable PNG ({str(exc)[:120]})") from None
+
+
+def png_size(data: bytes) -> tuple[int, int]:
+    """(width, height) a PNG's header claims, read from its bytes; `DataError` when they are not a PNG."""
+    if data[:8] != _PNG_SIGNATURE or data[12:16] != b"IHDR" or len(data) < 24:
+        raise DataError("a frame that is not a readable PNG (no PNG signature and header)")
+    return struct.unpack_from(">II", data, 16)
 
 
 _IHDR_INDEXED = struct.Struct(">IIBBBBB")
 _CHUNK_HEAD = struct.Struct(">I4s")
 _CRC = struct.Struct(">I")
-_MAX_PIXELS = 1 << 24  # a frame larger than 16 Mpixel goes to Pillow (and its own limit)
+_MAX_PIXELS = 1 << 24  # 16 Mpixel: the largest frame decoded, directly or by Pillow
 
 
 def _png_chunks(data: bytes) -> Optional[list[tuple[bytes, int, int]]]:

@@ -12,8 +12,19 @@ of (for the release's `real` config) 16 bytes per step and 40 per episode.
 `EpisodeSource` maps it read-only, so DataLoader workers share its pages
 and start in milliseconds whatever the dataset's size.
 
-The file is untrusted like the rest of the folder: it is read only when its
-size is exactly what its header's counts give, the header names these shards
+The pass is input-bound too: each shard is opened as a regular file only
+(`dataset_dir.open_shard`), a record's step count is read from its
+`is_first` list without decoding it and refused past `dataset_dir.max_steps()`
+(the pickle reader's cap, raised by `DROPJ_MAX_EPISODE_STEPS`; the message
+says to what) before anything per step is made, a step field's items are read
+only up to the step count, and every span is gathered in arrays: its memory
+is what the index records (16 bytes a step field, 8 in the file), never a
+Python object per item (a 25 MB record claiming 5 million steps took 2 GiB).
+
+The file is untrusted like the rest of the folder: it is opened without
+blocking and used only when it is a regular file (a FIFO or anything else
+there is left alone and the index kept in memory, with one warning saying to
+remove it), when its size is exactly what its header's counts give, the header names these shards
 with their current size, mtime and inode, and every span it holds lies
 inside its record and every record where the TFRecord framing puts it (all
 checked with a few vector operations). Otherwise it is stale: the index is
@@ -35,6 +46,7 @@ import dataclasses
 import json
 import logging
 import os
+import stat
 import time
 from pathlib import Path
 from typing import Optional, Union
@@ -44,7 +56,7 @@ import numpy as np
 from dropj_datasets import schema
 from dropj_datasets.schema import DataError
 
-from .tfrecord_wire import ByteItems, Corrupt, index_example_with_spans, record_spans
+from .tfrecord_wire import ByteItems, Corrupt, TooMany, count_values, feature_spans, feature_values, record_spans
 
 FORMAT = 1
 MAGIC = b"DROPJIDX"
@@ -52,6 +64,8 @@ INDEX_DIR = "dropj_index"
 SETTLE_S = 2.0
 _MAX_HEADER = 1 << 20
 _ALIGN = 64
+_KINDS = ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISDIR, "a directory"), (stat.S_ISSOCK, "a socket"),
+          (stat.S_ISCHR, "a device"), (stat.S_ISBLK, "a device"))
 _log = logging.getLogger("dropj.loaders")
 
 
@@ -107,9 +121,14 @@ def open_index(directory: Path, split: str, shards: list[tuple[Path, int]], spec
     found, why = _read(path, signature, shards, bytes_fields, list_fields)
     if found is not None:
         return found
-    if why:
+    foreign = why.endswith(", not a regular file")
+    if why and not foreign:
         _log.info("%s: %s; indexing again", path, why)
     index = build(shards, bytes_fields, list_fields, progress=progress)
+    if foreign:  # not ours to replace
+        _log.warning("%s: %s; the index lives in memory for this run (remove %s to keep the index there)",
+                     path, why, path)
+        return index
     if signature and max(mtime for _, _, mtime, _ in signature) > time.time_ns() - SETTLE_S * 1e9:
         return index  # a shard written just now may still change within its mtime's granularity
     try:
@@ -127,49 +146,79 @@ def build(shards: list[tuple[Path, int]], bytes_fields: tuple[str, ...], list_fi
     """One pass over every record of the shards (their counts checked against dataset_info.json)."""
     from tqdm.auto import tqdm
 
-    spans = []
-    for number, (path, count) in enumerate(shards):
-        found = record_spans(path)
-        if len(found) != count:
-            raise DataError(f"{path}: {len(found)} records, dataset_info.json says {count}")
-        spans.extend((number, path, local, offset, length) for local, (offset, length) in enumerate(found))
-    records = np.zeros((len(spans), 4), np.int64)
-    lists = np.zeros((len(spans), len(list_fields), 2), np.uint32)
-    items, first_item = [], [0]
-    is_first = f"{schema.STEPS}/{schema.IS_FIRST}"
-    bar = tqdm(total=len(spans), desc="indexing", unit="record", delay=2, disable=not progress or None,
+    from dropj.converters import dataset_dir  # regular files only; the step cap and its variable
+
+    max_steps = dataset_dir.max_steps() if bytes_fields or list_fields else 0
+    total = sum(count for _, count in shards)
+    records = np.zeros((total, 4), np.int64)
+    lists = np.zeros((total, len(list_fields), 2), np.uint32)
+    items, first_item = [], np.zeros(total + 1, np.int64)
+    bar = tqdm(total=total, desc="indexing", unit="record", delay=2, disable=not progress or None,
                dynamic_ncols=True)
+    i = 0
     with bar:
-        for i, (number, path, local, offset, length) in enumerate(spans):
-            with open(path, "rb") as f:
-                f.seek(offset)
-                record = f.read(length)
-            try:
-                values, where = index_example_with_spans(record)
-                steps = -1
-                if bytes_fields or list_fields:
-                    if not isinstance(values.get(is_first), np.ndarray):
-                        raise Corrupt(f"not an episode (no '{is_first}')")
-                    steps = len(values[is_first])
-                rows = np.zeros((max(steps, 0), len(bytes_fields), 2), np.uint32)
-                for k, name in enumerate(bytes_fields):
-                    found = values.get(name)
-                    if not isinstance(found, ByteItems) or len(found) != steps:
-                        raise Corrupt(f"field '{name}': {0 if found is None else len(found)} values for "
-                                      f"{steps} steps")
-                    rows[:, k, 0], rows[:, k, 1] = found.starts, found.lengths
-                for k, name in enumerate(list_fields):
-                    if name not in where:
-                        raise Corrupt(f"field '{name}' is missing")
-                    lists[i, k] = where[name]
-            except Corrupt as exc:
-                raise DataError(f"{path}: record {local}: {exc}") from None
-            records[i] = number, offset, length, steps
-            items.append(rows)
-            first_item.append(first_item[-1] + len(rows))
-            bar.update(1)
-    stacked = np.concatenate(items) if items else np.zeros((0, len(bytes_fields), 2), np.uint32)
-    return EpisodeIndex(records, np.array(first_item, np.int64), stacked, lists, bytes_fields, list_fields)
+        for number, (path, count) in enumerate(shards):
+            with dataset_dir.open_shard(path) as f:
+                spans = record_spans(f, path)
+                if len(spans) != count:
+                    raise DataError(f"{path}: {len(spans)} records, dataset_info.json says {count}")
+                for local, (offset, length) in enumerate(spans.tolist()):
+                    record = os.pread(f.fileno(), length, offset)
+                    if len(record) != length:
+                        raise DataError(f"{path}: record {local}: the shard ends inside the record")
+                    try:
+                        steps, rows = _episode(record, bytes_fields, list_fields, lists[i], max_steps)
+                    except Corrupt as exc:
+                        raise DataError(f"{path}: record {local}: {exc}") from None
+                    records[i] = number, offset, length, steps
+                    items.append(rows)
+                    first_item[i + 1] = first_item[i] + len(rows)
+                    i += 1
+                    bar.update(1)
+    stacked = items[0] if len(items) == 1 else np.concatenate(items) if items else \
+        np.zeros((0, len(bytes_fields), 2), np.uint32)
+    return EpisodeIndex(records, first_item, stacked, lists, bytes_fields, list_fields)
+
+
+def _episode(record: bytes, bytes_fields: tuple[str, ...], list_fields: tuple[str, ...], lists: np.ndarray,
+             max_steps: int) -> tuple[int, np.ndarray]:
+    """(steps, or -1 for a record that is not an episode; (steps, fields, 2) spans of the byte-string step
+    fields) of one record; `lists` gets the spans of the number-list step fields."""
+    from dropj.converters import dataset_dir
+
+    where = feature_spans(record)
+    if not (bytes_fields or list_fields):
+        return -1, np.zeros((0, 0, 2), np.uint32)
+    is_first = f"{schema.STEPS}/{schema.IS_FIRST}"
+    if is_first not in where:
+        raise Corrupt(f"not an episode (no '{is_first}')")
+    view = memoryview(record)
+    at, length = where[is_first]
+    kind, steps = count_values(view[at:at + length])
+    if kind != "int64":
+        raise Corrupt(f"not an episode ('{is_first}' holds {kind} values)")
+    if steps > max_steps:
+        # Refused before anything per step is made: the cap bounds the memory of every later read.
+        raise Corrupt(f"field '{is_first}': {steps:,} steps, more than the {max_steps:,} an episode may have "
+                      f"({max_steps - 1:,} transitions); set {dataset_dir.MAX_STEPS_VARIABLE}={steps - 1} "
+                      "to read it")
+    rows = np.zeros((steps, len(bytes_fields), 2), np.uint32)
+    for k, name in enumerate(bytes_fields):
+        if name not in where:
+            raise Corrupt(f"field '{name}': 0 values for {steps} steps")
+        at, length = where[name]
+        try:
+            found = feature_values(view[at:at + length], at, limit=steps)
+        except TooMany:
+            raise Corrupt(f"field '{name}': more than {steps} values for {steps} steps") from None
+        if not isinstance(found, ByteItems) or len(found) != steps:
+            raise Corrupt(f"field '{name}': {len(found)} values for {steps} steps")
+        rows[:, k, 0], rows[:, k, 1] = found.starts, found.lengths
+    for k, name in enumerate(list_fields):
+        if name not in where:
+            raise Corrupt(f"field '{name}' is missing")
+        lists[k] = where[name]
+    return steps, rows
 
 
 def _layout(records: int, items: int, fields: int, lists: int) -> list[tuple[str, np.dtype, tuple[int, ...]]]:
@@ -203,14 +252,18 @@ def _write(path: Path, index: EpisodeIndex, signature: list) -> None:
 def _read(path: Path, signature: list, shards: list[tuple[Path, int]], bytes_fields: tuple[str, ...],
           list_fields: tuple[str, ...]) -> tuple[Optional[EpisodeIndex], str]:
     """(the index in `path`, '') when it is current and sound, else (None, why not; '' when missing)."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    try:  # never blocking (a FIFO there would hang the open), never through a symlink
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
         return None, ""
     except OSError as exc:
         return None, f"unreadable ({exc.strerror})"
     with os.fdopen(fd, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return None, next((name for test, name in _KINDS if test(info.st_mode)), "not a file") + \
+                ", not a regular file"
+        size = info.st_size
         start = f.read(len(MAGIC) + 4)
         if len(start) < len(MAGIC) + 4 or start[:len(MAGIC)] != MAGIC:
             return None, "not an index file"
@@ -219,27 +272,28 @@ def _read(path: Path, signature: list, shards: list[tuple[Path, int]], bytes_fie
             return None, "a header longer than the file"
         try:
             header = json.loads(f.read(length))
-        except (ValueError, UnicodeDecodeError):
+        except (ValueError, UnicodeDecodeError, RecursionError):
             return None, "an unreadable header"
-    if not isinstance(header, dict) or header.get("format") != FORMAT:
-        return None, "another format"
-    if header.get("shards") != signature:
-        return None, "the shards changed since it was made"
-    if header.get("bytes_fields") != list(bytes_fields) or header.get("list_fields") != list(list_fields):
-        return None, "made for other fields"
-    counts = (header.get("records"), header.get("items"))
-    if not all(isinstance(n, int) and 0 <= n < 1 << 40 for n in counts):
-        return None, "counts out of range"
-    layout = _layout(counts[0], counts[1], len(bytes_fields), len(list_fields))
-    offset = len(MAGIC) + 4 + length
-    if offset % _ALIGN or size != offset + sum(d.itemsize * int(np.prod(s)) for _, d, s in layout):
-        return None, "its size does not match its header"
-    arrays = {}
-    for name, dtype, shape in layout:
-        count = int(np.prod(shape))
-        # a plain ndarray over the mapping: indexing it costs what indexing any array costs
-        arrays[name] = np.asarray(np.memmap(path, dtype, "r", offset, shape)) if count else np.zeros(shape, dtype)
-        offset += dtype.itemsize * count
+        if not isinstance(header, dict) or header.get("format") != FORMAT:
+            return None, "another format"
+        if header.get("shards") != signature:
+            return None, "the shards changed since it was made"
+        if header.get("bytes_fields") != list(bytes_fields) or header.get("list_fields") != list(list_fields):
+            return None, "made for other fields"
+        counts = (header.get("records"), header.get("items"))
+        if not all(type(n) is int and 0 <= n < 1 << 40 for n in counts):
+            return None, "counts out of range"
+        layout = _layout(counts[0], counts[1], len(bytes_fields), len(list_fields))
+        offset = len(MAGIC) + 4 + length
+        if offset % _ALIGN or size != offset + sum(d.itemsize * int(np.prod(s)) for _, d, s in layout):
+            return None, "its size does not match its header"
+        arrays = {}
+        for name, dtype, shape in layout:
+            count = int(np.prod(shape))
+            # a plain ndarray over a mapping of the file checked above (not of whatever the path names now);
+            # indexing it costs what indexing any array costs
+            arrays[name] = np.asarray(np.memmap(f, dtype, "r", offset, shape)) if count else np.zeros(shape, dtype)
+            offset += dtype.itemsize * count
     index = EpisodeIndex(**arrays, bytes_fields=bytes_fields, list_fields=list_fields, path=path)
     problem = _unsound(index, shards, signature)
     return (None, problem) if problem else (index, "")

@@ -32,8 +32,6 @@ or decode instead.
 
 from __future__ import annotations
 
-import io
-import json
 import os
 from pathlib import Path
 from typing import Any, Optional, Union
@@ -44,7 +42,7 @@ from dropj_datasets import codec, schema
 from dropj_datasets.schema import DataError, Field
 
 from . import episode_index
-from .tfrecord_wire import ByteItems, Corrupt, feature_values, parse_example
+from .tfrecord_wire import ByteItems, Corrupt, feature_values, index_example
 
 __all__ = ["EpisodeSource", "decode_example"]
 
@@ -53,20 +51,23 @@ __all__ = ["EpisodeSource", "decode_example"]
 
 def _decode_png(data: bytes, shape: tuple[int, ...], out: Optional[np.ndarray] = None) -> np.ndarray:
     """One frame, into `out` when given: the indexed frames our builders write directly, any other
-    PNG through Pillow."""
+    PNG through Pillow, once its header says it is a PNG of the schema's size (a header claiming
+    10^12 pixels never reaches Pillow)."""
     frame = codec.decode_indexed_png(data, shape, out)
     if frame is not None:
         return frame
-    from PIL import Image, UnidentifiedImageError
-
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            frame = _checked_frame(image, shape)
-        if out is not None:
-            out[...] = frame
-        return frame
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:  # Pillow's ways of saying "bad"
-        raise Corrupt(f"a frame that is not a readable PNG ({exc})") from None
+        size = codec.png_size(data)
+        if size != (shape[1], shape[0]):
+            raise Corrupt(f"an image of PNG {size[0]}x{size[1]}, expected PNG {shape[1]}x{shape[0]}")
+        frame = codec.decode_png(data)
+    except DataError as exc:  # the codec's message, which names no file: the caller adds where
+        raise Corrupt(str(exc)) from None
+    if frame.shape != (shape[0], shape[1], 3):
+        raise Corrupt(f"an image of {frame.shape[1]}x{frame.shape[0]}, expected PNG {shape[1]}x{shape[0]}")
+    if out is not None:
+        out[...] = frame
+    return frame
 
 
 def _decode_frames(values: Any, items: int, shape: tuple[int, ...], out: np.ndarray) -> np.ndarray:
@@ -75,13 +76,6 @@ def _decode_frames(values: Any, items: int, shape: tuple[int, ...], out: np.ndar
     for k, value in enumerate(values):
         _decode_png(value, shape, out[k])
     return out
-
-
-def _checked_frame(image: Any, shape: tuple[int, ...]) -> np.ndarray:
-    if image.format != "PNG" or image.size != (shape[1], shape[0]):
-        raise Corrupt(f"an image of {image.format} {image.size[0]}x{image.size[1]}, "
-                       f"expected PNG {shape[1]}x{shape[0]}")
-    return np.asarray(image.convert("RGB"))
 
 
 def _decode(field: Field, values: Any, items: Optional[int], shape: tuple[int, ...],
@@ -133,6 +127,17 @@ def _decode(field: Field, values: Any, items: Optional[int], shape: tuple[int, .
     return values.astype(dtype).reshape(out_shape)
 
 
+def _byte_strings(field: Field, values: Any, items: int, shape: tuple[int, ...], record: Optional[bytes]) -> Any:
+    """`values` as `_decode` takes them: where byte strings lie in `record` (`ByteItems`) made into them
+    only when there are as many as `items` of `shape` need (a forged count costs nothing)."""
+    if not isinstance(values, ByteItems):
+        return values
+    expected = items * (1 if field.encoding in ("png", "bytes") else int(np.prod(shape)))
+    if len(values) != expected:
+        raise Corrupt(f"{len(values):,} byte strings, expected {expected:,}")
+    return values.items(record)
+
+
 def _sequence_of(name: str, sequences: dict) -> Optional[tuple[str, str]]:
     """(path of the sequence a field belongs to, its group name), or None: as the builder nests them, a
     group named in the kind's `sequences` is a sequence at whatever depth it sits."""
@@ -143,8 +148,13 @@ def _sequence_of(name: str, sequences: dict) -> Optional[tuple[str, str]]:
     return None
 
 
-def decode_example(features: dict, spec: schema.Spec) -> dict:
-    """The parsed features of one record -> the nested dict of numpy values `tfds.load` gives."""
+def decode_example(features: dict, spec: schema.Spec, record: Optional[bytes] = None,
+                   max_steps: Optional[int] = None) -> dict:
+    """The parsed features of one record -> the nested dict of numpy values `tfds.load` gives.
+
+    `features` as `parse_example` gives them, or as `index_example` does with the `record` they lie in:
+    then a field's byte strings are made only once its count is the one expected. `max_steps`: the
+    longest sequence accepted (refused before anything of that length is allocated)."""
     sequences = dict(schema.KINDS[spec.kind].sequences)
     fields = spec.fields()
 
@@ -159,6 +169,9 @@ def decode_example(features: dict, spec: schema.Spec) -> dict:
         unit = 1 if field.encoding in ("png", "bytes") else int(np.prod(per_item(field, found[1])))
         if unit and len(features[field.name]) % unit == 0:
             lengths[found[0]] = len(features[field.name]) // unit
+            if max_steps is not None and lengths[found[0]] > max_steps:
+                raise Corrupt(f"field '{field.name}': {lengths[found[0]]:,} steps, more than the {max_steps:,} "
+                              "a sequence may have")
     out: dict = {}
     for field in fields:
         if field.name not in features:
@@ -168,9 +181,12 @@ def decode_example(features: dict, spec: schema.Spec) -> dict:
             if found is not None:
                 if found[0] not in lengths:
                     raise Corrupt("the sequence's length cannot be told")
-                value = _decode(field, features[field.name], lengths[found[0]], per_item(field, found[1]))
+                shape = per_item(field, found[1])
+                values = _byte_strings(field, features[field.name], lengths[found[0]], shape, record)
+                value = _decode(field, values, lengths[found[0]], shape)
             else:
-                value = _decode(field, features[field.name], None, field.shape)
+                value = _decode(field, _byte_strings(field, features[field.name], 1, field.shape, record), None,
+                                field.shape)
                 if value.ndim == 0:
                     value = value[()]  # a scalar as TFDS gives it: a numpy scalar, or bytes for text
         except Corrupt as exc:
@@ -212,41 +228,22 @@ class EpisodeSource:
             self.directory = path
         else:
             self.directory = dataset_dir.find_built(str(name_or_dir), str(data_dir or _default_data_dir()))
-        self.name, self.spec = dataset_dir.check(self.directory)
         if split not in ("train",):  # the one split every DROPJ config has
             raise DataError(f"{self.directory}: no split {split!r}; DROPJ datasets have 'train'")
+        # the shards as the dataset_info.json that was checked lists them (read once: a file swapped
+        # after the check is never read)
+        self.name, self.spec, self._shards = dataset_dir.check_shards(self.directory)
+        self._max_steps = dataset_dir.max_steps()  # every sequence of a record, episode or not
+        for path, _ in self._shards:
+            if path.is_symlink():
+                raise DataError(f"{path}: a symlink; EpisodeSource reads the shards in the folder itself")
         self.split = split
         self.index_dir = None if index_dir is None else Path(index_dir)
         self.progress = progress
-        self._shards = self._shard_files(dataset_dir)
         self._fields = {field.name: field for field in self.spec.fields()}
         self._index: Optional[episode_index.EpisodeIndex] = None
         self._files: dict[int, Any] = {}
         self._pid = os.getpid()
-
-    def _shard_files(self, dataset_dir: Any) -> list[tuple[Path, int]]:
-        info = json.loads((self.directory / "dataset_info.json").read_text())  # checked by dataset_dir
-        splits = [s for s in info.get("splits", []) if isinstance(s, dict) and s.get("name") == self.split]
-        if not splits:
-            raise DataError(f"{self.directory}: no split '{self.split}'")
-        lengths = splits[0].get("shardLengths", [])
-        if info.get("fileFormat", "tfrecord") != "tfrecord":
-            raise DataError(f"{self.directory}: written as {info.get('fileFormat')}; EpisodeSource reads tfrecord")
-        try:
-            counts = [int(n) for n in lengths]
-        except (TypeError, ValueError):
-            raise DataError(f"{self.directory}/dataset_info.json: shard lengths are not numbers") from None
-        if not isinstance(lengths, list) or len(counts) > 100_000 or any(n < 0 for n in counts):
-            raise DataError(f"{self.directory}/dataset_info.json: shard lengths out of range")
-        name = self.name.partition("/")[0]  # checked against the schema, unlike the JSON's own
-        template = splits[0].get("filepathTemplate", dataset_dir.SHARD_TEMPLATE)  # one of TFDS's two (checked)
-        shards = []
-        for i, count in enumerate(counts):
-            path = self.directory / dataset_dir.shard_name(name, template, i, len(counts))
-            if not path.is_file() or path.is_symlink():
-                raise DataError(f"{path}: missing (dataset_info.json lists {len(counts)} shards)")
-            shards.append((path, count))
-        return shards
 
     # -- the index and the files, per process ---------------------------------------------------------
 
@@ -269,7 +266,9 @@ class EpisodeSource:
             self._files, self._pid = {}, os.getpid()
         f = self._files.get(shard)
         if f is None:
-            f = self._files[shard] = open(self._shards[shard][0], "rb", buffering=0)
+            from dropj.converters import dataset_dir  # a regular file only, opened without blocking
+
+            f = self._files[shard] = dataset_dir.open_shard(self._shards[shard][0])
         data = os.pread(f.fileno(), length, offset) if hasattr(os, "pread") else _seek_read(f, offset, length)
         if len(data) != length:
             raise Corrupt("the shard ends inside the record")
@@ -308,7 +307,8 @@ class EpisodeSource:
     def __getitem__(self, i: int) -> dict:
         i = self._checked(i)
         try:
-            return decode_example(parse_example(self.raw(i)), self.spec)
+            record = self.raw(i)
+            return decode_example(index_example(record), self.spec, record, self._max_steps)
         except Corrupt as exc:
             raise DataError(f"{self._where(i)}: {exc}") from None
 
@@ -320,10 +320,12 @@ class EpisodeSource:
         if name not in fields or _sequence_of(name, dict(schema.KINDS[self.spec.kind].sequences)):
             raise KeyError(f"{name!r} is not a field outside the sequences of a {self.spec.kind} config")
         try:
-            features = parse_example(self.raw(i))
+            record = self.raw(i)
+            features = index_example(record)
             if name not in features:
                 raise Corrupt(f"field '{name}' is missing")
-            value = _decode(fields[name], features[name], None, fields[name].shape)
+            values = _byte_strings(fields[name], features[name], 1, fields[name].shape, record)
+            value = _decode(fields[name], values, None, fields[name].shape)
         except Corrupt as exc:
             raise DataError(f"{self._where(i)}: field '{name}': {exc}") from None
         return value[()] if value.ndim == 0 else value

@@ -28,6 +28,7 @@ EXCEPTIONS = {
     ("loaders/tf_training_data.py", "dropj.converters.dataset_dir"),
     ("loaders/episode_source.py", "dropj.converters.dataset_dir"),
     ("loaders/episode_index.py", "dropj.converters.durable"),  # the index is written whole or not at all
+    ("loaders/episode_index.py", "dropj.converters.dataset_dir"),  # shards opened and steps capped by its checks
     ("models/dream.py", "dropj.converters.legacy_pickle"),  # start-state files, through the one safe reader
 }
 NEVER_IN = {"models": ("tensorflow", "tensorflow_datasets", "rlds", "reverb")}
