@@ -461,6 +461,22 @@ def test_serve_makes_frames_on_demand_and_caches_episodes_by_bytes(data_dir):
     assert tiny.cached_bytes == 0
 
 
+def test_serve_refuses_an_episode_beyond_the_step_cap_before_reading_it_all(data_dir, monkeypatch):
+    """Built datasets had no step cap of their own in `serve`: the pickle reader's cap applies, raised by the
+    variable the message names."""
+    from dropj_datasets.cli import serve, web_auth
+
+    steps = len(serve.Browser(str(data_dir)).episode("dropj_carracing", "dream", 0).frames)
+    monkeypatch.setenv("DROPJ_MAX_EPISODE_STEPS", str(steps - 3))
+    with pytest.raises(web_auth.BadRequest) as refused:
+        serve.Browser(str(data_dir)).episode("dropj_carracing", "dream", 0)
+    assert refused.value.status == 413, refused.value
+    assert f"more than the {steps - 2} steps an episode may have ({steps - 3} transitions); set " \
+           "DROPJ_MAX_EPISODE_STEPS to its transitions" in str(refused.value), refused.value
+    monkeypatch.setenv("DROPJ_MAX_EPISODE_STEPS", str(steps - 1))  # as the message says: its transitions
+    assert len(serve.Browser(str(data_dir)).episode("dropj_carracing", "dream", 0).frames) == steps
+
+
 # --- the normal page, in Chromium, through the guard -----------------------------------------------------------
 
 def test_the_annotation_page_works_in_chromium_through_the_guard_off_loopback(data_dir, tmp_path, browser):

@@ -97,6 +97,8 @@ class Browser:
                 return self.cached[key]
             try:
                 episode = views.load_episode(self.built(name, config), index, self.vae)
+            except schema.DataError as exc:  # longer than the step cap: refused before the rest was read
+                raise BadRequest(413, str(exc)) from None
             except ValueError as exc:
                 raise BadRequest(404, str(exc)) from None
             if episode.nbytes > self.cache_bytes:

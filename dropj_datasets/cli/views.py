@@ -255,11 +255,19 @@ def load_episode(built: Any, index: int, vae: Optional[str] = None) -> Episode:
     if not 0 <= index < built.count:
         raise ValueError(f"episode {index} is out of range: the dataset holds {built.count}")
     import tensorflow_datasets as tfds
+    from dropj.converters import dataset_dir
 
+    # At most the cap's steps and one more are ever made, whatever the shard claims: an episode beyond the
+    # cap (the pickle reader's, `DROPJ_MAX_EPISODE_STEPS`) is refused before the rest of it is read.
+    cap = dataset_dir.max_steps()
     ds = built.builder.as_dataset(split="train", shuffle_files=False).skip(index).take(1)
-    [example] = tfds.as_numpy(ds.map(lambda ex: {**ex, schema.STEPS: ex[schema.STEPS].batch(1 << 20)
+    [example] = tfds.as_numpy(ds.map(lambda ex: {**ex, schema.STEPS: ex[schema.STEPS].take(cap + 1).batch(cap + 1)
                                                  .get_single_element()}))
     steps = example[schema.STEPS]
+    if len(steps[schema.IS_FIRST]) > cap:
+        raise schema.DataError(f"{built.directory}: episode {index} has more than the {cap} steps an episode may "
+                               f"have ({cap - 1} transitions); set DROPJ_MAX_EPISODE_STEPS to its transitions, or more, "
+                               "to show it")
     observations = np.asarray(steps[schema.OBSERVATION])
     latent = observations.ndim == 2
     frames = Frames(observations, built.spec.env, vae if latent else None)
