@@ -187,7 +187,7 @@ INTERNAL_EXCEPTIONS = {
     "Refused",  # record --web: answered on the WebSocket
     "ServerGone", "Stopped", "StoreFailed",  # drive_session's worker <-> server protocol (StoreFailed -> RecordingError)
     "_Stop",  # legacy_pickle: the STOP opcode
-    "Corrupt",  # tfrecord_wire: turned into a DataError naming shard, record and field
+    "Corrupt", "TooMany",  # tfrecord_wire: turned into a DataError naming shard, record and field
 }
 
 
