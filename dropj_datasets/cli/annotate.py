@@ -233,21 +233,19 @@ def run(queries: str, method: str, out: str, *, user: int, data_dir: Optional[st
     """`dropj annotate`: serve until Ctrl-C; every finished response is already on disk."""
     from dropj.converters.annotations import Annotations
 
-    sock = web_auth.listen(host, port)  # a busy port: one line, before --out is created
+    sock, access = web_auth.bind(host, port, allow_hosts)  # a busy port: one line, before --out is created
     try:
         annotations = Annotations(queries, method, out, data_dir=data_dir,
-                                  holder=f"dropj annotate on port {sock.getsockname()[1]}", log=log)
+                                  holder=f"dropj annotate on port {access.port}", log=log)
     except BaseException:
         sock.close()
         raise
     try:
-        token = web_auth.new_token(host)
-        access = web_auth.Access(host, sock.getsockname()[1], token, tuple(allow_hosts))
         server = AnnotateServer(annotations, user=user, log=log, idle_s=idle_s)
         answered, total = annotations.progress(user)
         log(f"annotating {queries} with {method} into {annotations.store.directory}; user {user} has answered "
             f"{answered} of {total} queries")
-        log(f"open {web_auth.address(host, sock, token)}  (Ctrl-C stops; committed responses are on disk)")
+        log(f"open {access.url}  (Ctrl-C stops; committed responses are on disk)")
         if web_auth.serve(build_app(server, access), sock):
             answered, total = annotations.progress(user)
             log(f"stopped (Ctrl-C): user {user} has answered {answered} of {total} queries, every one on disk in "

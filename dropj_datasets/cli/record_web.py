@@ -374,19 +374,17 @@ def run(config: record_window.RecordConfig, *, host: str = "127.0.0.1", port: in
         log: Callable[[str], None] = print) -> None:
     """`dropj record --web`: serve until Ctrl-C; every finished episode is already on disk."""
     os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
-    sock = web_auth.listen(host, port)  # a busy port: one line, before the recording is created
+    sock, access = web_auth.bind(host, port, allow_hosts)  # a busy port: one line, before the recording is created
     try:
-        server = WebRecordServer(config, log=log, holder=f"dropj record --web on port {sock.getsockname()[1]}",
+        server = WebRecordServer(config, log=log, holder=f"dropj record --web on port {access.port}",
                                  max_sessions=max_sessions, idle_s=idle_s)
     except BaseException:
         sock.close()
         raise
     try:
-        token = web_auth.new_token(host)
-        access = web_auth.Access(host, sock.getsockname()[1], token, tuple(allow_hosts))
         log(f"recording {config.config_name} into {server.store.directory} ({server.store.episodes} episodes there "
             f"already); each browser tab drives its own session, {server.max_sessions} at once")
-        log(f"open {web_auth.address(host, sock, token)}  (Ctrl-C stops; saved episodes are on disk)")
+        log(f"open {access.url}  (Ctrl-C stops; saved episodes are on disk)")
         driving = []
 
         def stopping() -> None:

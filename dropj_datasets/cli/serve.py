@@ -23,6 +23,7 @@ from __future__ import annotations
 import collections
 import html
 import io
+import math
 import threading
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -203,12 +204,8 @@ def item_page(browser: Browser, name: str, config: str, index: int) -> str:
             f'{"skipped" if response[schema.SKIPPED] else "answered"} in {float(response[schema.TOTAL_TIME]):.2f} s, '
             f'{int(response[schema.REPEAT_COUNT])} repeats</p>'
             f'<table><tr><th>question</th><th>answer</th><th>seconds</th></tr>{rows}</table>'
-            f'<p id="label">label P(left preferred): {"none (skipped)" if math_isnan(label) else f"{label:g}"}</p>')
+            f'<p id="label">label P(left preferred): {"none (skipped)" if math.isnan(label) else f"{label:g}"}</p>')
     return _page(f"{name}/{config} item {index}", "".join(parts))
-
-
-def math_isnan(value: float) -> bool:
-    return value != value
 
 
 def png(frame: np.ndarray) -> bytes:
@@ -290,16 +287,14 @@ def run(data_dir: str, *, host: str = "127.0.0.1", port: int = 8000, vae: Option
     """`dropj serve`: serve until Ctrl-C."""
     if not Path(data_dir).is_dir():
         raise schema.DataError(f"{data_dir}: no such directory")
-    sock = web_auth.listen(host, port)  # a busy port: one line, before anything is printed
-    token = web_auth.new_token(host)
+    sock, access = web_auth.bind(host, port, allow_hosts)  # a busy port: one line, before anything is printed
     browser = Browser(data_dir, vae=vae)
     try:
         log(f"{len(browser.datasets())} built configs under {data_dir}")
     except BaseException:
         sock.close()
         raise
-    log(f"open {web_auth.address(host, sock, token)}  (Ctrl-C stops)")
-    access = web_auth.Access(host, sock.getsockname()[1], token, tuple(allow_hosts))
+    log(f"open {access.url}  (Ctrl-C stops)")
     if web_auth.serve(build_app(browser, access), sock):
         log("stopped (Ctrl-C)")
 

@@ -50,6 +50,7 @@ from dropj_datasets import schema
 
 MAX_PATH = 2048  # bytes of a request's path; every route's is under 200
 MAX_QUERY = 4096  # bytes of its query string
+MAX_QUERY_FIELDS = 64  # parameters in it; every route takes at most 3
 MAX_ERROR = 500  # characters of an error message sent back
 TOKEN_PARAM = "token"
 LOOPBACK_NAMES = ("localhost",)
@@ -75,9 +76,11 @@ def is_loopback(host: str) -> bool:
     if host.lower() in LOOPBACK_NAMES:
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        address = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
         return False
+    mapped = getattr(address, "ipv4_mapped", None)  # ::ffff:127.0.0.1 is loopback too (3.11 says it is not)
+    return address.is_loopback or bool(mapped and mapped.is_loopback)
 
 
 def new_token(host: str) -> Optional[str]:
@@ -93,6 +96,15 @@ class Access:
     port: int
     token: Optional[str] = None
     allow_hosts: tuple[str, ...] = ()
+    bound: str = ""  # the numeric address the socket holds (for --host NAME: the one the URL names)
+
+    @property
+    def url(self) -> str:
+        """The URL to open: the address of the socket we hold (numeric when --host was a name, so it cannot
+        resolve to another server on another address of that name), with the token where one is needed."""
+        shown = self.host if _is_ip(self.host) or self.host in WILDCARDS or not self.bound else self.bound
+        shown = f"[{shown}]" if ":" in shown else shown
+        return f"http://{shown}:{self.port}/" + (f"?{TOKEN_PARAM}={self.token}" if self.token else "")
 
     @property
     def cookie(self) -> str:
@@ -103,14 +115,17 @@ class Access:
         name = _host_name(value)
         if name is None:
             return False
-        if name in (self.host.lower().strip("[]"), *LOOPBACK_NAMES, *(h.lower() for h in self.allow_hosts)):
+        if name in (self.host.lower().strip("[]"), self.bound.lower(), *LOOPBACK_NAMES,
+                    *(h.lower() for h in self.allow_hosts)):
             return True
-        if self.host in WILDCARDS:
-            try:
-                ipaddress.ip_address(name)
-                return True
-            except ValueError:
-                return False
+        return self.host in WILDCARDS and _is_ip(name)
+
+
+def _is_ip(text: str) -> bool:
+    try:
+        ipaddress.ip_address(text.strip("[]"))
+        return True
+    except ValueError:
         return False
 
 
@@ -188,7 +203,11 @@ class Guard:
                                   "with --allow_host NAME")
         from_query = False
         if self.access.token:
-            params = urllib.parse.parse_qs(query.decode("latin-1"), max_num_fields=64, errors="surrogateescape")
+            try:
+                params = urllib.parse.parse_qs(query.decode("latin-1"), max_num_fields=MAX_QUERY_FIELDS,
+                                               errors="surrogateescape")
+            except ValueError:  # more fields than that
+                raise BadRequest(400, f"more than {MAX_QUERY_FIELDS} query parameters") from None
             given = params.get(TOKEN_PARAM, [None])[-1]
             from_query = _token_ok(given, self.access.token)
             if not (from_query or _token_ok(_cookie(headers.get("cookie", ""), self.access.cookie),
@@ -319,11 +338,12 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def address(host: str, sock: socket.socket, token: Optional[str]) -> str:
-    """The URL to open: the address of the socket we hold, with the token where one is needed."""
-    port = sock.getsockname()[1]
-    shown = f"[{host}]" if ":" in host else host
-    return f"http://{shown}:{port}/" + (f"?{TOKEN_PARAM}={token}" if token else "")
+def bind(host: str, port: int, allow_hosts: Sequence[str] = ()) -> tuple[socket.socket, Access]:
+    """`listen`, and who may talk to the app on that socket: the Host names, the token (off loopback) and the
+    address `Access.url` prints. Called first, before the app creates or prints anything."""
+    sock = listen(host, port)
+    bound, bound_port = sock.getsockname()[:2]
+    return sock, Access(host, bound_port, new_token(host), tuple(allow_hosts), bound=bound)
 
 
 def serve(app: Any, sock: socket.socket, *, on_stop: Optional[Callable[[], None]] = None, **options: Any) -> bool:
@@ -348,5 +368,5 @@ def serve(app: Any, sock: socket.socket, *, on_stop: Optional[Callable[[], None]
     return False
 
 
-__all__: Sequence[str] = ["Access", "BadRequest", "Guard", "Sessions", "address", "bounded_int", "listen",
+__all__: Sequence[str] = ["Access", "BadRequest", "Guard", "Sessions", "bind", "bounded_int", "listen",
                           "middleware", "new_token", "serve"]
