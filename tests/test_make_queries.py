@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import json
 import pickle
 import re
 import shlex
@@ -185,3 +186,65 @@ def test_an_unfinished_batch_and_other_arguments_say_exactly_what_to_remove(buil
         make_queries.make_queries("dropj_carracing/dream", _decoder(), 2, tmp_path, data_dir=str(built), start_index=8,
                                   log=lambda line: None)
     _flags_exist(str(err.value))
+
+
+def _killed_before_the_marker_went(built, out, *, seed: int, num_queries: int) -> bytes:
+    """The state a kill (or a power loss before the folder's flush) between writing data.pkl and removing the
+    marker leaves: data.pkl lists the batch, and the batch's own marker is still there. Made by real runs: one
+    that fails after its marker is written (its marker kept), the same command finishing it, the marker put
+    back as it was. Returns the marker's bytes."""
+    with pytest.raises(OSError):
+        make_queries.make_queries("dropj_carracing/dream", _decoder(fail_after=1), num_queries, out,
+                                  data_dir=str(built), seed=seed, log=lambda line: None)
+    marker = make_queries.incomplete_marker(out / "queries_s20")
+    written = marker.read_bytes()
+    make_queries.make_queries("dropj_carracing/dream", _decoder(), num_queries, out, data_dir=str(built), seed=seed,
+                              log=lambda line: None)
+    assert not marker.exists()
+    marker.write_bytes(written)
+    return written
+
+
+def test_a_kill_between_data_pkl_and_the_marker_removal_loses_no_video(built, tmp_path):
+    """A leftover marker of a batch data.pkl lists: the rerun said "holds 3 queries already", the next batch
+    was refused as "unfinished", and its `rm` deleted 0.mp4 1.mp4 2.mp4, which data.pkl lists."""
+    _killed_before_the_marker_went(built, tmp_path, seed=1, num_queries=3)
+    folder = tmp_path / "queries_s20"
+    marker = make_queries.incomplete_marker(folder)
+    lines: list[str] = []
+    with pytest.raises(DataError, match="holds 3 queries already; pass --start_index") as err:  # the same command
+        make_queries.make_queries("dropj_carracing/dream", _decoder(), 3, tmp_path, data_dir=str(built), seed=1,
+                                  log=lines.append)
+    _flags_exist(str(err.value))
+    assert not marker.exists()
+    [line] = [line for line in lines if str(marker) in line]
+    assert "data.pkl lists its batch" in line and "removed" in line
+    marker.write_bytes(json.dumps({"dataset": "dropj_carracing/dream", "seed": 1, "start_index": 0,
+                                   "num_queries": 3}).encode())  # and once more: the next batch goes on
+    make_queries.make_queries("dropj_carracing/dream", _decoder(), 2, tmp_path, data_dir=str(built), seed=1,
+                              start_index=3, log=lines.append)
+    assert list(pickle.loads((folder / "data.pkl").read_bytes())) == [f"{i}.mp4" for i in range(5)]
+    assert sorted(p.name for p in folder.glob("*.mp4")) == [f"{i}.mp4" for i in range(5)]
+    assert not marker.exists()
+
+
+def test_the_rm_of_an_unfinished_batch_never_names_a_video_data_pkl_lists(built, tmp_path):
+    """A marker whose batch data.pkl lists in part (3 of 4 here): the `rm` named the listed videos too."""
+    _killed_before_the_marker_went(built, tmp_path, seed=1, num_queries=3)
+    folder = tmp_path / "queries_s20"
+    marker = make_queries.incomplete_marker(folder)
+    marker.write_bytes(json.dumps({"dataset": "dropj_carracing/dream", "seed": 1, "start_index": 0,
+                                   "num_queries": 4}).encode())
+    (folder / "3.mp4").write_bytes((folder / "2.mp4").read_bytes())  # its one video that data.pkl does not list
+    with pytest.raises(DataError, match="left 1 videos that data.pkl does not list") as err:
+        make_queries.make_queries("dropj_carracing/dream", _decoder(), 2, tmp_path, data_dir=str(built), seed=1,
+                                  start_index=4, log=lambda line: None)
+    message = str(err.value)
+    _flags_exist(message)
+    [command] = re.findall(r"`(rm [^`]+)`", message)
+    assert shlex.split(command)[1:] == [str(marker), str(folder / "3.mp4")]
+    subprocess.run(shlex.split(command), check=True)  # what the message says to remove
+    make_queries.make_queries("dropj_carracing/dream", _decoder(), 2, tmp_path, data_dir=str(built), seed=1,
+                              start_index=3, log=lambda line: None)
+    assert sorted(p.name for p in folder.glob("*.mp4")) == [f"{i}.mp4" for i in range(5)]
+    assert list(pickle.loads((folder / "data.pkl").read_bytes())) == [f"{i}.mp4" for i in range(5)]
