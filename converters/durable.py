@@ -133,6 +133,16 @@ def take_lock(path: Path, holder: str) -> int:
     return fd
 
 
+def take_output_lock(path: Path, command: str, refused: Callable[[str], str]) -> int:
+    """The lock of one command's output (`take_lock`, naming this process and `command`). Another run holding
+    it is one DataError, `refused(holder)`: the commands that write an output like a build (`dropj encode`,
+    `dropj make-queries`) say which output, who writes it, and what to do, and the CLI prints it as one line."""
+    try:
+        return take_lock(path, f"pid {os.getpid()}, {command}")
+    except Busy as busy:
+        raise DataError(refused(str(busy))) from None
+
+
 def release_lock(fd: int) -> None:
     _HELD.discard(fd)
     os.close(fd)

@@ -101,11 +101,8 @@ def encode(dataset: str, make_encoder: Callable[[schema.EnvSpec], Encoder], chec
     spec = schema.ENCODED[env.name]
     directory = encoded_dir(out or data_dir or ".", env.name)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        lock = durable.take_lock(output_lock(directory), f"pid {os.getpid()}, dropj encode {dataset}")
-    except durable.Busy as busy:
-        raise DataError(f"{directory}: another dropj encode is writing it ({busy}); wait for it to end, or "
-                        "choose another --out") from None
+    lock = durable.take_output_lock(output_lock(directory), f"dropj encode {dataset}", lambda holder: (
+        f"{directory}: another dropj encode is writing it ({holder}); wait for it to end, or choose another --out"))
     try:
         if directory.exists():
             raise DataError(f"{directory}: already holds {len(shards_on_disk(directory, EncodedStore.DATASET))} "

@@ -15,7 +15,8 @@ It writes like a build: one run per folder at a time (a lock, `Q/.queries_s20.lo
 `Q/.queries_s20.incomplete.json` naming the batch (source, seed, first index, count) from before its
 first video until data.pkl, written last, lists it. The same command run again finishes an unfinished
 batch (its videos are made again); another command is refused, naming the batch and the exact files to
-remove to drop it.
+remove to drop it (its videos that data.pkl does not list, never one it lists). A marker whose whole batch
+data.pkl lists (a kill between the two) is removed, with a line saying so, and the run goes on.
 """
 
 from __future__ import annotations
@@ -91,10 +92,8 @@ def make_queries(dataset: str, make_decoder: Callable[[schema.EnvSpec], Decoder]
     env = source.spec.env
     folder = Path(out) / queries_folder(env)
     folder.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        lock = durable.take_lock(output_lock(folder), f"pid {os.getpid()}, dropj make-queries {dataset}")
-    except durable.Busy as busy:
-        raise DataError(f"{folder}: another dropj make-queries is writing here ({busy}); wait for it to end") from None
+    lock = durable.take_output_lock(output_lock(folder), f"dropj make-queries {dataset}", lambda holder: (
+        f"{folder}: another dropj make-queries is writing here ({holder}); wait for it to end"))
     try:
         return _make_queries(source, dataset, make_decoder, num_queries, folder, seed, start_index, log)
     finally:
@@ -106,13 +105,20 @@ def _make_queries(source, dataset: str, make_decoder: Callable[[schema.EnvSpec],
     env = source.spec.env
     data_file = folder / "data.pkl"
     existing = _existing(data_file)
-    keys = [f"{start_index + i}.mp4" for i in range(num_queries)]
     batch = {"dataset": dataset, "seed": seed, "start_index": start_index, "num_queries": num_queries}
+    keys = _keys(batch)
     marker = incomplete_marker(folder)
     unfinished = _unfinished(marker)
+    if unfinished is not None and all(k in existing for k in _keys(unfinished)):
+        # data.pkl lists the whole batch: a kill (or a power loss) came between writing it and removing the
+        # marker, so the marker speaks of nothing unfinished, and its advice would delete listed videos
+        marker.unlink()
+        durable.fsync_directory(marker.parent)
+        log(f"{marker}: removed; data.pkl lists its batch ({_keys(unfinished)[0]} .. {_keys(unfinished)[-1]}), "
+            "a run stopped just before removing it")
+        unfinished = None
     if unfinished is not None and unfinished != batch:
-        videos = [folder / f"{unfinished['start_index'] + i}.mp4" for i in range(unfinished["num_queries"])]
-        present = [str(v) for v in videos if os.path.lexists(v)]
+        present = [str(folder / k) for k in _keys(unfinished) if k not in existing and os.path.lexists(folder / k)]
         raise DataError(
             f"{folder}: an unfinished make-queries (--dataset {unfinished['dataset']} --seed {unfinished['seed']} "
             f"--start_index {unfinished['start_index']} --num_queries {unfinished['num_queries']}) left "
@@ -155,6 +161,11 @@ def _make_queries(source, dataset: str, make_decoder: Callable[[schema.EnvSpec],
     log(f"wrote {num_queries} queries ({keys[0]} .. {keys[-1]}) from {dataset} into {folder}; data.pkl holds "
         f"{len(merged)}")
     return folder
+
+
+def _keys(batch: dict) -> list[str]:
+    """The video names of a batch (its marker's fields): its queries' keys in data.pkl."""
+    return [f"{batch['start_index'] + i}.mp4" for i in range(batch["num_queries"])]
 
 
 def _unfinished(marker: Path) -> Optional[dict]:

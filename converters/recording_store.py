@@ -30,7 +30,8 @@ guarantees are ours:
   stored (the next list written, or the next open, lists it). So a caller
   that rescues an item it was told is not stored never doubles it.
 * **Nothing lost silently.** An item that cannot be written is kept in a
-  rescue file (`rescued/`, else the system's temporary folder); the message
+  rescue file (`rescued/`, else this user's private `dropj-rescued-UID/` in
+  the system's temporary folder, refused if someone else made it); the message
   gives the `dropj repair-recording` command that adds it back from where it
   is (`repair_command`). `repair` recognises a rescued item by its content
   (the serialized item, its index aside) and never adds one that is listed.
@@ -38,6 +39,7 @@ guarantees are ours:
 
 from __future__ import annotations
 
+import errno
 import getpass
 import hashlib
 import os
@@ -46,6 +48,7 @@ import secrets
 import shlex
 import shutil
 import socket
+import stat
 import tempfile
 import threading
 import time
@@ -65,6 +68,7 @@ LOCK = ".lock"
 RESCUED = "rescued"
 STAGING_PREFIX = ".metadata-"
 RESCUE_FORMAT = "dropj-rescued-episode/1"
+RESCUE_FOLDER_PREFIX = "dropj-rescued-"  # + the user's uid, in the system's temporary folder
 
 
 class RecordingError(RuntimeError):
@@ -414,23 +418,51 @@ class RecordingStore(ShardStore):
 
 def write_rescue(directory: Path, config: str, item: str, example: dict, index: int, session: str) -> Path:
     """A rescue file for an item of `directory` that could not be written (`repair` adds it back): in
-    `directory/rescued/`, else the system's temporary folder (`repair_command` gives the command that
-    reads it from there). Needs no lock, so a session whose server is gone keeps its finished episode
-    this way too. The file names the directory it belongs to."""
+    `directory/rescued/`, else this user's private folder in the system's temporary folder
+    (`private_rescue_folder`; `repair_command` gives the command that reads it from there). Needs no lock,
+    so a session whose server is gone keeps its finished episode this way too. The file names the
+    directory it belongs to."""
     import pickle
 
     payload = pickle.dumps({"format": RESCUE_FORMAT, "config": config, "example": example,
                             "directory": str(Path(directory).resolve())}, protocol=5)
     name = f"{item}-{index}-{session or 'session'}-{secrets.token_hex(3)}.pkl"
     problems = []
-    for folder in (Path(directory) / RESCUED, Path(tempfile.gettempdir()) / "dropj-rescued"):
+    for folder in (Path(directory) / RESCUED, None):
         try:
-            folder.mkdir(parents=True, exist_ok=True)
+            if folder is None:  # the fallback: made (or checked) only when it is needed
+                folder = private_rescue_folder()
+            else:
+                folder.mkdir(parents=True, exist_ok=True)
             write_atomically(folder / name, lambda f: f.write(payload))
             return folder / name
         except OSError as exc:
-            problems.append(f"{folder}: {exc.strerror or exc}")
+            problems.append(f"{exc.filename or folder}: {exc.strerror or exc}")
     raise RecordingError("could not keep it in a rescue file either (" + "; ".join(problems) + ")")
+
+
+def private_rescue_folder() -> Path:
+    """`TMPDIR/dropj-rescued-UID`, this user's own folder for rescue files (mode 0700). The system's temporary
+    folder is shared by every user: a folder there that is a symlink, not ours, or open to group or others
+    was made by someone else, who could read the episodes rescued into it, lose them, or plant files that
+    `repair-recording DIR FOLDER` would add; it is refused (an OSError naming it), never used."""
+    folder = Path(tempfile.gettempdir()) / f"{RESCUE_FOLDER_PREFIX}{os.getuid()}"
+    try:
+        os.mkdir(folder, 0o700)
+    except FileExistsError:
+        pass
+    try:  # never followed: a symlink by that name fails here (ELOOP)
+        fd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError as exc:
+        raise OSError(exc.errno, f"not a private folder of this user ({exc.strerror})", str(folder)) from None
+    try:
+        info = os.fstat(fd)
+    finally:
+        os.close(fd)
+    if info.st_uid != os.getuid() or stat.S_IMODE(info.st_mode) & 0o077:
+        raise OSError(errno.EACCES, f"not a private folder of this user (owner uid {info.st_uid}, mode "
+                                    f"{stat.S_IMODE(info.st_mode):o})", str(folder))
+    return folder
 
 
 def repair_command(directory: str | os.PathLike, rescue: str | os.PathLike) -> str:
@@ -496,7 +528,8 @@ def repair(directory: str | os.PathLike, rescued: Sequence[str | os.PathLike] = 
            log: Callable[[str], None] = print) -> str:
     """Rebuilds a recording's (or an annotation directory's) dataset_info.json from the shards on disk, and
     adds rescued items back: those in `directory/rescued/`, and the rescue files `rescued` names (files, or
-    folders such as the system's temporary `dropj-rescued/`, where only this directory's are taken).
+    folders such as `TMPDIR/dropj-rescued-UID/`, where only this directory's are taken: the rescue files of
+    other directories or configs there, and those that name no directory, are counted and left in place).
 
     Shards that cannot be read whole are moved to `damaged/` (nothing is deleted); the others are
     renumbered 0..n-1 in order if there are gaps. A rescued item already listed (the same content, its
@@ -539,11 +572,9 @@ def repair(directory: str | os.PathLike, rescued: Sequence[str | os.PathLike] = 
         files = _rescue_files(directory, named)
         listed = {store.identity(record) for i in range(len(lengths)) for record in
                   _records(shard_path(directory, i, dataset))} if files else set()
-        for path, given in files:
-            belongs, example = _read_rescued(path, store.spec, directory)
-            if not belongs:
-                if given:
-                    raise RecordingError(f"{path}: a rescued {store.ITEM} of another directory, not of {directory}")
+        for path, origin in files:
+            example = _read_rescued(path, store.spec, directory, origin)
+            if example is None:  # in a named folder: another directory's or config's, left there
                 others += 1
                 continue
             identity = store.identity(store.features.serialize_example(example))
@@ -564,21 +595,25 @@ def repair(directory: str | os.PathLike, rescued: Sequence[str | os.PathLike] = 
     if duplicates:
         summary += f"; {duplicates} rescued {store.ITEM}s were already listed, not added again"
     if others:
-        summary += f"; {others} rescue files of other directories left where they are"
+        summary += f"; {others} rescue files of other directories or configs left where they are"
     if damaged:
         summary += f"; {len(damaged)} damaged shards moved to {directory / 'damaged'}"
     return summary
 
 
-def _rescue_files(directory: Path, named: list[Path]) -> list[tuple[Path, bool]]:
-    """(rescue file, named on its own) for `repair`: the directory's own rescued/ first, each file once."""
-    found: dict[Path, bool] = {}
+OWN, IN_FOLDER, NAMED = "own", "in a named folder", "named"  # where `repair` found a rescue file
+
+
+def _rescue_files(directory: Path, named: list[Path]) -> list[tuple[Path, str]]:
+    """(rescue file, where it was found: OWN, IN_FOLDER or NAMED) for `repair`: the directory's own rescued/
+    first, each file once."""
+    found: dict[Path, str] = {}
     for folder in [directory / RESCUED, *named]:
         if folder.is_dir():
             for path in sorted(folder.glob("*.pkl")):
-                found.setdefault(path.resolve(), False)
+                found.setdefault(path.resolve(), OWN if folder == directory / RESCUED else IN_FOLDER)
         elif folder.is_file():
-            found[folder.resolve()] = True
+            found[folder.resolve()] = NAMED
     return list(found.items())
 
 
@@ -613,16 +648,28 @@ def _store_of(directory: Path) -> tuple[type[ShardStore], Any]:
     return stores[name], schema.WRITTEN[name][config]
 
 
-def _read_rescued(path: Path, spec: Any, directory: Path) -> tuple[bool, dict]:
-    """(whether the rescue file belongs to `directory`, its example). A file from before rescue files named
-    their directory belongs to any directory of its config."""
+def _read_rescued(path: Path, spec: Any, directory: Path, origin: str) -> Optional[dict]:
+    """The example of a rescue file for `directory`, or None for one of another directory or config found in a
+    named folder (such a folder may hold the rescues of several recordings: they are left there).
+
+    A file in the directory's own rescued/ is its own. A file from before rescue files named their directory
+    is taken from there or when named on its own, never from a named folder, where whose it is cannot be
+    told. Named on its own, a file of another directory or config is refused."""
     from dropj.converters import legacy_pickle
 
     with open(path, "rb") as f:
         value = legacy_pickle.load(f, str(path))
-    if not isinstance(value, dict) or value.get("format") != RESCUE_FORMAT or value.get("config") != spec.config \
-            or not isinstance(value.get("example"), dict) or not isinstance(value.get("directory", ""), str):
-        raise RecordingError(f"{path}: not a rescued item of {spec.config}")
-    belongs = "directory" not in value or value["directory"] == str(directory.resolve()) \
-        or path.parent == (directory / RESCUED).resolve()
-    return belongs, value["example"]
+    if not isinstance(value, dict) or value.get("format") != RESCUE_FORMAT or \
+            not isinstance(value.get("config"), str) or not isinstance(value.get("example"), dict) or \
+            not isinstance(value.get("directory", ""), str):
+        raise RecordingError(f"{path}: not a rescue file of dropj (format {RESCUE_FORMAT})")
+    ours = str(directory.resolve())
+    if origin == IN_FOLDER:
+        return value["example"] if (value["config"], value.get("directory")) == (spec.config, ours) else None
+    if value["config"] != spec.config:
+        raise RecordingError(f"{path}: not a rescued item of {spec.config} (one of "
+                             f"{schema.describe(value['config'])})")
+    if origin == NAMED and value.get("directory", ours) != ours:
+        raise RecordingError(f"{path}: a rescued item of another directory "
+                             f"({schema.describe(value['directory'], 300)}), not of {directory}")
+    return value["example"]

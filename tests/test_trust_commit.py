@@ -12,6 +12,7 @@ import errno
 import os
 import re
 import shlex
+import stat
 import subprocess
 import sys
 import tempfile
@@ -258,3 +259,96 @@ def test_export_on_a_full_disk_names_the_file_in_one_line(tmp_path):
         assert re.match(rf"dropj export: error: {re.escape(str(disk))}/legacy/\S+\.pkl: No space left on device$",
                         line), line
         assert not [p for p in (disk / "legacy").rglob("*") if p.is_file()]
+
+
+def _rescue_in_tmp(tmp_path, seeds, lines):
+    """Records two episodes where the second cannot be written and DIR/rescued/ cannot be made: its rescue goes
+    to the system's temporary folder. Returns (directory, the rescue file, the message)."""
+    rec = _open(tmp_path, seeds, log=lines.append)
+    directory = Path(rec.writer.directory)
+    (directory / recording_store.RESCUED).write_bytes(b"")  # a file in the way
+    real = recording_store.write_atomically
+    state = {"armed": True}
+
+    def write_atomically(path, write, **kwargs):
+        if state["armed"] and path.name == recording_store.DATASET_INFO:
+            state["armed"] = False
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        return real(path, write, **kwargs)
+
+    recording_store.write_atomically = write_atomically
+    try:
+        _drive(rec, 2)
+    finally:
+        recording_store.write_atomically = real
+        rec.close()
+    (directory / recording_store.RESCUED).unlink()
+    [message] = [line for line in lines if "could not be written" in line]
+    [rescued] = rec.writer.rescued
+    return directory, Path(rescued), message
+
+
+def test_rescues_in_the_system_temporary_folder_go_to_a_private_folder_of_this_user(tmp_path, private_tmp):
+    """Rescues went to TMPDIR/dropj-rescued/, shared by every user, made with the default mode (0755): another
+    user could read the participants' episodes there."""
+    lines: list[str] = []
+    _, rescued, message = _rescue_in_tmp(tmp_path, [61, 62], lines)
+    folder = rescued.parent
+    assert folder == private_tmp / f"dropj-rescued-{os.getuid()}"
+    info = os.lstat(folder)
+    assert stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and stat.S_IMODE(info.st_mode) == 0o700
+    _follow(message)  # the message's command still adds it back
+    assert _seeds(tmp_path) == [(0, 62), (1, 61)]
+
+
+@pytest.mark.parametrize("planted", ["symlink", "open to others", "another user's"])
+def test_a_temporary_rescue_folder_someone_else_made_is_refused_by_name(tmp_path, private_tmp, planted):
+    """Another user who made the shared rescue folder first (or a symlink by its name) got every rescue: to read,
+    to lose, or to plant files that `repair-recording DIR FOLDER` then added."""
+    folder = private_tmp / f"dropj-rescued-{os.getuid()}"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir(mode=0o700)
+    if planted == "symlink":
+        folder.symlink_to(elsewhere)
+    elif planted == "open to others":
+        folder.mkdir()
+        folder.chmod(0o777)
+    else:
+        if os.getuid() != 0:
+            pytest.skip("giving a folder to another user needs root")
+        folder.mkdir(mode=0o700)
+        os.chown(folder, 65534, 65534)
+    directory = tmp_path / "dir"
+    directory.mkdir()
+    (directory / recording_store.RESCUED).write_bytes(b"")  # DIR/rescued/ cannot be made: a file is in the way
+    with pytest.raises(recording_store.RecordingError, match="could not keep it in a rescue file") as err:
+        recording_store.write_rescue(directory, "carracing", "episode", {"steps": {}}, 3, "s")
+    assert f"{folder}: " in str(err.value) and "not a private folder of this user" in str(err.value)
+    assert not list(elsewhere.iterdir()) and not (folder.is_dir() and list(folder.iterdir()))
+
+
+def test_repair_of_a_named_folder_takes_this_directorys_rescues_and_skips_the_others(tmp_path, private_tmp):
+    """`repair-recording DIR FOLDER` stopped partway at a rescue file of another config ("not a rescued item
+    of carracing"), and took an old rescue file that names no directory from the shared folder."""
+    import pickle
+
+    lines: list[str] = []
+    directory, rescued, _ = _rescue_in_tmp(tmp_path, [71, 72], lines)
+    folder = rescued.parent
+    other_config = recording_store.write_rescue(tmp_path / "chuckc", "chuckc", "episode", {"steps": {}}, 0, "x")
+    other_config = Path(other_config)
+    moved = folder / other_config.name
+    os.replace(other_config, moved)  # a rescue of another config, kept in the same folder
+    value = pickle.loads(rescued.read_bytes())
+    del value["directory"]  # from before rescue files named their directory: whose it is, no one can say
+    old = folder / "episode-1-old-000000.pkl"
+    old.write_bytes(pickle.dumps(value, protocol=5))
+    done = subprocess.run([sys.executable, "-m", "dropj_datasets.cli", "repair-recording", str(directory),
+                           str(folder)], capture_output=True, text=True, env=ENV, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "2 episodes listed" in done.stdout and "1 of them rescued episodes added back" in done.stdout
+    assert "2 rescue files of other directories or configs left where they are" in done.stdout
+    assert _seeds(tmp_path) == [(0, 72), (1, 71)]
+    assert moved.exists() and old.exists() and not rescued.exists()
+    with pytest.raises(recording_store.RecordingError, match="not a rescued item of carracing"):
+        recording_store.repair(directory, [moved], log=lambda line: None)  # named on its own: refused
