@@ -16,7 +16,9 @@ The pass is input-bound too: each shard is opened as a regular file only
 (`dataset_dir.open_shard`), a record's step count is read from its
 `is_first` list without decoding it and refused past `dataset_dir.max_steps()`
 (the pickle reader's cap, raised by `DROPJ_MAX_EPISODE_STEPS`; the message
-says to what) before anything per step is made, a step field's items are read
+says to what) before anything per step is made (counting stops at the cap:
+a list written one entry per value is then told by the most its bytes can
+hold, and that is what the message says to set), a step field's items are read
 only up to the step count, and every span is gathered in arrays: its memory
 is what the index records (16 bytes a step field, 8 in the file), never a
 Python object per item (a 25 MB record claiming 5 million steps took 2 GiB).
@@ -194,14 +196,21 @@ def _episode(record: bytes, bytes_fields: tuple[str, ...], list_fields: tuple[st
         raise Corrupt(f"not an episode (no '{is_first}')")
     view = memoryview(record)
     at, length = where[is_first]
-    kind, steps = count_values(view[at:at + length])
+    try:
+        kind, steps = count_values(view[at:at + length], limit=max_steps)
+    except TooMany as exc:
+        if exc.kind != "int64":
+            raise Corrupt(f"not an episode ('{is_first}' holds {exc.kind} values)") from None
+        # Refused before anything per step is made: the cap bounds the memory of every later read. Counting
+        # stops at the cap (a list of one entry per value would take seconds to count): its length is then
+        # told as the most its bytes can hold, a cap that reads it when set as the message says.
+        told = f"{exc.most:,} steps" if exc.most == exc.counted else \
+            f"at least {exc.counted:,} steps (up to {exc.most:,}: counted only to the cap)"
+        raise Corrupt(f"field '{is_first}': {told}, more than the {max_steps:,} an episode may have "
+                      f"({max_steps - 1:,} transitions); set {dataset_dir.MAX_STEPS_VARIABLE}={exc.most - 1} "
+                      "to read it") from None
     if kind != "int64":
         raise Corrupt(f"not an episode ('{is_first}' holds {kind} values)")
-    if steps > max_steps:
-        # Refused before anything per step is made: the cap bounds the memory of every later read.
-        raise Corrupt(f"field '{is_first}': {steps:,} steps, more than the {max_steps:,} an episode may have "
-                      f"({max_steps - 1:,} transitions); set {dataset_dir.MAX_STEPS_VARIABLE}={steps - 1} "
-                      "to read it")
     rows = np.zeros((steps, len(bytes_fields), 2), np.uint32)
     for k, name in enumerate(bytes_fields):
         if name not in where:

@@ -42,7 +42,7 @@ from dropj_datasets import codec, schema
 from dropj_datasets.schema import DataError, Field
 
 from . import episode_index
-from .tfrecord_wire import ByteItems, Corrupt, feature_values, index_example
+from .tfrecord_wire import ByteItems, Corrupt, TooMany, feature_values, index_example
 
 __all__ = ["EpisodeSource", "decode_example"]
 
@@ -388,9 +388,12 @@ class EpisodeSource:
             for number, name in enumerate(index.list_fields):
                 if fields is None or name[prefix:] in fields:
                     at, length = (int(v) for v in index.lists[i, number])
-                    values = feature_values(self._read(shard, offset + at, length))
                     field = by_name[name]
                     unit = int(np.prod(field.shape))
+                    try:  # the index keeps only where the list lies: read no more of it than the episode has
+                        values = feature_values(self._read(shard, offset + at, length), limit=total * unit)
+                    except TooMany:
+                        raise Corrupt(f"field '{name}': more than {total * unit} values for {total} steps") from None
                     if not isinstance(values, np.ndarray) or len(values) != total * unit:
                         raise Corrupt(f"field '{name}': {len(values)} values for {total} steps")
                     result[name[prefix:]] = self._decoded(field, values[start * unit:stop * unit], start, stop,

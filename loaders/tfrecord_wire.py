@@ -15,7 +15,10 @@ Memory follows what is recorded, not what a record claims: spans of records
 and of BytesList items are gathered in `array('q')` (16 bytes an item, never
 a Python object per item: a 25 MB record of 5 million empty items once cost
 2 GiB that way), `count_values` counts a list without decoding it, and a
-`limit` stops reading a list at the first value past it.
+`limit` stops reading a list at the first value past it: a list is counted
+entry by entry (a packed run by one vector count of its bytes, a value
+written alone, as proto2 writes lists, as one), and nothing of it is kept or
+gathered before its count is known to be within the limit.
 """
 
 from __future__ import annotations
@@ -87,7 +90,15 @@ class Corrupt(Exception):
 
 
 class TooMany(Corrupt):
-    """A list with more values than the `limit` it was read with."""
+    """A list with more values than the `limit` it was read with. Reading stopped at the first entry past
+    it, so its length may be unknown: `counted` values were counted by then, and `most` is the most the
+    list can hold (what was counted and what its remaining bytes can hold: `counted` when it ended there),
+    a bound a message can tell a user to raise a cap to."""
+
+    def __init__(self, limit: int, counted: int, most: int):
+        super().__init__(f"more than {limit:,} values")
+        self.counted, self.most = counted, max(most, counted)
+        self.kind = ""  # 'bytes', 'float' or 'int64': set by `count_values`, whose caller may not know it
 
 
 def _varint(buf: bytes, pos: int) -> tuple[int, int]:
@@ -209,15 +220,20 @@ def feature_values(feature: Any, at: int = 0, limit: Optional[int] = None) -> Un
         raise Corrupt(f"not a tf.train.Feature ({exc})") from None
 
 
-def count_values(feature: Any) -> tuple[str, int]:
-    """(kind: 'bytes', 'float' or 'int64', number of values) of one `Feature` message, nothing decoded."""
+def count_values(feature: Any, limit: Optional[int] = None) -> tuple[str, int]:
+    """(kind: 'bytes', 'float' or 'int64', number of values) of one `Feature` message, nothing decoded.
+    More than `limit` values: `TooMany` (its `kind` set), at the first entry past it."""
     for kind, payload, _ in _fields(memoryview(feature)):
         if not isinstance(payload, memoryview):
             raise Corrupt("a feature list that is not a message")
-        if kind == 1:
-            return "bytes", len(_byte_items(payload, 0, None))
-        if kind in (2, 3):
-            return ("float", "int64")[kind - 2], _numbers(payload, kind, None, decode=False)
+        if kind in (1, 2, 3):
+            name = _KINDS[kind]
+            try:
+                return name, (len(_byte_items(payload, 0, limit)) if kind == 1
+                              else _numbers(payload, kind, limit, decode=False))
+            except TooMany as exc:
+                exc.kind = name
+                raise
     return "bytes", 0
 
 
@@ -227,8 +243,12 @@ def parse_example(buf: bytes) -> dict[str, Union[list[bytes], np.ndarray]]:
             for key, value in index_example(buf).items()}
 
 
-def _varints_in(data: memoryview) -> int:
-    """The number of varints in packed bytes: one ends at every byte below 0x80 (a vector count)."""
+_KINDS = {1: "bytes", 2: "float", 3: "int64"}  # a Feature's field number -> the kind of its list
+
+
+def _varints_in(data: Any) -> int:
+    """The number of varints in packed bytes: one ends at every byte below 0x80 (a vector count). Of any
+    bytes of an Int64List message, the most values they can hold: every value ends at such a byte."""
     return int(np.count_nonzero(np.frombuffer(data, np.uint8) < 0x80))
 
 
@@ -252,8 +272,8 @@ def _byte_items(payload: memoryview, at: int, limit: Optional[int]) -> ByteItems
             if pos + length > end:
                 raise Corrupt("a field runs past its message")
             if key >> 3 == 1:
-                if limit is not None and len(starts) >= limit:
-                    raise TooMany(f"more than {limit:,} values")
+                if limit is not None and len(starts) >= limit:  # each item after it takes 2 bytes or more
+                    raise TooMany(limit, limit + 1, limit + 1 + (end - pos - length) // 2)
                 starts.append(at + pos)
                 lengths.append(length)
             pos += length
@@ -271,11 +291,13 @@ def _byte_items(payload: memoryview, at: int, limit: Optional[int]) -> ByteItems
 
 def _numbers(payload: memoryview, kind: int, limit: Optional[int], decode: bool = True) -> Any:
     """The values of a FloatList (kind 2) or Int64List (kind 3), or their number (`decode=False`). Each
-    entry is a packed run or one value (a fixed32, or a varint): its bytes are a packed run of one, so
-    every entry is kept as a span and the spans are decoded together."""
+    entry is a packed run or one value (a fixed32, or a varint) and is counted as it is met (a run by one
+    vector count): past `limit`, `TooMany` at once. Decoding, each entry's bytes are a packed run of one,
+    so every entry is kept as a span and, once the count is known to be within `limit`, the spans' bytes
+    are gathered and decoded together."""
     starts, ends = array("q"), array("q")
     single = 5 if kind == 2 else 0
-    pos, end = 0, len(payload)
+    count, pos, end = 0, 0, len(payload)
     while pos < end:
         key = payload[pos]
         key, pos = (key, pos + 1) if key < 0x80 else _varint(payload, pos)
@@ -292,31 +314,38 @@ def _numbers(payload: memoryview, kind: int, limit: Optional[int], decode: bool 
             raise Corrupt(f"wire type {wire}")
         if pos > end:
             raise Corrupt("a field runs past its message")
-        if number == 1:
-            if wire not in (2, single):
-                raise Corrupt(f"a {'float' if kind == 2 else 'int64'} list holding wire type {wire}")
+        if number != 1:
+            continue
+        if wire == single:
+            count += 1
+        elif wire != 2:
+            raise Corrupt(f"a {'float' if kind == 2 else 'int64'} list holding wire type {wire}")
+        elif kind == 2:
+            if (pos - first) % 4:
+                raise Corrupt("a float list whose bytes are not whole floats")
+            count += (pos - first) // 4
+        elif pos > first:
+            if payload[pos - 1] >= 0x80:
+                raise Corrupt("a packed varint runs past its list")
+            count += _varints_in(payload[first:pos])
+        if limit is not None and count > limit:
+            rest = payload[pos:]
+            raise TooMany(limit, count, count + (len(rest) // 4 if kind == 2 else _varints_in(rest)))
+        if decode:
             starts.append(first)
             ends.append(pos)
-    raw = np.frombuffer(payload, np.uint8)
-    begin, stop = np.frombuffer(starts, np.int64), np.frombuffer(ends, np.int64)
-    if len(begin) == 1:
-        data = raw[begin[0]:stop[0]]
-    else:  # every run's bytes, in order, gathered in one vector operation
-        sizes = stop - begin
-        data = raw[np.repeat(begin - np.r_[0, np.cumsum(sizes)[:-1]], sizes) + np.arange(int(sizes.sum()))] \
-            if len(begin) else raw[:0]
-    if kind == 2:
-        if ((stop - begin) % 4).any():
-            raise Corrupt("a float list whose bytes are not whole floats")
-        count = len(data) // 4
-    else:
-        if len(begin) and (raw[stop[stop > begin] - 1] >= 0x80).any():
-            raise Corrupt("a packed varint runs past its list")
-        count = int(np.count_nonzero(data < 0x80))
-    if limit is not None and count > limit:
-        raise TooMany(f"more than {limit:,} values")
     if not decode:
         return count
+    raw = np.frombuffer(payload, np.uint8)
+    if len(starts) == 1:
+        data = raw[starts[0]:ends[0]]
+    else:  # every entry's bytes, in order: a mask of 1 byte per byte of the list, made in vector operations
+        begin, stop = np.frombuffer(starts, np.int64), np.frombuffer(ends, np.int64)
+        kept = stop > begin  # the entries are in order and apart, so the edges of those with bytes are distinct
+        edges = np.zeros(len(raw) + 1, np.int8)
+        edges[begin[kept]] += 1
+        edges[stop[kept]] -= 1
+        data = raw[np.cumsum(edges[:-1], dtype=np.int8).view(bool)]
     if kind == 2:
         return np.frombuffer(data.tobytes(), "<f4").astype(np.float32)
     return _packed_varints(memoryview(data.tobytes()))

@@ -42,6 +42,7 @@ MAX_PICKLE_BYTES = 16 << 20  # the archive's data.pkl: about 1 kB for a state_di
 MAX_PICKLE_DEPTH = 64
 MAX_REASON_CHARS = 200  # of torch's refusal, quoted in ours
 MAX_PICKLE_ITEMS = 1_000_000  # values data.pkl makes: a state_dict with Adam state makes a few hundred
+MAX_KEY_CHARS = 80  # of one key of a tensor's key path, quoted in a refusal
 
 
 def check_file(path: Path, limit: int = MAX_CHECKPOINT_BYTES) -> None:
@@ -209,10 +210,131 @@ def _load(path: PathLike) -> Any:
         raise CheckpointError(f"{path}: checkpoint file not found")
     check_file(path)
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # torch raises UnpicklingError, RuntimeError, zipfile errors, ...
         raise CheckpointError(f"{path}: cannot be read as a safe (weights_only) torch checkpoint: "
                               f"{_torch_reason(err)}") from err
+    for where, tensor in _tensors(loaded):
+        problem = _view_problem(tensor)
+        if problem:
+            raise CheckpointError(f"{path}: tensor {where} {problem}; torch.save writes no such tensor")
+    return loaded
+
+
+def _tensors(value: Any, where: str = "") -> Any:
+    """Yields (key path, tensor) for every tensor in a loaded checkpoint, in file order. `check_file` made sure
+    the pickle is a tree (no container reached twice), so this walk visits each value once."""
+    todo = [(value, where)]
+    while todo:
+        value, where = todo.pop()
+        if isinstance(value, torch.Tensor):
+            yield where, value
+        elif isinstance(value, (Mapping, list, tuple)):
+            items = value.items() if isinstance(value, Mapping) else enumerate(value)
+            todo.extend(reversed([(item, _key_path(where, key)) for key, item in items]))
+
+
+def _key_path(where: str, key: Any) -> str:
+    """``optimizer_state['state'][0]['exp_avg']``: a top-level string key bare, the rest as subscripts."""
+    if not where and isinstance(key, str):
+        return key if len(key) <= MAX_KEY_CHARS else key[:MAX_KEY_CHARS] + "..."
+    return f"{where}[{_short(key)}]"
+
+
+def _short(value: Any) -> str:
+    """A shape, strides or key as quoted in a refusal: at most MAX_KEY_CHARS characters of its repr."""
+    text = repr(value)
+    return text if len(text) <= MAX_KEY_CHARS else text[:MAX_KEY_CHARS] + "..."
+
+
+def _view_problem(tensor: torch.Tensor) -> str | None:
+    """Why ``tensor`` is not a plain view of its own storage, or None.
+
+    torch.save stores a tensor as its storage's bytes plus size, strides and offset, and torch.load rebuilds
+    it as that view without copying. A real tensor, or any view of one that a state_dict holds (transposed,
+    sliced, tied to another), reads each stored element at most once; a forged one with a stride of 0 or
+    overlapping strides repeats a few stored bytes into as many elements as it likes (one element expanded to
+    8000 x 8000 is a 3.7 kB file), and the first copy (an optimizer's cast to its parameter's dtype, ``.to()``,
+    ``.contiguous()``) allocates them all. So memory stays bounded by the file's size only if every tensor's
+    elements are distinct bytes of its storage: that is checked here, the storage's own bytes are in the file.
+    """
+    if type(tensor) not in (torch.Tensor, nn.Parameter):
+        return f"is a {type(tensor).__name__}, not a plain tensor"
+    if tensor.device.type != "cpu":
+        return f"is on the {tensor.device.type} device, not on the CPU every checkpoint is mapped to"
+    if tensor.layout != torch.strided:
+        return f"has the {tensor.layout} layout, not the dense (strided) one"
+    shape, strides = tuple(tensor.shape), tensor.stride()
+    dims = f"(shape {_short(shape)}, strides {_short(strides)})"
+    if tensor.numel() == 0:
+        return None
+    storage_bytes = tensor.untyped_storage().nbytes()
+    stored = f"its {tensor.numel():,} elements of {tensor.element_size()} bytes on a storage of {storage_bytes:,}"
+    # Dimensions of size 1 never step, so their stride is free (torch.save keeps what the view had).
+    reach = 0  # the furthest element the smaller strides reach; the next stride must step past it
+    for stride, size in sorted((stride, size) for size, stride in zip(shape, strides) if size > 1):
+        if stride <= 0:
+            return (f"{dims} has stride {stride} on a dimension of {size}: {stored} "
+                    "repeat stored ones instead of being stored")
+        if stride <= reach:
+            return (f"{dims} overlaps itself: {stored} read stored ones more than "
+                    "once instead of being stored")
+        reach += (size - 1) * stride
+    if tensor.numel() * tensor.element_size() > storage_bytes:
+        return f"{dims} has more bytes than its storage: {stored}"
+    if (tensor.storage_offset() + reach + 1) * tensor.element_size() > storage_bytes:
+        return f"{dims} at offset {tensor.storage_offset():,} reaches past the {storage_bytes:,} bytes of its storage"
+    return None
+
+
+def _check_optimizer_state(state: Any, optimizer: torch.optim.Optimizer, path: PathLike) -> None:
+    """Refuses, before ``optimizer.load_state_dict`` casts it, an optimizer state that does not fit ``optimizer``.
+
+    torch pairs the saved parameter ids with the optimizer's parameters by position and casts every tensor of
+    a parameter's state to that parameter's dtype, without comparing shapes: a wrong shape loaded silently and
+    failed at the first step, and one stored storage named by many state tensors became as many copies. So
+    each tensor of a parameter's state must have the parameter's shape (``step``, a count, one element), and
+    no two tensors of the optimizer's state share a storage (torch's optimizers allocate each on its own).
+    """
+    groups = state.get("param_groups") if isinstance(state, Mapping) else None
+    if (not isinstance(state, Mapping) or not isinstance(state.get("state"), Mapping)
+            or not isinstance(groups, (list, tuple))
+            or not all(isinstance(g, Mapping) and isinstance(g.get("params"), (list, tuple)) for g in groups)):
+        raise CheckpointError(f"{path}: optimizer_state is not an optimizer's state_dict (a mapping of 'state' "
+                              "and 'param_groups', each group with its 'params')")
+    saved_sizes = [len(g["params"]) for g in groups]
+    sizes = [len(g["params"]) for g in optimizer.param_groups]
+    if saved_sizes != sizes:
+        raise CheckpointError(f"{path}: optimizer_state has parameter groups of {_short(saved_sizes)} parameters, "
+                              f"the optimizer {_short(sizes)}")
+    try:
+        params = {saved: param for saved_group, group in zip(groups, optimizer.param_groups)
+                  for saved, param in zip(saved_group["params"], group["params"])}
+    except TypeError:  # an unhashable id: torch's own optimizers number their parameters
+        raise CheckpointError(f"{path}: optimizer_state's param_groups name parameters by something other than "
+                              "numbers") from None
+    owners: dict[int, str] = {}
+    for where, tensor in _tensors(state, "optimizer_state"):
+        storage = tensor.untyped_storage()
+        if storage.nbytes():
+            other = owners.setdefault(storage.data_ptr(), where)
+            if other != where:
+                raise CheckpointError(f"{path}: tensor {where} shares its storage with {other}; each tensor of "
+                                      "an optimizer's state has its own")
+    for saved, value in state["state"].items():
+        param = params.get(saved)
+        if param is None:
+            continue  # torch keeps the state of an id no parameter has as it is, without casting it
+        where = _key_path("optimizer_state['state']", saved)
+        for key, item in value.items() if isinstance(value, Mapping) else [(None, value)]:
+            for at, tensor in _tensors(item, where if key is None else _key_path(where, key)):
+                if key == "step":
+                    if tensor.numel() != 1:
+                        raise CheckpointError(f"{path}: tensor {at}: expected one element (the step count), "
+                                              f"got shape {_short(tuple(tensor.shape))}")
+                elif tensor.shape != param.shape:
+                    raise CheckpointError(f"{path}: tensor {at}: expected shape {tuple(param.shape)} (the "
+                                          f"parameter's), got {_short(tuple(tensor.shape))}")
 
 
 def _torch_reason(err: Exception) -> str:
@@ -354,6 +476,7 @@ def load_checkpoint(model: nn.Module, path: PathLike,
     if optimizer is not None:
         if opt_state is None:
             raise CheckpointError(f"{path}: has no 'optimizer_state' to restore into the optimizer")
+        _check_optimizer_state(opt_state, optimizer, path)
         try:
             optimizer.load_state_dict(opt_state)
         except (ValueError, KeyError, TypeError) as err:

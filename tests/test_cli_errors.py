@@ -289,10 +289,12 @@ def test_every_flag_a_message_names_exists():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("hostile", ["shared-list", "unsafe-global"])
+@pytest.mark.parametrize("hostile", ["shared-list", "unsafe-global", "stride-0", "wrong-shape"])
 def test_train_resuming_from_a_hostile_checkpoint_is_one_line_of_ours(data, tmp_path, hostile):
     """Issue 22: `x = [x, x]` 40 deep in OUT/checkpoint.pt's optimizer_state hung `dropj train` at 4.9 GiB; a
-    file torch refuses printed 3 lines with torch's advice to retry with weights_only=False. Both: one line."""
+    file torch refuses printed 3 lines with torch's advice to retry with weights_only=False; its review: an Adam
+    state of one element expanded to 100000 x 100000 (a few kB) asked 40 GB, one of the wrong shape failed at the
+    first step with a RuntimeError. All: one line."""
     from dropj.models import ConvVAE
 
     model = ConvVAE.for_env(schema.CARRACING)
@@ -301,11 +303,20 @@ def test_train_resuming_from_a_hostile_checkpoint_is_one_line_of_ours(data, tmp_
         x = [x, x]
     extra = x if hostile == "shared-list" else os.getcwd
     optimizer_state = {**torch.optim.Adam(model.parameters()).state_dict(), "x": extra}
+    if hostile in ("stride-0", "wrong-shape"):
+        exp_avg = (torch.zeros(1, dtype=torch.float64).expand(100_000, 100_000) if hostile == "stride-0" else
+                   torch.zeros(5))
+        optimizer_state = torch.optim.Adam(model.parameters()).state_dict()
+        optimizer_state["state"] = {0: {"step": torch.tensor(1.0), "exp_avg": exp_avg,
+                                        "exp_avg_sq": torch.zeros_like(next(model.parameters()))}}
     (tmp_path / "run").mkdir()
     torch.save({"model_state": model.state_dict(), "optimizer_state": optimizer_state, "step": 1},
                tmp_path / "run" / "checkpoint.pt")
     done = dropj("train", "vae", "--data_dir", data / "d", "--out", tmp_path / "run", "--steps", "2",
                  "--batch_size", "4")
     _plain_one_line(done, "train", str(tmp_path / "run" / "checkpoint.pt"),
-                    "reaches one list twice" if hostile == "shared-list" else "getcwd")
+                    {"shared-list": "reaches one list twice", "unsafe-global": "getcwd",
+                     "stride-0": "optimizer_state['state'][0]['exp_avg'] (shape (100000, 100000), strides (0, 0)) "
+                                 "has stride 0",
+                     "wrong-shape": "optimizer_state['state'][0]['exp_avg']: expected shape"}[hostile])
     assert "weights_only=False" not in done.stderr

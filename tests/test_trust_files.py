@@ -497,3 +497,128 @@ def test_torchs_refusal_is_one_line_of_ours_without_its_advice(tmp_path):
     message = str(err.value)
     assert message.startswith(f"{path}: ") and "\n" not in message and "getcwd" in message
     assert "weights_only=False" not in message and "trust" not in message
+
+
+def _adam_checkpoint(path: Path, edit=None):
+    """A real Linear(3, 1) with Adam's state after one step, saved as `dropj train` saves it; `edit` changes the
+    optimizer's per-parameter state (a dict of parameter index to {'step', 'exp_avg', 'exp_avg_sq'}) first."""
+    import torch
+
+    model = torch.nn.Linear(3, 1)
+    optimizer = torch.optim.Adam(model.parameters())
+    model(torch.zeros(1, 3)).sum().backward()
+    optimizer.step()
+    state = optimizer.state_dict()
+    if edit is not None:
+        edit(state["state"])
+    torch.save({"model_state": model.state_dict(), "optimizer_state": state}, path)
+    return model
+
+
+def test_a_stride0_optimizer_tensor_is_refused_before_the_optimizer_materialises_it(tmp_path):
+    """Issue 22 review: `torch.zeros(1).expand(8000, 8000)` is one stored element (a 3,725-byte file), and Adam's
+    load_state_dict cast it to the parameter's dtype at full size (+488 MiB; n=100000 asks 40 GB)."""
+    import torch
+
+    from dropj.models import checkpoints
+
+    def expand(state):
+        state[0]["exp_avg"] = torch.zeros(1, dtype=torch.float64).expand(8000, 8000)
+
+    path = tmp_path / "checkpoint.pt"
+    model = _adam_checkpoint(path, expand)
+    assert path.stat().st_size < 10_000
+    optimizer = torch.optim.Adam(model.parameters())
+    for load in (lambda: checkpoints.load_checkpoint(model, path, optimizer),
+                 lambda: checkpoints.read_checkpoint(path)):
+        with pytest.raises(checkpoints.CheckpointError) as err:
+            load()
+        message = str(err.value)
+        assert message.startswith(f"{path}: tensor optimizer_state['state'][0]['exp_avg'] ") and "\n" not in message
+        assert "stride 0" in message and "(8000, 8000)" in message
+    assert not optimizer.state
+
+
+@pytest.mark.parametrize("forged, why", [
+    ("expanded", "stride 0"),
+    ("overlapping", "overlap"),
+    ("meta", "not on the CPU"),
+])
+def test_a_tensor_that_is_not_a_plain_view_of_its_storage_is_refused(tmp_path, forged, why):
+    """torch.save keeps a tensor's size and strides beside its storage; a real tensor (or a view of one) never
+    reads an element twice, so a view that does holds more elements than its file paid for."""
+    import torch
+
+    from dropj.models import checkpoints
+
+    tensor = {"expanded": lambda: torch.zeros(3).expand(4, 3),  # stride 0 on a dimension of 4
+              "overlapping": lambda: torch.zeros(100).as_strided((4, 4), (2, 1)),  # rows overlap by two
+              "meta": lambda: torch.zeros(10 ** 6, 10 ** 6, device="meta")}[forged]()
+    path = tmp_path / "model.pt"
+    torch.save({"ok": torch.zeros(2), "layer": {"w": tensor}}, path)
+    with pytest.raises(checkpoints.CheckpointError, match=why) as err:
+        checkpoints.read_state_dict(path)
+    assert str(err.value).startswith(f"{path}: tensor layer['w'] ") and "\n" not in str(err.value)
+
+
+def test_real_views_tied_weights_and_adam_state_still_load(tmp_path):
+    """What torch.save makes of real tensors passes: views (transposed, strided slices, a size-1 dimension of any
+    stride, empty and 0-d tensors), tied weights sharing one storage, and a trained model's Adam state."""
+    import torch
+
+    from dropj.models import checkpoints
+
+    base = torch.arange(24.0).reshape(4, 6)
+    real = {"t": base.t(), "slice": base[1:, ::2], "tied": base, "row": torch.arange(3.0).expand(1, 3),
+            "empty": torch.zeros(0, 5).expand(0, 5), "scalar": torch.tensor(2.0), "int": torch.arange(5).flip(0)}
+    path = tmp_path / "views.pt"
+    torch.save(real, path)
+    state = checkpoints.read_state_dict(path)
+    assert all(torch.equal(state[k], v) for k, v in real.items())
+    assert state["t"].untyped_storage().data_ptr() == state["tied"].untyped_storage().data_ptr()
+
+    path = tmp_path / "checkpoint.pt"
+    model = _adam_checkpoint(path)
+    optimizer = torch.optim.Adam(model.parameters())
+    checkpoints.load_checkpoint(model, path, optimizer)
+    model(torch.zeros(1, 3)).sum().backward()
+    optimizer.step()
+
+
+@pytest.mark.parametrize("key, shape, expected", [
+    ("exp_avg", (5,), "expected shape (1, 3) (the parameter's), got (5,)"),
+    ("exp_avg_sq", (3, 1), "expected shape (1, 3) (the parameter's), got (3, 1)"),
+    ("step", (2,), "expected one element (the step count), got shape (2,)"),
+], ids=["exp_avg", "exp_avg_sq-transposed", "step"])
+def test_an_optimizer_state_that_does_not_fit_its_parameter_is_refused(tmp_path, key, shape, expected):
+    """A wrong-shape Adam state loaded without a word and failed at the first step with a plain RuntimeError."""
+    import torch
+
+    from dropj.models import checkpoints
+
+    def forge(state):
+        state[0][key] = torch.zeros(shape)
+
+    path = tmp_path / "checkpoint.pt"
+    model = _adam_checkpoint(path, forge)
+    with pytest.raises(checkpoints.CheckpointError) as err:
+        checkpoints.load_checkpoint(model, path, torch.optim.Adam(model.parameters()))
+    assert str(err.value) == f"{path}: tensor optimizer_state['state'][0][{key!r}]: {expected}"
+
+
+def test_optimizer_state_tensors_sharing_one_storage_are_refused(tmp_path):
+    """Each state tensor, of the right shape, is cast to its parameter's dtype on load: 1,000 names for one
+    float64 storage would be 1,000 copies from one stored tensor. torch.save gives each its own storage."""
+    import torch
+
+    from dropj.models import checkpoints
+
+    def share(state):
+        shared = torch.zeros(1, 3, dtype=torch.float64)
+        state[0].update({f"copy{i}": shared for i in range(1000)})
+
+    path = tmp_path / "checkpoint.pt"
+    model = _adam_checkpoint(path, share)
+    with pytest.raises(checkpoints.CheckpointError, match="shares its storage with optimizer_state") as err:
+        checkpoints.load_checkpoint(model, path, torch.optim.Adam(model.parameters()))
+    assert str(err.value).startswith(f"{path}: tensor optimizer_state['state'][0]['copy") and "\n" not in str(err.value)

@@ -151,19 +151,28 @@ def _with_one_shard(directory: Path, shard: Path, records: list[bytes]) -> None:
     (directory / "dataset_info.json").write_text(json.dumps(info))
 
 
-def _claiming(steps: int) -> bytes:
-    """A record of the `real` config claiming `steps` steps: 1 byte per is_first, 2 per empty frame and action."""
+def _claiming(steps: int, packed: bool = True, lists: bool = False) -> bytes:
+    """A record of the `real` config claiming `steps` steps: 1 byte per is_first (2 when `packed` is False:
+    one Int64List entry per value, as proto2 writes it), 2 per empty frame and action; `lists`: with the
+    number-list step fields too."""
     empty_items = _field(1, b"\x0a\x00" * steps)  # a BytesList of empty strings
-    return _example({"steps/is_first": _field(3, _field(1, b"\x00" * steps)),
-                     "steps/observation": empty_items, "steps/action": empty_items})
+    is_first = _field(1, b"\x00" * steps) if packed else b"\x08\x00" * steps
+    numbers = {f"steps/{name}": _field(3, _field(1, b"\x00" * steps))
+               for name in ("reward", "is_last", "is_terminal")} if lists else {}
+    floats = {"steps/discount": _field(2, _field(1, b"\x00" * 4 * steps))} if lists else {}
+    return _example({"steps/is_first": _field(3, is_first), "steps/observation": empty_items,
+                     "steps/action": empty_items, **numbers, **floats})
 
 
-def test_a_record_claiming_five_million_steps_is_refused_in_memory_bounded_by_the_shard(real_dir, tmp_path):
-    """It drove the index pass to 2.10 GiB (90x the shard), then a MemoryError asking for 98.6 GiB."""
+@pytest.mark.parametrize("packed", [True, False], ids=["packed", "unpacked"])
+def test_a_record_claiming_five_million_steps_is_refused_in_memory_bounded_by_the_shard(real_dir, tmp_path,
+                                                                                       packed):
+    """It drove the index pass to 2.10 GiB (90x the shard), then a MemoryError asking for 98.6 GiB; unpacked,
+    counting the steps alone took 20x the record and 14 s (every entry's span kept, then gathered)."""
     directory, shard = _copy(real_dir, tmp_path)
-    _with_one_shard(directory, shard, [_claiming(5_000_000)])
+    _with_one_shard(directory, shard, [_claiming(5_000_000, packed)])
     size = shard.stat().st_size
-    assert 24e6 < size < 26e6
+    assert (24e6 < size < 26e6) if packed else (29e6 < size < 31e6)
     code = ("import resource, sys\nfrom dropj.loaders import EpisodeSource\n"
             "from dropj_datasets.schema import DataError\n"
             f"source = EpisodeSource({str(directory)!r}, progress=False)\n"
@@ -172,15 +181,42 @@ def test_a_record_claiming_five_million_steps_is_refused_in_memory_bounded_by_th
             "with open('/proc/self/statm') as f:\n    mapped = int(f.read().split()[0]) * resource.getpagesize()\n"
             # an unbounded pass fails at once instead of swapping the machine
             "resource.setrlimit(resource.RLIMIT_AS, (mapped + (1 << 30), resource.RLIM_INFINITY))\n"
+            "import time\nstarted = time.perf_counter()\n"
             "try:\n    source.index\n    print('INDEXED')\nexcept DataError as exc:\n    print('REFUSED', exc)\n"
+            "print('TIME', time.perf_counter() - started)\n"
             "print('GROWTH', resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - before)\n")
     done = _child(code)
     assert done.returncode == 0, done.stderr[-2000:]
     refused = next(line for line in done.stdout.splitlines() if line.startswith(("REFUSED", "INDEXED")))
-    assert refused == (f"REFUSED {shard}: record 0: field 'steps/is_first': 5,000,000 steps, more than the 1,001 "
-                       f"an episode may have (1,000 transitions); set {STEPS_VARIABLE}=4999999 to read it")
+    # packed, the one run is counted whole; unpacked, counting stops at the cap, and the message gives the
+    # most the list's bytes can hold: 1,002 entries counted, then 2 bytes below 0x80 for each of the rest
+    told = "5,000,000 steps" if packed else "at least 1,002 steps (up to 9,998,998: counted only to the cap)"
+    assert refused == (f"REFUSED {shard}: record 0: field 'steps/is_first': {told}, more than the 1,001 an "
+                       f"episode may have (1,000 transitions); set {STEPS_VARIABLE}="
+                       f"{4999999 if packed else 9998997} to read it")
     growth = int(done.stdout.split("GROWTH ")[1].split()[0])
     assert growth < 2 * size, f"the index pass grew by {growth:,} bytes for a shard of {size:,}"
+    seconds = float(done.stdout.split("TIME ")[1].split()[0])
+    assert seconds < 2, f"the index pass took {seconds:.1f} s to refuse it"
+
+
+def test_an_unpacked_step_list_past_the_cap_is_refused_at_the_cap_and_its_message_works_when_followed(
+        real_dir, tmp_path, monkeypatch):
+    """Counted only to the cap, its length is not known: the value the message gives is the most its bytes
+    can hold, so setting it reads the episode."""
+    directory, shard = _copy(real_dir, tmp_path)
+    _with_one_shard(directory, shard, [_claiming(1500, packed=False, lists=True)])
+    with pytest.raises(DataError) as info:
+        EpisodeSource(directory, index_dir=tmp_path / "i1").index
+    message = str(info.value)
+    assert message.startswith(f"{shard}: record 0: field 'steps/is_first': at least 1,002 steps (up to 1,998:")
+    variable, _, value = message.rpartition("set ")[2].partition(" to read it")[0].partition("=")
+    assert variable == STEPS_VARIABLE
+    monkeypatch.setenv(variable, value)
+    source = EpisodeSource(directory, index_dir=tmp_path / "i2")
+    assert source.episode_lengths().tolist() == [1500]
+    window = source.steps(0, 1490, 1500, fields=["is_first", "reward"])
+    assert window["is_first"].tolist() == [False] * 10 and window["reward"].tolist() == [0] * 10
 
 
 def test_the_step_cap_message_works_when_followed(tmp_path, monkeypatch):
@@ -202,6 +238,81 @@ def test_the_step_cap_message_works_when_followed(tmp_path, monkeypatch):
     assert source.episode_lengths().tolist() == [2, 1201]
     assert source.steps(1, 1195, 1201)["observation"].shape == (6, 84, 84, 3)
     assert source[1]["steps"]["action"].shape == (1201, 3)
+
+
+INT64S = [0, 1, -1, 127, 128, 300, 2 ** 62, -(2 ** 63), 2 ** 63 - 1]
+FLOATS = [0.5, -2.0, float("inf"), 1e-30, 0.0]
+
+
+def _int64s(values: list[int], packed: bool) -> bytes:
+    """An Int64List's payload: one packed run, or one entry per value (negatives as 10-byte varints)."""
+    varints = [_varint(v & 0xFFFFFFFFFFFFFFFF) for v in values]
+    return _field(1, b"".join(varints)) if packed else b"".join(b"\x08" + v for v in varints)
+
+
+def _floats(values: list[float], packed: bool) -> bytes:
+    """A FloatList's payload: one packed run, or one fixed32 entry per value."""
+    data = [struct.pack("<f", v) for v in values]
+    return _field(1, b"".join(data)) if packed else b"".join(b"\x0d" + v for v in data)
+
+
+def test_unpacked_and_mixed_lists_decode_and_count_as_packed_ones():
+    """Proto2 writes one entry per value; a list may also mix packed runs, single values and other fields."""
+    from dropj.loaders.tfrecord_wire import count_values, feature_values, parse_example
+
+    unknown = _varint(2 << 3 | 0) + _varint(7)  # a field an Int64List or FloatList does not have: skipped
+    mixed_ints = _int64s(INT64S[:3], True) + unknown + _int64s(INT64S[3:5], False) + _int64s([], True) \
+        + _int64s(INT64S[5:], True)
+    mixed_floats = _floats(FLOATS[:2], False) + _floats(FLOATS[2:4], True) + unknown + _floats(FLOATS[4:], False)
+    cases = {"packed": (_int64s(INT64S, True), _floats(FLOATS, True)),
+             "unpacked": (_int64s(INT64S, False), _floats(FLOATS, False)), "mixed": (mixed_ints, mixed_floats)}
+    for form, (ints, floats) in cases.items():
+        parsed = parse_example(_example({"i": _field(3, ints), "f": _field(2, floats)}))
+        assert parsed["i"].dtype == np.int64 and parsed["i"].tolist() == INT64S, form
+        assert parsed["f"].dtype == np.float32 and parsed["f"].tolist() == np.float32(FLOATS).tolist(), form
+        assert count_values(_field(3, ints), limit=len(INT64S)) == ("int64", len(INT64S)), form
+        assert count_values(_field(2, floats), limit=len(FLOATS)) == ("float", len(FLOATS)), form
+        assert feature_values(_field(3, ints), limit=len(INT64S)).tolist() == INT64S, form
+
+
+def test_a_list_past_its_limit_stops_there_counting_or_decoding_whatever_its_form():
+    """Counted per entry, refused at the first one past the limit: no span of the rest kept, no byte gathered
+    (a 25 MB unpacked list took 14 s and 20x its size before the count was compared with the cap)."""
+    import time
+
+    from dropj.loaders.tfrecord_wire import TooMany, count_values, feature_values
+
+    steps = 12_500_000
+    for form, feature in (("packed", _field(3, _int64s([0] * steps, True))),
+                          ("unpacked", _field(3, b"\x08\x00" * steps)),
+                          ("unpacked floats", _field(2, b"\x0d\x00\x00\x00\x00" * (steps // 2)))):
+        for read in (count_values, feature_values):
+            started = time.perf_counter()
+            with pytest.raises(TooMany, match="^more than 1,001 values$") as info:
+                read(feature, limit=1001)
+            assert time.perf_counter() - started < 1, (form, read.__name__)
+            assert info.value.counted == (steps if form == "packed" else 1002), (form, read.__name__)
+            holds = {"packed": steps, "unpacked": 2 * steps - 1002,
+                     "unpacked floats": 1002 + (steps // 2 - 1002) * 5 // 4}  # what the rest's bytes can hold
+            assert info.value.most == holds[form], (form, read.__name__)
+
+
+def test_a_number_list_step_field_longer_than_the_episode_is_refused_before_it_is_decoded(real_dir, tmp_path):
+    """The index keeps only where the list lies; reading steps stops it at the episode's values."""
+    directory, shard = _copy(real_dir, tmp_path)
+    empty_items = _field(1, b"\x0a\x00" * 2)
+    bools = _field(3, _field(1, b"\x00" * 2))
+    record = _example({"steps/is_first": bools, "steps/is_last": bools, "steps/is_terminal": bools,
+                       "steps/observation": empty_items, "steps/action": empty_items,
+                       "steps/discount": _field(2, _floats([1.0, 1.0], True)),
+                       "steps/reward": _field(3, b"\x08\x00" * 3_000_000)})  # an unpacked Int64List
+    _with_one_shard(directory, shard, [record])
+    source = EpisodeSource(directory)
+    assert source.episode_lengths().tolist() == [2]
+    assert source.steps(0, 0, 2, fields=["discount"])["discount"].tolist() == [1.0, 1.0]
+    with pytest.raises(DataError, match=rf"^{shard}: record 0: field 'steps/reward': more than 2 values for 2 "
+                                        "steps$"):
+        source.steps(0, 0, 2, fields=["reward"])
 
 
 def test_a_bytes_field_with_more_items_than_steps_is_refused_without_reading_them_all(real_dir, tmp_path):
