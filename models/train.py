@@ -36,7 +36,7 @@ from torch import nn
 
 from dropj_datasets import schema
 
-from .checkpoints import load_checkpoint, read_checkpoint, save_checkpoint
+from .checkpoints import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
 from .mdnrnn import MDNRNN, mdn_nll
 from .reward import PreferenceRewardEnsemble, SparseRewardEnsemble, preference_loss, reward_class_index
 from .vae import ConvVAE, frames_to_tensor, vae_loss
@@ -273,6 +273,25 @@ def _save(model: nn.Module, optimizer: torch.optim.Optimizer, out_dir: Path, ste
     os.replace(tmp, path)
 
 
+def _resume_state(path: Path, saved: Mapping[str, Any]) -> tuple[int, torch.Tensor | None]:
+    """The step and generator state a checkpoint of `_save` resumes from, each checked (the file is input:
+    one `CheckpointError` naming it, never torch's own error at the first step)."""
+    given = saved.get("step", 0)
+    step = given.item() if isinstance(given, torch.Tensor) and given.numel() == 1 and \
+        not given.is_floating_point() else given
+    if type(step) is not int or not 0 <= step < 2**62:
+        shown = f"a {tuple(given.shape)} tensor" if isinstance(given, torch.Tensor) else schema.describe(given)
+        raise CheckpointError(f"{path}: 'step' must be a whole number >= 0, got {shown}")
+    rng_state = saved.get("rng_state")
+    if rng_state is not None:
+        expected = torch.get_rng_state()
+        if not isinstance(rng_state, torch.Tensor) or rng_state.dtype != expected.dtype or \
+                rng_state.shape != expected.shape:
+            raise CheckpointError(f"{path}: 'rng_state' must be a {tuple(expected.shape)} {expected.dtype} tensor "
+                                  f"(torch.get_rng_state()), got {schema.describe(rng_state)}")
+    return step, rng_state
+
+
 def _write_losses(history: History, out_dir: Path) -> None:
     (out_dir / LOSSES_FILE).write_text(json.dumps(history.to_json(), indent=1))
     draw_losses(history, out_dir / PLOT_FILE)
@@ -308,9 +327,9 @@ def train(model: nn.Module, loss_fn: LossFn, batches: Iterable, val_batches: Ite
     if checkpoint.is_file():
         load_checkpoint(model, checkpoint, optimizer)
         saved = read_checkpoint(checkpoint)
-        step = int(saved.get("step", 0))
-        if isinstance(saved.get("rng_state"), torch.Tensor):
-            torch.set_rng_state(saved["rng_state"])
+        step, rng_state = _resume_state(checkpoint, saved)
+        if rng_state is not None:
+            torch.set_rng_state(rng_state)
     history = History.read(out_dir / LOSSES_FILE, up_to=step)
     if log is not None:
         log(f"resuming from step {step} of {config.steps} ({checkpoint})" if step else

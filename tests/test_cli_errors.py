@@ -289,7 +289,7 @@ def test_every_flag_a_message_names_exists():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("hostile", ["shared-list", "unsafe-global", "stride-0", "wrong-shape"])
+@pytest.mark.parametrize("hostile", ["shared-list", "unsafe-global", "stride-0", "wrong-shape", "bad-step", "bad-rng"])
 def test_train_resuming_from_a_hostile_checkpoint_is_one_line_of_ours(data, tmp_path, hostile):
     """Issue 22: `x = [x, x]` 40 deep in OUT/checkpoint.pt's optimizer_state hung `dropj train` at 4.9 GiB; a
     file torch refuses printed 3 lines with torch's advice to retry with weights_only=False; its review: an Adam
@@ -309,8 +309,13 @@ def test_train_resuming_from_a_hostile_checkpoint_is_one_line_of_ours(data, tmp_
         optimizer_state = torch.optim.Adam(model.parameters()).state_dict()
         optimizer_state["state"] = {0: {"step": torch.tensor(1.0), "exp_avg": exp_avg,
                                         "exp_avg_sq": torch.zeros_like(next(model.parameters()))}}
+    extras = {"step": 1}
+    if hostile in ("bad-step", "bad-rng"):  # a sound optimizer, but a step or generator state torch would choke on
+        optimizer_state = torch.optim.Adam(model.parameters()).state_dict()
+        extras = {"step": torch.tensor([1.0, 2.0])} if hostile == "bad-step" else \
+            {"step": 1, "rng_state": torch.zeros(3, dtype=torch.uint8)}
     (tmp_path / "run").mkdir()
-    torch.save({"model_state": model.state_dict(), "optimizer_state": optimizer_state, "step": 1},
+    torch.save({"model_state": model.state_dict(), "optimizer_state": optimizer_state, **extras},
                tmp_path / "run" / "checkpoint.pt")
     done = dropj("train", "vae", "--data_dir", data / "d", "--out", tmp_path / "run", "--steps", "2",
                  "--batch_size", "4")
@@ -318,5 +323,7 @@ def test_train_resuming_from_a_hostile_checkpoint_is_one_line_of_ours(data, tmp_
                     {"shared-list": "reaches one list twice", "unsafe-global": "getcwd",
                      "stride-0": "optimizer_state['state'][0]['exp_avg'] (shape (100000, 100000), strides (0, 0)) "
                                  "has stride 0",
-                     "wrong-shape": "optimizer_state['state'][0]['exp_avg']: expected shape"}[hostile])
+                     "wrong-shape": "optimizer_state['state'][0]['exp_avg']: expected shape",
+                     "bad-step": "'step' must be a whole number >= 0, got a (2,) tensor",
+                     "bad-rng": "'rng_state' must be a"}[hostile])
     assert "weights_only=False" not in done.stderr
