@@ -27,7 +27,7 @@ import os
 import struct
 from array import array
 from pathlib import Path
-from typing import Any, BinaryIO, Optional, Union
+from typing import Any, BinaryIO, Iterator, Optional, Union
 
 import numpy as np
 
@@ -114,10 +114,12 @@ def _varint(buf: bytes, pos: int) -> tuple[int, int]:
         shift += 7
 
 
-def _fields(buf: Any, base: int = 0) -> list[tuple[int, Any, int]]:
-    """(field number, value, where the value starts in the whole record) of a message: ints for varints,
-    memoryviews for length-delimited and fixed-size fields. `base`: where `buf` starts in the record."""
-    out, pos, view = [], 0, memoryview(buf)
+def _fields(buf: Any, base: int = 0) -> Iterator[tuple[int, Any, int]]:
+    """(field number, value, where the value starts in the whole record) of a message, one at a time: ints
+    for varints, memoryviews for length-delimited and fixed-size fields. `base`: where `buf` starts in the
+    record. Yielded, never listed: fields a reader skips (any number of them, protobuf allows) cost no
+    memory (a list of them took 144x the message)."""
+    pos, view = 0, memoryview(buf)
     while pos < len(view):
         key, pos = _varint(view, pos)
         number, wire = key >> 3, key & 7
@@ -136,8 +138,7 @@ def _fields(buf: Any, base: int = 0) -> list[tuple[int, Any, int]]:
             start, value, pos = pos, view[pos:pos + size], pos + size
         else:
             raise Corrupt(f"wire type {wire}")
-        out.append((number, value, base + start))
-    return out
+        yield number, value, base + start
 
 
 def _packed_varints(data: memoryview) -> np.ndarray:
@@ -223,18 +224,16 @@ def feature_values(feature: Any, at: int = 0, limit: Optional[int] = None) -> Un
 def count_values(feature: Any, limit: Optional[int] = None) -> tuple[str, int]:
     """(kind: 'bytes', 'float' or 'int64', number of values) of one `Feature` message, nothing decoded.
     More than `limit` values: `TooMany` (its `kind` set), at the first entry past it."""
-    for kind, payload, _ in _fields(memoryview(feature)):
-        if not isinstance(payload, memoryview):
-            raise Corrupt("a feature list that is not a message")
-        if kind in (1, 2, 3):
-            name = _KINDS[kind]
-            try:
-                return name, (len(_byte_items(payload, 0, limit)) if kind == 1
+    found = _first_list(memoryview(feature), 0)
+    if found is None:
+        return "bytes", 0
+    kind, payload, _ = found
+    try:
+        return _KINDS[kind], (len(_byte_items(payload, 0, limit)) if kind == 1
                               else _numbers(payload, kind, limit, decode=False))
-            except TooMany as exc:
-                exc.kind = name
-                raise
-    return "bytes", 0
+    except TooMany as exc:
+        exc.kind = _KINDS[kind]
+        raise
 
 
 def parse_example(buf: bytes) -> dict[str, Union[list[bytes], np.ndarray]]:
@@ -351,15 +350,26 @@ def _numbers(payload: memoryview, kind: int, limit: Optional[int], decode: bool 
     return _packed_varints(memoryview(data.tobytes()))
 
 
-def _feature_values(feature: Optional[memoryview], at: int, limit: Optional[int] = None
-                    ) -> Union[ByteItems, np.ndarray]:
-    if feature is None:
-        return ByteItems(np.zeros(0, np.int64), np.zeros(0, np.int64))
+def _first_list(feature: memoryview, at: int) -> Optional[tuple[int, memoryview, int]]:
+    """(kind: 1, 2 or 3, its message, where it starts) of the first list of a `Feature` message, or None.
+    Every field is walked (a damaged message is `Corrupt` whatever follows its list), one at a time."""
+    found = None
     for kind, payload, payload_at in _fields(feature, at):
+        if found is not None:
+            continue
         if not isinstance(payload, memoryview):
             raise Corrupt("a feature list that is not a message")
-        if kind == 1:  # BytesList
-            return _byte_items(payload, payload_at, limit)
-        if kind in (2, 3):  # FloatList, Int64List: packed, or one value each
-            return _numbers(payload, kind, limit)
-    return ByteItems(np.zeros(0, np.int64), np.zeros(0, np.int64))
+        if kind in _KINDS:
+            found = kind, payload, payload_at
+    return found
+
+
+def _feature_values(feature: Optional[memoryview], at: int, limit: Optional[int] = None
+                    ) -> Union[ByteItems, np.ndarray]:
+    found = None if feature is None else _first_list(feature, at)
+    if found is None:
+        return ByteItems(np.zeros(0, np.int64), np.zeros(0, np.int64))
+    kind, payload, payload_at = found
+    if kind == 1:  # BytesList
+        return _byte_items(payload, payload_at, limit)
+    return _numbers(payload, kind, limit)  # FloatList, Int64List: packed, or one value each

@@ -297,6 +297,25 @@ def test_a_list_past_its_limit_stops_there_counting_or_decoding_whatever_its_for
             assert info.value.most == holds[form], (form, read.__name__)
 
 
+def test_fields_a_message_does_not_use_cost_no_memory_per_field():
+    """Unknown fields are skipped as protobuf allows; each was a Python tuple in a list before (100 bytes
+    each: a 2 MB Feature of a million of them took over 100 MB to count)."""
+    import tracemalloc
+
+    from dropj.loaders.tfrecord_wire import count_values, feature_values
+
+    junk = b"\x22\x00" * 1_000_000  # field 4, empty: no field of a Feature
+    feature = junk + _field(3, _int64s([1, 2], True))
+    tracemalloc.start()
+    try:
+        assert count_values(feature, limit=2) == ("int64", 2)
+        assert feature_values(feature, limit=2).tolist() == [1, 2]
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < len(feature), f"{peak:,} bytes to read a Feature of {len(feature):,}"
+
+
 def test_a_number_list_step_field_longer_than_the_episode_is_refused_before_it_is_decoded(real_dir, tmp_path):
     """The index keeps only where the list lies; reading steps stops it at the episode's values."""
     directory, shard = _copy(real_dir, tmp_path)
