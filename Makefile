@@ -29,11 +29,14 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 demo: $(STAMP)
 	$(VENV)/bin/dropj demo --data_dir demo_data
 
+# ruff first: the linter of the inner loop (its rules: pyproject.toml), a second at most.
 test: $(STAMP) sysdeps
+	$(VENV)/bin/ruff check --quiet .
 	$(PY) -m pytest -n 2 -q
 
 # The inner loop: everything but the tests marked slow (under a minute on 2 cores).
 test-fast: $(STAMP)
+	$(VENV)/bin/ruff check --quiet .
 	$(PY) -m pytest -n 2 -q -m "not slow"
 
 # Debian's xvfb and xdotool: the recorder's window is tested with real key events on a virtual display;
@@ -56,6 +59,7 @@ bench: $(STAMP) sysdeps
 	$(PY) tests/benchmarks/bench_loader.py --write-docs
 	$(PY) tests/benchmarks/bench_record.py --write-docs
 	$(PY) tests/benchmarks/bench_annotate.py --write-docs
+	$(PY) tests/benchmarks/bench_record_web.py --write-docs
 
 docs: $(STAMP)
 	$(VENV)/bin/dropj schema-doc > docs/schema.md

@@ -155,7 +155,8 @@ class Annotations:
     @staticmethod
     def _check_queries(queries: str, spec: Any) -> None:
         if spec.kind != "queries":
-            raise DataError(f"{queries}: not a queries dataset (it holds {spec.kind}); use e.g. dropj_carracing/queries")
+            raise DataError(f"{queries}: not a queries dataset (it holds {spec.kind}); "
+                            "use e.g. dropj_carracing/queries")
 
     def _stored(self) -> Iterator[tuple[int, str, dict]]:
         """(user, query, answer as the responses file holds it) of each stored response, in stored order."""
@@ -165,7 +166,7 @@ class Annotations:
 
         builder = tfds.builder_from_directory(str(self.store.directory))
         for example in tfds.as_numpy(builder.as_dataset(split="train", shuffle_files=False)):
-            yield _user(example), feedback._text(example[schema.QUERY_ID]), feedback.from_example(example, self.spec)
+            yield _user(example), feedback.text(example[schema.QUERY_ID]), feedback.from_example(example, self.spec)
 
     def next_query(self, user: int) -> Optional[str]:
         done = self.answered.get(user, {})

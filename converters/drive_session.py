@@ -373,10 +373,10 @@ def serve_requests(ready: Ready, store: recording_store.RecordingStore, on_frame
         elif kind == "log":
             log(message[1])
         elif kind == "append":
-            _answer(ready, lambda: {"path": str(store.append(message[1], index_field=message[2])),
-                                    "episodes": store.episodes})
+            _answer(ready, lambda message=message: {"path": str(store.append(message[1], index_field=message[2])),
+                                                    "episodes": store.episodes})
         elif kind == "rescue":
-            _answer(ready, lambda: str(store.rescue(*message[1:])))
+            _answer(ready, lambda message=message: str(store.rescue(*message[1:])))
         elif kind == "seed":
             _answer(ready, next_seed)
         elif kind == "end":

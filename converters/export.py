@@ -38,7 +38,7 @@ class ListPickleWriter:
             raise ValueError(f"pickle protocol {protocol} not supported (2..{pickle.HIGHEST_PROTOCOL})")
         # The pure-Python pickler: the C one has no public way to write one item of a list at a time
         # (save, framing). Python 3.11 is pinned; tests/test_pinned_internals.py fails if it changes.
-        self._pickler = pickle._Pickler(file, protocol)
+        self._pickler = pickle._Pickler(file, protocol)  # noqa: SLF001 - see tests/test_pinned_internals.py
         self._pickler.fast = True
         self._in_batch = 0
         self.count = 0

@@ -255,7 +255,7 @@ def is_video_name(name: str) -> bool:
 
 def query_from_example(example: dict) -> tuple[str, dict, bytes]:
     """A decoded `queries` example -> (video name, its data.pkl entry, the mp4 bytes)."""
-    return (_text(example[schema.QUERY_ID]),
+    return (text(example[schema.QUERY_ID]),
             {"segment1": _segment(example[schema.LEFT]), "segment2": _segment(example[schema.RIGHT])},
             bytes(example[schema.VIDEO]))
 
@@ -325,14 +325,14 @@ def from_example(example: dict, spec: FeedbackSpec) -> dict:
     answers = None
     if not response[schema.SKIPPED]:
         a = response[schema.ANSWERS]
-        answers = [(_text(q), _text(ans), float(sec)) for q, ans, sec in
+        answers = [(text(q), text(ans), float(sec)) for q, ans, sec in
                    zip(a[schema.QUESTION], a[schema.ANSWER], a[schema.SECONDS])]
-    return Response(int(example[schema.RESPONSE_INDEX]), _text(example[schema.QUERY_ID]), answers,
+    return Response(int(example[schema.RESPONSE_INDEX]), text(example[schema.QUERY_ID]), answers,
                     int(response[schema.REPEAT_COUNT]), float(response[schema.TOTAL_TIME])
                     ).to_legacy(spec.answers_have_seconds)
 
 
-def _text(value: Any) -> str:
+def text(value: Any) -> str:
     return value.decode("utf-8") if isinstance(value, bytes) else str(value)
 
 
@@ -431,7 +431,7 @@ def summarise_preferences(spec: FeedbackSpec, examples: Iterable[dict]) -> str:
         if response[schema.SKIPPED]:
             skipped += 1
             continue
-        answers["/".join(_text(a) for a in response[schema.ANSWERS][schema.ANSWER])] += 1
+        answers["/".join(text(a) for a in response[schema.ANSWERS][schema.ANSWER])] += 1
         labels[round(float(example[schema.LABEL]), 4)] += 1
     return (f"{skipped + sum(answers.values())} examples, {skipped} skipped; answers "
             + ", ".join(f"{k}: {v}" for k, v in sorted(answers.items()))

@@ -326,7 +326,7 @@ def stream_size(file: BinaryIO) -> int:
         # The member's size from the central directory; ZipExtFile never returns more bytes. No public
         # attribute holds it (seeking to the end would inflate the member); Python 3.11 is pinned and
         # tests/test_pinned_internals.py fails if this attribute changes.
-        return file._orig_file_size - file.tell()
+        return file._orig_file_size - file.tell()  # noqa: SLF001 - see tests/test_pinned_internals.py
     try:
         return os.fstat(file.fileno()).st_size - file.tell()
     except (AttributeError, OSError, io.UnsupportedOperation):

@@ -178,7 +178,7 @@ def _read_worker(read: ReadEpisodes, out: Any, parent: int, slots: Optional[Fram
                     ep = dataclasses.replace(ep, observations=None)  # it waits in the slot
             put((index, ep, taken))
         put(None)
-    except BaseException as exc:  # handed to the consumer, raised there
+    except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
         put(exc)
 
 
@@ -302,7 +302,7 @@ def _fresh_worker(produce: Callable[[], Iterator[Any]], out: Any, parent: int) -
         for item in produce():
             put(item)
         put(None)
-    except BaseException as exc:  # handed to the consumer, raised there
+    except BaseException as exc:  # noqa: BLE001 - handed to the consumer, raised there
         put(exc)
 
 

@@ -46,7 +46,6 @@ from dropj.converters.recording_store import RecordingError
 from dropj_datasets import package_version, schema
 from dropj_datasets.schema import RecordingSpec
 
-RECORDING_VERSION = recording_store.VERSION
 MAX_SEED = 2**63 - 1  # the `seed` feature is int64
 SPLIT = recording_store.SPLIT
 

@@ -140,24 +140,51 @@ class ShardStore:
     WRITER, ONE = "writer", "writer"  # for messages: "another recording is writing here; one recorder per directory"
 
     def __init__(self, directory: Path, spec: Any, *, holder: str = "",
-                 log: Callable[[str], None] = print):
+                 log: Callable[[str], None] = print, repairing: bool = False):
+        """Opens `directory` for appending, holding its lock until `close`. With `repairing` (`repair`), the
+        list is rebuilt from the shards on disk instead of being checked against them (`_rebuild`)."""
         self.directory = Path(directory)
         self.spec = spec
         self.log = log
         self.directory.mkdir(parents=True, exist_ok=True)
         self._appending = threading.Lock()  # several sessions of one process may share the store
         self._lock_fd: Optional[int] = _lock(self.directory, holder, self.WRITER, self.ONE)
+        self._features = None
+        self._info = None
+        self.damaged: list[str] = []  # shard files `repairing` moved aside
         try:
             self._clear_leftovers()
+            if repairing:
+                self._rebuild()
+                return
             self.shard_lengths, self.num_bytes = self._existing()
-            self._features = None
-            self._info = None
             adopted = self._adopt_unlisted()
             if adopted or not (self.directory / DATASET_INFO).exists():
                 self._write_info()
         except BaseException:
             self.close()
             raise
+
+    def _rebuild(self) -> None:
+        """The list made again from the shards on disk: those that do not read whole are moved to `damaged/`
+        (nothing is deleted), the others renumbered 0..n-1 in order where there are gaps."""
+        lengths = []
+        for index in shards_on_disk(self.directory, self.DATASET):
+            path = shard_path(self.directory, index, self.DATASET)
+            count = _records_in(path)
+            if count is None:
+                (self.directory / "damaged").mkdir(exist_ok=True)
+                os.replace(path, self.directory / "damaged" / path.name)
+                self.damaged.append(path.name)
+                continue
+            target = shard_path(self.directory, len(lengths), self.DATASET)
+            if target != path:  # close a gap: link to the lower number, then drop the old name
+                os.link(path, target)
+                path.unlink()
+            lengths.append(count)
+        self.shard_lengths = lengths
+        self.num_bytes = sum(shard_path(self.directory, i, self.DATASET).stat().st_size for i in range(len(lengths)))
+        self._write_info()
 
     # -- opening --------------------------------------------------------------------------------------------
     def _clear_leftovers(self) -> None:
@@ -544,30 +571,9 @@ def repair(directory: str | os.PathLike, rescued: Sequence[str | os.PathLike] = 
         if not (path.is_dir() or path.is_file()):
             raise RecordingError(f"{path}: no such rescue file or folder")
     store_class, spec = _store_of(directory)
-    store = store_class.__new__(store_class)
-    store.directory, store.spec, store.log, store._features = directory, spec, log, None
-    store._appending = threading.Lock()
-    store._lock_fd = _lock(directory, "dropj repair-recording", store.WRITER, store.ONE)
-    dataset = store.DATASET
+    store = store_class(directory, spec, holder="dropj repair-recording", log=log, repairing=True)
+    dataset, damaged, lengths = store.DATASET, store.damaged, store.shard_lengths
     try:
-        store._clear_leftovers()
-        lengths, damaged = [], []
-        for index in shards_on_disk(directory, dataset):
-            path = shard_path(directory, index, dataset)
-            count = _records_in(path)
-            if count is None:
-                (directory / "damaged").mkdir(exist_ok=True)
-                os.replace(path, directory / "damaged" / path.name)
-                damaged.append(path.name)
-                continue
-            target = shard_path(directory, len(lengths), dataset)
-            if target != path:  # close a gap: link to the lower number, then drop the old name
-                os.link(path, target)
-                path.unlink()
-            lengths.append(count)
-        store.shard_lengths = lengths
-        store.num_bytes = sum(shard_path(directory, i, dataset).stat().st_size for i in range(len(lengths)))
-        store._write_info()
         added = duplicates = others = 0
         files = _rescue_files(directory, named)
         listed = {store.identity(record) for i in range(len(lengths)) for record in

@@ -180,7 +180,8 @@ class ExampleMaker:
 def iter_examples(make: ExampleMaker, workers: Optional[int] = None) -> Iterator[tuple[int, dict]]:
     """(key, example) pairs in source order, ready for a TFDS builder to yield."""
     frame_field = make.spec.step_field(schema.OBSERVATION)
-    slot_bytes = (episodes_lib.max_episode_steps() + 1) * int(np.prod(frame_field.shape)) * frame_field.np_dtype.itemsize
+    slot_bytes = ((episodes_lib.max_episode_steps() + 1) * int(np.prod(frame_field.shape))
+                  * frame_field.np_dtype.itemsize)
 
     def example(index: int, ep: episodes_lib.Episode, frames: Optional[pipeline.EncodedFrames]) -> tuple[int, dict]:
         return make(index, ep, None if frames is None else frames.result())  # then the frames' slot is free again

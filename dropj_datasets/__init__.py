@@ -25,7 +25,7 @@ _BUILDERS = {
 }
 _TFDS = "tensorflow_datasets"
 
-__all__ = ["schema", "register_builders", "package_version", *_BUILDERS]
+__all__ = ["schema", "register_builders", "package_version", "DropjCarracing", "DropjObstCarracing"]
 
 
 @functools.lru_cache(maxsize=1)

@@ -572,10 +572,6 @@ class FeedbackSpec:
         return (self.queries_file, self.responses_file)
 
     @property
-    def segment_width(self) -> int:
-        return self.env.latent_dim + 3
-
-    @property
     def answers_have_seconds(self) -> bool:
         """The Car Racing GUI stored (question, answer, seconds); the obstacle GUI (question, answer)."""
         return self.method != "multi-justification"
@@ -794,7 +790,6 @@ DREAM_RECORDINGS: dict[str, RecordingSpec] = {
 # --- new human feedback (`dropj annotate`; DATA_FORMATS.md 5) ------------------------------------------
 ANNOTATION_DATASET = "dropj_annotations"
 ANNOTATION = "annotation"
-ANNOTATOR_TEXT = "annotator"
 USER_AGENT = "user_agent"
 ANSWERED_AT = "answered_at"
 

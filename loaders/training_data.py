@@ -72,7 +72,7 @@ class Batches:
     seed: int = 0
 
     def __len__(self) -> int:
-        return -(-len(self.dataset) // self.batch_size)
+        return (len(self.dataset) + self.batch_size - 1) // self.batch_size
 
     def loader(self, num_workers: int = 0, *, pin_memory: bool = False, persistent_workers: Optional[bool] = None,
                **kwargs: Any) -> torch.utils.data.DataLoader:

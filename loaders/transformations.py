@@ -163,7 +163,8 @@ def labelled_steps(sketches: tf.data.Dataset) -> tf.data.Dataset:
     spec = _steps_spec(sketches, "labelled_steps")
     missing = [k for k in (schema.OBSERVATION, schema.ACTION, schema.REWARD) if k not in spec]
     if missing or schema.NEXT_OBSERVATION not in spec:
-        raise ValueError(f"labelled_steps reads ReQueST / DROS sketches; missing fields {missing or ['next_observation']}")
+        raise ValueError("labelled_steps reads ReQueST / DROS sketches; "
+                         f"missing fields {missing or ['next_observation']}")
     return sketches.flat_map(lambda sketch: sketch[schema.STEPS].map(
         lambda step: {schema.OBSERVATION: step[schema.OBSERVATION], schema.ACTION: step[schema.ACTION],
                       schema.REWARD: step[schema.REWARD]}))

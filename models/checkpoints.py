@@ -126,7 +126,8 @@ def _scan_pickle(data: bytes, path: Path, max_items: int = MAX_PICKLE_ITEMS) -> 
     40 deep is 40 lists on disk and 2**40 paths for whatever walks it (torch's optimizer-state loading
     hung at 4.9 GiB), and a cycle never ends. torch.save's own files share only strings, globals and
     tensors, so a container (list, dict, tuple, set, an object built by any call but torch's own, or one
-    filled after it was shared) reached a second time is refused, whatever its kind; the values made in all are at most `max_items`.
+    filled after it was shared) reached a second time is refused, whatever its kind; the values made in
+    all are at most `max_items`.
     """
     import pickletools
 

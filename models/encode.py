@@ -36,7 +36,7 @@ def encode_episode(vae: ConvVAE, rnn: MDNRNN, frames: np.ndarray, actions: np.nd
     state = rnn.zero_state(1)
     cells, hiddens = [state[0][0]], [state[1][0]]
     for t in range(len(actions)):  # the recurrence is sequential; each step is one small LSTMCell call
-        state = rnn._cell(torch.cat([z[t], a[t]])[None], state)
+        state = rnn.cell(torch.cat([z[t], a[t]])[None], state)
         cells.append(state[0][0])
         hiddens.append(state[1][0])
     return torch.cat([z, torch.stack(cells), torch.stack(hiddens)], dim=-1).cpu().numpy().astype(np.float32)

@@ -5,7 +5,7 @@ State order
 Everywhere in this module an LSTM state is the pair **(c, h)**: cell state first, hidden state
 second. That is the release's order (``initial_state`` is ``(c, h)``, and a latent state vector is
 laid out ``z | c | h``), and it is the **opposite** of ``torch.nn.LSTMCell``, which takes and
-returns ``(h, c)``. Only `MDNRNN._cell` talks to ``nn.LSTMCell``; it swaps the order there once.
+returns ``(h, c)``. Only `MDNRNN.cell` talks to ``nn.LSTMCell``; it swaps the order there once.
 
 Semantics (DATA_FORMATS.md 0.2): ``obs_t = [z_t, c_t, h_t]``; the dream step is
 ``(h_{t+1}, c_{t+1}) = LSTMCell([z_t, a_t], (h_t, c_t))``, ``z_{t+1} ~ MDN(h_{t+1})``. Actions fed to
@@ -157,8 +157,9 @@ class MDNRNN(nn.Module):
         zeros = torch.zeros(batch_size, self.config.rnn_size, dtype=p.dtype, device=p.device)
         return zeros, zeros.clone()
 
-    def _cell(self, x: torch.Tensor, state: LSTMState) -> LSTMState:
-        # The one place where the (c, h) convention meets torch's (h, c).
+    def cell(self, x: torch.Tensor, state: LSTMState) -> LSTMState:
+        """One step: x (batch, input_dim), state (c, h) -> the next (c, h). The one place where the (c, h)
+        convention meets torch's (h, c)."""
         c, h = state
         h_new, c_new = self.lstm_cell(x, (h, c))
         return c_new, h_new
@@ -193,7 +194,7 @@ class MDNRNN(nn.Module):
         state = self._check_state(state, x.shape[0])
         cs, hs = [], []
         for t in range(x.shape[1]):
-            state = self._cell(x[:, t], state)
+            state = self.cell(x[:, t], state)
             cs.append(state[0])
             hs.append(state[1])
         c_states = torch.stack(cs, dim=1) if cs else x.new_zeros(x.shape[0], 0, self.config.rnn_size)
@@ -222,7 +223,7 @@ class MDNRNN(nn.Module):
             raise ValueError(f"z must be (B, {self.config.n_z}) and a (B, {self.config.n_act}), "
                              f"got {tuple(z.shape)} and {tuple(a.shape)}")
         state = self._check_state(state, z.shape[0])
-        state = self._cell(torch.cat([z, a], dim=-1), state)
+        state = self.cell(torch.cat([z, a], dim=-1), state)
         logmix, mean, logstd = self.mixture(state[1])  # (B, n_z, K)
         probs = torch.softmax(logmix / temperature, dim=-1)
         if not sample:

@@ -78,7 +78,7 @@ def _real_episode(rng: np.random.Generator, steps: int, shape=(4, 4, 3)) -> list
 def _dream_episode(rng: np.random.Generator, steps: int, dim: int = 8) -> list:
     state = rng.standard_normal(dim).astype(np.float32).astype(np.float64)
     out = []
-    for t in range(steps):
+    for _ in range(steps):
         nxt = rng.standard_normal(dim).astype(np.float32)
         out.append(copy.deepcopy((state, np.array([0.0, 1.0, 0.0]), 0, nxt, 0.0, {})))
         state = nxt
@@ -141,7 +141,8 @@ _DTYPE = _global("numpy", "dtype")
 
 
 def _dtype(code: str, state: bytes) -> bytes:
-    return _DTYPE + _unicode(code) + pickle.NEWFALSE + pickle.NEWTRUE + pickle.TUPLE3 + pickle.REDUCE + state + pickle.BUILD
+    return (_DTYPE + _unicode(code) + pickle.NEWFALSE + pickle.NEWTRUE + pickle.TUPLE3 + pickle.REDUCE + state
+            + pickle.BUILD)
 
 
 def _tuple_bomb(depth: int, first_key: int = 0) -> bytes:
@@ -171,7 +172,8 @@ def dictionary() -> list[bytes]:
         pickle.SETITEM, pickle.SETITEMS, pickle.BUILD, pickle.REDUCE, pickle.NEWOBJ, pickle.MEMOIZE,
         pickle.EMPTY_LIST + pickle.POP, pickle.EMPTY_LIST + pickle.POP + pickle.LONG_BINPUT + b"\x00\x00\x00\x00"
         + pickle.LONG_BINGET + b"\x00\x00\x00\x00",
-        pickle.BINGET + b"\x00", pickle.BINGET + b"\x01", pickle.BINPUT + b"\x00", pickle.LONG_BINGET + b"\x02\x00\x00\x00",
+        pickle.BINGET + b"\x00", pickle.BINGET + b"\x01", pickle.BINPUT + b"\x00",
+        pickle.LONG_BINGET + b"\x02\x00\x00\x00",
         pickle.EMPTY_DICT + _unicode("k") + pickle.NONE + pickle.SETITEM,
         pickle.INST + b"os\nsystem\n", pickle.OBJ, pickle.PERSID + b"0\n", pickle.BINPERSID, pickle.EXT1 + b"\x01",
         _global("os", "system"), _global("builtins", "eval"), _global("builtins", "list"),
@@ -268,7 +270,7 @@ def _payload_spans(data: bytes) -> list[tuple[int, int]]:
     """Where the data bytes of string, bytes and float arguments lie (flips there keep the pickle valid)."""
     ops = list(pickletools.genops(data))
     spans = []
-    for (op, arg, pos), (_, _, next_pos) in zip(ops, ops[1:]):
+    for (op, arg, _pos), (_, _, next_pos) in zip(ops, ops[1:]):
         if op.name == "GLOBAL" or not isinstance(arg, (bytes, bytearray, str, float)):
             continue
         size = 8 if isinstance(arg, float) else len(arg.encode("utf-8", "surrogatepass") if isinstance(arg, str)
@@ -412,7 +414,8 @@ class _Oracle(pickle.Unpickler):
 
         if module == "__builtin__":
             module = "builtins"
-        allowed = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype, ("_codecs", "encode"): _codecs.encode,
+        allowed = {("numpy", "ndarray"): np.ndarray, ("numpy", "dtype"): np.dtype,
+                   ("_codecs", "encode"): _codecs.encode,
                    ("builtins", "bytes"): bytes, ("builtins", "list"): list,
                    ("collections", "defaultdict"): collections.defaultdict}
         for core in ("numpy.core", "numpy._core"):

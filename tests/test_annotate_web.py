@@ -144,7 +144,8 @@ def obstacle_queries_dir(tmp_path_factory):
 
 @needs_browser
 def test_the_mjust_flow_on_chuckhole_queries(obstacle_queries_dir, tmp_path, browser):
-    server = Server(obstacle_queries_dir, tmp_path / "out", method="mjust", queries="dropj_obst_carracing/chuckc_queries")
+    server = Server(obstacle_queries_dir, tmp_path / "out", method="mjust",
+                    queries="dropj_obst_carracing/chuckc_queries")
     try:
         browser.get(server.url)
         _answered(browser, 0)
@@ -202,7 +203,8 @@ def test_hostile_requests_get_a_4xx_and_store_nothing(queries_dir, tmp_path):
         sid, csrf = session["session"], {"x-dropj-csrf": session["csrf"]}
         status, query = _request("GET", server.base + f"/api/query?session={sid}")
         assert query["query_id"] == "0.mp4"
-        good = {"session": sid, "query_id": "0.mp4", "answers": [[schema.Q_LEFT_SAFE, "No"], [schema.Q_RIGHT_SAFE, "No"]],
+        good = {"session": sid, "query_id": "0.mp4",
+                "answers": [[schema.Q_LEFT_SAFE, "No"], [schema.Q_RIGHT_SAFE, "No"]],
                 "seconds": [1.0, 1.0], "total_time": 2.5, "repeat_count": 0}
         cases = [
             ("malformed JSON", dict(raw=b"{not json", headers=csrf), 400),
@@ -251,4 +253,5 @@ def test_another_host_needs_the_printed_token(queries_dir, tmp_path):
         assert _request("POST", server.base + "/api/session", {}, {"cookie": cookie})[0] == 200
     finally:
         server.kill(signal.SIGTERM)
-    assert not os.path.exists(annotations.annotation_dir(tmp_path / "out", "dropj") / "dropj_annotations-train.tfrecord-00000")
+    assert not os.path.exists(annotations.annotation_dir(tmp_path / "out", "dropj")
+                              / "dropj_annotations-train.tfrecord-00000")

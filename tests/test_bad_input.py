@@ -82,7 +82,8 @@ def test_every_problem_of_an_episode_is_reported_at_once():
         _convert(ep)
     text = str(err.value)
     assert text.startswith("3 problems:")
-    assert "step 0, field 'action'" in text and "step 2, field 'transition'" in text and "step 3, field 'reward'" in text
+    assert ("step 0, field 'action'" in text and "step 2, field 'transition'" in text
+            and "step 3, field 'reward'" in text)
 
 
 def test_dream_dtype_quirk_is_enforced_not_guessed():
@@ -91,7 +92,8 @@ def test_dream_dtype_quirk_is_enforced_not_guessed():
     plain, _ = legacy_factory.dream_episodes(DREAM, [3], states, rng)
     ep = plain[0]
     _replace(ep, 0, 0, ep[0][0].astype(np.float32))  # step 0 should be float64
-    with pytest.raises(DataError, match=r"step 0, field 'prev_obs': expected ndarray float64\[544\], got ndarray float32"):
+    with pytest.raises(DataError,
+                       match=r"step 0, field 'prev_obs': expected ndarray float64\[544\], got ndarray float32"):
         _convert(ep, DREAM)
     plain, _ = legacy_factory.dream_episodes(DREAM, [3], states, rng)
     _replace(plain[0], 1, 5, {"crash": True})
@@ -100,7 +102,8 @@ def test_dream_dtype_quirk_is_enforced_not_guessed():
 
 
 def test_empty_and_non_list_episodes():
-    with pytest.raises(DataError, match="episode 7, field 'episode': expected at least one transition, got an empty list"):
+    with pytest.raises(DataError,
+                       match="episode 7, field 'episode': expected at least one transition, got an empty list"):
         _convert([])
     with pytest.raises(DataError, match="expected list of transitions, got dict"):
         _convert({})
@@ -188,7 +191,8 @@ def test_dream_files_that_disagree_are_refused(tmp_path):
     scaled = made["scaled"]
     _replace(scaled[1], 2, 3, scaled[1][2][3] + np.float32(1))
     legacy_factory.write_pickle(manual / DREAM.sources.scaled, scaled, 4)
-    with pytest.raises(DataError, match=r"episode 1, step 3, field 'observations': expected the same as in the env-unit file"):
+    with pytest.raises(DataError,
+                       match=r"episode 1, step 3, field 'observations': expected the same as in the env-unit file"):
         _build(manual, tmp_path / "d", config="dream")
 
 

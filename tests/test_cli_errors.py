@@ -151,7 +151,8 @@ def test_repair_recording_on_a_folder_that_is_not_a_recording_is_a_plain_line(tm
     """It ended '(RecordingError, unexpected: run with --debug ...)': RecordingError was looked up in
     `dropj.converters.record`, which re-exports it and which `repair-recording` never loads."""
     (tmp_path / "notes").mkdir()
-    _plain_one_line(dropj("repair-recording", tmp_path / "notes"), "repair-recording", "not a recording's version folder")
+    _plain_one_line(dropj("repair-recording", tmp_path / "notes"), "repair-recording",
+                    "not a recording's version folder")
 
 
 def test_a_second_writer_on_one_directory_is_a_plain_line(tmp_path):
@@ -185,7 +186,8 @@ def test_every_user_error_class_is_named_where_it_is_defined():
 INTERNAL_EXCEPTIONS = {
     "BadRequest",  # web apps: answered as HTTP 4xx
     "Refused",  # record --web: answered on the WebSocket
-    "ServerGone", "Stopped", "StoreFailed",  # drive_session's worker <-> server protocol (StoreFailed -> RecordingError)
+    # drive_session's worker <-> server protocol (StoreFailed -> RecordingError)
+    "ServerGone", "Stopped", "StoreFailed",
     "_Stop",  # legacy_pickle: the STOP opcode
     "Corrupt", "TooMany",  # tfrecord_wire: turned into a DataError naming shard, record and field
 }

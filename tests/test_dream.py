@@ -26,7 +26,8 @@ def _make(checkpoints, **kwargs):
 
 
 def test_one_step_equals_an_independent_computation(checkpoints):
-    env = _make(checkpoints, init_states=str(factory.dummy_data("dropj_carracing") / "extracted" / "default_init_obs.pkl"))
+    env = _make(checkpoints,
+                init_states=str(factory.dummy_data("dropj_carracing") / "extracted" / "default_init_obs.pkl"))
     obs, info = env.reset(seed=11)
     core: DropjDream = env.unwrapped
     assert info["initial_state"].dtype == np.float64 and np.array_equal(obs, info["initial_state"].astype(np.float32))
@@ -41,7 +42,9 @@ def test_one_step_equals_an_independent_computation(checkpoints):
     cell = rnn.lstm_cell
     gates = (cell.weight_ih.detach().double().numpy() @ np.concatenate([z, action]) +
              cell.weight_hh.detach().double().numpy() @ h + (cell.bias_ih + cell.bias_hh).detach().double().numpy())
-    sig = lambda v: 1 / (1 + np.exp(-v))
+    def sig(v):
+        return 1 / (1 + np.exp(-v))
+
     c_next = sig(gates[n:2 * n]) * c + sig(gates[:n]) * np.tanh(gates[2 * n:3 * n])
     h_next = sig(gates[3 * n:]) * np.tanh(c_next)
     out = (rnn.output_w.weight.detach().double().numpy() @ h_next + rnn.output_w.bias.detach().double().numpy())

@@ -34,7 +34,9 @@ def _reference(vae, rnn, frames, actions) -> np.ndarray:
     cell = rnn.lstm_cell
     w_ih, w_hh = cell.weight_ih.detach().double().numpy(), cell.weight_hh.detach().double().numpy()
     bias = (cell.bias_ih + cell.bias_hh).detach().double().numpy()
-    sigmoid = lambda v: 1 / (1 + np.exp(-v))
+    def sigmoid(v):
+        return 1 / (1 + np.exp(-v))
+
     n = rnn.config.rnn_size
     c, h = np.zeros(n), np.zeros(n)
     rows = []
@@ -44,7 +46,8 @@ def _reference(vae, rnn, frames, actions) -> np.ndarray:
         rows.append(np.concatenate([z, c, h]))
         if t < len(actions):
             gates = w_ih @ np.concatenate([z, actions[t]]) + w_hh @ h + bias
-            i, f, g, o = sigmoid(gates[:n]), sigmoid(gates[n:2 * n]), np.tanh(gates[2 * n:3 * n]), sigmoid(gates[3 * n:])
+            i, f, g, o = (sigmoid(gates[:n]), sigmoid(gates[n:2 * n]), np.tanh(gates[2 * n:3 * n]),
+                          sigmoid(gates[3 * n:]))
             c = f * c + i * g
             h = o * np.tanh(c)
     return np.stack(rows)

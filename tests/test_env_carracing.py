@@ -221,7 +221,8 @@ def test_rgb_array_render():
     env.close()
 
 
-@pytest.mark.parametrize("kwargs", [{}, {"mode": "chuckc"}, {"mode": "chuckccar"}], ids=["carracing", "chuckc", "chuckccar"])
+@pytest.mark.parametrize("kwargs", [{}, {"mode": "chuckc"}, {"mode": "chuckccar"}],
+                         ids=["carracing", "chuckc", "chuckccar"])
 def test_gymnasium_env_checker_passes_without_warnings(kwargs):
     import warnings
 

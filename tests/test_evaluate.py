@@ -41,7 +41,9 @@ def test_metrics_equal_an_independent_computation():
     result = evaluate_preferences(model, torch.as_tensor(left), torch.as_tensor(right), torch.as_tensor(labels),
                                   batch_size=7)
     states = [{k: v.numpy() for k, v in model.member(m).state_dict().items()} for m in range(3)]
-    returns = lambda x: np.mean([_numpy_member(s, x.astype(np.float64)).sum(axis=1) for s in states], axis=0)
+    def returns(x):
+        return np.mean([_numpy_member(s, x.astype(np.float64)).sum(axis=1) for s in states], axis=0)
+
     d = returns(left) - returns(right)
     p = 1 / (1 + np.exp(-d))
     loss = -(labels * np.log(p) + (1 - labels) * np.log(1 - p))

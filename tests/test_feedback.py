@@ -156,7 +156,8 @@ def test_obstacle_answers_without_seconds_round_trip(tmp_path):
         {"video": "1.mp4", "responses": "Skipped", "repeat_count": 0, "total_time": 0.5},
     ]
     manual = tmp_path / "m"
-    legacy_factory.write_pickle(manual / "queries_s20_chuckcobst" / "data.pkl", legacy_factory.query_segments(2, 2115), 4)
+    legacy_factory.write_pickle(manual / "queries_s20_chuckcobst" / "data.pkl",
+                                legacy_factory.query_segments(2, 2115), 4)
     legacy_factory.write_pickle(manual / "responses_s20_chuckcobst" / spec.responses_file, responses, 4)
     # a Car Racing data.pkl beside it must not be taken for the obstacle one
     legacy_factory.write_pickle(manual / "queries_s20" / "data.pkl", legacy_factory.query_segments(2), 4)
@@ -182,7 +183,8 @@ REAL_COUNTS = {  # DATA_FORMATS.md 5.3, the authors' sampling_gui on all 600 ent
 @pytest.fixture(scope="module")
 def real_manual(tmp_path_factory, real_data):
     manual = tmp_path_factory.mktemp("real")
-    legacy_factory.write_pickle(manual / "queries_s20" / "data.pkl", legacy_factory.query_segments(600), 4)  # generated for the 600 ids
+    # generated for the 600 ids
+    legacy_factory.write_pickle(manual / "queries_s20" / "data.pkl", legacy_factory.query_segments(600), 4)
     (manual / "responses_s20").mkdir()
     for config in REAL_COUNTS:
         name = schema.spec_for(CR, config).responses_file

@@ -49,7 +49,8 @@ def test_fingerprint_tells_apart_what_assert_same_does():
     a = np.zeros(3, np.float32)
     pairs = [(np.zeros(3, np.float64), a), (np.ones(3, np.float32), a), ((a,), [a]), (-0.0, 0.0), (1, 1.0),
              ([a.copy(), a.copy()], [a, a]), ({"b": 1, "a": 2}, {"a": 2, "b": 1}),
-             (np.asfortranarray(np.ones((2, 2))), np.ones((2, 2))), (np.arange(3, dtype=">f4"), np.arange(3.0, dtype="<f4"))]
+             (np.asfortranarray(np.ones((2, 2))), np.ones((2, 2))),
+             (np.arange(3, dtype=">f4"), np.arange(3.0, dtype="<f4"))]
     for x, y in pairs:
         assert fuzzing.fingerprint(x) != fuzzing.fingerprint(y), (x, y)
     assert fuzzing.fingerprint([a, {"k": (1, "x")}]) == fuzzing.fingerprint([a.copy(), {"k": (1, "x")}])

@@ -170,7 +170,7 @@ def _datasets() -> dict[str, Callable[[], list]]:
         return [[], raw_episode(rng, 2), [], raw_episode(rng, 1)]
 
     return {
-        "empty_outer_list": lambda: [],
+        "empty_outer_list": list,
         "single_episode": lambda: [raw_episode(np.random.default_rng(6), 5)],
         "single_one_step_episode": lambda: [raw_episode(np.random.default_rng(7), 1)],
         "realistic": realistic,

@@ -80,7 +80,8 @@ def test_the_same_seed_gives_the_same_queries_and_batches_merge_without_overwrit
     assert (first / "1.mp4").read_bytes() == (again / "1.mp4").read_bytes()
     with pytest.raises(DataError, match="holds 3 queries already; pass --start_index"):
         models_io.make_queries(*args, tmp_path / "a", data_dir=str(built), seed=6, log=lambda line: None)
-    with pytest.raises(DataError, match=r"2.mp4 exist already; a query is never overwritten \(choose --start_index 3\)"):
+    with pytest.raises(DataError,
+                       match=r"2.mp4 exist already; a query is never overwritten \(choose --start_index 3\)"):
         models_io.make_queries(*args, tmp_path / "a", data_dir=str(built), seed=6, start_index=2,
                                   log=lambda line: None)
     before = pickle.loads((first / "data.pkl").read_bytes())

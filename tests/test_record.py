@@ -94,7 +94,7 @@ def test_steps_are_aligned_as_the_release_builders_align_them(recorded):
     _, seen = recorded
     _, episodes = load(recorded[0])
     assert len(episodes) == 3
-    for (steps, info, meta), env_seen in zip(episodes, seen):
+    for (steps, info, _meta), env_seen in zip(episodes, seen):
         n = len(env_seen["reward"])
         assert len(steps[schema.OBSERVATION]) == n + 1
         np.testing.assert_array_equal(steps[schema.OBSERVATION], np.stack(env_seen["obs"]))  # PNG is lossless
@@ -252,7 +252,7 @@ def test_sigkill_mid_episode_loses_only_that_episode(tmp_path):
     assert proc.returncode == -signal.SIGKILL
     builder, episodes = load(tmp_path)
     assert written >= 2 and len(episodes) in (written, written + 1)  # the kill may land after a later save
-    for steps, _, meta in episodes:
+    for steps, _, _meta in episodes:
         assert len(steps[schema.REWARD]) == 41 and steps[schema.IS_LAST][-1]
     # The killed directory takes more episodes, numbered on.
     rec = record.open_recorder("carracing", tmp_path, "k2", seeds=iter([99]), gym_env=short_env(5))
@@ -326,7 +326,8 @@ def test_sessions_sharing_one_store_write_every_episode_with_its_own_number(tmp_
     assert [int(m[schema.EPISODE_INDEX]) for m in metadata] == list(range(9))
     by_session = {}
     for m in metadata:
-        by_session.setdefault(m[schema.SESSION_ID].decode(), []).append((m[schema.USER_ID_TEXT].decode(), int(m[schema.SEED])))
+        by_session.setdefault(m[schema.SESSION_ID].decode(), []).append(
+            (m[schema.USER_ID_TEXT].decode(), int(m[schema.SEED])))
     assert by_session == {f"web-{n}": [(f"driver-{n}", 10 * n + k) for k in range(3)] for n in range(3)}
     for steps, _, m in episodes:
         n = int(m[schema.SESSION_ID].decode()[-1])

@@ -159,7 +159,7 @@ def test_real_episodes_replay_in_our_environments(env):
         core = gym_env.unwrapped
         for step in range(plan.warmup):
             obs, *_ = gym_env.step(make_sample.plan_action(core, plan, step))
-        for t, (prev_obs, action, reward, next_obs, done, info) in enumerate(episode):
+        for t, (prev_obs, action, reward, next_obs, _done, info) in enumerate(episode):
             assert np.array_equal(prev_obs, obs), (plan.seed, t)
             obs, env_reward, _, _, env_info = gym_env.step(action)
             assert np.array_equal(next_obs, obs), (plan.seed, t)

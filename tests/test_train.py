@@ -155,7 +155,8 @@ def test_a_device_that_cannot_be_used_is_one_clear_error(data_dir, tmp_path):
 def _pairs(n: int = 4) -> list[dict]:
     g = torch.Generator().manual_seed(1)
     return [{"left_observation": torch.randn(n, 20, 544, generator=g), "left_action": torch.rand(n, 20, 3, generator=g),
-             "right_observation": torch.randn(n, 20, 544, generator=g), "right_action": torch.rand(n, 20, 3, generator=g),
+             "right_observation": torch.randn(n, 20, 544, generator=g),
+             "right_action": torch.rand(n, 20, 3, generator=g),
              "label": torch.tensor([1.0, 0.0, 0.5, 1.0][:n], dtype=torch.float64)}]
 
 

@@ -455,7 +455,8 @@ def test_a_checkpoint_sharing_any_container_is_refused_before_torch(tmp_path, mo
         raise AssertionError("torch.load reached with a refused checkpoint")
 
     monkeypatch.setattr(torch, "load", never)
-    with pytest.raises(checkpoints.CheckpointError, match="reaches one (list|dict|tuple|set|object|container) twice") as err:
+    with pytest.raises(checkpoints.CheckpointError,
+                       match="reaches one (list|dict|tuple|set|object|container) twice") as err:
         checkpoints.load_checkpoint(model, path, torch.optim.Adam(model.parameters()))
     assert str(err.value).startswith(f"{path}: ") and "\n" not in str(err.value)
 

@@ -255,7 +255,7 @@ def test_a_corpus_of_malformed_requests_gets_a_4xx_from_every_route_and_stores_n
 
         for path in (f"/d/dropj_carracing/dream/episode/{HUGE}", f"/api/episode/dropj_carracing/dream/{HUGE}",
                      f"/frame/dropj_carracing/dream/0/{HUGE}.png", f"/frame/dropj_carracing/dream/{HUGE}/0.png",
-                     f"/d/dropj_carracing/queries/item/{HUGE}", f"/d/dropj_carracing/dream/episode/-1",
+                     f"/d/dropj_carracing/queries/item/{HUGE}", "/d/dropj_carracing/dream/episode/-1",
                      "/d/" + "x" * 6000 + "/dream", f"/video/dropj_carracing/queries/{HUGE}",
                      "/d/dropj_carracing/dream/episode/1e3", "/frame/dropj_carracing/dream/0/0x1.png",
                      "/d/dropj_carracing/dream/episode/%EF%BC%91"):  # a fullwidth digit one
@@ -509,7 +509,7 @@ def test_the_annotation_page_works_in_chromium_through_the_guard_off_loopback(da
         wait_for(lambda: browser.find_element("id", "progress").text.startswith("0 of "), 60,
                  lambda: browser.find_element("id", "status").text)
         for question in (schema.Q_LEFT_SAFE, schema.Q_RIGHT_SAFE):
-            wait_for(lambda: browser.find_element("id", "question").text == question, 30)
+            wait_for(lambda question=question: browser.find_element("id", "question").text == question, 30)
             wait_for(lambda: next((b for b in browser.find_elements("css selector", "#answers button")
                                    if b.text == "No" and b.is_displayed()), None), 30).click()
         wait_for(lambda: browser.find_element("id", "progress").text.startswith("1 of "), 30,

@@ -16,7 +16,8 @@ standard way to build and load.
     dropj annotate --queries NAME/CONFIG --data_dir D --method M --user ID --out OUT [--host H] [--port P]
                                                    collect preferences and justifications in the browser
     dropj encode --dataset NAME/CONFIG --data_dir D --vae V.pt --mdnrnn M.pt   real episodes -> latent z|c|h
-    dropj make-queries --dataset NAME/CONFIG --data_dir D --vae V.pt --num_queries N --out Q [--seed S] [--start_index K]
+    dropj make-queries --dataset NAME/CONFIG --data_dir D --vae V.pt --num_queries N --out Q [--seed S]
+                       [--start_index K]
                                                    new preference queries in the release's format
     dropj evaluate reward --checkpoints DIR [--note NOTE] --dataset NAME/CONFIG --data_dir D [--responses 500:600]
                                                    a reward model's accuracy and loss on human answers

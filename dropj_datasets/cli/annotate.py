@@ -138,7 +138,8 @@ class AnnotateServer:
                     entry = self.study.skipped(video, total_time=body.get("total_time"),
                                                repeat_count=body.get("repeat_count"))
                 else:
-                    entry = self.study.entry(video, _answers(body.get("answers")), seconds=_seconds(body.get("seconds")),
+                    entry = self.study.entry(video, _answers(body.get("answers")),
+                                             seconds=_seconds(body.get("seconds")),
                                              total_time=body.get("total_time"), repeat_count=body.get("repeat_count"))
             except DataError as exc:
                 raise BadRequest(422, str(exc)) from None

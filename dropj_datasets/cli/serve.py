@@ -188,14 +188,14 @@ def player_page(name: str, config: str, index: int) -> str:
 
 def item_page(browser: Browser, name: str, config: str, index: int) -> str:
     example = browser.item(name, config, index)
-    query_id = views._text(example[schema.QUERY_ID])
+    query_id = views.text(example[schema.QUERY_ID])
     parts = [f'<h1><a href="/d/{name}/{config}">{name}/{config}</a>, item {index}: query {html.escape(query_id)}</h1>',
              f'<video id="query" controls muted src="/video/{name}/{config}/{html.escape(query_id)}" '
              'width="1000" height="500"></video>']
     if schema.RESPONSE in example:
         response = example[schema.RESPONSE]
         answers = response[schema.ANSWERS]
-        rows = "".join(f"<tr><td>{html.escape(views._text(q))}</td><td class='answer'>{html.escape(views._text(a))}"
+        rows = "".join(f"<tr><td>{html.escape(views.text(q))}</td><td class='answer'>{html.escape(views.text(a))}"
                        f"</td><td>{s:.2f}</td></tr>"
                        for q, a, s in zip(answers[schema.QUESTION], answers[schema.ANSWER], answers[schema.SECONDS]))
         label = float(example[schema.LABEL])

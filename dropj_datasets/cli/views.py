@@ -34,7 +34,7 @@ def open_built(dataset: str, data_dir: Optional[str] = None) -> Any:
     return BuiltDataset.open(dataset, data_dir)
 
 
-def _text(value: Any) -> str:
+def text(value: Any) -> str:
     return value.decode("utf-8", "replace") if isinstance(value, bytes) else str(value)
 
 
@@ -94,7 +94,7 @@ def _feedback_statistics(built: Any) -> dict:
         if response[schema.SKIPPED]:
             skipped += 1
             continue
-        answers["/".join(_text(a) for a in response[schema.ANSWERS][schema.ANSWER])] += 1
+        answers["/".join(text(a) for a in response[schema.ANSWERS][schema.ANSWER])] += 1
         labels[round(float(example[schema.LABEL]), 4)] += 1
     return {"kind": built.spec.kind, "items": len(times), "skipped": skipped, "answers": dict(answers.most_common()),
             "labels": dict(sorted(labels.items())), "total_time": times, "repeat_count": repeats,
@@ -266,8 +266,8 @@ def load_episode(built: Any, index: int, vae: Optional[str] = None) -> Episode:
     steps = example[schema.STEPS]
     if len(steps[schema.IS_FIRST]) > cap:
         raise schema.DataError(f"{built.directory}: episode {index} has more than the {cap} steps an episode may "
-                               f"have ({cap - 1} transitions); set DROPJ_MAX_EPISODE_STEPS to its transitions, or more, "
-                               "to show it")
+                               f"have ({cap - 1} transitions); set DROPJ_MAX_EPISODE_STEPS to its transitions, "
+                               "or more, to show it")
     observations = np.asarray(steps[schema.OBSERVATION])
     latent = observations.ndim == 2
     frames = Frames(observations, built.spec.env, vae if latent else None)

@@ -188,7 +188,8 @@ class Guard:
                 raise
             text = str(exc).splitlines()[0][:300] if str(exc) else ""
             self.log(f"{scope.get('path', '')[:80]}: {type(exc).__name__}: {text}")
-            await _refuse(scope, receive, send_guarded, BadRequest(500, f"the server failed: {type(exc).__name__}: {text}"))
+            await _refuse(scope, receive, send_guarded,
+                          BadRequest(500, f"the server failed: {type(exc).__name__}: {text}"))
 
     def _check(self, scope: dict) -> bool:
         """Raises `BadRequest` unless the request may pass; True when it carried the right token in its query."""

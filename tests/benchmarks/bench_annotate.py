@@ -195,10 +195,12 @@ def main(argv: Optional[list[str]] = None) -> int:
         f"| server RSS idle, peak with {args.annotators} annotators | {idle_rss / 2**20:.0f} MiB, "
         f"{max(samples) / 2**20:.0f} MiB |",
         f"| responses acknowledged, stored | {acknowledged_all}, {stored} |",
-        f"| responses per second: paced, flat out | {len(acknowledged) / wall:.1f}, {len(flat_acknowledged) / flat_wall:.1f} |",
+        f"| responses per second: paced, flat out | {len(acknowledged) / wall:.1f}, "
+        f"{len(flat_acknowledged) / flat_wall:.1f} |",
         f"| paced answer round trip p99 < {ROUND_TRIP_TARGET_MS:.0f} ms | "
         f"{'met' if p99 < ROUND_TRIP_TARGET_MS else 'NOT met'} ({p99:.1f} ms) |",
-        f"| answer p50 / query p50 (the cost of the durable commit) | {statistics.median(times['answer']) / statistics.median(times['query']):.1f}x |",
+        "| answer p50 / query p50 (the cost of the durable commit) | "
+        f"{statistics.median(times['answer']) / statistics.median(times['query']):.1f}x |",
     ])
     bench_build.publish(section, args.write_docs)
     return 0 if stored == acknowledged_all else 1

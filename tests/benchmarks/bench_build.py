@@ -469,7 +469,7 @@ def build_ours(args: Args) -> dict:
     split_generators = builder._split_generators  # ours hands TFDS the converter's generator from here
 
     def timed_splits(*a: Any, **kw: Any) -> dict:
-        return {split: _timed_generator(lambda: examples, timing)()
+        return {split: _timed_generator(lambda examples=examples: examples, timing)()
                 for split, examples in split_generators(*a, **kw).items()}
 
     builder._split_generators = timed_splits
@@ -1136,7 +1136,8 @@ def interpretation(measured: dict[str, Measured]) -> list[str]:
             f"- **{m.source.name}.** Ours {ours.mb_per_s:.0f} MB/s against {reference.mb_per_s:.0f} MB/s "
             f"({ours.mb_per_s / reference.mb_per_s:.2f}x; per round: "
             + ", ".join(f"{x:.2f}x" for x in m.speedups) + f"), {ours.cores_busy:.2f} cores busy against "
-            f"{reference.cores_busy:.2f}. The largest stage is {top_stage} ({100 * top_ms / sum(per_episode.values()):.0f} %"
+            f"{reference.cores_busy:.2f}. The largest stage is {top_stage} "
+            f"({100 * top_ms / sum(per_episode.values()):.0f} %"
             f" of the single-threaded work). TFDS's main thread waited {ours.generator_s:.1f} s of "
             f"{ours.build_s:.1f} s for our next example. Output: {ours.output_bytes / steps:.0f} B per step, of which "
             f"the frame is {m.stages['png_bytes_per_frame']:.0f} B (raw {frame_bytes:,} B, stored twice per step "
@@ -1183,14 +1184,17 @@ def report(args: Args, measured: dict[str, Measured], code: str) -> str:
         "when fast, full right for 10 steps in every 333); episodes are consecutive runs of a pool of "
         f"{POOL_STEPS}-step episodes, so `prev_obs[t+1] == obs[t]` holds. The builds ran one after the other, "
         f"each in its own process with nothing else running, {args.repeats} round(s) of: ours, the reference, "
-        "ours on 1 CPU, ours on Apache Beam; each row is the run with the median build time (fastest and slowest in brackets) with "
+        "ours on 1 CPU, ours on Apache Beam; each row is the run with the median build time (fastest and slowest "
+        "in brackets) with "
         "the largest memory figures of its rounds. *Source MB/s* is the pickle's MB over the "
         "`download_and_prepare` seconds (*build s*); *process s* adds interpreter start and imports; *CPU s* "
         "counts the build process and its children. Memory is sampled over the build's process tree "
-        f"(RSS every {TreeMemory.RSS_INTERVAL_S:g} s, PSS every {TreeMemory.RSS_INTERVAL_S * TreeMemory.PSS_EVERY:g} s); "
+        f"(RSS every {TreeMemory.RSS_INTERVAL_S:g} s, "
+        f"PSS every {TreeMemory.RSS_INTERVAL_S * TreeMemory.PSS_EVERY:g} s); "
         "*largest process* is `ru_maxrss`. The memory target is read on PSS: our reader and encoder processes "
         "are forked from the build's process after TensorFlow is loaded and share its 400 MiB of pages, "
-        "which summed RSS counts once per process and PSS divides among them. The reference is the plain builder a person would write: `pickle.load` "
+        "which summed RSS counts once per process and PSS divides among them. The reference is the plain builder "
+        "a person would write: `pickle.load` "
         "of the whole list, one `tfds.features.Image` per step (TensorFlow's PNG), TFDS defaults; it stores no "
         "`info` flags or episode metadata, so its output holds a little less than ours.",
         "",

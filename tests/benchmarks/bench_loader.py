@@ -272,7 +272,7 @@ def child_ceiling(data: Path) -> dict:
     rates = {}
     for name, decode in decoders.items():
         same = all(np.array_equal(decode(frame), expected) for frame, expected in zip(frames, reference))
-        best = min(_seconds(lambda: [decode(frame) for frame in frames]) for _ in range(3))
+        best = min(_seconds(lambda decode=decode: [decode(frame) for frame in frames]) for _ in range(3))
         rates[name] = {"frames_per_s": len(frames) / best, "same": same}
     indexed = sum(frame[25] == 3 for frame in frames)  # IHDR's colour type: 3, a palette
     return {"frames": len(frames), "bytes_per_frame": sum(map(len, frames)) / len(frames),
@@ -504,7 +504,8 @@ def report(args: argparse.Namespace, stamps: dict, m: dict, loads: tuple[str, st
     for name in ceiling_runs[0]["decoders"]:
         rates = [r["decoders"][name]["frames_per_s"] for r in ceiling_runs]
         decoders.append(f"| {name} | {max(rates):,.0f} ({rates_text(rates)}) "
-                        f"| {max(rates) / pillow:.2f} | {'yes' if ceiling_runs[0]['decoders'][name]['same'] else 'no'} |")
+                        f"| {max(rates) / pillow:.2f} | "
+                        f"{'yes' if ceiling_runs[0]['decoders'][name]['same'] else 'no'} |")
     tf_rates = [r["frames_per_s"] for r in m["tf_decode"]]
     decoders.append(f"| TensorFlow `tf.io.decode_png` (eager, one thread) | {max(tf_rates):,.0f} "
                     f"({rates_text(tf_rates)}) | {max(tf_rates) / pillow:.2f} | yes |")
@@ -566,7 +567,8 @@ def report(args: argparse.Namespace, stamps: dict, m: dict, loads: tuple[str, st
     lines = [
         SECTION_HEADING, "",
         f"Measured {datetime.date.today().isoformat()} with `{command}`, on {bench_build.machine()}; "
-        f"{bench_build.versions()}, torch {bench_build.version('torch')}; {m.get('code') or bench_build.code_version()}; load "
+        f"{bench_build.versions()}, torch {bench_build.version('torch')}; "
+        f"{m.get('code') or bench_build.code_version()}; load "
         f"average {loads[0]} at the start and {loads[1]} at the end (1/5/15 min).", "",
         f"Dataset: `{DATASET}` built by `tfds build` from a release-format `{SOURCE.file}` of {small['episodes']} "
         f"episodes of {bench_build.STEPS_PER_EPISODE} steps of our `DropjCarRacing-v0` frames driven like a "
@@ -578,7 +580,8 @@ def report(args: argparse.Namespace, stamps: dict, m: dict, loads: tuple[str, st
         f"reader's own decoder on one core, {per_core:,.0f} frames/s, i.e. {ceiling_steps:,.0f} steps/s since a "
         f"window of {WINDOW} steps decodes {WINDOW + 1} frames; with workers, the ceiling is that decoder run "
         f"in one process per core at once, {parallel_steps * (WINDOW + 1) / WINDOW:,.0f} frames/s on the {cores} "
-        f"cores ({parallel_steps * (WINDOW + 1) / WINDOW / per_core:.2f}x one core). *Stopped cleanly*: each reader is stopped in "
+        f"cores ({parallel_steps * (WINDOW + 1) / WINDOW / per_core:.2f}x one core). "
+        "*Stopped cleanly*: each reader is stopped in "
         f"the middle of a pass; no worker aborted and nothing was printed.", "",
         *rows, "",
         f"Decoders on the same {ceiling_runs[0]['frames']:,} frames of {CEILING_EPISODES} episodes "
@@ -597,7 +600,8 @@ def report(args: argparse.Namespace, stamps: dict, m: dict, loads: tuple[str, st
         f"half {max(pss[:half] or pss):.0f}, second half {max(pss[half:]):.0f}); the largest worker's USS "
         f"{worker_uss_series[0]:.0f} -> {worker_uss_series[-1]:.0f} MiB (peak {max(worker_uss_series):.0f}).", "",
         f"The rounds of one reader vary with the machine's other load (the load average above): the 1x growth "
-        f"row runs the same reader as the 2-worker row above, and reached {best(m['growth']['1x']['warm'])['steps_per_s']:,.0f} "
+        "row runs the same reader as the 2-worker row above, and reached "
+        f"{best(m['growth']['1x']['warm'])['steps_per_s']:,.0f} "
         f"steps/s there ({best(m['growth']['1x']['warm'])['steps_per_s'] / ceiling_of(2):.2f}x the ceiling of the "
         f"cores together); the targets below read the table above.", "",
         "| target | measured | met |", "|---|---:|---|",

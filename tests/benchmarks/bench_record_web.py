@@ -281,7 +281,8 @@ def run_sessions(count: int, steps: int, workdir: Path) -> dict:
             "frames_per_s": [p.frames_per_s() for p in participants],
             "kib_per_s": [p.frame_bytes / 1024 / (p.frame_times[-1] - p.frame_times[0]) for p in participants],
             "cpu_cores": cpu / wall, "cpu_per_session": cpu / wall / count, "interval_p99": max(worst_intervals),
-            "server_cores": parent_cpu / wall, "clients_cores": clients / wall, "rss_peak": max(rss), "steps": [len(episodes[p.user]["wall_time"]) - 1 for p in participants]}
+            "server_cores": parent_cpu / wall, "clients_cores": clients / wall, "rss_peak": max(rss),
+            "steps": [len(episodes[p.user]["wall_time"]) - 1 for p in participants]}
 
 
 # --- one participant in Chromium -----------------------------------------------------------------------
@@ -333,7 +334,8 @@ def run_chromium(steps: int, workdir: Path) -> dict:
     episode_seconds = episode["wall_time"][-1] - episode["wall_time"][0]
     return {"rate": steps_per_s(episode["wall_time"]), "latency": lat, "missed": missed, "events": len(sent),
             "frames_shown_per_s": final["framesShown"] / episode_seconds, "frames_shown": final["framesShown"],
-            "frames_received": final["frames"], "interval_p99": percentile(list(intervals_ms(episode["wall_time"])), 99),
+            "frames_received": final["frames"],
+            "interval_p99": percentile(list(intervals_ms(episode["wall_time"])), 99),
             "cpu_cores": cpu / wall, "browser_cores": browser_cpu / wall, "steps": len(episode["wall_time"]) - 1}
 
 
@@ -455,7 +457,8 @@ def report(args: argparse.Namespace, encodings: list[dict], chromium: Optional[d
         f"is shared, and the participants (threads here, or Chromium) run on the same 2 cores as the server.", "",
         f"The real server (`dropj record --web --max_steps {args.steps} --episodes 1`, a process of its own, "
         f"`carracing`). Each participant follows its own seeded key script (segments of 0.16-1.2 s; Up 75 % of the "
-        f"time, Left or Right a quarter each, Down 10 %), begun once its session has shown {SETTLED_FRAMES} frames, and "
+        f"time, Left or Right a quarter each, Down 10 %), begun once its session has shown {SETTLED_FRAMES} "
+        "frames, and "
         f"sends each change as the page does. *Steps/s* is "
         f"(steps - 1) over the time between the episode's first and last recorded `wall_time`. *Latency* runs from a "
         f"key event's send time to the recorded `wall_time` of the observation after the first action taken with "
@@ -475,7 +478,8 @@ def report(args: argparse.Namespace, encodings: list[dict], chromium: Optional[d
             "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
             f"| {chromium['steps']} | {chromium['rate']:.2f} | {chromium['interval_p99']:.1f} | {chromium['events']} | "
             f"{percentile(chromium['latency'], 50):.1f} | {percentile(chromium['latency'], 99):.1f} | "
-            f"{max(chromium['latency']):.1f} | {chromium['missed']} | {chromium['frames_shown']} ({chromium['frames_shown_per_s']:.1f}) | "
+            f"{max(chromium['latency']):.1f} | {chromium['missed']} | "
+            f"{chromium['frames_shown']} ({chromium['frames_shown_per_s']:.1f}) | "
             f"{chromium['cpu_cores']:.2f} | {chromium['browser_cores']:.2f} |", ""]
     lines += [
         "### Sessions at once", "",
