@@ -39,7 +39,8 @@ NEVER_IN_FILE = {"loaders/transformations.py": ("torch",),  # pure tf.data; the 
                  "loaders/tfrecord_wire.py": ("tensorflow", "tensorflow_datasets", "rlds", "torch"),
                  "loaders/batch_ring.py": ("tensorflow", "tensorflow_datasets", "rlds"),
                  "loaders/training_data.py": ("tensorflow", "tensorflow_datasets", "rlds"),
-                 "dropj_datasets/schema.py": ("tensorflow", "tensorflow_datasets", "torch"),
+                 **{f"dropj_datasets/schema/{m}.py": ("tensorflow", "tensorflow_datasets", "torch")
+                    for m in ("__init__", "keys", "errors", "fields", "envs", "kinds", "release", "written", "docs")},
                  "dropj_datasets/codec.py": ("tensorflow", "torch")}
 
 

@@ -160,7 +160,7 @@ def test_export_gives_dataset_r_structure_and_types(recorded, tmp_path):
     with open(path, "rb") as f:
         episodes = legacy_pickle.load(f)
     # The embedded sample's Dataset R file is in the release's exact format: compare types per position.
-    sample_zip = Path(schema.__file__).parent / "dropj_carracing" / "dummy_data" / "carracing_rollouts.zip"
+    sample_zip = Path(dropj_datasets.__file__).parent / "dropj_carracing" / "dummy_data" / "carracing_rollouts.zip"
     import zipfile
 
     with zipfile.ZipFile(sample_zip) as z, z.open("raw_user_rollouts_res84_ep600.pkl") as f:

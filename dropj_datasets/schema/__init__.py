@@ -1,0 +1,157 @@
+"""The DROPJ RLDS schema: every field of every dataset, spelled once, in one package by job.
+
+    keys      every stored key (constants)         errors   DataError, describe
+    fields    Field and its tables                 envs     EnvSpec, ENVS, the action conventions
+    kinds     the registry of kinds (KINDS)        release  the release configs (DATASETS), the RLDS
+                                                            alignment contract, their spec classes
+    written   what our tools write (WRITTEN)       docs     docs/schema.md
+
+Everything is re-exported here, so `schema.X` is the one way code names it. The package needs numpy only;
+its modules import each other in the order above (`keys` imports nothing).
+"""
+
+from __future__ import annotations
+
+from .keys import (  # noqa: F401 - re-exported
+    ACTION,
+    ACTION_SCALED,
+    ANNOTATION,
+    ANNOTATION_DATASET,
+    ANNOTATOR,
+    ANSWER,
+    ANSWERED_AT,
+    ANSWERS,
+    A_EQUALLY,
+    A_LEFT,
+    A_NO,
+    A_RIGHT,
+    A_YES,
+    DISCOUNT,
+    DREAM_PICKLE_PROTOCOL,
+    DROPJ_VERSION,
+    ENCODED_DATASET,
+    ENV_ID,
+    ENV_MODE,
+    EPISODE_INDEX,
+    EPISODE_METADATA,
+    FEEDBACK_SESSION,
+    FINAL_DONE,
+    GYMNASIUM_VERSION,
+    HAS_LABEL,
+    INFO,
+    INFO_ABSENT,
+    INFO_DOCS,
+    INFO_FALSE,
+    INFO_FEATURE_NAMES,
+    INFO_TRUE,
+    INITIAL_STATE,
+    INITIAL_STATE_FILE,
+    INITIAL_STATE_INDEX,
+    IS_FIRST,
+    IS_LAST,
+    IS_TERMINAL,
+    JUSTIFICATION,
+    KEYS,
+    KEYS_HELD,
+    LABEL,
+    LEFT,
+    MDNRNN_SHA256,
+    METHOD,
+    NEXT_OBSERVATION,
+    OBSERVATION,
+    PICKLE_PROTOCOL,
+    PREFERENCE,
+    QUERY_ID,
+    QUERY_INDEX,
+    QUESTION,
+    Q_JUSTIFICATION,
+    Q_LEFT_SAFE,
+    Q_PREFER,
+    Q_PREFERENCE,
+    Q_RIGHT_SAFE,
+    RECORDED_PICKLE_PROTOCOL,
+    RECORDING_DATASET,
+    REPEAT_COUNT,
+    RESPONSE,
+    RESPONSES_PICKLE_PROTOCOL,
+    RESPONSE_INDEX,
+    RESPONSE_KEYS,
+    REWARD,
+    RIGHT,
+    SECONDS,
+    SEED,
+    SEGMENT_STEPS,
+    SESSION_ID,
+    SKETCH_INDEX,
+    SKIPPED,
+    SKIPPED_ANSWER,
+    SOURCE_DATASET,
+    SOURCE_FILE,
+    SOURCE_FILE_SCALED,
+    START_TIME,
+    STEPS,
+    TIME_LIMIT,
+    TIME_LIMIT_TRUNCATED,
+    TOTAL_TIME,
+    USER_AGENT,
+    USER_ID,
+    USER_ID_TEXT,
+    VAE_SHA256,
+    VIDEO,
+    WALL_TIME,
+)
+from .errors import (  # noqa: F401 - re-exported
+    DataError,
+    MAX_MESSAGE,
+    describe,
+    format_location,
+)
+from .fields import (  # noqa: F401 - re-exported
+    Field,
+    episode_fields,
+    field_table,
+)
+from .envs import (  # noqa: F401 - re-exported
+    ACTION_HIGH,
+    ACTION_LOW,
+    CARRACING,
+    CARRACING_ID,
+    CHUCKC,
+    CHUCKCCAR,
+    ENVS,
+    EnvSpec,
+    OBST_CARRACING_ID,
+    env_spec,
+    scale_action,
+)
+from .kinds import (  # noqa: F401 - re-exported
+    DATASET_SEQUENCE,
+    KINDS,
+    Kind,
+    SEQUENCE,
+)
+from .release import (  # noqa: F401 - re-exported
+    DATASETS,
+    DatasetSpec,
+    FeedbackSpec,
+    QuerySpec,
+    SketchSpec,
+    SourceFiles,
+    Spec,
+    query_fields,
+    segment_fields,
+)
+from .written import (  # noqa: F401 - re-exported
+    ANNOTATIONS,
+    AnnotationSpec,
+    DREAM_RECORDINGS,
+    ENCODED,
+    EncodedSpec,
+    RECORDINGS,
+    RecordingSpec,
+    WRITTEN,
+    spec_for,
+)
+from .docs import (  # noqa: F401 - re-exported
+    markdown,
+)
