@@ -4,63 +4,34 @@ actions recorded, step by step; the protocol refuses what it does not expect."""
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 import time
 
 import numpy as np
 import pytest
-import tensorflow_datasets as tfds
 
-import factory
 from dropj.converters import record
 from dropj_datasets import schema
-from factory.web import CHROMIUM, DRIVER, free_port, new_chromium, wait_for
+from factory.web import CHROMIUM, DRIVER, App, new_chromium, received_until_closed, wait_for
 
 needs_browser = pytest.mark.skipif(not (CHROMIUM and DRIVER),
                                    reason="needs Debian's chromium and chromium-driver (`make sysdeps` installs them)")
 pytestmark = pytest.mark.slow
 
 
-class RecordServer:
-    """`dropj record --web` in a subprocess."""
+class RecordServer(App):
+    """`dropj record --web` in a subprocess (`factory.web.App`); `stop` returns all it printed after its address."""
 
     def __init__(self, out, *extra: str, config: str = "carracing", port: int = 0):
-        self.out, self.port, self.config = out, port or free_port(), config
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "dropj_datasets.cli", "record", "--web", "--out", str(out), "--user", "default",
-             "--port", str(self.port), *extra], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            cwd=factory.REPO)
-        self.lines = []
-        while True:
-            line = self.proc.stdout.readline()
-            if not line:
-                raise AssertionError(f"dropj record --web exited (rc {self.proc.wait()}): {''.join(self.lines)}")
-            self.lines.append(line)
-            if line.startswith("open "):
-                break
-        wait_for(self._listening, 30, "the server never listened")
-
-    def _listening(self) -> bool:
-        import socket
-
-        try:
-            with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                return True
-        except OSError:
-            return False
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
+        self.out, self.config = out, config
+        super().__init__("record", "--web", "--out", str(out), "--user", "default", *extra, port=port)
 
     def stop(self) -> str:
-        self.proc.terminate()
-        return self.proc.communicate(timeout=60)[0]
+        super().stop()
+        opened = next(i for i, line in enumerate(self.lines) if line.startswith("open "))
+        return "".join(self.lines[opened + 1:])
 
     def episodes(self) -> list[dict]:
-        builder = tfds.builder_from_directory(str(record.recording_dir(self.out, self.config)))
-        return list(tfds.as_numpy(builder.as_dataset(split="train", shuffle_files=False)))
+        return App.recorded(self.out, self.config)
 
 
 def _expected_action(held: np.ndarray, previous_steer: float) -> np.ndarray:
@@ -133,12 +104,7 @@ def test_messages_and_handshakes_it_does_not_expect_are_refused(tmp_path):
             hello = json.loads(ws.recv())
             assert hello["user"] == "tester" and hello["env"] == "carracing"
             ws.send(bad)
-            messages = []
-            try:
-                while True:
-                    messages.append(ws.recv())
-            except websocket.WebSocketConnectionClosedException:
-                pass
+            messages = received_until_closed(ws)
             errors = [json.loads(m)["error"] for m in messages if isinstance(m, str) and "error" in m]
             assert errors and ("expected" in errors[0] or "JSON" in errors[0] or "bytes" in errors[0]), (bad, errors)
         ws = websocket.create_connection(url + "?user=" + "u" * 65, timeout=10)
@@ -229,7 +195,7 @@ def test_off_loopback_the_page_and_the_socket_need_the_printed_token(tmp_path):
 
     server = RecordServer(tmp_path, "--host", "0.0.0.0", "--max_steps", "1000")
     try:
-        token = server.lines[-1].split("?token=")[1].split()[0]
+        token = server.token
         with pytest.raises(urllib.error.HTTPError) as refused:
             urllib.request.urlopen(server.base + "/", timeout=10)
         assert refused.value.code == 401

@@ -210,9 +210,7 @@ def test_an_unpacked_step_list_past_the_cap_is_refused_at_the_cap_and_its_messag
         EpisodeSource(directory, index_dir=tmp_path / "i1").index
     message = str(info.value)
     assert message.startswith(f"{shard}: record 0: field 'steps/is_first': at least 1,002 steps (up to 1,998:")
-    variable, _, value = message.rpartition("set ")[2].partition(" to read it")[0].partition("=")
-    assert variable == STEPS_VARIABLE
-    monkeypatch.setenv(variable, value)
+    _follow(message, monkeypatch)
     source = EpisodeSource(directory, index_dir=tmp_path / "i2")
     assert source.episode_lengths().tolist() == [1500]
     window = source.steps(0, 1490, 1500, fields=["is_first", "reward"])
@@ -231,9 +229,7 @@ def test_the_step_cap_message_works_when_followed(tmp_path, monkeypatch):
         EpisodeSource(directory, index_dir=tmp_path / "i1").index
     message = str(info.value)
     assert message.startswith(f"{shard}: record 1: field 'steps/is_first': 1,201 steps, more than the 1,001")
-    variable, _, value = message.rpartition("set ")[2].partition(" to read it")[0].partition("=")
-    assert variable == STEPS_VARIABLE
-    monkeypatch.setenv(variable, value)
+    _follow(message, monkeypatch)
     source = EpisodeSource(directory, index_dir=tmp_path / "i2")
     assert source.episode_lengths().tolist() == [2, 1201]
     assert source.steps(1, 1195, 1201)["observation"].shape == (6, 84, 84, 3)
@@ -492,3 +488,10 @@ def test_decoding_a_record_refuses_a_long_sequence_and_a_wrong_count_before_maki
         decode_example({**index_example(record), scalar: millions}, spec, record, 1001)
     decoded = decode_example(index_example(record), spec, record, 1001)
     assert decoded[schema.STEPS]["observation"].shape[1:] == (84, 84, 3)
+
+
+def _follow(message: str, monkeypatch) -> None:
+    """Does what a step-cap refusal says: `set VARIABLE=VALUE to read it`."""
+    variable, _, value = message.rpartition("set ")[2].partition(" to read it")[0].partition("=")
+    assert variable == STEPS_VARIABLE, message
+    monkeypatch.setenv(variable, value)

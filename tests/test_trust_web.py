@@ -17,7 +17,7 @@ import pytest
 import factory
 from dropj.converters import annotations, record
 from dropj_datasets import schema
-from factory.web import App, wait_for
+from factory.web import App, received_until_closed, wait_for
 
 pytestmark = pytest.mark.slow
 EVIL = "evil.example"
@@ -269,12 +269,7 @@ def test_a_corpus_of_malformed_requests_gets_a_4xx_from_every_route_and_stores_n
             ws = _ws(rec)
             json.loads(ws.recv())
             (ws.send_binary if isinstance(bad, bytes) else ws.send)(bad)
-            messages = []
-            try:
-                while True:
-                    messages.append(ws.recv())
-            except websocket.WebSocketConnectionClosedException:
-                pass
+            messages = received_until_closed(ws)
             assert any(isinstance(m, str) and "error" in json.loads(m) for m in messages), (bad, messages[-3:])
         with pytest.raises(websocket.WebSocketBadStatusException):
             _ws(rec, f"/ws?user={HUGE}")  # a query over 4 kB: refused at the handshake
@@ -344,18 +339,12 @@ def test_sessions_expire_when_idle_are_capped_per_client_and_bounded_in_all():
 def test_an_idle_tab_saves_no_episode_and_its_place_is_given_back_after_the_idle_limit(tmp_path):
     """Three tabs that never press a key held every place forever and saved time-limit episodes; now an episode
     without a key press is dropped and an idle session ends, saying so, after --idle_timeout."""
-    import websocket
 
     app = _record(tmp_path, "--max_steps", "20", "--max_sessions", "1", "--idle_timeout", "3")
     try:
         idle = _ws(app, "/ws?user=idle")
         assert json.loads(idle.recv())["user"] == "idle"
-        messages = []
-        try:
-            while True:
-                messages.append(idle.recv())
-        except websocket.WebSocketConnectionClosedException:
-            pass
+        messages = received_until_closed(idle)
         texts = [json.loads(m) for m in messages if isinstance(m, str) and m]  # ("" : the close frame)
         steps = [t["step"] for t in texts if "step" in t]
         assert steps.count(20) == 0 and len(steps) > 40  # at least two episodes ran out of time, none saved

@@ -147,3 +147,15 @@ class App:
 
         builder = tfds.builder_from_directory(str(record.recording_dir(out, config)))
         return list(tfds.as_numpy(builder.as_dataset(split="train", shuffle_files=False)))
+
+
+def received_until_closed(ws) -> list:
+    """Every message a websocket-client connection receives until the server closes it."""
+    import websocket
+
+    messages = []
+    try:
+        while True:
+            messages.append(ws.recv())
+    except websocket.WebSocketConnectionClosedException:
+        return messages
