@@ -223,8 +223,7 @@ def drive(args: SessionArgs, link: ServerLink) -> None:
     except Stopped:
         pass
     except Exception as exc:  # noqa: BLE001 - the server logs it and the page shows it, in one line
-        text = str(exc).splitlines()[0][:300] if str(exc) else ""
-        error = f"{type(exc).__name__}: {text}"
+        error = schema.one_line(exc)
     finally:
         if session.recorder is not None:
             session.recorder.close()  # drops the open episode
@@ -387,8 +386,7 @@ def _answer(ready: Ready, work: Callable[[], Any]) -> None:
     try:
         reply = ("ok", work())
     except Exception as exc:  # noqa: BLE001 - the session rescues the episode and says why, in one line
-        text = str(exc).splitlines()[0][:200] if str(exc) else ""
-        reply = ("failed", f"{type(exc).__name__}: {text}")
+        reply = ("failed", schema.one_line(exc, 200))
     try:
         ready.send(*reply)
     except (OSError, ValueError):

@@ -86,8 +86,7 @@ class RecordingWriter(backend_writer.BackendWriter):
         except Exception as exc:  # noqa: BLE001 - whatever failed, the episode is kept
             # The store raises only when nothing of the episode is stored (`NotStored`, or before its shard
             # was linked), so the rescue file never doubles an episode of the directory.
-            text = str(exc).splitlines()[0][:300] if str(exc) else ""
-            why = text if isinstance(exc, RecordingError) else f"{type(exc).__name__}: {text}"
+            why = schema.one_line(exc, typed=not isinstance(exc, RecordingError))
             try:
                 path = self._store.rescue(example, index, self.session_id)
             except RecordingError as again:

@@ -127,3 +127,11 @@ def test_a_features_change_without_a_new_version_is_caught():
         VERSION = tfds.core.Version("9.0.0")
 
     assert any("RELEASE_NOTES has no entry for 9.0.0" in p for p in Unlogged.version_problems({}))
+
+
+def test_one_line_says_an_unexpected_error_in_one_bounded_line():
+    assert schema.one_line(OSError("disk full\nmore detail")) == "OSError: disk full"
+    assert schema.one_line(ValueError("x" * 1000), 50) == "ValueError: " + "x" * 50
+    assert schema.one_line(RuntimeError()) == "RuntimeError"
+    assert schema.one_line(KeyError("k"), typed=False) == "'k'"
+    assert schema.one_line(RuntimeError(""), typed=False) == "RuntimeError"

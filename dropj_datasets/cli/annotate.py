@@ -149,10 +149,9 @@ class AnnotateServer:
             except DataError as exc:
                 raise BadRequest(422, str(exc)) from None
             except Exception as exc:  # noqa: BLE001 - the page says it in one line; the store kept nothing of it
-                text = str(exc).splitlines()[0][:200] if str(exc) else ""
-                self.log(f"user {session.user}: {video} could not be stored ({type(exc).__name__}: {text})")
-                raise BadRequest(503, f"the response could not be stored ({type(exc).__name__}: {text}); "
-                                      "try again") from None
+                why = schema.one_line(exc, 200)
+                self.log(f"user {session.user}: {video} could not be stored ({why})")
+                raise BadRequest(503, f"the response could not be stored ({why}); try again") from None
             if session.query == video:
                 session.query, session.answered = None, video
         self.log(f"user {session.user}: {video} -> response {index}")

@@ -186,10 +186,9 @@ class Guard:
         except Exception as exc:  # noqa: BLE001 - one line, not Starlette's bare 500 page
             if started or scope["type"] != "http":
                 raise
-            text = str(exc).splitlines()[0][:300] if str(exc) else ""
-            self.log(f"{scope.get('path', '')[:80]}: {type(exc).__name__}: {text}")
-            await _refuse(scope, receive, send_guarded,
-                          BadRequest(500, f"the server failed: {type(exc).__name__}: {text}"))
+            why = schema.one_line(exc)
+            self.log(f"{scope.get('path', '')[:80]}: {why}")
+            await _refuse(scope, receive, send_guarded, BadRequest(500, f"the server failed: {why}"))
 
     def _check(self, scope: dict) -> bool:
         """Raises `BadRequest` unless the request may pass; True when it carried the right token in its query."""

@@ -101,6 +101,7 @@ from .keys import (  # noqa: F401 - re-exported
     WALL_TIME,
 )
 from .errors import (  # noqa: F401 - re-exported
+    one_line,
     DataError,
     MAX_MESSAGE,
     describe,

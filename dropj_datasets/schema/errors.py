@@ -57,3 +57,12 @@ def format_location(file: Optional[str], episode: Optional[int] = None, step: Op
     if field is not None:
         parts.append(f"field '{field}'")
     return ", ".join(parts)
+
+
+def one_line(exc: BaseException, limit: int = 300, *, typed: bool = True) -> str:
+    """An unexpected error said in one bounded line: `Type: the first line of its message` (without the type
+    when `typed` is false), at most `limit` characters of the message."""
+    text = str(exc).splitlines()[0][:limit] if str(exc) else ""
+    if not typed:
+        return text or type(exc).__name__
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
