@@ -1024,7 +1024,7 @@ def load(file: BinaryIO, name: str = "<pickle>", *, size: Optional[int] = None,
     reader = _Reader(file, name, size, limits, streaming=False)
     try:
         return reader.run_whole()
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - any failure on untrusted bytes is one DataError naming the file
         raise _wrap_errors(reader, exc) from None
 
 
@@ -1092,6 +1092,6 @@ def count_items(file: BinaryIO, name: str = "<pickle>") -> int:
             for _ in op.stack_after:
                 stack.append(outer if first and code == "EMPTY_LIST" else None)
             first = False
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:  # noqa: BLE001 - pickletools on untrusted bytes: one DataError naming the file
         raise DataError(f"{name}: the independent parse failed: {type(exc).__name__}: {describe(str(exc))}") from None
     return count

@@ -119,10 +119,12 @@ def _make_queries(source, dataset: str, make_decoder: Callable[[schema.EnvSpec],
         unfinished = None
     if unfinished is not None and unfinished != batch:
         present = [str(folder / k) for k in _keys(unfinished) if k not in existing and os.path.lexists(folder / k)]
+        # Its command can finish it only while data.pkl lists none of its queries (else it is refused as taken).
+        again = "" if any(k in existing for k in _keys(unfinished)) else "run that command again to finish it, or "
         raise DataError(
             f"{folder}: an unfinished make-queries (--dataset {unfinished['dataset']} --seed {unfinished['seed']} "
             f"--start_index {unfinished['start_index']} --num_queries {unfinished['num_queries']}) left "
-            f"{len(present)} videos that data.pkl does not list; run that command again to finish it, or drop it: "
+            f"{len(present)} videos that data.pkl does not list; {again}drop it: "
             f"`rm {' '.join(shlex.quote(p) for p in [str(marker), *present])}`")
     resuming = unfinished is not None  # its videos are listed nowhere: made again, replaced
     if start_index == 0 and existing:

@@ -40,7 +40,7 @@ FREE, TAKEN = 0, 1
 def shared_tensor(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
     """An empty tensor in shared memory whose pages are made when first written (PyTorch's own
     `default_collate` allocates its batches the same way)."""
-    storage = torch.empty(0, dtype=dtype)._typed_storage()._new_shared(  # noqa: SLF001 - no public way
+    storage = torch.empty(0, dtype=dtype)._typed_storage()._new_shared(  # noqa: SLF001 - see tests/test_pinned_internals.py
         int(np.prod(shape)), device="cpu")
     return torch.empty(0, dtype=dtype).new(storage).resize_(*shape)
 

@@ -322,11 +322,17 @@ def _check_optimizer_state(state: Any, optimizer: torch.optim.Optimizer, path: P
             if other != where:
                 raise CheckpointError(f"{path}: tensor {where} shares its storage with {other}; each tensor of "
                                       "an optimizer's state has its own")
+    keys = _state_keys(optimizer)
     for saved, value in state["state"].items():
         param = params.get(saved)
         if param is None:
             continue  # torch keeps the state of an id no parameter has as it is, without casting it
         where = _key_path("optimizer_state['state']", saved)
+        given = set(value) if isinstance(value, Mapping) else None
+        if value and (given != keys or not all(isinstance(item, torch.Tensor) for item in value.values())):
+            raise CheckpointError(f"{path}: {where}: expected the tensors {sorted(keys)} that "
+                                  f"{type(optimizer).__name__} keeps for a parameter, got "
+                                  f"{sorted(map(str, given))[:8] if given is not None else type(value).__name__}")
         for key, item in value.items() if isinstance(value, Mapping) else [(None, value)]:
             for at, tensor in _tensors(item, where if key is None else _key_path(where, key)):
                 if key == "step":
@@ -336,6 +342,17 @@ def _check_optimizer_state(state: Any, optimizer: torch.optim.Optimizer, path: P
                 elif tensor.shape != param.shape:
                     raise CheckpointError(f"{path}: tensor {at}: expected shape {tuple(param.shape)} (the "
                                           f"parameter's), got {_short(tuple(tensor.shape))}")
+
+
+def _state_keys(optimizer: torch.optim.Optimizer) -> set[str]:
+    """The keys `optimizer` keeps for each parameter it has stepped (Adam: step, exp_avg, exp_avg_sq, and
+    max_exp_avg_sq with amsgrad): learnt from one step of its own kind on a one-element parameter."""
+    probe = torch.nn.Parameter(torch.zeros(1))
+    other = type(optimizer)([probe])
+    other.param_groups[0].update({k: v for k, v in optimizer.param_groups[0].items() if k != "params"})
+    probe.grad = torch.zeros(1)
+    other.step()
+    return set(other.state[probe])
 
 
 def _torch_reason(err: Exception) -> str:

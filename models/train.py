@@ -289,6 +289,11 @@ def _resume_state(path: Path, saved: Mapping[str, Any]) -> tuple[int, torch.Tens
                 rng_state.shape != expected.shape:
             raise CheckpointError(f"{path}: 'rng_state' must be a {tuple(expected.shape)} {expected.dtype} tensor "
                                   f"(torch.get_rng_state()), got {schema.describe(rng_state)}")
+        try:  # its content too (a valid Mersenne Twister state, contiguous), on a generator of its own
+            torch.Generator().set_state(rng_state)
+        except RuntimeError as exc:
+            raise CheckpointError(f"{path}: 'rng_state' is not a state torch's generator takes "
+                                  f"({schema.one_line(exc, 120, typed=False)})") from None
     return step, rng_state
 
 

@@ -291,7 +291,8 @@ def test_every_flag_a_message_names_exists():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("hostile", ["shared-list", "unsafe-global", "stride-0", "wrong-shape", "bad-step", "bad-rng"])
+@pytest.mark.parametrize("hostile", ["shared-list", "unsafe-global", "stride-0", "wrong-shape", "bad-step", "bad-rng",
+                                     "bad-rng-content"])
 def test_train_resuming_from_a_hostile_checkpoint_is_one_line_of_ours(data, tmp_path, hostile):
     """Issue 22: `x = [x, x]` 40 deep in OUT/checkpoint.pt's optimizer_state hung `dropj train` at 4.9 GiB; a
     file torch refuses printed 3 lines with torch's advice to retry with weights_only=False; its review: an Adam
@@ -312,10 +313,11 @@ def test_train_resuming_from_a_hostile_checkpoint_is_one_line_of_ours(data, tmp_
         optimizer_state["state"] = {0: {"step": torch.tensor(1.0), "exp_avg": exp_avg,
                                         "exp_avg_sq": torch.zeros_like(next(model.parameters()))}}
     extras = {"step": 1}
-    if hostile in ("bad-step", "bad-rng"):  # a sound optimizer, but a step or generator state torch would choke on
+    if hostile.startswith("bad-"):  # a sound optimizer, but a step or generator state torch would choke on
         optimizer_state = torch.optim.Adam(model.parameters()).state_dict()
-        extras = {"step": torch.tensor([1.0, 2.0])} if hostile == "bad-step" else \
-            {"step": 1, "rng_state": torch.zeros(3, dtype=torch.uint8)}
+        extras = {"bad-step": {"step": torch.tensor([1.0, 2.0])},
+                  "bad-rng": {"step": 1, "rng_state": torch.zeros(3, dtype=torch.uint8)},
+                  "bad-rng-content": {"step": 1, "rng_state": torch.zeros_like(torch.get_rng_state())}}[hostile]
     (tmp_path / "run").mkdir()
     torch.save({"model_state": model.state_dict(), "optimizer_state": optimizer_state, **extras},
                tmp_path / "run" / "checkpoint.pt")
@@ -327,5 +329,6 @@ def test_train_resuming_from_a_hostile_checkpoint_is_one_line_of_ours(data, tmp_
                                  "has stride 0",
                      "wrong-shape": "optimizer_state['state'][0]['exp_avg']: expected shape",
                      "bad-step": "'step' must be a whole number >= 0, got a (2,) tensor",
-                     "bad-rng": "'rng_state' must be a"}[hostile])
+                     "bad-rng": "'rng_state' must be a",
+                     "bad-rng-content": "'rng_state' is not a state torch's generator takes"}[hostile])
     assert "weights_only=False" not in done.stderr

@@ -242,6 +242,7 @@ def test_the_rm_of_an_unfinished_batch_never_names_a_video_data_pkl_lists(built,
                                   start_index=4, log=lambda line: None)
     message = str(err.value)
     _flags_exist(message)
+    assert "run that command again" not in message  # data.pkl lists part of it: its command would be refused
     [command] = re.findall(r"`(rm [^`]+)`", message)
     assert shlex.split(command)[1:] == [str(marker), str(folder / "3.mp4")]
     subprocess.run(shlex.split(command), check=True)  # what the message says to remove

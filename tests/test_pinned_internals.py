@@ -64,3 +64,14 @@ def test_tfds_tensors_expose_what_column_encoding_checks():
     features = tfds.features.FeaturesDict({"steps": tfds.features.Dataset({"a": tfds.features.Scalar(np.int8)})})
     features["steps"].encode_example = lambda value: {"a": ["stand-in"]}
     assert features.encode_example({"steps": {"a": np.zeros(2, np.int8)}}) == {"steps": {"a": ["stand-in"]}}
+
+
+def test_torch_makes_a_shared_storage_whose_pages_come_when_written():
+    """`batch_ring.shared_tensor`: `Tensor._typed_storage()._new_shared(n, device=)`, as torch's own
+    `default_collate` allocates its batches in DataLoader workers."""
+    import torch
+
+    storage = torch.empty(0, dtype=torch.float32)._typed_storage()._new_shared(6, device="cpu")
+    tensor = torch.empty(0, dtype=torch.float32).new(storage).resize_(2, 3)
+    tensor.fill_(1.5)
+    assert tensor.is_shared() and tensor.shape == (2, 3) and float(tensor.sum()) == 9.0

@@ -607,6 +607,30 @@ def test_an_optimizer_state_that_does_not_fit_its_parameter_is_refused(tmp_path,
     assert str(err.value) == f"{path}: tensor optimizer_state['state'][0][{key!r}]: {expected}"
 
 
+@pytest.mark.parametrize("forge", ["missing", "a-list", "extra"])
+def test_an_optimizer_state_without_the_optimizers_own_tensors_is_refused(tmp_path, forge):
+    """Its review: an Adam state without exp_avg (a KeyError at the first step) or with a list for it (an
+    AttributeError there) loaded without a word."""
+    import torch
+
+    from dropj.models import checkpoints
+
+    def change(state):
+        if forge == "missing":
+            del state[0]["exp_avg"]
+        elif forge == "a-list":
+            state[0]["exp_avg"] = [1.0, 2.0, 3.0]
+        else:
+            state[0]["other"] = torch.zeros(1, 3)
+
+    path = tmp_path / "checkpoint.pt"
+    model = _adam_checkpoint(path, change)
+    with pytest.raises(checkpoints.CheckpointError) as err:
+        checkpoints.load_checkpoint(model, path, torch.optim.Adam(model.parameters()))
+    assert str(err.value).startswith(f"{path}: optimizer_state['state'][0]: expected the tensors ['exp_avg', "
+                                     "'exp_avg_sq', 'step'] that Adam keeps for a parameter, got"), err.value
+
+
 def test_optimizer_state_tensors_sharing_one_storage_are_refused(tmp_path):
     """Each state tensor, of the right shape, is cast to its parameter's dtype on load: 1,000 names for one
     float64 storage would be 1,000 copies from one stored tensor. torch.save gives each its own storage."""
