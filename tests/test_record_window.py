@@ -23,7 +23,6 @@ import pytest
 
 
 DROPJ = Path(sys.executable).parent / "dropj"
-X11_SOCKETS = Path("/tmp/.X11-unix")
 SCREEN = "1280x1024x24"
 FPS = 50.0
 ENV_NAME = "carracing"
@@ -36,24 +35,36 @@ MISSING = [tool for tool in ("Xvfb", "xdotool") if shutil.which(tool) is None]
 
 
 class XServer:
-    """Xvfb on the first free display number (no /tmp/.X11-unix/XN, no /tmp/.XN-lock) from `first` on."""
+    """Xvfb on a display it picks itself (`-displayfd`: the server chooses a free number and writes it once it
+    listens). Checking for a free number and then starting a server raced between test workers: two servers
+    asked for one number, the loser's test took the winner's socket for its own and lost it with the winner."""
 
-    def __init__(self, first: int = 90, last: int = 400, screen: str = SCREEN):
+    def __init__(self, screen: str = SCREEN, timeout: float = 30.0):
+        import select
+
         self.proc: Optional[subprocess.Popen] = None
-        self.display = ""
-        for number in range(first, last):
-            if (X11_SOCKETS / f"X{number}").exists() or Path(f"/tmp/.X{number}-lock").exists():
-                continue
-            proc = subprocess.Popen(["Xvfb", f":{number}", "-screen", "0", screen, "-nolisten", "tcp"],
-                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            deadline = time.monotonic() + 15
-            while proc.poll() is None and time.monotonic() < deadline:
-                if (X11_SOCKETS / f"X{number}").exists():
-                    self.proc, self.display = proc, f":{number}"
-                    return
-                time.sleep(0.05)
-            _stop(proc)  # taken meanwhile (another engineer's server) or too slow: try the next number
-        raise RuntimeError(f"could not start Xvfb on any display :{first}..:{last - 1}")
+        read, write = os.pipe()
+        try:
+            proc = subprocess.Popen(["Xvfb", "-displayfd", str(write), "-screen", "0", screen, "-nolisten", "tcp"],
+                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, pass_fds=(write,))
+            os.close(write)
+            write = -1
+            said = b""
+            deadline = time.monotonic() + timeout
+            while not said.endswith(b"\n") and time.monotonic() < deadline:
+                if select.select([read], [], [], 0.2)[0]:
+                    chunk = os.read(read, 64)
+                    if not chunk:
+                        break  # it exited
+                    said += chunk
+        finally:
+            os.close(read)
+            if write >= 0:
+                os.close(write)
+        if not said.strip().isdigit():
+            _stop(proc)
+            raise RuntimeError(f"Xvfb did not start (it said {said!r})")
+        self.proc, self.display = proc, f":{int(said)}"
 
     def close(self) -> None:
         if self.proc is not None:
