@@ -197,7 +197,7 @@ class DropjBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         )
 
     def _split_generators(self, dl_manager: tfds.download.DownloadManager):
-        from dropj.converters import kinds  # the writer side: imported only when building
+        from dropj.converters.release import kinds  # the writer side: imported only when building
 
         beam = getattr(self, "_beam", None)
         if beam is not None:
@@ -285,7 +285,7 @@ def _encode_dataset(feature: tfds.features.Dataset, per_step: Any, value: Any) -
 @contextlib.contextmanager
 def columnar_datasets(features: tfds.features.FeaturesDict):
     """During our build, each top-level `tfds.features.Dataset` encodes a dict of columns a column at a time
-    (`_columns`). The records are the same bytes (tests/test_build_pipeline.py compares them for every
+    (`_columns`). The records are the same bytes (tests/converters/build/test_build_pipeline.py compares them for every
     config); the class and `features.json` are untouched."""
     patched = [feature for feature in features.values() if isinstance(feature, tfds.features.Dataset)]
     for feature in patched:
@@ -330,7 +330,7 @@ _INCOMPLETE = re.compile(r"\.incomplete\.[A-Z0-9]{6}$")  # TFDS's own name for a
 @contextlib.contextmanager
 def build_lock(config_dir: Path, what: str):
     """An exclusive lock per config folder; a second build of the same config is refused, naming the first."""
-    from dropj.converters import durable
+    from dropj.converters.store import durable
 
     try:
         fd = durable.take_lock(config_dir / LOCK_FILE, f"pid {os.getpid()} on {socket.gethostname()}")

@@ -148,7 +148,7 @@ def build(shards: list[tuple[Path, int]], bytes_fields: tuple[str, ...], list_fi
     """One pass over every record of the shards (their counts checked against dataset_info.json)."""
     from tqdm.auto import tqdm
 
-    from dropj.converters import dataset_dir  # regular files only; the step cap and its variable
+    from dropj.converters.store import dataset_dir  # regular files only; the step cap and its variable
 
     max_steps = dataset_dir.max_steps() if bytes_fields or list_fields else 0
     total = sum(count for _, count in shards)
@@ -186,7 +186,7 @@ def _episode(record: bytes, bytes_fields: tuple[str, ...], list_fields: tuple[st
              max_steps: int) -> tuple[int, np.ndarray]:
     """(steps, or -1 for a record that is not an episode; (steps, fields, 2) spans of the byte-string step
     fields) of one record; `lists` gets the spans of the number-list step fields."""
-    from dropj.converters import dataset_dir
+    from dropj.converters.store import dataset_dir
 
     where = feature_spans(record)
     if not (bytes_fields or list_fields):
@@ -243,7 +243,7 @@ def _header(index: EpisodeIndex, signature: list) -> bytes:
 
 
 def _write(path: Path, index: EpisodeIndex, signature: list) -> None:
-    from dropj.converters import durable
+    from dropj.converters.store import durable
 
     if path.parent.is_symlink() or path.is_symlink():
         raise DataError(f"{path}: a symlink; the index is never written through one")

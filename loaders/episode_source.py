@@ -7,7 +7,7 @@
     ep['steps']['observation'].shape  # (T+1, 84, 84, 3) uint8
 
 It reads the TFRecord shards that the default `tfds build` writes, with the
-values `tfds.load` gives (tests/test_episode_source.py compares every example
+values `tfds.load` gives (tests/loaders/test_episode_source.py compares every example
 of every config), importing numpy and Pillow only:
 
 * the index (`episode_index`): where each record, and each step's value of
@@ -221,7 +221,7 @@ class EpisodeSource:
     def __init__(self, name_or_dir: Union[str, os.PathLike], data_dir: Optional[Union[str, os.PathLike]] = None,
                  split: str = "train", *, index_dir: Optional[Union[str, os.PathLike]] = None,
                  progress: bool = True):
-        from dropj.converters import dataset_dir  # the writer's check of an untrusted built folder
+        from dropj.converters.store import dataset_dir  # the writer's check of an untrusted built folder
 
         path = Path(name_or_dir)
         if path.is_dir():
@@ -266,7 +266,7 @@ class EpisodeSource:
             self._files, self._pid = {}, os.getpid()
         f = self._files.get(shard)
         if f is None:
-            from dropj.converters import dataset_dir  # a regular file only, opened without blocking
+            from dropj.converters.store import dataset_dir  # a regular file only, opened without blocking
 
             f = self._files[shard] = dataset_dir.open_shard(self._shards[shard][0])
         data = os.pread(f.fileno(), length, offset) if hasattr(os, "pread") else _seek_read(f, offset, length)

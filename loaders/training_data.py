@@ -117,7 +117,7 @@ class _WholeBatches(torch.utils.data.Dataset):
 
 
 def _source(name: str, data_dir: Optional[str]) -> Any:
-    from dropj.converters import dataset_dir  # the untrusted directory is checked before it is read
+    from dropj.converters.store import dataset_dir  # the untrusted directory is checked before it is read
 
     from .episode_source import EpisodeSource
 

@@ -36,7 +36,7 @@ MAX_EPISODE_STEPS = 1000
 
 def load_initial_states(path: str, env: schema.EnvSpec) -> np.ndarray:
     """(n, latent_dim) float64 start states from a `default_init_obs*.pkl` file, read by the safe reader."""
-    from dropj.converters import legacy_pickle  # the one pickle reader (models import no writer otherwise)
+    from dropj.converters.store import legacy_pickle  # the one pickle reader (models import no writer otherwise)
 
     with open(path, "rb") as f:
         value = legacy_pickle.load(f, str(path))

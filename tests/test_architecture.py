@@ -14,7 +14,7 @@ from dropj_datasets import schema
 # room -> the folder holding it (relative to the repo) and the rooms it may import (itself always).
 ROOMS = {
     "define": ("dropj_datasets", {"define"}),
-    "app": ("dropj_datasets/cli", {"define", "write", "read", "models"}),
+    "app": ("dropj_datasets/app", {"define", "write", "read", "models"}),
     "write": ("converters", {"define"}),
     "read": ("loaders", {"define"}),
     "models": ("models", {"define"}),
@@ -22,14 +22,14 @@ ROOMS = {
 # The documented exceptions (docs/architecture.md): the builders run the converters when TFDS builds,
 # and readers check an untrusted built directory with the writer's own check before TFDS opens it.
 EXCEPTIONS = {
-    ("dropj_datasets/builder.py", "dropj.converters.kinds"),
-    ("dropj_datasets/builder.py", "dropj.converters.durable"),
-    ("loaders/training_data.py", "dropj.converters.dataset_dir"),
-    ("loaders/tf_training_data.py", "dropj.converters.dataset_dir"),
-    ("loaders/episode_source.py", "dropj.converters.dataset_dir"),
-    ("loaders/episode_index.py", "dropj.converters.durable"),  # the index is written whole or not at all
-    ("loaders/episode_index.py", "dropj.converters.dataset_dir"),  # shards opened and steps capped by its checks
-    ("models/dream.py", "dropj.converters.legacy_pickle"),  # start-state files, through the one safe reader
+    ("dropj_datasets/builder.py", "dropj.converters.release.kinds"),
+    ("dropj_datasets/builder.py", "dropj.converters.store.durable"),
+    ("loaders/training_data.py", "dropj.converters.store.dataset_dir"),
+    ("loaders/tf_training_data.py", "dropj.converters.store.dataset_dir"),
+    ("loaders/episode_source.py", "dropj.converters.store.dataset_dir"),
+    ("loaders/episode_index.py", "dropj.converters.store.durable"),  # the index is written whole or not at all
+    ("loaders/episode_index.py", "dropj.converters.store.dataset_dir"),  # shards opened and steps capped by its checks
+    ("models/dream.py", "dropj.converters.store.legacy_pickle"),  # start-state files, through the one safe reader
 }
 NEVER_IN = {"models": ("tensorflow", "tensorflow_datasets", "rlds", "reverb")}
 NEVER_IN_FILE = {"loaders/transformations.py": ("torch",),  # pure tf.data; the torch bridge is apart
@@ -45,7 +45,7 @@ NEVER_IN_FILE = {"loaders/transformations.py": ("torch",),  # pure tf.data; the 
 
 
 def _room_of_module(name: str) -> str | None:
-    if name == "dropj_datasets.cli" or name.startswith("dropj_datasets.cli."):
+    if name == "dropj_datasets.app" or name.startswith("dropj_datasets.app."):
         return "app"
     if name == "dropj_datasets" or name.startswith("dropj_datasets."):
         return "define"
@@ -58,7 +58,7 @@ def _room_of_module(name: str) -> str | None:
 
 
 def _room_of_file(relative: str) -> str:
-    return "app" if relative.startswith("dropj_datasets/cli/") else next(
+    return "app" if relative.startswith("dropj_datasets/app/") else next(
         room for room, (folder, _) in ROOMS.items() if relative.startswith(folder + "/"))
 
 
@@ -143,7 +143,7 @@ def test_importing_dropj_datasets_registers_both_builders_in_either_order(order)
 
 
 def test_every_kind_has_a_converter_and_every_spec_a_kind():
-    from dropj.converters import kinds
+    from dropj.converters.release import kinds
 
     specs = [spec for configs in schema.DATASETS.values() for spec in configs.values()]
     specs += [spec for configs in schema.WRITTEN.values() for spec in configs.values()]
@@ -158,7 +158,7 @@ def test_every_env_has_one_identity_that_models_envs_and_the_recorder_read():
     import gymnasium
 
     import dropj_datasets.envs  # noqa: F401  (registers the ids)
-    from dropj.converters import record
+    from dropj.converters.recording import capture as record
     from dropj.models import MDNRNN, ConvVAE
 
     for name, env in schema.ENVS.items():

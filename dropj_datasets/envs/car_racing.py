@@ -22,7 +22,7 @@ with the authors' changes to gym 0.20's `CarRacing-v0`:
   continues the previous stream, as gym 0.20 did; `info['seed']` names the
   seed the stream started from.
 
-The gymnasium 5-tuple API is used; `dropj.converters.record` turns it back
+The gymnasium 5-tuple API is used; `dropj.converters.recording.capture` turns it back
 into the release's (prev_obs, action, reward, obs, done, info) tuples.
 """
 

@@ -41,9 +41,9 @@ def markdown() -> str:
         out += ["", f"### `{RECORDING_DATASET}/{config}`", "", spec.description + ".", "",
                 f"Environment: {spec.env.description}. `dropj export` writes {files}.", ""] + spec.doc_lines()
     out += ["", f"## `{ANNOTATION_DATASET}`: new human feedback", "",
-            "Written by the annotation store (`dropj.converters.annotations`, docs/feedback.md), one config per "
-            "feedback method, into a directory that `tfds.builder_from_directory` reads. The examples are the "
-            "`preferences_*` configs' plus who answered, when and in which browser."]
+            "Written by the annotation store (`dropj.converters.feedback.annotations`, docs/feedback.md), one "
+            "config per feedback method, into a directory that `tfds.builder_from_directory` reads. The examples "
+            "are the `preferences_*` configs' plus who answered, when and in which browser."]
     for config, spec in ANNOTATIONS.items():
         out += ["", f"### `{ANNOTATION_DATASET}/{config}`", "", spec.description + ".", "",
                 f"Environment: {spec.env.description}. Queries: `{spec.queries_file}` and its videos. "

@@ -27,7 +27,7 @@ class Kind:
 
     Which fields it has, which release files it needs and how it is described
     are methods of its spec class (`spec_class`), whose `kind` names this entry.
-    `converter` is a `module:attribute` holding a `dropj.converters.kinds.Converter`:
+    `converter` is a `module:attribute` holding a `dropj.converters.release.kinds.Converter`:
     legacy files -> examples, examples -> legacy files, verify and summary. A new
     kind is an entry here, its spec class and its converter module.
     """
@@ -48,20 +48,21 @@ class Kind:
 
 
 KINDS: dict[str, Kind] = {kind.name: kind for kind in (
-    Kind("episodes", "dropj.converters.rollouts:CONVERTER", ((STEPS, DATASET_SEQUENCE),),
+    Kind("episodes", "dropj.converters.release.rollouts:CONVERTER", ((STEPS, DATASET_SEQUENCE),),
          f"{EPISODE_METADATA}/{EPISODE_INDEX}", "RLDS episodes of a release rollout file (Dataset R or D)"),
-    Kind("recordings", "dropj.converters.rollouts:RECORDINGS", ((STEPS, DATASET_SEQUENCE),),
+    Kind("recordings", "dropj.converters.release.rollouts:RECORDINGS", ((STEPS, DATASET_SEQUENCE),),
          f"{EPISODE_METADATA}/{EPISODE_INDEX}", "RLDS episodes recorded with `dropj record`"),
-    Kind("sketches", "dropj.converters.sketches:CONVERTER", ((STEPS, DATASET_SEQUENCE),),
+    Kind("sketches", "dropj.converters.release.sketches:CONVERTER", ((STEPS, DATASET_SEQUENCE),),
          f"{EPISODE_METADATA}/{SKETCH_INDEX}", "ReQueST / DROS sketches as RLDS episodes"),
-    Kind("queries", "dropj.converters.feedback:QUERIES", ((LEFT, DATASET_SEQUENCE), (RIGHT, DATASET_SEQUENCE)),
+    Kind("queries", "dropj.converters.release.preferences:QUERIES",
+         ((LEFT, DATASET_SEQUENCE), (RIGHT, DATASET_SEQUENCE)),
          "", "preference queries: two clips and the video shown"),
-    Kind("preferences", "dropj.converters.feedback:PREFERENCES",
+    Kind("preferences", "dropj.converters.release.preferences:PREFERENCES",
          ((LEFT, DATASET_SEQUENCE), (RIGHT, DATASET_SEQUENCE), (ANSWERS, SEQUENCE)),
          RESPONSE_INDEX, "one person's responses to the queries, with labels", ("w_s", "w_def", "just_weights")),
-    Kind("encoded", "dropj.converters.encode:CONVERTER", ((STEPS, DATASET_SEQUENCE),),
+    Kind("encoded", "dropj.converters.derive.latents:CONVERTER", ((STEPS, DATASET_SEQUENCE),),
          f"{EPISODE_METADATA}/{EPISODE_INDEX}", "real episodes encoded to latent states with `dropj encode`"),
-    Kind("annotations", "dropj.converters.annotations:CONVERTER",
+    Kind("annotations", "dropj.converters.feedback.annotations:CONVERTER",
          ((LEFT, DATASET_SEQUENCE), (RIGHT, DATASET_SEQUENCE), (ANSWERS, SEQUENCE)),
          RESPONSE_INDEX, "preferences collected in the browser with `dropj annotate`"),
 )}

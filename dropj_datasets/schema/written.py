@@ -120,7 +120,7 @@ class AnnotationSpec(FeedbackSpec):
     kind: ClassVar[str] = "annotations"
 
     def needs(self) -> str:
-        return "annotation sessions (`dropj.converters.annotations.Annotations`)"
+        return "annotation sessions (`dropj.converters.feedback.annotations.Annotations`)"
 
     def fields(self) -> tuple[Field, ...]:
         return super().fields() + (

@@ -569,7 +569,8 @@ def measure_stages(args: Args) -> dict:
     """
     from tensorflow_datasets.core import example_serializer
 
-    from dropj.converters import episodes, legacy_pickle, rollouts, sources
+    from dropj.converters.release import episodes, rollouts, sources
+    from dropj.converters.store import legacy_pickle
     from dropj_datasets import builder, codec, schema
 
     spec = schema.spec_for(*args.src.dataset.split("/"))
@@ -1153,7 +1154,7 @@ def interpretation(measured: dict[str, Measured]) -> list[str]:
             f"{beam_run.build_s:.1f} s ({beam_run.mb_per_s:.0f} MB/s, {beam_run.mb_per_s / m.ours.mb_per_s:.2f}x "
             f"the default build, {beam_run.cores_busy:.2f} cores busy), peak {beam_run.peak_pss_mib:.0f} MiB PSS over "
             f"{beam_run.processes} processes, output {beam_run.output_bytes / MB:.1f} MB (the default's: "
-            f"{m.ours.output_bytes / MB:.1f} MB; the records are the same bytes, tests/test_beam.py).")
+            f"{m.ours.output_bytes / MB:.1f} MB; the records are the same bytes, tests/converters/build/test_beam.py).")
     missed = [f"{m.source.name}: {name}, {margin}" for m in measured.values()
               for name, _, met, margin in targets(m) if not met]
     lines.append(f"- **Missed:** {'; '.join(missed)}." if missed else "- Every target is met.")

@@ -15,7 +15,7 @@ Bare and recorded alternate, `--rounds` rounds (the order flips each round); eac
 over all episodes of that kind. *Overhead* is recorded minus bare, in ms per step.
 
 Then the window: the real `dropj record` (its own process) under Xvfb (started here when DISPLAY is not
-set; the helpers are tests/test_record_window.py's), driven by xdotool holding Up and Left (full gas, full
+set; the helpers are tests/factory/window.py's), driven by xdotool holding Up and Left (full gas, full
 steer: the car circles and stays on the playfield, so the episode runs its `--window-steps` steps). Its
 achieved steps/s is the summary line's; the intervals between steps are the differences of consecutive
 `wall_time` values of the recorded episode.
@@ -50,7 +50,7 @@ import numpy as np  # noqa: E402
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import bench_build  # noqa: E402  (machine, versions, code version, write_docs)
-import test_record_window as xwindow  # noqa: E402  (Xvfb, the dropj record process, xdotool)
+from factory import window as xwindow  # noqa: E402  (Xvfb, the dropj record process, xdotool)
 
 REPO = bench_build.REPO
 DOCS = bench_build.DOCS
@@ -78,7 +78,7 @@ def keyboard_script(seed: int, steps: int) -> list[tuple[np.ndarray, tuple[bool,
     Right a quarter of the time each. Key changes go through `record_window.Keyboard` (releases, then
     presses), so the actions are those the window would record for the same key events.
     """
-    from dropj.converters.record_window import Keyboard
+    from dropj.converters.recording.window import Keyboard
 
     rng = np.random.default_rng(seed)
     keyboard = Keyboard()
@@ -103,7 +103,7 @@ def keyboard_script(seed: int, steps: int) -> list[tuple[np.ndarray, tuple[bool,
 
 def make_gym_env(env_name: str, steps: int) -> Any:
     """The environment as `dropj record` makes it (`record_window.run`), with an N-step limit."""
-    from dropj.converters import record
+    from dropj.converters.recording import capture as record
 
     return record.make_env(env_name, steps)
 
@@ -148,7 +148,7 @@ class Recorded:
     """`record.open_recorder` around the same environment; the write and the example building are timed."""
 
     def __init__(self, env_name: str, steps: int, out: Path):
-        from dropj.converters import record, recording_writer
+        from dropj.converters.recording import capture as record, writer as recording_writer
 
         self.seed = 0
         self.keys: tuple[bool, bool, bool, bool] = (False,) * 4

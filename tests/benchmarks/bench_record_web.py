@@ -46,7 +46,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import bench_build  # noqa: E402  (machine, versions, code version, publish)
 from factory.web import CHROMIUM, DRIVER, new_chromium, wait_for  # noqa: E402
-from test_record_web import RecordServer  # noqa: E402  (`dropj record --web` in a subprocess)
+from factory.web import RecordServer  # noqa: E402  (`dropj record --web` in a subprocess)
 
 SECTION_HEADING = "## Recording in the browser"
 FPS = 50.0
@@ -346,7 +346,7 @@ def candidate_encoders() -> dict[str, Any]:
     """name -> encode(PIL image) -> bytes; the first is what `record_web` sends."""
     from PIL import Image
 
-    from dropj.converters import drive_session
+    from dropj.converters.recording import session as drive_session
 
     def pillow(fmt: str, size: Optional[tuple[int, int]] = None, **options: Any):
         def encode(image: Any) -> bytes:
@@ -372,7 +372,7 @@ def driver_views(count: int) -> list[Any]:
     import pygame
     from PIL import Image
 
-    from dropj.converters import record, record_window
+    from dropj.converters.recording import capture as record, window as record_window
 
     env = record.make_env("carracing", 10 * count)  # DropjCarRacing-v0, as the server makes it
     env.reset(seed=7)

@@ -1,4 +1,4 @@
-"""The long run of the reader's differential fuzzer (tests/fuzzing.py): at least 100,000 inputs.
+"""The long run of the reader's differential fuzzer (tests/factory/fuzzing.py): at least 100,000 inputs.
 
     .venv/bin/python tests/benchmarks/fuzz_reader.py --inputs 100000 --write-docs
 
@@ -17,7 +17,7 @@ from typing import Optional
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-import fuzzing  # noqa: E402  (first: it sets OPENBLAS_NUM_THREADS before numpy loads)
+from factory import fuzzing  # noqa: E402  (first: it sets OPENBLAS_NUM_THREADS before numpy loads)
 import bench_build  # noqa: E402  (machine, versions, code version, publish)
 
 HEADING = "## Fuzzing the safe reader"

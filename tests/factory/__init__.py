@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 REPO = Path(__file__).resolve().parents[2]
+FIXTURES = Path(__file__).resolve().parent / "fixtures"  # reference frames recorded in gym 0.20
 REAL_DATA_VARIABLE = "DROPJ_REAL_DATA"  # `.ci/run` points it at ../shared/real-data
 
 

@@ -1,7 +1,7 @@
 """The embedded sample's stand-in query frames: each step's z as a heat map (the sample has no trained VAE).
 
 `latent_panels` draws z as a small heat map (blue < 0 < red, white at 0, in a grey outline), which the
-product's renderer (`dropj.converters.query_video.render`) puts into its half of the video. The frames
+product's renderer (`dropj.converters.feedback.query_video.render`) puts into its half of the video. The frames
 are a fixture for the video format and the left/right alignment, not the release's pictures.
 """
 
@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from dropj.converters.query_video import (BACKGROUND, FRAMES, HEIGHT, MACROBLOCK, PANEL_BOX, WIDTH, canvas,  # noqa: F401
+from dropj.converters.feedback.query_video import (BACKGROUND, FRAMES, HEIGHT, MACROBLOCK, PANEL_BOX, WIDTH, canvas,  # noqa: F401
                                           render)
 
 # The z heat map: one CELL x CELL px square per z value inside a MARGIN of white with a grey OUTLINE

@@ -50,7 +50,7 @@ class Server:
     """`dropj annotate` in a subprocess."""
 
     def __init__(self, queries_dir, out, method="dropj", user=5, host="127.0.0.1", queries="dropj_carracing/queries"):
-        self.args = [sys.executable, "-m", "dropj_datasets.cli", "annotate", "--queries", queries,
+        self.args = [sys.executable, "-m", "dropj_datasets.app.cli", "annotate", "--queries", queries,
                      "--data_dir", str(queries_dir), "--method", method, "--user", str(user), "--out", str(out),
                      "--host", host]
         self.out, self.method, self.host = out, method, host
@@ -88,7 +88,7 @@ class Server:
     def responses(self) -> list[dict]:
         import tensorflow_datasets as tfds
 
-        from dropj.converters import annotations
+        from dropj.converters.feedback import annotations
 
         directory = annotations.annotation_dir(self.out, self.method)
         builder = tfds.builder_from_directory(str(directory))
@@ -104,7 +104,7 @@ class App:
 
         self.port = port or free_port()
         self.args = list(args)
-        self.proc = subprocess.Popen([sys.executable, "-m", "dropj_datasets.cli", *args, "--port", str(self.port)],
+        self.proc = subprocess.Popen([sys.executable, "-m", "dropj_datasets.app.cli", *args, "--port", str(self.port)],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=factory.REPO)
         self.lines: list[str] = []
         self._reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True)
@@ -143,7 +143,7 @@ class App:
     def recorded(out, config: str) -> list[dict]:
         import tensorflow_datasets as tfds
 
-        from dropj.converters import record
+        from dropj.converters.recording import capture as record
 
         builder = tfds.builder_from_directory(str(record.recording_dir(out, config)))
         return list(tfds.as_numpy(builder.as_dataset(split="train", shuffle_files=False)))
@@ -159,3 +159,19 @@ def received_until_closed(ws) -> list:
             messages.append(ws.recv())
     except websocket.WebSocketConnectionClosedException:
         return messages
+
+
+class RecordServer(App):
+    """`dropj record --web` in a subprocess (`factory.web.App`); `stop` returns all it printed after its address."""
+
+    def __init__(self, out, *extra: str, config: str = "carracing", port: int = 0):
+        self.out, self.config = out, config
+        super().__init__("record", "--web", "--out", str(out), "--user", "default", *extra, port=port)
+
+    def stop(self) -> str:
+        super().stop()
+        opened = next(i for i, line in enumerate(self.lines) if line.startswith("open "))
+        return "".join(self.lines[opened + 1:])
+
+    def episodes(self) -> list[dict]:
+        return App.recorded(self.out, self.config)

@@ -1,6 +1,0 @@
-import sys
-
-from dropj_datasets.cli import main
-
-if __name__ == "__main__":  # `dropj record --web` spawns sessions, which import this module again
-    sys.exit(main())

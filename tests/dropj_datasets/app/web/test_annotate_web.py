@@ -1,0 +1,257 @@
+"""`dropj annotate` in a real server and a real headless Chromium (Debian's chromium + chromium-driver).
+
+The recorded responses must equal the clicks; a SIGKILLed server loses nothing committed and resumes;
+two annotators do not see each other's queries; hostile requests get a 4xx and store nothing.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pickle
+import signal
+import urllib.error
+import urllib.request
+
+import numpy as np
+import pytest
+
+import factory
+from dropj.converters.feedback import annotations
+from dropj.converters.roundtrip.export import export
+from dropj_datasets import schema
+
+from factory.web import CHROMIUM, DRIVER, Server, wait_for
+needs_browser = pytest.mark.skipif(not (CHROMIUM and DRIVER),
+                                   reason="needs Debian's chromium and chromium-driver (`make sysdeps` installs them)")
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def queries_dir(tmp_path_factory):
+    data = tmp_path_factory.mktemp("data")
+    factory.build("dropj_carracing/queries", factory.dummy_data("dropj_carracing"), data)
+    return data
+
+
+def _request(method, url, body=None, headers=None, raw=None):
+    data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+    all_headers = {"content-type": "application/json"} if data is not None else {}
+    all_headers.update(headers or {})
+    request = urllib.request.Request(url, data=data, method=method, headers=all_headers)
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, _body(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, _body(error.read())
+
+
+def _body(data: bytes):
+    try:
+        return json.loads(data or b"null")
+    except ValueError:
+        return data.decode(errors="replace")  # Starlette's own plain-text 404 for static paths
+
+
+def _wait(driver, condition, timeout=30.0):
+    return wait_for(condition, timeout, lambda: f"status {driver.find_element('id', 'status').text!r}")
+
+
+def _click(driver, text):
+    """Clicks the answer (or control) button whose visible text is exactly `text`, once it is shown."""
+    def find():
+        for button in driver.find_elements("css selector", "button"):
+            if button.text == text and button.is_displayed():
+                return button
+        return None
+    _wait(driver, find).click()
+
+
+def _question(driver):
+    return driver.find_element("id", "question").text
+
+
+def _answered(driver, n):
+    _wait(driver, lambda: driver.find_element("id", "progress").text.startswith(f"{n} of "))
+
+
+@needs_browser
+def test_the_dropj_flow_in_chromium_records_exactly_the_clicks(queries_dir, tmp_path, browser):
+    server = Server(queries_dir, tmp_path / "out")
+    try:
+        browser.get(server.url)
+        _answered(browser, 0)
+        assert _question(browser) == schema.Q_LEFT_SAFE
+        _click(browser, "Yes")
+        _wait(browser, lambda: _question(browser) == schema.Q_RIGHT_SAFE)
+        _click(browser, "No")  # not both safe: no preference question
+        _answered(browser, 1)
+        _click(browser, "Repeat Video")
+        _click(browser, "Repeat Video")
+        _click(browser, "Yes")
+        _wait(browser, lambda: _question(browser) == schema.Q_RIGHT_SAFE)
+        _click(browser, "Yes")
+        _wait(browser, lambda: _question(browser) == schema.Q_PREFER)
+        _click(browser, "Equally")
+        _answered(browser, 2)
+        _click(browser, "Skip")
+        _answered(browser, 3)
+        browser.save_screenshot(str(tmp_path / "annotate.png"))
+    finally:
+        server.kill(signal.SIGTERM)
+    examples = server.responses()
+    answers = [[a.decode() for a in e[schema.RESPONSE][schema.ANSWERS][schema.ANSWER]] for e in examples]
+    assert answers == [["Yes", "No"], ["Yes", "Yes", "Equally"], []]
+    assert [e[schema.QUERY_ID].decode() for e in examples] == ["0.mp4", "1.mp4", "2.mp4"]
+    assert [int(e[schema.RESPONSE][schema.REPEAT_COUNT]) for e in examples] == [0, 2, 0]
+    assert [bool(e[schema.RESPONSE][schema.SKIPPED]) for e in examples] == [False, False, True]
+    assert [float(e[schema.LABEL]) for e in examples[:2]] == [1.0, 0.5]
+    for e in examples[:2]:
+        seconds = e[schema.RESPONSE][schema.ANSWERS][schema.SECONDS]
+        assert (seconds >= 0).all() and seconds.sum() <= e[schema.RESPONSE][schema.TOTAL_TIME] + 1e-6
+    assert b"Chrome" in examples[0][schema.ANNOTATION][schema.USER_AGENT]
+    [path] = export(str(annotations.annotation_dir(tmp_path / "out", "dropj")), tmp_path / "legacy",
+                    log=lambda line: None)
+    assert path.name == "responses_user5_s20_q3_dropj.pkl"
+    legacy = pickle.loads(path.read_bytes())
+    assert [entry["responses"] if entry["responses"] == "Skipped" else [a for _, a, _ in entry["responses"]]
+            for entry in legacy] == [["Yes", "No"], ["Yes", "Yes", "Equally"], "Skipped"]
+
+
+@needs_browser
+def test_the_drop_flow_offers_left_and_right_only(queries_dir, tmp_path, browser):
+    server = Server(queries_dir, tmp_path / "out", method="drop")
+    try:
+        browser.get(server.url)
+        _answered(browser, 0)
+        assert _question(browser) == schema.Q_PREFER
+        buttons = [b.text for b in browser.find_elements("css selector", "#answers button")]
+        assert buttons == ["Left", "Right"]
+        _click(browser, "Right")
+        _answered(browser, 1)
+    finally:
+        server.kill(signal.SIGTERM)
+    [example] = server.responses()
+    assert (example[schema.PREFERENCE], float(example[schema.LABEL])) == (b"Right", 0.0)
+
+
+@pytest.fixture(scope="module")
+def obstacle_queries_dir(tmp_path_factory):
+    data = tmp_path_factory.mktemp("obst")
+    factory.build("dropj_obst_carracing/chuckc_queries", factory.dummy_data("dropj_obst_carracing"), data)
+    return data
+
+
+@needs_browser
+def test_the_mjust_flow_on_chuckhole_queries(obstacle_queries_dir, tmp_path, browser):
+    server = Server(obstacle_queries_dir, tmp_path / "out", method="mjust",
+                    queries="dropj_obst_carracing/chuckc_queries")
+    try:
+        browser.get(server.url)
+        _answered(browser, 0)
+        assert _question(browser) == schema.Q_JUSTIFICATION
+        buttons = browser.find_elements("css selector", "#answers button")
+        assert [b.text for b in buttons] == ["Default", "Grass", "Chuckhole"]  # no Car without cars
+        assert "preselected" in buttons[0].get_attribute("class")
+        _click(browser, "Grass")
+        _wait(browser, lambda: _question(browser) == schema.Q_PREFERENCE)
+        assert [b.text for b in browser.find_elements("css selector", "#answers button")] == [
+            "Left", "Equally", "Right"]
+        _click(browser, "Right")
+        _answered(browser, 1)
+    finally:
+        server.kill(signal.SIGTERM)
+    [example] = server.responses()
+    assert [a.decode() for a in example[schema.RESPONSE][schema.ANSWERS][schema.ANSWER]] == ["Grass", "Right"]
+    assert np.isnan(example[schema.RESPONSE][schema.ANSWERS][schema.SECONDS]).all()  # 2-tuples, as the GUI
+    assert float(example[schema.LABEL]) == 0.0  # chuckc's Grass weight 1.0: Right -> 1 - 1.0
+
+
+@needs_browser
+def test_a_sigkilled_server_resumes_where_it_stopped_and_two_annotators_stay_apart(queries_dir, tmp_path, browser):
+    server = Server(queries_dir, tmp_path / "out", method="drope")
+    try:
+        browser.get(server.url)
+        _answered(browser, 0)
+        _click(browser, "Left")
+        _answered(browser, 1)
+        _click(browser, "Equally")
+        _answered(browser, 2)
+        server.kill()  # SIGKILL: no shutdown code runs
+        server.start()  # the same command
+        browser.get(server.url)
+        _answered(browser, 2)  # resumes at the first unanswered query
+        _click(browser, "Right")
+        _answered(browser, 3)
+        browser.get(server.url.rstrip("/") + "/?user=6")  # a second annotator starts at the beginning
+        _answered(browser, 0)
+        _click(browser, "Left")
+        _answered(browser, 1)
+    finally:
+        server.kill(signal.SIGTERM)
+    examples = server.responses()
+    assert [(int(e[schema.ANNOTATOR][schema.USER_ID]), e[schema.QUERY_ID].decode(), e[schema.PREFERENCE].decode())
+            for e in examples] == [(5, "0.mp4", "Left"), (5, "1.mp4", "Equally"), (5, "2.mp4", "Right"),
+                                   (6, "0.mp4", "Left")]
+
+
+def test_hostile_requests_get_a_4xx_and_store_nothing(queries_dir, tmp_path):
+    server = Server(queries_dir, tmp_path / "out")
+    try:
+        status, session = _request("POST", server.base + "/api/session", {})
+        assert status == 200
+        sid, csrf = session["session"], {"x-dropj-csrf": session["csrf"]}
+        status, query = _request("GET", server.base + f"/api/query?session={sid}")
+        assert query["query_id"] == "0.mp4"
+        good = {"session": sid, "query_id": "0.mp4",
+                "answers": [[schema.Q_LEFT_SAFE, "No"], [schema.Q_RIGHT_SAFE, "No"]],
+                "seconds": [1.0, 1.0], "total_time": 2.5, "repeat_count": 0}
+        cases = [
+            ("malformed JSON", dict(raw=b"{not json", headers=csrf), 400),
+            ("oversized body", dict(raw=b'{"a": "' + b"x" * 20000 + b'"}', headers=csrf), 413),
+            ("not JSON", dict(raw=b"a=b", headers={**csrf, "content-type": "application/x-www-form-urlencoded"}), 415),
+            ("no CSRF token", dict(body=good), 403),
+            ("cross-site", dict(body=good, headers={**csrf, "origin": "http://evil.example"}), 403),
+            ("unknown session", dict(body={**good, "session": "nope"}, headers=csrf), 404),
+            ("another query", dict(body={**good, "query_id": "5.mp4"}, headers=csrf), 409),
+            ("out of order", dict(body={**good, "answers": [[schema.Q_RIGHT_SAFE, "No"], [schema.Q_LEFT_SAFE, "No"]]},
+                                  headers=csrf), 422),
+            ("impossible times", dict(body={**good, "seconds": [5.0, 5.0]}, headers=csrf), 422),
+            ("unfinished", dict(body={**good, "answers": [[schema.Q_LEFT_SAFE, "Yes"]], "seconds": [1.0]},
+                                headers=csrf), 422),
+        ]
+        for name, kwargs, expected in cases:
+            status, reply = _request("POST", server.base + "/api/answer", **kwargs)
+            assert status == expected, (name, reply)
+            assert isinstance(reply, dict) and reply.get("error"), name
+        assert _request("GET", server.base + "/api/video/0.mp4?session=nope")[0] == 404
+        assert _request("GET", server.base + "/static/../annotate.py")[0] == 404
+        assert _request("POST", server.base + "/api/answer", good, csrf) == (200, {"stored": 0})
+        # The browser's retry after a lost reply: the same answer gets the stored index, and is not stored again;
+        # other answers to the query just answered are refused (the first answer stands).
+        assert _request("POST", server.base + "/api/answer", good, csrf) == (200, {"stored": 0})
+        other = {**good, "answers": [[schema.Q_LEFT_SAFE, "Yes"], [schema.Q_RIGHT_SAFE, "No"]]}
+        status, reply = _request("POST", server.base + "/api/answer", other, csrf)
+        assert status == 422 and "the first answer stands" in reply["error"], reply
+        # ... and a query it has not been shown stays refused
+        assert _request("POST", server.base + "/api/answer", {**good, "query_id": "1.mp4"}, csrf)[0] == 409
+    finally:
+        server.kill(signal.SIGTERM)
+    assert len(server.responses()) == 1
+
+
+def test_another_host_needs_the_printed_token(queries_dir, tmp_path):
+    server = Server(queries_dir, tmp_path / "out", host="0.0.0.0")
+    try:
+        assert "?token=" in server.url
+        assert _request("GET", server.base + "/")[0] == 401
+        assert _request("POST", server.base + "/api/session", {})[0] == 401
+        with urllib.request.urlopen(server.url, timeout=30) as response:
+            assert response.status == 200
+            cookie = response.headers["set-cookie"].split(";")[0]
+            assert "HttpOnly" in response.headers["set-cookie"]
+        assert _request("POST", server.base + "/api/session", {}, {"cookie": cookie})[0] == 200
+    finally:
+        server.kill(signal.SIGTERM)
+    assert not os.path.exists(annotations.annotation_dir(tmp_path / "out", "dropj")
+                              / "dropj_annotations-train.tfrecord-00000")

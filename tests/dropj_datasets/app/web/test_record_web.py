@@ -1,0 +1,331 @@
+"""`dropj record --web` in a real server and a real headless Chromium: the keys held in the page are the
+actions recorded, step by step; the protocol refuses what it does not expect."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import numpy as np
+import pytest
+
+from dropj.converters.recording import capture as record
+from dropj_datasets import schema
+from factory.web import CHROMIUM, DRIVER, RecordServer, new_chromium, received_until_closed, wait_for
+
+needs_browser = pytest.mark.skipif(not (CHROMIUM and DRIVER),
+                                   reason="needs Debian's chromium and chromium-driver (`make sysdeps` installs them)")
+pytestmark = pytest.mark.slow
+
+
+def _expected_action(held: np.ndarray, previous_steer: float) -> np.ndarray:
+    """The study's keyboard: gas 1 with Up, brake 0.8 with Down, steer -1 / +1 with Left / Right (one at a time
+    here), 0 with neither."""
+    left, right, up, down = held
+    steer = -1.0 if left and not right else (1.0 if right and not left else (0.0 if not (left or right)
+                                                                               else previous_steer))
+    return np.array([steer, 1.0 if up else 0.0, 0.8 if down else 0.0])
+
+
+@needs_browser
+def test_the_keys_held_in_chromium_are_the_actions_recorded_step_by_step(tmp_path):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    server = RecordServer(tmp_path, "--max_steps", "300", "--episodes", "1", "--seed", "5")
+    driver = new_chromium()
+    try:
+        driver.get(server.base + "/?user=web-1")
+        state = lambda: driver.execute_script("return window.dropjRecord") or {}  # noqa: E731  (before the script: {})
+        wait_for(lambda: state().get("session") and state().get("framesShown", 0) > 5, 30, lambda: state())
+        view = driver.find_element("id", "view")
+        ActionChains(driver).key_down(Keys.ARROW_UP, view).perform()
+        time.sleep(0.6)
+        ActionChains(driver).key_down(Keys.ARROW_LEFT, view).perform()
+        time.sleep(0.4)
+        ActionChains(driver).key_up(Keys.ARROW_LEFT, view).perform()
+        time.sleep(0.3)
+        ActionChains(driver).key_up(Keys.ARROW_UP, view).key_down(Keys.ARROW_DOWN, view).perform()
+        time.sleep(0.2)
+        ActionChains(driver).key_up(Keys.ARROW_DOWN, view).perform()
+        final = wait_for(lambda: state().get("done") and state(), 60, lambda: state())
+        assert final["framesShown"] > 50 and (final["last"] or {}).get("step") == 300, final
+        assert driver.find_element("id", "status").text == "done: 1 episodes saved"
+    finally:
+        driver.quit()
+        log = server.stop()
+    [episode] = server.episodes()
+    steps = episode[schema.STEPS]
+    held = np.array([step[schema.KEYS_HELD] for step in steps])[:-1]
+    actions = np.array([step[schema.ACTION] for step in steps])[:-1]
+    steer = 0.0
+    for t, (keys, action) in enumerate(zip(held, actions)):
+        expected = _expected_action(keys, steer)
+        assert np.array_equal(action, expected), (t, keys, action)
+        steer = expected[0]
+    left, right, up, down = held.T
+    assert up.sum() > 20 and left.sum() > 8 and down.sum() > 3 and not right.any()
+    first, last = (lambda keys: np.flatnonzero(keys)[0]), (lambda keys: np.flatnonzero(keys)[-1])  # noqa: E731
+    # the order the page pressed them in: Up, then Left within it, then Down after Up
+    assert first(up) < first(left) <= last(left) < last(up) < first(down)
+    assert up[first(up):last(up) + 1].all() and left[first(left):last(left) + 1].all()
+    assert episode[schema.EPISODE_METADATA][schema.USER_ID_TEXT] == b"web-1"
+    assert "web-1: episode 0 saved (300 steps" in log
+
+
+def test_messages_and_handshakes_it_does_not_expect_are_refused(tmp_path):
+    import websocket
+
+    server = RecordServer(tmp_path, "--max_steps", "1000")
+    url = f"ws://127.0.0.1:{server.port}/ws"
+    try:
+        with pytest.raises(websocket.WebSocketBadStatusException):  # another site's page
+            websocket.create_connection(url, origin="http://evil.example", timeout=10)
+        for bad in ("not json", json.dumps({"key": "KeyW", "down": True}), json.dumps({"key": "ArrowUp"}),
+                    json.dumps({"key": "ArrowUp", "down": 1}), json.dumps({"restart": 1}), json.dumps({"quit": 1.0}),
+                    "x" * 300, "[]"):
+            ws = websocket.create_connection(url + "?user=tester", timeout=10)
+            hello = json.loads(ws.recv())
+            assert hello["user"] == "tester" and hello["env"] == "carracing"
+            ws.send(bad)
+            messages = received_until_closed(ws)
+            errors = [json.loads(m)["error"] for m in messages if isinstance(m, str) and "error" in m]
+            assert errors and ("expected" in errors[0] or "JSON" in errors[0] or "bytes" in errors[0]), (bad, errors)
+        ws = websocket.create_connection(url + "?user=" + "u" * 65, timeout=10)
+        assert "1 to 64 printable characters" in ws.recv()
+    finally:
+        log = server.stop()
+    assert "Traceback" not in log
+    assert not (record.recording_dir(tmp_path, "carracing") / "dropj_recording-train.tfrecord-00000").exists()
+
+
+def _drive_until_saved(url: str, user: str, saved: int, timeout: float = 60.0) -> dict:
+    """A participant without a browser: holds Up and reads frames until `saved` episodes are saved."""
+    import websocket
+
+    ws = websocket.create_connection(f"{url}?user={user}", timeout=30)
+    try:
+        hello = json.loads(ws.recv())
+        assert "error" not in hello, hello
+        ws.send(json.dumps({"key": "ArrowUp", "down": True}))
+        deadline, frames, status = time.monotonic() + timeout, 0, {}
+        while status.get("saved", 0) < saved:
+            assert time.monotonic() < deadline, status
+            message = ws.recv()
+            if isinstance(message, bytes):
+                assert message[:2] == b"\xff\xd8"  # a JPEG
+                frames += 1
+            else:
+                status = json.loads(message)
+        return {"hello": hello, "frames": frames, "status": status}
+    finally:
+        ws.close()
+
+
+def test_two_participants_at_once_each_record_their_own_episodes(tmp_path):
+    import threading
+
+    server = RecordServer(tmp_path, "--max_steps", "40", "--seed", "11")
+    url = f"ws://127.0.0.1:{server.port}/ws"
+    results, failures = {}, []
+
+    def participant(user: str) -> None:
+        try:
+            results[user] = _drive_until_saved(url, user, 2)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            failures.append(exc)
+
+    threads = [threading.Thread(target=participant, args=(user,)) for user in ("p-a", "p-b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    server.stop()
+    assert not failures
+    assert results["p-a"]["hello"]["session"] != results["p-b"]["hello"]["session"]
+    assert all(r["frames"] >= 60 for r in results.values())
+    episodes = server.episodes()
+    metadata = [e[schema.EPISODE_METADATA] for e in episodes]
+    users = sorted(m[schema.USER_ID_TEXT].decode() for m in metadata)
+    assert users[:2] == ["p-a", "p-a"] and users[-2:] == ["p-b", "p-b"]  # and any open episode was dropped
+    assert [int(m[schema.EPISODE_INDEX]) for m in metadata] == list(range(len(episodes)))
+    seeds = [int(m[schema.SEED]) for m in metadata]
+    assert len(set(seeds)) == len(seeds) and min(seeds) >= 11  # one counter: no two episodes share a track
+    for episode in episodes:
+        steps = list(episode[schema.STEPS])
+        assert len(steps) == 41 and all(step[schema.KEYS_HELD][2] for step in steps[:-1])  # Up, all along
+
+
+def test_a_killed_server_keeps_every_saved_episode_and_the_next_one_appends(tmp_path):
+    import signal
+
+    server = RecordServer(tmp_path, "--max_steps", "30")
+    _drive_until_saved(f"ws://127.0.0.1:{server.port}/ws", "p-k", 1)
+    server.proc.send_signal(signal.SIGKILL)  # with the next episode open, or just begun
+    server.proc.wait(timeout=30)
+    assert len(server.episodes()) == 1
+    again = RecordServer(tmp_path, "--max_steps", "30")  # the lock died with the process
+    _drive_until_saved(f"ws://127.0.0.1:{again.port}/ws", "p-k2", 1)
+    again.stop()
+    users = [e[schema.EPISODE_METADATA][schema.USER_ID_TEXT] for e in again.episodes()]
+    assert users[:2] == [b"p-k", b"p-k2"]
+
+
+def test_off_loopback_the_page_and_the_socket_need_the_printed_token(tmp_path):
+    import urllib.error
+    import urllib.request
+
+    import websocket
+
+    server = RecordServer(tmp_path, "--host", "0.0.0.0", "--max_steps", "1000")
+    try:
+        token = server.token
+        with pytest.raises(urllib.error.HTTPError) as refused:
+            urllib.request.urlopen(server.base + "/", timeout=10)
+        assert refused.value.code == 401
+        with urllib.request.urlopen(f"{server.base}/?token={token}", timeout=10) as page:
+            assert page.status == 200 and f"dropj_token_{server.port}=" in page.headers.get("set-cookie", "")
+            assert "samesite=strict" in page.headers["set-cookie"].lower()
+        with pytest.raises(websocket.WebSocketBadStatusException):
+            websocket.create_connection(f"ws://127.0.0.1:{server.port}/ws", timeout=10)
+        with pytest.raises(websocket.WebSocketBadStatusException):
+            websocket.create_connection(f"ws://127.0.0.1:{server.port}/ws?token=wrong", timeout=10)
+        ws = websocket.create_connection(f"ws://127.0.0.1:{server.port}/ws",
+                                         cookie=f"dropj_token_{server.port}={token}", timeout=10)
+        assert json.loads(ws.recv())["env"] == "carracing"
+        ws.close()
+    finally:
+        server.stop()
+
+
+def test_a_dream_is_driven_in_the_browser_as_in_the_window(tmp_path, world_model):
+    """`--env dream`: the session drives inside the world model and records the dream config."""
+    server = RecordServer(tmp_path, "--env", "dream", "--vae", str(world_model / "vae.pt"), "--mdnrnn",
+                          str(world_model / "rnn.pt"), "--max_steps", "25", "--seed", "3", config="carracing_dream")
+    try:
+        result = _drive_until_saved(f"ws://127.0.0.1:{server.port}/ws", "dreamer", 1)
+    finally:
+        log = server.stop()
+    assert result["hello"]["env"] == "carracing_dream" and result["frames"] >= 20
+    [episode] = server.episodes()[:1]
+    steps = list(episode[schema.STEPS])
+    assert len(steps) == 26 and episode[schema.EPISODE_METADATA][schema.USER_ID_TEXT] == b"dreamer"
+    assert steps[0][schema.OBSERVATION].shape == schema.WRITTEN[schema.RECORDING_DATASET]["carracing_dream"] \
+        .step_field(schema.OBSERVATION).shape  # latent states, not frames
+    for step in steps[1:-1]:  # Up held from the first frame on (the first action may precede the key)
+        assert np.array_equal(step[schema.ACTION], [0.0, 1.0, 0.0]) and tuple(step[schema.KEYS_HELD]) == \
+            (False, False, True, False)
+    assert "dreamer: episode 0 saved (25 steps" in log and "Traceback" not in log
+
+
+def test_a_full_server_says_so_and_takes_the_next_participant_once_one_leaves(tmp_path):
+    import websocket
+
+    server = RecordServer(tmp_path, "--max_steps", "1000", "--max_sessions", "1")
+    url = f"ws://127.0.0.1:{server.port}/ws"
+    try:
+        first = websocket.create_connection(url + "?user=first", timeout=30)
+        assert json.loads(first.recv())["user"] == "first"
+        second = websocket.create_connection(url + "?user=second", timeout=30)
+        assert "the server is full (1 participants driving" in json.loads(second.recv())["error"]
+        first.close()
+        third = wait_for(lambda: _hello(url + "?user=third"), 30, "the place never came free")
+        assert third["user"] == "third"
+    finally:
+        log = server.stop()
+    assert "1 at once" in "".join(server.lines) and "Traceback" not in log
+
+
+def _hello(url: str):
+    import websocket
+
+    ws = websocket.create_connection(url, timeout=30)
+    try:
+        hello = json.loads(ws.recv())
+    finally:
+        ws.close()
+    return None if "error" in hello else hello
+
+
+def test_a_killed_session_process_ends_only_that_session(tmp_path):
+    import signal
+
+    import psutil
+    import websocket
+
+    server = RecordServer(tmp_path, "--max_steps", "30", "--seed", "1")
+    url = f"ws://127.0.0.1:{server.port}/ws"
+    try:
+        doomed = websocket.create_connection(url + "?user=doomed", timeout=30)
+        json.loads(doomed.recv())
+        doomed.recv()  # its first frame: the session is driving
+        children = psutil.Process(server.proc.pid).children()
+        driving = [c for c in children if "drive_session" in " ".join(c.cmdline())]
+        assert len(driving) == 2  # the doomed session's and the one made ahead for the next participant
+        # the older one drives (the other was started when the doomed one began)
+        victim = min(driving, key=lambda c: c.create_time())
+        victim.send_signal(signal.SIGKILL)
+        messages = []
+        while not (messages and isinstance(messages[-1], str) and '"done"' in messages[-1]):
+            messages.append(doomed.recv())
+        done = json.loads(messages[-1])
+        assert done["saved"] == 0 and "ended unexpectedly (exit code -9)" in done["error"]
+        survivor = _drive_until_saved(url, "survivor", 1)
+        assert survivor["status"]["saved"] == 1
+    finally:
+        log = server.stop()
+    assert [e[schema.EPISODE_METADATA][schema.USER_ID_TEXT] for e in server.episodes()] == [b"survivor"]
+    assert "Traceback" not in log
+
+
+@needs_browser
+def test_enter_in_chromium_drops_the_open_episode_and_esc_ends_the_session(tmp_path):
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    server = RecordServer(tmp_path, "--max_steps", "1000", "--seed", "9")
+    driver = new_chromium()
+    try:
+        driver.get(server.base + "/?user=keys")
+        state = lambda: driver.execute_script("return window.dropjRecord") or {}  # noqa: E731
+        wait_for(lambda: (state().get("last") or {}).get("step", 0) > 40, 30, lambda: state())
+        view = driver.find_element("id", "view")
+        ActionChains(driver).send_keys_to_element(view, Keys.ENTER).perform()
+        # a new episode: the step count starts again
+        wait_for(lambda: 0 < (state().get("last") or {}).get("step", 0) < 20, 30, lambda: state())
+        ActionChains(driver).send_keys_to_element(view, Keys.ESCAPE).perform()
+        final = wait_for(lambda: state().get("done") and state(), 30, lambda: state())
+        assert final["last"]["saved"] == 0
+        assert driver.find_element("id", "status").text == "done: 0 episodes saved"
+    finally:
+        driver.quit()
+        log = server.stop()
+    assert "keys left (0 episodes saved, 2 dropped)" in log
+    assert not (record.recording_dir(tmp_path, "carracing") / "dropj_recording-train.tfrecord-00000").exists()
+
+
+@needs_browser
+def test_a_page_whose_server_was_killed_reconnects_to_the_next_one_as_a_new_session(tmp_path):
+    import signal
+
+    first = RecordServer(tmp_path, "--max_steps", "1000")
+    driver = new_chromium()
+    again = None
+    try:
+        driver.get(first.base + "/?user=back")
+        state = lambda: driver.execute_script("return window.dropjRecord") or {}  # noqa: E731
+        wait_for(lambda: state().get("framesShown", 0) > 10, 30, lambda: state())
+        first.proc.send_signal(signal.SIGKILL)
+        first.proc.wait(timeout=30)
+        wait_for(lambda: "trying again" in driver.find_element("id", "status").text, 30,
+                 lambda: driver.find_element("id", "status").text)
+        again = RecordServer(tmp_path, "--max_steps", "1000", port=first.port)  # the lock died with the first
+        wait_for(lambda: state().get("sessions") == 2, 60, lambda: state())
+        shown = state()["framesShown"]
+        wait_for(lambda: state()["framesShown"] > shown + 10, 30, lambda: state())
+        assert state()["session"]["user"] == "back"
+        assert driver.find_element("id", "status").text == "recording carracing as back"
+    finally:
+        driver.quit()
+        log = again.stop() if again else ""
+    assert "back connected" in log
