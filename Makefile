@@ -52,7 +52,7 @@ sysdeps:
 
 # Regenerate the embedded sample data (deterministic).
 sample: $(STAMP)
-	$(VENV)/bin/dropj make-sample
+	PYTHONPATH=tests $(PY) -m factory.sample
 
 bench: $(STAMP) sysdeps
 	$(PY) tests/benchmarks/bench_build.py --write-docs

@@ -21,10 +21,9 @@ from typing import Any, Mapping, Optional
 import numpy as np
 import tensorflow_datasets as tfds
 
-from dropj_datasets import codec, register_builders, schema
-from dropj_datasets.schema import Field
+from dropj_datasets import register_builders, schema
+from dropj_datasets.features import HOMEPAGE, features, features_fingerprint, without_docs  # noqa: F401 - re-exported
 
-HOMEPAGE = "https://doi.org/10.5258/SOTON/D3749"
 LICENSE = "CC-BY-4.0"
 REDISTRIBUTION = (
     "The DROPJ data set is released under the Creative Commons Attribution 4.0 International licence "
@@ -45,73 +44,6 @@ def card(spec: schema.Spec, package_readme: str) -> str:
 # Bounded memory while writing: TFDS keeps serialized examples in memory up to
 # this many bytes before spilling to its temporary buckets (1 GB by default).
 WRITE_BUFFER_BYTES = 32 << 20
-
-
-def _feature(field: Field, shape: Optional[tuple] = None) -> tfds.features.FeatureConnector:
-    shape = field.shape if shape is None else shape
-    frame_codec = codec.for_field(field)
-    if frame_codec is not None:
-        return frame_codec.feature(shape, field.doc)
-    if field.dtype == "str":
-        return tfds.features.Text(doc=field.doc)
-    if field.dtype == "bytes":
-        return tfds.features.Tensor(shape=shape, dtype=np.object_, doc=field.doc)
-    # float64 would be narrowed to float32 by tf.train.Example's FloatList:
-    # raw bytes keep every bit.
-    encoding = tfds.features.Encoding.BYTES if field.encoding == "bytes" else tfds.features.Encoding.NONE
-    return tfds.features.Tensor(shape=shape, dtype=np.dtype(field.dtype), encoding=encoding, doc=field.doc)
-
-
-_SEQUENCE_FEATURES = {schema.DATASET_SEQUENCE: tfds.features.Dataset, schema.SEQUENCE: tfds.features.Sequence}
-
-
-def _nested(fields: tuple[Field, ...], sequences: Mapping[str, str]) -> tfds.features.FeaturesDict:
-    """FeaturesDict from '/'-separated field names. A group named in `sequences` becomes that
-    sequence feature (`schema.DATASET_SEQUENCE` or `schema.SEQUENCE`) of its fields' per-item shapes;
-    a field of an RLDS `steps` group has its per-step shape already."""
-    tree: dict = {}
-    for field in fields:
-        *parents, leaf = field.name.split("/")
-        node = tree
-        for parent in parents:
-            node = node.setdefault(parent, {})
-        node[leaf] = field
-
-    def build(name: str, node: dict) -> tfds.features.FeatureConnector:
-        if name in sequences:
-            per_item = (lambda f: f.shape) if name == schema.STEPS else (lambda f: f.shape[1:])
-            return _SEQUENCE_FEATURES[sequences[name]](
-                {k: build(k, v) if isinstance(v, dict) else _feature(v, per_item(v)) for k, v in node.items()})
-        return tfds.features.FeaturesDict(
-            {k: build(k, v) if isinstance(v, dict) else _feature(v) for k, v in node.items()})
-
-    return build("", tree)
-
-
-def features(spec: schema.Spec) -> tfds.features.FeaturesDict:
-    """The TFDS features of one config, generated from the schema."""
-    return _nested(spec.fields(), dict(schema.KINDS[spec.kind].sequences))
-
-
-def without_docs(value: object) -> object:
-    """A features.json dict without its feature docs (`description`): what must match between versions."""
-    if isinstance(value, dict):
-        return {k: without_docs(v) for k, v in value.items() if k != "description"}
-    if isinstance(value, list):
-        return [without_docs(v) for v in value]
-    return value
-
-
-def features_fingerprint(dataset: str) -> str:
-    """SHA-256 of the features of every config of `dataset`, docs left out: what one VERSION promises."""
-    import hashlib
-    import json
-
-    from google.protobuf import json_format
-
-    content = {config: without_docs(json_format.MessageToDict(features(spec).to_proto()))
-               for config, spec in schema.DATASETS[dataset].items()}
-    return hashlib.sha256(json.dumps(content, sort_keys=True).encode()).hexdigest()
 
 
 def manual_instructions(dataset: str) -> str:

@@ -1,15 +1,19 @@
 """Frame codecs: how an image field is stored, in one place.
 
 A schema `Field` whose `encoding` names a codec here (`'png'`) is encoded,
-decoded and declared to TFDS by that codec, for the builders, the recorder
-and the tests alike:
+decoded and declared to TFDS by that codec, for the builders, the recorder,
+the TF-free reader (`loaders/episode_source.py`) and the tests alike:
 
     from dropj_datasets import codec
     frames_codec = codec.for_field(field)             # codec.PNG
     data = frames_codec.encode(frame)                 # HWC uint8 RGB -> bytes
     assert (frames_codec.decode(data) == frame).all()
+    frames_codec.size(data)                           # (width, height) its header claims
     with frames_codec.pool() as pool:                 # an episode's frames on every core
         encoded = pool.encode_all(frames)
+
+A new frame codec is one `FrameCodec` in `CODECS` and a field naming it; the
+readers ask `for_field`, never a codec's name.
 
 Importing this module needs numpy and Pillow only; `feature()` imports TFDS.
 
@@ -59,14 +63,30 @@ from dropj_datasets.schema import DataError
 _CHUNK = 64  # frames per task: amortises the pool's per-task overhead
 
 
+def _no_fast_path(data: bytes, shape: tuple[int, ...], out: Optional[np.ndarray] = None) -> None:
+    return None
+
+
 @dataclasses.dataclass(frozen=True)
 class FrameCodec:
-    """A lossless image encoding: `encode`/`decode` one HWC uint8 RGB frame, and its TFDS feature."""
+    """A lossless image encoding: `encode`/`decode` one HWC uint8 RGB frame, and its TFDS feature.
+
+    The bytes a reader decodes are untrusted (a built directory, a recording): `decode` raises only
+    `DataError` (the caller names the file) and refuses a header claiming more pixels than a frame may
+    have before allocating them; `size` reads the header alone, so the TF-free reader checks it against
+    the schema's shape before `decode` runs. `decode_fast`, when the codec has one, decodes the layout
+    `encode` writes into a given array, and returns None for anything else (then `size` and `decode`
+    read it): it must never accept bytes that `decode` would read differently.
+    """
 
     name: str
     encode: Callable[[np.ndarray], bytes]
-    decode: Callable[[bytes], np.ndarray]
+    decode: Callable[[bytes], np.ndarray]  # bytes -> HWC uint8 RGB; DataError when they are not a frame
     tfds_format: str  # tfds.features.Image's encoding_format, whose decoder reads these bytes
+    size: Callable[[bytes], tuple[int, int]]  # (width, height) the header claims; DataError when not this format
+    # (data, schema shape, out or None) -> the frame (in `out` when given), or None: not the layout `encode`
+    # writes, or not of that shape
+    decode_fast: Callable[[bytes, tuple[int, ...], Optional[np.ndarray]], Optional[np.ndarray]] = _no_fast_path
 
     def feature(self, shape: tuple[int, ...], doc: str = "") -> Any:
         """The TFDS feature that stores already-encoded frames of this codec (imports TFDS)."""
@@ -295,7 +315,7 @@ def decode_indexed_png(data: bytes, shape: Optional[tuple[int, ...]] = None,
     return out
 
 
-PNG = FrameCodec("png", encode_png, decode_png, "png")
+PNG = FrameCodec("png", encode_png, decode_png, "png", png_size, decode_indexed_png)
 CODECS: dict[str, FrameCodec] = {PNG.name: PNG}
 
 

@@ -13,8 +13,6 @@
 
 from __future__ import annotations
 
-import importlib
-
 _NAMES = {
     "vae_frames": "transformations", "world_model_windows": "transformations", "preference_pairs": "transformations",
     "labelled_steps": "transformations",
@@ -29,9 +27,20 @@ __all__ = list(_NAMES)
 
 
 def __getattr__(name: str):
-    if name in _NAMES:
-        return getattr(importlib.import_module(f".{_NAMES[name]}", __name__), name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    """A public name, imported from its module on first use (each import spelled out, so the architecture test
+    sees it)."""
+    where = _NAMES.get(name)
+    if where == "transformations":
+        from . import transformations as module
+    elif where == "torch_bridge":
+        from . import torch_bridge as module
+    elif where == "episode_source":
+        from . import episode_source as module
+    elif where == "map_datasets":
+        from . import map_datasets as module
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(module, name)
 
 
 def __dir__() -> list[str]:

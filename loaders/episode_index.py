@@ -55,8 +55,8 @@ from typing import Optional, Union
 
 import numpy as np
 
-from dropj_datasets import schema
-from dropj_datasets.schema import DataError
+from dropj_datasets import codec, schema
+from dropj_datasets.schema import DataError, Field
 
 from .tfrecord_wire import ByteItems, Corrupt, TooMany, count_values, feature_spans, feature_values, record_spans
 
@@ -94,13 +94,19 @@ class EpisodeIndex:
         return ByteItems(rows[:, 0].astype(np.int64), rows[:, 1].astype(np.int64))
 
 
+def one_string_per_item(field: Field) -> bool:
+    """Whether each item (step) of the field is stored as one byte string: a frame of the codec the field
+    names (`codec.for_field`), or a raw little-endian tensor."""
+    return field.encoding == "bytes" or codec.for_field(field) is not None
+
+
 def step_fields(spec: schema.Spec) -> tuple[tuple[str, ...], tuple[str, ...]]:
     """The top-level step fields of an episode kind: (stored as byte strings, stored as number lists)."""
-    if (schema.STEPS, schema.DATASET_SEQUENCE) not in schema.KINDS[spec.kind].sequences:
+    if not schema.kind_of(spec).episodic:
         return (), ()
     prefix = f"{schema.STEPS}/"
     fields = [f for f in spec.fields() if f.name.startswith(prefix) and "/" not in f.name[len(prefix):]]
-    stored_as_bytes = [f.name for f in fields if f.encoding in ("png", "bytes") or f.dtype in ("str", "bytes")]
+    stored_as_bytes = [f.name for f in fields if one_string_per_item(f) or f.dtype in ("str", "bytes")]
     return tuple(stored_as_bytes), tuple(f.name for f in fields if f.name not in stored_as_bytes)
 
 

@@ -16,9 +16,10 @@ of every config), importing numpy and Pillow only:
 * each record is a `tf.train.Example`, parsed from the protobuf wire format
   (`tfrecord_wire`);
 * each field is decoded as the schema declares it (`schema.Spec.fields()`,
-  the same declaration the builder makes its TFDS features from): PNG frames
-  by `codec.decode_indexed_png` when they are the indexed frames our builders
-  write (1.5x Pillow's rate on Car Racing frames), else through Pillow;
+  the same declaration the builder makes its TFDS features from): frames by
+  the codec their field names (`codec.for_field`): for PNG, the indexed
+  frames our builders write directly (`codec.decode_indexed_png`, 1.5x
+  Pillow's rate on Car Racing frames), any other PNG through Pillow;
   BYTES-encoded tensors from their raw bytes, integers and booleans from
   varints, text as bytes.
 
@@ -49,32 +50,35 @@ __all__ = ["EpisodeSource", "decode_example"]
 
 # --- the schema's fields, decoded --------------------------------------------------------------------
 
-def _decode_png(data: bytes, shape: tuple[int, ...], out: Optional[np.ndarray] = None) -> np.ndarray:
-    """One frame, into `out` when given: the indexed frames our builders write directly, any other
-    PNG through Pillow, once its header says it is a PNG of the schema's size (a header claiming
-    10^12 pixels never reaches Pillow)."""
-    frame = codec.decode_indexed_png(data, shape, out)
+def _decode_frame(frame_codec: codec.FrameCodec, data: bytes, shape: tuple[int, ...],
+                  out: Optional[np.ndarray] = None) -> np.ndarray:
+    """One frame, into `out` when given: by the codec's fast path when it takes the bytes (for PNG, the
+    indexed frames our builders write), else by its decoder once the header says the frame has the
+    schema's size (a header claiming 10^12 pixels never reaches the decoder)."""
+    frame = frame_codec.decode_fast(data, shape, out)
     if frame is not None:
         return frame
+    name = frame_codec.name.upper()
     try:
-        size = codec.png_size(data)
+        size = frame_codec.size(data)
         if size != (shape[1], shape[0]):
-            raise Corrupt(f"an image of PNG {size[0]}x{size[1]}, expected PNG {shape[1]}x{shape[0]}")
-        frame = codec.decode_png(data)
+            raise Corrupt(f"an image of {name} {size[0]}x{size[1]}, expected {name} {shape[1]}x{shape[0]}")
+        frame = frame_codec.decode(data)
     except DataError as exc:  # the codec's message, which names no file: the caller adds where
         raise Corrupt(str(exc)) from None
     if frame.shape != (shape[0], shape[1], 3):
-        raise Corrupt(f"an image of {frame.shape[1]}x{frame.shape[0]}, expected PNG {shape[1]}x{shape[0]}")
+        raise Corrupt(f"an image of {frame.shape[1]}x{frame.shape[0]}, expected {name} {shape[1]}x{shape[0]}")
     if out is not None:
         out[...] = frame
     return frame
 
 
-def _decode_frames(values: Any, items: int, shape: tuple[int, ...], out: np.ndarray) -> np.ndarray:
+def _decode_frames(frame_codec: codec.FrameCodec, values: Any, items: int, shape: tuple[int, ...],
+                   out: np.ndarray) -> np.ndarray:
     if not isinstance(values, list) or len(values) != items:
         raise Corrupt(f"{len(values)} images, expected {items}")
     for k, value in enumerate(values):
-        _decode_png(value, shape, out[k])
+        _decode_frame(frame_codec, value, shape, out[k])
     return out
 
 
@@ -82,20 +86,21 @@ def _decode(field: Field, values: Any, items: Optional[int], shape: tuple[int, .
             out: Optional[np.ndarray] = None) -> np.ndarray:
     """One field's values: `items` per-item values of `shape` (a sequence), or one of `shape` (None);
     into `out` (an array of the result's shape and dtype) when given."""
+    frame_codec = codec.for_field(field)
     if out is not None:
-        if field.encoding == "png" and items is not None:
-            return _decode_frames(values, items, shape, out)
+        if frame_codec is not None and items is not None:
+            return _decode_frames(frame_codec, values, items, shape, out)
         out[...] = _decode(field, values, items, shape)
         return out
     count = 1 if items is None else items
     size = int(np.prod(shape))
     out_shape = shape if items is None else (items, *shape)
-    if field.encoding == "png":
+    if frame_codec is not None:
         if not isinstance(values, list) or len(values) != count:
             raise Corrupt(f"{len(values)} images, expected {count}")
         if items is None:
-            return _decode_png(values[0], shape)
-        return _decode_frames(values, items, shape, np.empty(out_shape, np.uint8))
+            return _decode_frame(frame_codec, values[0], shape)
+        return _decode_frames(frame_codec, values, items, shape, np.empty(out_shape, np.uint8))
     if field.dtype in ("str", "bytes"):
         if not isinstance(values, list) or len(values) != count * size:
             raise Corrupt(f"{len(values)} strings, expected {count * size}")
@@ -132,7 +137,7 @@ def _byte_strings(field: Field, values: Any, items: int, shape: tuple[int, ...],
     only when there are as many as `items` of `shape` need (a forged count costs nothing)."""
     if not isinstance(values, ByteItems):
         return values
-    expected = items * (1 if field.encoding in ("png", "bytes") else int(np.prod(shape)))
+    expected = items * (1 if episode_index.one_string_per_item(field) else int(np.prod(shape)))
     if len(values) != expected:
         raise Corrupt(f"{len(values):,} byte strings, expected {expected:,}")
     return values.items(record)
@@ -166,7 +171,7 @@ def decode_example(features: dict, spec: schema.Spec, record: Optional[bytes] = 
         found = _sequence_of(field.name, sequences)
         if found is None or found[0] in lengths or field.name not in features:
             continue
-        unit = 1 if field.encoding in ("png", "bytes") else int(np.prod(per_item(field, found[1])))
+        unit = 1 if episode_index.one_string_per_item(field) else int(np.prod(per_item(field, found[1])))
         if unit and len(features[field.name]) % unit == 0:
             lengths[found[0]] = len(features[field.name]) // unit
             if max_steps is not None and lengths[found[0]] > max_steps:

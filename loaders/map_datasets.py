@@ -37,7 +37,6 @@ WINDOW_OBSERVATION = schema.OBSERVATION
 WINDOW_ACTION = schema.ACTION
 WINDOW_NEXT_OBSERVATION = schema.NEXT_OBSERVATION
 PAIR_WEIGHT = "weight"
-PREFERENCE_KINDS = ("preferences", "annotations")
 
 
 def _chosen(source: EpisodeSource, episodes: Optional[Sequence[int]]) -> np.ndarray:
@@ -178,7 +177,7 @@ class LabelledSteps(_PerStep):
     ``{'observation', 'action', 'reward'}``."""
 
     def __init__(self, source: EpisodeSource, episodes: Optional[Sequence[int]] = None):
-        if source.spec.kind != "sketches":
+        if schema.content_of(source.spec) != schema.LABELLED_STEPS:
             raise ValueError(f"LabelledSteps reads sketches configs; {source.directory} is a {source.spec.kind} config")
         super().__init__(source, episodes, lambda steps: steps)
 
@@ -197,7 +196,7 @@ class PreferencePairs(torch.utils.data.Dataset):
     """
 
     def __init__(self, source: EpisodeSource, labelled_only: bool = True, episodes: Optional[Sequence[int]] = None):
-        if source.spec.kind not in PREFERENCE_KINDS:
+        if schema.content_of(source.spec) != schema.LABELLED_PAIRS:
             raise ValueError(f"PreferencePairs reads preference configs or annotations; {source.directory} is a "
                              f"{source.spec.kind} config")
         self.source = source

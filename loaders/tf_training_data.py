@@ -16,7 +16,7 @@ from dropj_datasets import schema
 from .torch_bridge import TorchIterable
 from .transformations import labelled_steps, preference_pairs, vae_frames, world_model_windows
 
-from .training_data import DEFAULT_DATASETS, VALIDATION_EVERY
+from .splits import DEFAULT_DATASETS, VALIDATION_EVERY
 
 __all__ = ["HeldOutShards", "vae_data", "mdnrnn_data", "reward_data", "sparse_data"]
 

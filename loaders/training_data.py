@@ -28,27 +28,17 @@ import dataclasses
 import sys
 from typing import Any, Optional
 
-import numpy as np
 import torch
 import torch.utils.data
 
 from dropj_datasets import schema
 
-__all__ = ["VALIDATION_EVERY", "DEFAULT_DATASETS", "KINDS", "LOADERS", "Batches", "held_out", "vae_data",
+from .splits import DEFAULT_DATASETS, VALIDATION_EVERY, held_out
+
+__all__ = ["VALIDATION_EVERY", "DEFAULT_DATASETS", "LOADERS", "Batches", "held_out", "vae_data",
            "mdnrnn_data", "reward_data", "sparse_data"]
 
-VALIDATION_EVERY = 10
-KINDS = ("vae", "mdnrnn", "reward", "sparse")
 LOADERS = ("map", "tf.data")
-DEFAULT_DATASETS = {"vae": "dropj_carracing/real", "mdnrnn": "dropj_carracing/dream",
-                    "reward": "dropj_carracing/preferences_dropj", "sparse": "dropj_carracing/dros"}
-
-
-def held_out(count: int, every: int = VALIDATION_EVERY) -> tuple[np.ndarray, np.ndarray]:
-    """(train, validation) indices of `count` stored elements: every `every`-th validates."""
-    indices = np.arange(count)
-    validation = indices % every == 0
-    return indices[~validation], indices[validation]
 
 
 def worker_context() -> Optional[str]:

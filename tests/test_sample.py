@@ -91,7 +91,7 @@ def test_make_sample_gives_the_same_bytes_without_simd_fma_or_the_cpus_blas_kern
     import sys
 
     env = {**os.environ, **PORTABILITY_ENV}
-    done = subprocess.run([sys.executable, "-m", "dropj_datasets.app.cli", "make-sample", "--out", str(tmp_path)],
+    done = subprocess.run([sys.executable, "-m", "factory.sample", "--out", str(tmp_path)], cwd=REPO / "tests",
                           capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     probe = subprocess.run([sys.executable, "-c", "import numpy as np; "

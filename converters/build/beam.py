@@ -28,32 +28,32 @@ Needs `pip install 'dropj-rlds[beam]'` (apache-beam); imported only when a
 Beam build asks for it.
 """
 
-import functools
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import apache_beam as beam
 
 from dropj.converters.build import pipeline
-from dropj.converters.release import rollouts
 
 NAMESPACE = "dropj"
 
 
-def _examples(_source: str, make: rollouts.ExampleMaker) -> Iterator[tuple[int, dict]]:
+def _examples(_source: str, examples: Callable[[], Iterator[tuple[int, dict]]], name: str
+              ) -> Iterator[tuple[int, dict]]:
     episodes = beam.metrics.Metrics.counter(NAMESPACE, "episodes")
-    for item in pipeline.in_fresh_process(functools.partial(rollouts.iter_examples, make), make.spec.config):
+    for item in pipeline.in_fresh_process(examples, name):
         episodes.inc()
         yield item
 
 
 class Episodes(beam.PTransform):
-    """The (key, example) pairs of one episode config."""
+    """The (key, example) pairs of one episode config: `examples()` (picklable, run in a fresh process on a
+    worker) yields them, `source` names what they are read from, `name` the config (for messages)."""
 
-    def __init__(self, make: rollouts.ExampleMaker):
+    def __init__(self, examples: Callable[[], Iterator[tuple[int, dict]]], source: str, name: str):
         super().__init__()
-        self._make = make
+        self._examples, self._source, self._name = examples, source, name
 
     def expand(self, pipeline: Any) -> Any:
         return (pipeline
-                | "Source" >> beam.Create([str(self._make.main)])
-                | "Examples" >> beam.FlatMap(_examples, self._make))
+                | "Source" >> beam.Create([self._source])
+                | "Examples" >> beam.FlatMap(_examples, self._examples, self._name))

@@ -37,12 +37,11 @@ from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
-from dropj.converters.release import episodes as episodes_lib
 from dropj_datasets import codec
 from dropj_datasets.schema import DataError
 
 Allocate = Callable[[tuple[int, ...], np.dtype], np.ndarray]
-ReadEpisodes = Callable[[Allocate], Iterator[tuple[int, episodes_lib.Episode]]]
+ReadEpisodes = Callable[[Allocate], Iterator[tuple[int, Any]]]  # (index, episode: `release.episodes.Episode`)
 
 SLOT_BYTES_CAP = 64 << 20  # a longer episode's frames are pickled to the encoders instead
 ENCODE_CHUNK = 128  # frames per encoder task
@@ -250,7 +249,7 @@ class Pipeline:
         finally:
             gc.unfreeze()
 
-    def episodes(self) -> Iterator[tuple[int, episodes_lib.Episode, Optional[EncodedFrames]]]:
+    def episodes(self) -> Iterator[tuple[int, Any, Optional[EncodedFrames]]]:
         """(index, episode, its frames being encoded or None); `frames.result()` before the next-but-one."""
         for index, ep, taken in _received(self._results, self._reader, self._what):
             if self._encoders is None:

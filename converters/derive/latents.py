@@ -1,6 +1,6 @@
 """`dropj encode`: the real episodes of a built config as latent episodes, written as a TFDS directory.
 
-    D/dropj_encoded/ENV/1.0.0/                    one shard per encoded episode (`recording_store.ShardStore`)
+    D/dropj_encoded/ENV/1.0.0/                    one shard per encoded episode (`store.shards.ShardStore`)
     D/dropj_encoded/ENV/1.0.0.dropj-incomplete/   the same while encoding: renamed to 1.0.0 when whole
     D/dropj_encoded/ENV/.1.0.0.lock               one `dropj encode` per output at a time
 
@@ -29,9 +29,11 @@ import numpy as np
 from dropj.converters.store import durable
 from dropj.converters.release import kinds, rollouts
 from dropj.converters.release import episodes as episodes_lib
-from dropj.converters.recording.store import VERSION, ShardStore, shards_on_disk
+from dropj.converters.store.shards import ShardStore, shards_on_disk
 from dropj_datasets import schema
 from dropj_datasets.schema import DataError, EncodedSpec
+
+VERSION = "1.0.0"  # this store's layout (each store has its own)
 
 
 INCOMPLETE_SUFFIX = ".dropj-incomplete"
@@ -55,6 +57,7 @@ class EncodedStore(ShardStore):
     """An open `dropj_encoded` directory; `append` one latent episode at a time."""
 
     DATASET = schema.ENCODED_DATASET
+    VERSION = VERSION
     ITEM = "episode"
     WRITER, ONE = "encoding", "encoder"
     INDEX_FIELD = (schema.EPISODE_METADATA, schema.EPISODE_INDEX)
@@ -93,8 +96,9 @@ def encode(dataset: str, make_encoder: Callable[[schema.EnvSpec], Encoder], chec
     from dropj.converters.roundtrip.built import BuiltDataset
 
     source = BuiltDataset.open(dataset, data_dir)
-    if source.spec.kind not in ("episodes", "recordings") or source.spec.is_dream:
-        raise DataError(f"{dataset}: holds {'latent' if source.spec.is_dream else source.spec.kind} episodes; "
+    if schema.content_of(source.spec) != schema.FRAMES:
+        latent = getattr(source.spec, "is_dream", False)
+        raise DataError(f"{dataset}: holds {'latent' if latent else source.spec.kind} episodes; "
                         "encode reads frames (a real config or a recording)")
     env = source.spec.env
     encoder = make_encoder(env)

@@ -6,7 +6,7 @@
 Each example is a `preferences_*` example (the query's two clips, the answers
 with their times, the label by the paper's rule) plus who answered, in which
 session and browser, and when (`schema.AnnotationSpec`). The directory has the
-recorder's guarantees (`recording_store.ShardStore`): one writer, a response
+recorder's guarantees (`store.shards.ShardStore`): one writer, a response
 committed durably (its shard flushed and listed) before the next query is
 shown, nothing overwritten, and `dropj repair-recording` for a directory
 whose list and shards disagree. `dropj export` writes one responses file per
@@ -26,9 +26,11 @@ import numpy as np
 
 from dropj.converters.release import preferences as feedback, kinds
 from dropj.converters.release.kinds import LegacyFile
-from dropj.converters.recording.store import VERSION, ShardStore
+from dropj.converters.store.shards import ShardStore
 from dropj_datasets import package_version, schema
 from dropj_datasets.schema import AnnotationSpec, DataError
+
+VERSION = "1.0.0"  # this store's layout (each store has its own)
 
 
 def annotation_dir(out: str | os.PathLike, method: str) -> Path:
@@ -42,6 +44,7 @@ class AnnotationStore(ShardStore):
     """An open annotation directory; `append` one committed response at a time, then `close`."""
 
     DATASET = schema.ANNOTATION_DATASET
+    VERSION = VERSION
     ITEM = "response"
     WRITER, ONE = "annotation server", "annotation server"
     INDEX_FIELD = (schema.RESPONSE_INDEX,)
@@ -134,7 +137,8 @@ class Annotations:
             # The obstacle GUI offered Car only with cars, and the label weights differ per variant: take
             # both from the release's preferences config of the queries' environment (same features).
             [study] = [s for cs in schema.DATASETS.values() for s in cs.values()
-                       if s.kind == "preferences" and s.method == self.spec.method and s.env is source.spec.env]
+                       if isinstance(s, schema.FeedbackSpec) and s.method == self.spec.method
+                       and s.env is source.spec.env]
             self.spec = dataclasses.replace(self.spec, env=study.env, justifications=study.justifications,
                                             just_weights=study.just_weights)
         self.queries: dict[str, dict] = {}
@@ -154,7 +158,7 @@ class Annotations:
 
     @staticmethod
     def _check_queries(queries: str, spec: Any) -> None:
-        if spec.kind != "queries":
+        if not isinstance(spec, schema.QuerySpec):
             raise DataError(f"{queries}: not a queries dataset (it holds {spec.kind}); "
                             "use e.g. dropj_carracing/queries")
 
@@ -178,7 +182,7 @@ class Annotations:
 
     def commit(self, user: int, entry: dict, *, session: str, start_time: float, user_agent: str) -> int:
         """Stores one finished response durably; returns its index in the directory (the stored one's, for the
-        same answer again). Raises `recording_store.NotStored` (naming the file) when it could not be stored:
+        same answer again). Raises `shards.NotStored` (naming the file) when it could not be stored:
         nothing of it is, so the same commit may be tried again."""
         video = entry.get("video") if isinstance(entry, dict) else None
         if video not in self.queries:

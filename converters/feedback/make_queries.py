@@ -52,7 +52,8 @@ def output_lock(folder: Path) -> Path:
 
 def queries_folder(env: schema.EnvSpec) -> str:
     """The release folder of an environment's queries: queries_s20, queries_s20_chuckcobst, ..."""
-    [spec] = [s for cs in schema.DATASETS.values() for s in cs.values() if s.kind == "queries" and s.env is env]
+    [spec] = [s for cs in schema.DATASETS.values() for s in cs.values()
+              if isinstance(s, schema.QuerySpec) and s.env is env]
     return spec.folder
 
 
@@ -86,8 +87,9 @@ def make_queries(dataset: str, make_decoder: Callable[[schema.EnvSpec], Decoder]
         raise ValueError(f"need 1 <= num_queries <= {MAX_QUERIES} and start_index >= 0, got {num_queries}, "
                          f"{start_index}")
     source = BuiltDataset.open(dataset, data_dir)
-    if source.spec.kind not in ("episodes", "encoded") or not source.spec.is_dream:
-        what = f"{source.spec.kind} of frames" if source.spec.kind != "sketches" else "sketches"
+    content = schema.content_of(source.spec)
+    if content != schema.LATENT_STATES:
+        what = source.spec.kind if content == schema.LABELLED_STEPS else f"{source.spec.kind} of frames"
         raise DataError(f"{dataset}: holds {what}; queries are cut from latent episodes "
                         "(a dream config, or dropj_encoded/ENV)")
     env = source.spec.env

@@ -48,7 +48,7 @@ from typing import Any, Callable, Iterator, Optional
 
 import numpy as np
 
-from dropj.converters.recording import capture as record, window as record_window, store as recording_store
+from dropj.converters.recording import capture as record, controls, store as recording_store
 from dropj_datasets import schema
 
 JPEG_QUALITY = 80  # the encoding chosen by measurement (docs/benchmarks.md, "Frame encodings")
@@ -58,7 +58,7 @@ SLOW = 0.95  # an episode below this share of --fps is reported as run short of 
 @dataclasses.dataclass(frozen=True)
 class SessionArgs:
     """What a session process is told when it starts."""
-    config: record_window.RecordConfig
+    config: controls.RecordConfig
     user: str
     session_id: str
     directory: str  # the recording's version folder, held by the server's store
@@ -260,7 +260,7 @@ class Session:
             link.restart = False
             timestep = recorder.logger.reset()
             episode = recorder.writer.episodes_before + recorder.writer.episodes_written
-            pace = record_window.Pace(config.fps)
+            pace = controls.Pace(config.fps)
             keys_at_reset, touched = link.keys_messages, False
             while True:
                 if link.stop or link.restart:
@@ -306,7 +306,7 @@ class Session:
             image = view_image(surface)
         buffer = io.BytesIO()
         image.save(buffer, format="JPEG", quality=JPEG_QUALITY)
-        if self.args.screenshot and self.steps == record_window.SCREENSHOT_STEP:
+        if self.args.screenshot and self.steps == controls.SCREENSHOT_STEP:
             image.save(self.args.screenshot, format="PNG")
         self.link.send("frame", buffer.getvalue(), {"episode": episode, "step": adapter.episode_steps,
                                                      "return": int(adapter.episode_return), "saved": self.saved})

@@ -8,35 +8,19 @@ directions. Nothing here knows about TFDS.
 from __future__ import annotations
 
 import dataclasses
-import os
 import struct
 from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
 from dropj.converters.store import legacy_pickle
+from dropj.converters.store.files import MAX_STEPS_VARIABLE, TIME_LIMIT, max_episode_steps  # noqa: F401 - re-exported
 from dropj_datasets import schema
 from dropj_datasets.schema import DataError, DatasetSpec, describe
 
 _MAX_REPORTED = 20
 _INT32 = np.iinfo(np.int32)
 _PLUS_ZERO = struct.pack("<d", 0.0)
-
-# Every release episode ends at the environment's time limit (DATA_FORMATS.md 1.4, 2.1). A longer
-# one is refused while it is read, before it can cost memory; this variable raises the cap.
-MAX_STEPS_VARIABLE = "DROPJ_MAX_EPISODE_STEPS"
-TIME_LIMIT = 1000
-
-
-def max_episode_steps() -> int:
-    """The cap on transitions per episode: the time limit, or `$DROPJ_MAX_EPISODE_STEPS`."""
-    text = os.environ.get(MAX_STEPS_VARIABLE, "").strip()
-    if not text:
-        return TIME_LIMIT
-    if not text.isdigit() or int(text) < 1:
-        raise DataError(f"{MAX_STEPS_VARIABLE}={text[:40]!r}: expected a whole number of steps >= 1")
-    return int(text)
-
 
 def reader_limits(spec: DatasetSpec) -> legacy_pickle.Limits:
     """What `legacy_pickle.iter_list` may let one episode of `spec` hold: its steps, and their bytes."""

@@ -12,15 +12,12 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 from dropj.converters.store import legacy_pickle
 from dropj.converters.release.sources import SourceRef
 from dropj_datasets import schema
 from dropj_datasets.schema import DataError
-
-if TYPE_CHECKING:
-    from dropj.converters.roundtrip.built import BuiltDataset
 
 Examples = Iterator[tuple[int, dict]]
 
@@ -81,7 +78,7 @@ class Converter:
     """
 
     prepare: Callable[[Any, str, Any], tuple[dict, Examples]]
-    legacy_files: Callable[["BuiltDataset"], list[LegacyFile]]
+    legacy_files: Callable[[Any], list[LegacyFile]]  # given a `roundtrip.built.BuiltDataset`
     summarise: Callable[[Any, Iterable[dict]], str]
     reader_limits: Callable[[Any], legacy_pickle.Limits] = _default_limits
     complete_sources: bool = False

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import functools
 import itertools
 from typing import Any, Callable, Iterable, Iterator, Optional
 
@@ -222,7 +223,7 @@ def prepare_beam(spec: DatasetSpec, manual_dir: str, config: Any = None) -> tupl
     from dropj.converters.build import beam  # imports apache_beam: only when a Beam build asks for it
 
     metadata, make = _located(spec, manual_dir)
-    return metadata, beam.Episodes(make)
+    return metadata, beam.Episodes(functools.partial(iter_examples, make), str(make.main), spec.config)
 
 
 # --- back to the release files -----------------------------------------------------------------------
@@ -268,7 +269,7 @@ def recording_files(built: Any) -> list[LegacyFile]:
 def summarise(spec: Any, examples: Iterable[dict]) -> str:
     """Episodes, transitions, terminal episodes and the mean return of decoded examples."""
     lengths, returns, terminal = [], [], 0
-    extra_last_step = spec.kind in ("episodes", "recordings", "encoded")  # an extra last step holds s_T
+    extra_last_step = schema.kind_of(spec).extra_last_step  # an extra last step holds s_T
     for example in examples:
         steps = example[schema.STEPS]
         lengths.append(len(steps[schema.IS_FIRST]) - extra_last_step)

@@ -28,42 +28,10 @@ import zlib
 from pathlib import Path
 from typing import BinaryIO, Iterator, Optional
 
+from dropj.converters.store.files import kind_of, open_regular
 from dropj_datasets.schema import DataError
 
-_READ_BUFFER = 1 << 20
 _OPEN_ARCHIVES = 16  # archives kept open per process
-
-
-def _kind(mode: int) -> str:
-    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISCHR, "a character device"),
-                       (stat.S_ISBLK, "a block device"), (stat.S_ISSOCK, "a socket"), (stat.S_ISDIR, "a directory")):
-        if test(mode):
-            return name
-    return "not a regular file"
-
-
-def open_regular(path: os.PathLike | str, what: str = "file") -> BinaryIO:
-    """Opens a regular file for reading; anything else (FIFO, device, socket) is refused by name.
-
-    O_NONBLOCK keeps the open itself from blocking on a FIFO; fstat on the
-    opened descriptor then decides, so the check and the read are of the
-    same file.
-    """
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        raise DataError(f"{path}: {what} not found") from None
-    except OSError as exc:
-        raise DataError(f"{path}: cannot open the {what}: {exc.strerror}") from None
-    try:
-        mode = os.fstat(fd).st_mode
-        if not stat.S_ISREG(mode):
-            raise DataError(f"{path}: {_kind(mode)}, not a regular file; only regular files are read")
-        os.set_blocking(fd, True)
-        return os.fdopen(fd, "rb", buffering=_READ_BUFFER)
-    except BaseException:
-        os.close(fd)
-        raise
 
 
 class _Archives:
@@ -208,7 +176,7 @@ def index(root: os.PathLike | str) -> Index:
             found.irregular[path.name] = f"{path}: cannot be read ({exc.strerror})"
             continue
         if not stat.S_ISREG(st.st_mode):
-            why = f"{path}: {_kind(st.st_mode)}, not a regular file; only regular files are read"
+            why = f"{path}: {kind_of(st.st_mode)}, not a regular file; only regular files are read"
             if path.suffix == ".zip":
                 raise DataError(why)
             found.irregular[path.name] = why

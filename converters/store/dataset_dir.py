@@ -20,7 +20,7 @@ names the Python class of every feature and TFDS imports that module;
 
 `check_shards` also gives the shard files and their counts (the JSON read once, as checked), and
 `max_steps` the steps an episode of a built dataset may have: the reader's cap, raised by the same
-variable as the pickle reader's (`episodes.MAX_STEPS_VARIABLE`).
+variable as the pickle reader's (`files.MAX_STEPS_VARIABLE`).
 
 `metadata_*` helpers check the values `dropj export` takes from
 `metadata.json` (file names, protocols, arrays) against the schema.
@@ -34,8 +34,7 @@ import re
 from pathlib import Path
 from typing import Any, BinaryIO, Optional
 
-from dropj.converters.release import episodes
-from dropj.converters.release.sources import open_regular
+from dropj.converters.store.files import MAX_STEPS_VARIABLE, max_episode_steps, open_regular  # noqa: F401
 from dropj_datasets import schema
 from dropj_datasets.schema import DataError
 
@@ -48,7 +47,6 @@ SHARD_INDEX_TEMPLATE = "{DATASET}-{SPLIT}.{FILEFORMAT}-{SHARD_INDEX}"  # TFDS's 
 MAX_JSON_DEPTH = 64  # TFDS's files nest 12 deep at most (features.json of a nested sequence)
 MAX_SHARDS = 100_000
 RECORD_FRAMING = 16  # bytes around every TFRecord record: length, its CRC, the data's CRC
-MAX_STEPS_VARIABLE = episodes.MAX_STEPS_VARIABLE
 
 
 def shard_name(dataset: str, template: str, index: int, count: int) -> str:
@@ -62,7 +60,7 @@ _VERSION = re.compile(r"^\d+\.\d+\.\d+$")
 def max_steps() -> int:
     """The steps (T+1 for T transitions) an episode of a built dataset may have: the pickle reader's cap
     on transitions (the environment's time limit, or `$DROPJ_MAX_EPISODE_STEPS`) and the last step."""
-    return episodes.max_episode_steps() + 1
+    return max_episode_steps() + 1
 
 
 def open_shard(path: Path) -> BinaryIO:
@@ -114,14 +112,12 @@ def expected_features(dataset: str, spec: schema.Spec) -> dict:
     """The features.json content TFDS writes for a config, as a dict."""
     from google.protobuf import json_format
 
+    from dropj_datasets import features as features_lib
+
     if dataset == schema.RECORDING_DATASET:
-        from dropj.converters.recording import store as recording_store
-
-        features = recording_store.recording_features(spec)
+        features = features_lib.recording_features(spec)
     else:
-        from dropj_datasets.builder import features as builder_features
-
-        features = builder_features(spec)
+        features = features_lib.features(spec)
     return json_format.MessageToDict(features.to_proto())
 
 
@@ -188,7 +184,7 @@ def check_shards(builder_dir: Path) -> tuple[str, schema.Spec, list[tuple[Path, 
                         "DROPJ datasets are TFRecord")
     shards = _check_splits(builder_dir, str(name), info.get("splits"))
     _check_as_tfds_parses(builder_dir / DATASET_INFO, info, "DatasetInfo")
-    from dropj_datasets.builder import without_docs
+    from dropj_datasets.features import without_docs
 
     features = read_json(builder_dir / FEATURES, JSON_LIMITS[FEATURES])
     if without_docs(features) != without_docs(expected_features(str(name), spec)):

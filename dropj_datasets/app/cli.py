@@ -6,9 +6,8 @@ standard way to build and load.
     dropj demo [--data_dir D]                      build every config from the embedded sample, load, verify
     dropj export DATASET --data_dir D --out O [--force]   built dataset -> release pickles
     dropj verify DATASET --data_dir D --manual_dir M   prove the dataset equals the source, per episode
-    dropj make-sample [--out DIR]                  regenerate the embedded sample (deterministic)
     dropj schema-doc                               print docs/schema.md
-    dropj train {vae,mdnrnn,reward} --data_dir D --out O [--dataset NAME/CONFIG] [--steps N] ...
+    dropj train MODEL --data_dir D --out O [--dataset NAME/CONFIG] [--steps N] ...
                                                    train a model on a built dataset (resumes from O)
     dropj record --out D --user U [--env E] [--episodes N] [--seed S] [--web [--host H] [--port P] [--max_sessions N]]
                                                    drive with the arrow keys (a window, or the browser);
@@ -43,6 +42,7 @@ from pathlib import Path
 from typing import NoReturn, Optional, Sequence
 
 from dropj_datasets import schema
+from dropj_datasets.app.train import MODELS
 
 
 class _Parser(argparse.ArgumentParser):
@@ -123,26 +123,6 @@ def _demo(args: argparse.Namespace) -> int:
     from dropj_datasets.app import demo
 
     return demo.run(args.data_dir)
-
-
-def _make_sample(args: argparse.Namespace) -> int:
-    sample = _dev_tool("sample")
-    return sample.main(["--out", args.out] if args.out else [])
-
-
-def _dev_tool(name: str):
-    """A module of the repository's fixture factory (`tests/factory`): tooling, present in a development
-    install only (`make venv` in a clone), never shipped in the package."""
-    import importlib
-    from pathlib import Path
-
-    tests = Path(__file__).resolve().parents[2] / "tests"
-    if not (tests / "factory" / f"{name}.py").is_file():
-        raise schema.DataError(f"this command needs a development install: clone the repository and run "
-                               f"`make venv` there ({tests / 'factory'} is missing)")
-    if str(tests) not in sys.path:
-        sys.path.insert(0, str(tests))
-    return importlib.import_module(f"factory.{name}")
 
 
 def _schema_doc(args: argparse.Namespace) -> int:
@@ -263,9 +243,12 @@ def _stats(args: argparse.Namespace) -> int:
 
 
 def _repair_recording(args: argparse.Namespace) -> int:
-    from dropj.converters.recording import store as recording_store
+    from dropj.converters.derive import latents  # noqa: F401 - the stores register themselves (`shards.STORES`)
+    from dropj.converters.feedback import annotations  # noqa: F401
+    from dropj.converters.recording import store  # noqa: F401
+    from dropj.converters.store import shards
 
-    print(recording_store.repair(args.directory, args.rescued))
+    print(shards.repair(args.directory, args.rescued))
     return 0
 
 
@@ -293,16 +276,14 @@ def parser() -> argparse.ArgumentParser:
     verify.add_argument("-q", "--quiet", action="store_true", help="only the summary, not a line per episode")
     verify.set_defaults(run=_verify)
 
-    sample = sub.add_parser("make-sample", help="regenerate the embedded sample data")
-    sample.add_argument("--out", help="write here instead of the packages' dummy_data folders")
-    sample.set_defaults(run=_make_sample)
 
     train = sub.add_parser("train", help="train a model on a built dataset (resumes from OUT/checkpoint.pt)")
-    train.add_argument("model", choices=("vae", "mdnrnn", "reward", "sparse"))
+    train.add_argument("model", choices=tuple(MODELS),
+                       help="; ".join(f"{m.name} trains on {m.trains_on}" for m in MODELS.values()))
     train.add_argument("--data_dir", help="TFDS data dir the dataset was built in")
     train.add_argument("--dataset", type=_dataset_name,
-                       help="name/config (default: dropj_carracing/real, /dream, /preferences_dropj, /dros for vae, "
-                            "mdnrnn, reward, sparse)")
+                       help="name/config (default: " + ", ".join(f"{m.dataset} for {m.name}" for m in MODELS.values())
+                            + ")")
     train.add_argument("--out", required=True, help="directory for checkpoint.pt, losses.json, losses.png")
     train.add_argument("--steps", type=_positive_int, help="total optimizer steps")
     train.add_argument("--batch_size", type=_positive_int)
@@ -437,10 +418,10 @@ def parser() -> argparse.ArgumentParser:
 
 # The exceptions of the rooms that mean "the input, the arguments or the folder is wrong" (beside
 # ValueError, KeyError and OSError): one plain line, never "unexpected". Each is named by the module
-# that DEFINES it: `dropj.converters.recording.capture` re-exports RecordingError, but `repair-recording` and
+# that DEFINES it: `dropj.converters.recording.store` re-exports RecordingError, but `repair-recording` and
 # `annotate` never load it, so naming it there labelled their refusals unexpected.
 USER_ERRORS = (("dropj.models.checkpoints", "CheckpointError"),
-               ("dropj.converters.recording.store", "RecordingError"),
+               ("dropj.converters.store.shards", "RecordingError"),
                ("dropj.converters.store.durable", "Busy"))
 
 

@@ -60,11 +60,11 @@ def _train_briefly(data_dir: str, out: str, steps: int = 5) -> None:
     from dropj_datasets.app import train
 
     print(f"\nTraining each model for {steps} steps (batch 2) on the sample\n")
-    for kind, extra in (("vae", {}), ("mdnrnn", {"sequence_length": 8}), ("reward", {})):
+    for model, extra in (("vae", {}), ("mdnrnn", {"sequence_length": 8}), ("reward", {})):
         start = time.perf_counter()
-        history = train.train_from_dataset(kind, data_dir, out_dir=f"{out}/{kind}", steps=steps, num_workers=0,
+        history = train.train_from_dataset(model, data_dir, out_dir=f"{out}/{model}", steps=steps, num_workers=0,
                                            batch_size=2, progress=False, validate_every=steps, **extra)
-        print(f"{kind:8} {train.DEFAULT_DATASETS[kind]:36} train loss {history.train_loss[0]:10.4g} -> "
+        print(f"{model:8} {train.MODELS[model].dataset:36} train loss {history.train_loss[0]:10.4g} -> "
               f"{history.train_loss[-1]:10.4g}  in {time.perf_counter() - start:5.1f} s")
 
 

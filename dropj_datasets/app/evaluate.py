@@ -55,7 +55,7 @@ def pairs(dataset: str, data_dir: Optional[str], responses: tuple[int, Optional[
     from dropj.converters.roundtrip.built import BuiltDataset
 
     built = BuiltDataset.open(dataset, data_dir)
-    if built.spec.kind not in ("preferences", "annotations"):
+    if schema.content_of(built.spec) != schema.LABELLED_PAIRS:
         raise ValueError(f"{dataset} holds {built.spec.kind}; evaluation needs preferences or annotations")
     start, stop = responses
     left, right, labels = [], [], []

@@ -3,29 +3,115 @@
     from dropj_datasets.app.train import train_from_dataset
     history = train_from_dataset('reward', D, out_dir='runs/reward', steps=100)
 
-The data comes from `dropj.loaders.training_data`, the models and the loop
-from `dropj.models`; this module only wires them.
+`MODELS` is the one table of the models `dropj train` trains: the CLI's choices, help and checks and
+`train_from_dataset` all read it. The data comes from `dropj.loaders.training_data`, the models and the
+loop from `dropj.models`; this module only wires them, and imports them (and torch) only when a model
+trains: the CLI reads `MODELS` at every start. A new model is its module in `dropj.models` (the model,
+its `TrainConfig` and batch loss), its reader in `dropj.loaders.training_data`, and a row here.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
-from dropj.loaders.training_data import DEFAULT_DATASETS, KINDS, mdnrnn_data, reward_data, sparse_data, vae_data
+from dropj.loaders.splits import DEFAULT_DATASETS
 from dropj_datasets import schema
 
-__all__ = ["train_from_dataset", "DEFAULT_DATASETS", "KINDS"]
+__all__ = ["train_from_dataset", "MODELS", "Trainable", "Parts"]
 
 
-def train_from_dataset(kind: str, data_dir: str | None, *, dataset: str | None = None, out_dir: str,
+class Parts(NamedTuple):
+    """What a model trains with, imported when it trains: its `dropj.models.train.TrainConfig` class, the
+    model for an environment and a config, its batch loss, and its (train, validation) batches."""
+
+    config: type
+    model: Callable[[schema.EnvSpec, Any], Any]
+    loss: Callable[[Any, Any], Any]
+    data: Callable[[str | None, str, Any, str], tuple[Any, Any]]  # (data_dir, dataset, config, loader)
+
+
+@dataclasses.dataclass(frozen=True)
+class Trainable:
+    """One model `dropj train` trains: `name` is its CLI choice; `dataset` the config it trains on when none
+    is named (its reader's default, `dropj.loaders.splits.DEFAULT_DATASETS`); `trains_on` what a config's
+    examples must be for it (`schema.content_of`), `where` which configs hold that (said when one does
+    not fit); `parts` gives its `Parts`."""
+
+    name: str
+    dataset: str
+    trains_on: str
+    where: str
+    parts: Callable[[], Parts]
+
+
+def _vae() -> Parts:
+    from dropj.loaders.training_data import vae_data
+    from dropj.models import ConvVAE
+    from dropj.models import train as loop
+
+    return Parts(loop.VAETrainConfig, lambda env, cfg: ConvVAE.for_env(env), loop.vae_batch_loss,
+                 lambda data_dir, dataset, cfg, loader: vae_data(data_dir, dataset, batch_size=cfg.batch_size,
+                                                                 seed=cfg.seed, loader=loader))
+
+
+def _mdnrnn() -> Parts:
+    from dropj.loaders.training_data import mdnrnn_data
+    from dropj.models import MDNRNN
+    from dropj.models import train as loop
+
+    return Parts(loop.MDNRNNTrainConfig, lambda env, cfg: MDNRNN.for_env(env), loop.mdnrnn_batch_loss,
+                 lambda data_dir, dataset, cfg, loader: mdnrnn_data(
+                     data_dir, dataset, sequence_length=cfg.sequence_length, batch_size=cfg.batch_size,
+                     seed=cfg.seed, loader=loader))
+
+
+def _reward() -> Parts:
+    from dropj.loaders.training_data import reward_data
+    from dropj.models import PreferenceRewardEnsemble
+    from dropj.models import train as loop
+
+    return Parts(loop.RewardTrainConfig,
+                 lambda env, cfg: PreferenceRewardEnsemble(env.latent_dim + 3, members=cfg.members),
+                 loop.reward_batch_loss,
+                 lambda data_dir, dataset, cfg, loader: reward_data(data_dir, dataset, batch_size=cfg.batch_size,
+                                                                    seed=cfg.seed, loader=loader))
+
+
+def _sparse() -> Parts:
+    from dropj.loaders.training_data import sparse_data
+    from dropj.models import SparseRewardEnsemble
+    from dropj.models import train as loop
+
+    return Parts(loop.SparseTrainConfig,
+                 lambda env, cfg: SparseRewardEnsemble(env.latent_dim + 3, members=cfg.members),
+                 loop.sparse_batch_loss,
+                 lambda data_dir, dataset, cfg, loader: sparse_data(data_dir, dataset, batch_size=cfg.batch_size,
+                                                                    seed=cfg.seed, loader=loader))
+
+
+MODELS: dict[str, Trainable] = {model.name: model for model in (
+    Trainable("vae", DEFAULT_DATASETS["vae"], schema.FRAMES,
+              "a real config (e.g. dropj_carracing/real) or a recording", _vae),
+    Trainable("mdnrnn", DEFAULT_DATASETS["mdnrnn"], schema.LATENT_STATES,
+              "a dream config (e.g. dropj_carracing/dream) or encoded episodes (dropj_encoded/carracing)", _mdnrnn),
+    Trainable("reward", DEFAULT_DATASETS["reward"], schema.LABELLED_PAIRS,
+              "a preferences config (e.g. dropj_carracing/preferences_dropj) or a `dropj annotate` directory "
+              "(e.g. dropj_annotations/dropj)", _reward),
+    Trainable("sparse", DEFAULT_DATASETS["sparse"], schema.LABELLED_STEPS,
+              "a sketches config (dropj_carracing/request or dropj_carracing/dros)", _sparse),
+)}
+
+
+def train_from_dataset(model: str, data_dir: str | None, *, dataset: str | None = None, out_dir: str,
                        steps: int | None = None, batch_size: int | None = None, lr: float | None = None,
                        seed: int = 0, num_workers: int | None = None, device: str | None = None, loader: str = "map",
                        progress: bool = True, log: Callable[[str], None] | None = None, **config: Any):
-    """Train model `kind` ('vae' | 'mdnrnn' | 'reward' | 'sparse') on a built dataset; returns the `History`.
+    """Train `model` (a name in `MODELS`) on a built dataset; returns the `History`.
 
-    dataset: 'name/config' (default `DEFAULT_DATASETS[kind]`); the env, and so the model's size, is
+    dataset: 'name/config' (default `MODELS[model].dataset`); the env, and so the model's size, is
     the dataset's. Unset steps / batch_size / lr keep the config class's defaults; further keywords go
     to the config (e.g. ``validate_every``, ``sequence_length``). num_workers: DataLoader workers for
     the training batches (None: `default_workers()`); device: a torch device (None: cuda when
@@ -33,16 +119,17 @@ def train_from_dataset(kind: str, data_dir: str | None, *, dataset: str | None =
     """
     import torch
 
-    from dropj.models import ConvVAE, MDNRNN, PreferenceRewardEnsemble, SparseRewardEnsemble
     from dropj.models import train as loop
 
-    if kind not in KINDS:
-        raise ValueError(f"kind must be one of {list(KINDS)}, got {kind!r}")
-    dataset = dataset or DEFAULT_DATASETS[kind]
+    if model not in MODELS:
+        raise ValueError(f"model must be one of {list(MODELS)}, got {model!r}")
+    trainable = MODELS[model]
+    dataset = dataset or trainable.dataset
     if "/" not in dataset:
-        raise ValueError(f"dataset must be 'name/config', e.g. {DEFAULT_DATASETS[kind]!r}; got {dataset!r}")
+        raise ValueError(f"dataset must be 'name/config', e.g. {trainable.dataset!r}; got {dataset!r}")
     spec = schema.spec_for(*dataset.split("/", 1))
-    _check_fits(kind, dataset, spec)
+    if schema.content_of(spec) != trainable.trains_on:  # the model and the dataset's kind must match
+        raise ValueError(f"{dataset}: the {model} model trains on {trainable.trains_on}: {trainable.where}")
     _check_built(dataset, data_dir)
     torch_device = checked_device(device)
     num_workers = default_workers() if num_workers is None else num_workers
@@ -51,24 +138,12 @@ def train_from_dataset(kind: str, data_dir: str | None, *, dataset: str | None =
     env = spec.env
     given = {"steps": steps, "batch_size": batch_size, "lr": lr}
     config.update({k: v for k, v in given.items() if v is not None})
-    config_class = {"vae": loop.VAETrainConfig, "mdnrnn": loop.MDNRNNTrainConfig,
-                    "reward": loop.RewardTrainConfig, "sparse": loop.SparseTrainConfig}[kind]
-    cfg = config_class(env=env.name, out_dir=str(out_dir), seed=seed, progress=progress, device=str(torch_device),
+    parts = trainable.parts()
+    cfg = parts.config(env=env.name, out_dir=str(out_dir), seed=seed, progress=progress, device=str(torch_device),
                        **config)
     torch.manual_seed(cfg.seed)  # the initial weights
-    if kind == "vae":
-        model, loss_fn = ConvVAE.for_env(env), loop.vae_batch_loss
-        train, val = vae_data(data_dir, dataset, batch_size=cfg.batch_size, seed=cfg.seed, loader=loader)
-    elif kind == "mdnrnn":
-        model, loss_fn = MDNRNN.for_env(env), loop.mdnrnn_batch_loss
-        train, val = mdnrnn_data(data_dir, dataset, sequence_length=cfg.sequence_length,
-                                 batch_size=cfg.batch_size, seed=cfg.seed, loader=loader)
-    elif kind == "reward":
-        model, loss_fn = PreferenceRewardEnsemble(env.latent_dim + 3, members=cfg.members), loop.reward_batch_loss
-        train, val = reward_data(data_dir, dataset, batch_size=cfg.batch_size, seed=cfg.seed, loader=loader)
-    else:
-        model, loss_fn = SparseRewardEnsemble(env.latent_dim + 3, members=cfg.members), loop.sparse_batch_loss
-        train, val = sparse_data(data_dir, dataset, batch_size=cfg.batch_size, seed=cfg.seed, loader=loader)
+    network = parts.model(env, cfg)
+    train, val = parts.data(data_dir, dataset, cfg, loader)
     if loader == "map":
         pin = torch_device.type == "cuda"
         batches, val_batches = train.loader(num_workers=num_workers, pin_memory=pin), val.loader(pin_memory=pin)
@@ -77,7 +152,7 @@ def train_from_dataset(kind: str, data_dir: str | None, *, dataset: str | None =
     if log is not None:
         log(f"reading {dataset} {'without TensorFlow' if loader == 'map' else 'through tf.data'}, "
             f"{num_workers} worker{'s' * (num_workers != 1)}, on {torch_device}")
-    return loop.train(model, loss_fn, batches, val_batches, cfg, log=log)
+    return loop.train(network, parts.loss, batches, val_batches, cfg, log=log)
 
 
 def default_workers() -> int:
@@ -111,23 +186,6 @@ def checked_device(device: str | None) -> Any:
     elif chosen.type not in ("cpu", "cuda", "mps"):
         raise ValueError(f"--device {device}: dropj trains on cpu, cuda or mps")
     return chosen
-
-
-_TRAINS_ON = {"vae": "frames: a real config (e.g. dropj_carracing/real) or a recording",
-              "mdnrnn": "latent states: a dream config (e.g. dropj_carracing/dream) or encoded episodes "
-                        "(dropj_encoded/carracing)",
-              "reward": "labelled preferences: a preferences config (e.g. dropj_carracing/preferences_dropj) or "
-                        "a `dropj annotate` directory (e.g. dropj_annotations/dropj)",
-              "sparse": "labelled steps: a sketches config (dropj_carracing/request or dropj_carracing/dros)"}
-
-
-def _check_fits(kind: str, dataset: str, spec: Any) -> None:
-    """The model and the dataset's kind must match; say which configs would."""
-    frames = spec.kind in ("episodes", "recordings") and not spec.is_dream
-    fits = {"vae": frames, "mdnrnn": spec.kind in ("episodes", "encoded") and spec.is_dream,
-            "reward": spec.kind in ("preferences", "annotations"), "sparse": spec.kind == "sketches"}[kind]
-    if not fits:
-        raise ValueError(f"{dataset}: the {kind} model trains on {_TRAINS_ON[kind]}")
 
 
 def _check_built(dataset: str, data_dir: str | None) -> None:

@@ -42,12 +42,12 @@ def text(value: Any) -> str:
 
 def statistics(built: Any) -> dict:
     """Counts and distributions of a built config, by its kind (episodes, sketches, queries, preferences)."""
-    kind = built.spec.kind
-    if kind in ("preferences", "annotations"):
+    shown_as = schema.kind_of(built.spec).shown_as
+    if shown_as == schema.RESPONSE_VIEW:
         return _feedback_statistics(built)
-    if kind == "queries":
+    if shown_as == schema.QUERY_VIEW:
         sizes = [len(example[schema.VIDEO]) for example in _items(built)]
-        return {"kind": kind, "items": len(sizes), "video_bytes": sizes}
+        return {"kind": built.spec.kind, "items": len(sizes), "video_bytes": sizes}
     return _episode_statistics(built)
 
 
@@ -59,7 +59,7 @@ def _items(built: Any):
 
 
 def _episode_statistics(built: Any) -> dict:
-    extra_last = built.spec.kind in ("episodes", "recordings", "encoded")
+    extra_last = schema.kind_of(built.spec).extra_last_step
     lengths, returns, terminal = [], [], 0
     flags: dict[str, list[int]] = collections.defaultdict(list)
     actions: list[np.ndarray] = []
@@ -250,7 +250,7 @@ def load_episode(built: Any, index: int, vae: Optional[str] = None) -> Episode:
     Latent states are shown as heat maps, or as the frames a VAE checkpoint (`vae`, the release's
     `{'model_state', ...}` format for this environment) decodes from their z part.
     """
-    if built.spec.kind not in ("episodes", "recordings", "encoded", "sketches"):
+    if schema.kind_of(built.spec).shown_as != schema.EPISODE_VIEW:
         raise ValueError(f"{built.spec.config} holds {built.spec.kind}, not episodes")
     if not 0 <= index < built.count:
         raise ValueError(f"episode {index} is out of range: the dataset holds {built.count}")

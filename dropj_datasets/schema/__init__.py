@@ -127,9 +127,18 @@ from .envs import (  # noqa: F401 - re-exported
 )
 from .kinds import (  # noqa: F401 - re-exported
     DATASET_SEQUENCE,
+    EPISODE_VIEW,
+    FRAMES,
     KINDS,
     Kind,
+    LABELLED_PAIRS,
+    LABELLED_STEPS,
+    LATENT_STATES,
+    QUERY_VIEW,
+    RESPONSE_VIEW,
     SEQUENCE,
+    content_of,
+    kind_of,
 )
 from .release import (  # noqa: F401 - re-exported
     DATASETS,

@@ -19,7 +19,8 @@ class Field:
     units: str
     range: str
     doc: str
-    encoding: str = "tensor"  # 'png' (lossless image), 'bytes' (raw little-endian), 'tensor', 'raw' (bytes as is)
+    # a frame codec's name ('png': `codec.CODECS`), 'bytes' (raw little-endian), 'tensor', 'raw' (bytes as is)
+    encoding: str = "tensor"
 
     @property
     def np_dtype(self) -> np.dtype:

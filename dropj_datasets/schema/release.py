@@ -44,6 +44,7 @@ from .keys import (
     ANSWERS,
     DISCOUNT,
     EPISODE_INDEX,
+    EPISODE_METADATA,
     FEEDBACK_SESSION,
     FINAL_DONE,
     HAS_LABEL,
@@ -78,10 +79,13 @@ from .keys import (
     SKIPPED,
     SOURCE_FILE,
     SOURCE_FILE_SCALED,
+    STEPS,
     TOTAL_TIME,
     USER_ID,
     VIDEO,
 )
+from .kinds import (DATASET_SEQUENCE, FRAMES, LABELLED_PAIRS, LABELLED_STEPS, LATENT_STATES, QUERY_VIEW, RESPONSE_VIEW,
+                    SEQUENCE, Kind)
 from .fields import Field, episode_fields, field_table
 from .envs import CARRACING, CHUCKC, CHUCKCCAR, EnvSpec
 
@@ -99,11 +103,16 @@ class SourceFiles:
         return (self.episodes,) + ((self.scaled,) if self.scaled else ()) + self.initial_states
 
 
+EPISODES_KIND = Kind("episodes", "dropj.converters.release.rollouts:CONVERTER", ((STEPS, DATASET_SEQUENCE),),
+                     f"{EPISODE_METADATA}/{EPISODE_INDEX}", "RLDS episodes of a release rollout file (Dataset R or D)",
+                     extra_last_step=True, content=FRAMES, dream_content=LATENT_STATES)
+
+
 @dataclasses.dataclass(frozen=True)
 class DatasetSpec:
     """The schema of one builder config of release rollouts (Dataset R or Dataset D)."""
 
-    kind: ClassVar[str] = "episodes"
+    kind: ClassVar[str] = EPISODES_KIND.name
     config: str
     origin: str  # 'real' (human keyboard rollouts) or 'dream' (world-model rollouts)
     env: EnvSpec
@@ -227,6 +236,11 @@ def query_fields(env: EnvSpec) -> tuple[Field, ...]:
     )
 
 
+QUERIES_KIND = Kind("queries", "dropj.converters.release.preferences:QUERIES",
+                    ((LEFT, DATASET_SEQUENCE), (RIGHT, DATASET_SEQUENCE)),
+                    "", "preference queries: two clips and the video shown", shown_as=QUERY_VIEW)
+
+
 @dataclasses.dataclass(frozen=True)
 class QuerySpec:
     """The schema of the `queries` config: each query's two clips and its video, as released."""
@@ -235,7 +249,7 @@ class QuerySpec:
     env: EnvSpec
     queries_file: str  # release path of data.pkl; the videos {i}.mp4 sit beside it
     description: str
-    kind: ClassVar[str] = "queries"
+    kind: ClassVar[str] = QUERIES_KIND.name
 
     @property
     def folder(self) -> str:
@@ -260,6 +274,11 @@ class QuerySpec:
         )
 
 
+SKETCHES_KIND = Kind("sketches", "dropj.converters.release.sketches:CONVERTER", ((STEPS, DATASET_SEQUENCE),),
+                     f"{EPISODE_METADATA}/{SKETCH_INDEX}", "ReQueST / DROS sketches as RLDS episodes",
+                     content=LABELLED_STEPS)
+
+
 @dataclasses.dataclass(frozen=True)
 class SketchSpec:
     """ReQueST / DROS query data: sketches of up to 49 transitions labelled -1/0/+10 (DATA_FORMATS.md 6)."""
@@ -272,7 +291,7 @@ class SketchSpec:
     sketches_per_session: int  # 15 for ReQueST (one per initial state); 0 when there are no sessions
     description: str
     companion_files: tuple[str, ...] = ()  # optional release files kept whole in metadata.json
-    kind: ClassVar[str] = "sketches"
+    kind: ClassVar[str] = SKETCHES_KIND.name
 
     @property
     def all_sources(self) -> tuple[str, ...]:
@@ -320,6 +339,13 @@ class SketchSpec:
         return tuple(fields)
 
 
+PREFERENCES_KIND = Kind("preferences", "dropj.converters.release.preferences:PREFERENCES",
+                        ((LEFT, DATASET_SEQUENCE), (RIGHT, DATASET_SEQUENCE), (ANSWERS, SEQUENCE)),
+                        RESPONSE_INDEX, "one person's responses to the queries, with labels",
+                        ("w_s", "w_def", "just_weights"),
+                        content=LABELLED_PAIRS, shown_as=RESPONSE_VIEW)
+
+
 @dataclasses.dataclass(frozen=True)
 class FeedbackSpec:
     """The schema of one preference config: a query (two segments) and one person's response.
@@ -342,7 +368,7 @@ class FeedbackSpec:
     w_s: float = 1.0  # DROPJ: label when only the left clip is safe (dropj.py:293)
     w_def: float = 0.75  # DROPJ: label for Left when both are safe (dropj.py:294)
     just_weights: tuple[tuple[str, float], ...] = ()  # multi-justification: label for Left given J
-    kind: ClassVar[str] = "preferences"
+    kind: ClassVar[str] = PREFERENCES_KIND.name
 
     def needs(self) -> str:
         return f"{self.queries_file} and {self.responses_file}"

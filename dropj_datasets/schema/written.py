@@ -10,33 +10,45 @@ from .keys import (
     ANNOTATION,
     ANNOTATION_DATASET,
     ANSWERED_AT,
+    ANSWERS,
     DROPJ_VERSION,
     ENCODED_DATASET,
     ENV_ID,
     ENV_MODE,
     EPISODE_INDEX,
+    EPISODE_METADATA,
     FINAL_DONE,
     GYMNASIUM_VERSION,
     INITIAL_STATE,
     KEYS,
     KEYS_HELD,
+    LEFT,
     MDNRNN_SHA256,
     PICKLE_PROTOCOL,
     RECORDING_DATASET,
+    RESPONSE_INDEX,
+    RIGHT,
     SEED,
     SESSION_ID,
     SOURCE_DATASET,
     SOURCE_FILE,
     START_TIME,
+    STEPS,
     TIME_LIMIT,
     USER_AGENT,
     USER_ID_TEXT,
     VAE_SHA256,
     WALL_TIME,
 )
+from .kinds import DATASET_SEQUENCE, FRAMES, LABELLED_PAIRS, LATENT_STATES, RESPONSE_VIEW, SEQUENCE, Kind
 from .fields import Field
 from .envs import CARRACING, CHUCKC, CHUCKCCAR
 from .release import DATASETS, DatasetSpec, FeedbackSpec, SourceFiles, Spec
+
+
+RECORDINGS_KIND = Kind("recordings", "dropj.converters.release.rollouts:RECORDINGS", ((STEPS, DATASET_SEQUENCE),),
+                       f"{EPISODE_METADATA}/{EPISODE_INDEX}", "RLDS episodes recorded with `dropj record`",
+                       extra_last_step=True, content=FRAMES)  # its dream configs (`--env dream`): read by no model
 
 
 @dataclasses.dataclass(frozen=True)
@@ -50,7 +62,7 @@ class RecordingSpec(DatasetSpec):
     export name pattern; `{n}` becomes the number of episodes.
     """
 
-    kind: ClassVar[str] = "recordings"
+    kind: ClassVar[str] = RECORDINGS_KIND.name
 
     def needs(self) -> str:
         return "a live session: `dropj record`"
@@ -106,6 +118,12 @@ DREAM_RECORDINGS: dict[str, RecordingSpec] = {
 }
 
 
+ANNOTATIONS_KIND = Kind("annotations", "dropj.converters.feedback.annotations:CONVERTER",
+                        ((LEFT, DATASET_SEQUENCE), (RIGHT, DATASET_SEQUENCE), (ANSWERS, SEQUENCE)),
+                        RESPONSE_INDEX, "preferences collected in the browser with `dropj annotate`",
+                        content=LABELLED_PAIRS, shown_as=RESPONSE_VIEW)
+
+
 @dataclasses.dataclass(frozen=True)
 class AnnotationSpec(FeedbackSpec):
     """A directory written by `dropj annotate`: a preferences config's examples plus who answered, when, how.
@@ -117,7 +135,7 @@ class AnnotationSpec(FeedbackSpec):
     responses, as in the release's file names.
     """
 
-    kind: ClassVar[str] = "annotations"
+    kind: ClassVar[str] = ANNOTATIONS_KIND.name
 
     def needs(self) -> str:
         return "annotation sessions (`dropj.converters.feedback.annotations.Annotations`)"
@@ -146,6 +164,11 @@ ANNOTATIONS: dict[str, AnnotationSpec] = {
                          ("dropj", DATASETS["dropj_carracing"]["preferences_dropj"]),
                          ("mjust", DATASETS["dropj_obst_carracing"]["chuckccar_preferences"]))
 }
+ENCODED_KIND = Kind("encoded", "dropj.converters.derive.latents:CONVERTER", ((STEPS, DATASET_SEQUENCE),),
+                    f"{EPISODE_METADATA}/{EPISODE_INDEX}", "real episodes encoded to latent states with `dropj encode`",
+                    extra_last_step=True, dream_content=LATENT_STATES)  # its configs are all 'dream' (latent states)
+
+
 @dataclasses.dataclass(frozen=True)
 class EncodedSpec(DatasetSpec):
     """A directory written by `dropj encode`: real episodes as latent episodes, aligned as the dream configs.
@@ -155,7 +178,7 @@ class EncodedSpec(DatasetSpec):
     rewards, discounts and the is_* flags are the source episode's; its info flags are not repeated.
     """
 
-    kind: ClassVar[str] = "encoded"
+    kind: ClassVar[str] = ENCODED_KIND.name
 
     def needs(self) -> str:
         return "a built real config and VAE and MDN-RNN checkpoints (`dropj encode`)"

@@ -5,7 +5,7 @@ One run measures, each configuration in a fresh child process (its start-up and 
 a keyboard player), at 1x and 4x the episodes:
 
 * the decode ceiling per core: every frame's PNG bytes of the first episodes read into memory, then decoded
-  one after the other on one core by the reader's decoder (`episode_source._decode_png`); the other
+  one after the other on one core by the reader's decoder (`episode_source._decode_frame`); the other
   decoders measured on the same bytes (Pillow, TensorFlow's `decode_png`, and pyspng and OpenCV when
   importable: `--candidates-path DIR` adds a folder they were `pip install --target`ed into);
 * ours, the TF-free reader: `training_data.Batches(WindowDataset(EpisodeSource(D), 20), 32,
@@ -237,7 +237,8 @@ def child_ceiling(data: Path) -> dict:
     from PIL import Image
 
     from dropj.loaders import EpisodeSource
-    from dropj.loaders.episode_source import _decode_png
+    from dropj.loaders.episode_source import _decode_frame
+    from dropj_datasets.codec import PNG
 
     source = EpisodeSource(data)
     frames: list[bytes] = []
@@ -245,7 +246,7 @@ def child_ceiling(data: Path) -> dict:
         shard, offset, _, steps = (int(v) for v in source.index.records[episode])
         frames += source._items(shard, offset, source.index.items_of(episode, 0), 0, steps)
     shape = source.index_fields["observation"].shape
-    reference = [_decode_png(frame, shape) for frame in frames]
+    reference = [_decode_frame(PNG, frame, shape) for frame in frames]
 
     def pillow(data: bytes) -> np.ndarray:
         with Image.open(io.BytesIO(data)) as image:
@@ -253,7 +254,7 @@ def child_ceiling(data: Path) -> dict:
 
     decoders: dict[str, Callable[[bytes], np.ndarray]] = {
         "ours (`episode_source`: our indexed frames directly, others through Pillow)":
-            lambda data: _decode_png(data, shape),
+            lambda data: _decode_frame(PNG, data, shape),
         "Pillow (`Image.open(...).convert('RGB')`)": pillow}
     try:
         import pyspng
@@ -284,15 +285,16 @@ PARALLEL_S = 5.0  # seconds each process of the parallel ceiling decodes
 
 
 def _decode_all(frames: list[bytes], shape: tuple[int, ...], barrier: Any, out: Any) -> None:
-    from dropj.loaders.episode_source import _decode_png
+    from dropj.loaders.episode_source import _decode_frame
+    from dropj_datasets.codec import PNG
 
     for frame in frames[:100]:  # warm
-        _decode_png(frame, shape)
+        _decode_frame(PNG, frame, shape)
     barrier.wait()
     start, count = time.perf_counter(), 0
     while time.perf_counter() - start < PARALLEL_S:
         for frame in frames[:500]:
-            _decode_png(frame, shape)
+            _decode_frame(PNG, frame, shape)
         count += 500
     out.put((count, time.perf_counter() - start))
 

@@ -54,7 +54,7 @@ def test_tfds_build_cli_then_load_and_verify(tmp_path):
                    cwd=REPO, check=True, capture_output=True)
     ds = tfds.load("dropj_carracing", data_dir=str(tmp_path), split="train")  # default config: real
     assert len(list(ds)) == 3
-    proc = subprocess.run([sys.executable, "-m", "dropj_datasets.app.cli", "verify", "dropj_carracing/real",
+    proc = subprocess.run([sys.executable, "-m", "dropj_datasets.app", "verify", "dropj_carracing/real",
                            "--data_dir", str(tmp_path), "--manual_dir", str(manual)],
                           capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr

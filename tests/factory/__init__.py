@@ -2,8 +2,8 @@
 
 * `legacy`: small synthetic release files for unit tests (noise frames, exact formats), and the
   deterministic file writers (pickles, zip archives) that everything here uses.
-* `sample`: the embedded sample in `dropj_datasets/*/dummy_data/` (`dropj make-sample` from a
-  development install), driven in our own environments.
+* `sample`: the embedded sample in `dropj_datasets/*/dummy_data/` (`make sample` in a clone), driven in
+  our own environments.
 * `drivers`: scripted keyboard-like drivers for the DROPJ environments.
 * `query_video`: query videos in the release's format (1000x500 H.264, 20 frames at 2.5 fps).
 

@@ -71,7 +71,7 @@ Where the data comes from.
 
 Deterministic: the same bytes on every run and on every x86-64 CPU (fixed seeds, fixed zip
 timestamps and attributes; the dream arithmetic uses no BLAS, SIMD or libm result that differs between
-CPUs: "portable arithmetic" below). Run it as `dropj make-sample` from a development install.
+CPUs: "portable arithmetic" below). Run it as `make sample` (`PYTHONPATH=tests python -m factory.sample`) in a clone.
 """
 
 from __future__ import annotations

@@ -50,7 +50,7 @@ class Server:
     """`dropj annotate` in a subprocess."""
 
     def __init__(self, queries_dir, out, method="dropj", user=5, host="127.0.0.1", queries="dropj_carracing/queries"):
-        self.args = [sys.executable, "-m", "dropj_datasets.app.cli", "annotate", "--queries", queries,
+        self.args = [sys.executable, "-m", "dropj_datasets.app", "annotate", "--queries", queries,
                      "--data_dir", str(queries_dir), "--method", method, "--user", str(user), "--out", str(out),
                      "--host", host]
         self.out, self.method, self.host = out, method, host
@@ -104,7 +104,7 @@ class App:
 
         self.port = port or free_port()
         self.args = list(args)
-        self.proc = subprocess.Popen([sys.executable, "-m", "dropj_datasets.app.cli", *args, "--port", str(self.port)],
+        self.proc = subprocess.Popen([sys.executable, "-m", "dropj_datasets.app", *args, "--port", str(self.port)],
                                      stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=factory.REPO)
         self.lines: list[str] = []
         self._reader = threading.Thread(target=lambda: self.lines.extend(self.proc.stdout), daemon=True)

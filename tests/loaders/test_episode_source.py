@@ -122,6 +122,39 @@ def test_indexes_are_checked(real_dir):
         source["0"]
 
 
+def test_frames_are_decoded_by_the_codec_their_field_names(monkeypatch):
+    """A new frame codec is one entry of `codec.CODECS` and a field naming it: nothing in loaders/ changes."""
+    from types import SimpleNamespace
+
+    from dropj.loaders import episode_index
+    from dropj.loaders.episode_source import decode_example
+    from dropj.loaders.tfrecord_wire import Corrupt
+    from dropj_datasets import codec
+
+    def size(data: bytes) -> tuple[int, int]:  # a header of (width, height), then the RGB bytes
+        if len(data) < 8:
+            raise DataError("a frame without its header")
+        return struct.unpack_from(">II", data)
+
+    def decode(data: bytes) -> np.ndarray:
+        width, height = size(data)
+        return np.frombuffer(data, np.uint8, offset=8).reshape(height, width, 3)
+
+    def encode(frame: np.ndarray) -> bytes:
+        return struct.pack(">II", frame.shape[1], frame.shape[0]) + frame.tobytes()
+
+    monkeypatch.setitem(codec.CODECS, "raw-rgb", codec.FrameCodec("raw-rgb", encode, decode, "png", size))
+    field = schema.Field(f"{schema.STEPS}/{schema.OBSERVATION}", (2, 3, 3), "uint8", "", "", "frames", "raw-rgb")
+    spec = SimpleNamespace(kind=schema.DATASETS["dropj_carracing"]["real"].kind, fields=lambda: (field,))
+    frames = np.random.default_rng(0).integers(0, 256, (4, 2, 3, 3), np.uint8)
+    assert episode_index.step_fields(spec) == ((field.name,), ())  # one byte string a step, as PNG frames
+    decoded = decode_example({field.name: [encode(frame) for frame in frames]}, spec)
+    assert np.array_equal(decoded[schema.STEPS][schema.OBSERVATION], frames)
+    # the codec's header is checked against the schema before its decoder runs
+    with pytest.raises(Corrupt, match=r"^field 'steps/observation': an image of RAW-RGB 2x3, expected RAW-RGB 3x2$"):
+        decode_example({field.name: [encode(frame.transpose(1, 0, 2)) for frame in frames]}, spec)
+
+
 @pytest.mark.slow
 def test_the_wire_format_parser_on_tensorflows_own_examples():
     """Lists packed and unpacked, negative and 10-byte varints, empty lists, as TensorFlow serialises them."""

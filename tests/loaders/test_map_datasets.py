@@ -93,9 +93,9 @@ def test_windows_decode_only_their_steps(built, monkeypatch):
     from dropj.loaders import episode_source
 
     decoded = []
-    original = episode_source._decode_png
-    monkeypatch.setattr(episode_source, "_decode_png",
-                        lambda data, shape, out=None: decoded.append(1) or original(data, shape, out))
+    original = episode_source._decode_frame
+    monkeypatch.setattr(episode_source, "_decode_frame", lambda frame_codec, data, shape, out=None:
+                        decoded.append(1) or original(frame_codec, data, shape, out))
     windows = WindowDataset(EpisodeSource(built["dropj_carracing/real"]), 5)
     assert not decoded  # making the index decodes nothing
     windows[3]

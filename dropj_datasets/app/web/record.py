@@ -7,7 +7,7 @@ over a WebSocket (`/ws`). Each connected participant gets a session process
 of their own (`converters/recording/session.py`; processes, not threads, so the
 sessions use every core): its own environment and EnvLogger, stepped at the
 study's 50 steps/s on its own clock with the keys last received
-(`record_window.Keyboard`: the last pressed steering key wins, kept here and
+(`controls.Keyboard`: the last pressed steering key wins, kept here and
 shared with the session at each change), each step's view sent back as one
 JPEG (the newest frame only: a slow page skips frames, the steps never wait
 for it). All sessions record into one directory through one store
@@ -44,7 +44,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from dropj.converters.recording import session as drive_session
 from dropj.converters.recording import capture as record
-from dropj.converters.recording import window as record_window
+from dropj.converters.recording import controls
 from dropj.converters.recording import store as recording_store
 from dropj_datasets.app.web import auth as web_auth
 
@@ -82,7 +82,7 @@ class DriveSession:
     def __init__(self, server: "WebRecordServer", user: str, session_id: str, wake: Callable[[], None],
                  ready: drive_session.Ready, screenshot: Optional[str] = None):
         self.server, self.user, self.session_id, self.wake, self.ready = server, user, session_id, wake, ready
-        self.keyboard = record_window.Keyboard()
+        self.keyboard = controls.Keyboard()
         self._keys_lock = threading.Lock()
         self._pending: set[str] = set()  # "restart", "stop": flags, so a flood of them is one message each
         self._keys_changed = False
@@ -184,7 +184,7 @@ class DriveSession:
 class WebRecordServer:
     """The app's state: the shared store of the recording and the open sessions."""
 
-    def __init__(self, config: record_window.RecordConfig, *, log: Callable[[str], None] = print,
+    def __init__(self, config: controls.RecordConfig, *, log: Callable[[str], None] = print,
                  holder: str = "dropj record --web", max_sessions: Optional[int] = None, idle_s: float = IDLE_S):
         self.config, self.log, self.idle_s = config, log, idle_s
         self.stopping = False  # Ctrl-C: sessions end quietly, and `run` says it in one line
@@ -372,7 +372,7 @@ def build_app(server: WebRecordServer, access: web_auth.Access) -> Any:
     ], middleware=[web_auth.middleware(access, server.log)])
 
 
-def run(config: record_window.RecordConfig, *, host: str = "127.0.0.1", port: int = 8000,
+def run(config: controls.RecordConfig, *, host: str = "127.0.0.1", port: int = 8000,
         max_sessions: Optional[int] = None, allow_hosts: Sequence[str] = (), idle_s: float = IDLE_S,
         log: Callable[[str], None] = print) -> None:
     """`dropj record --web`: serve until Ctrl-C; every finished episode is already on disk."""

@@ -114,7 +114,7 @@ class Browser:
 
     def item(self, name: str, config: str, index: int) -> dict:
         built = self.built(name, config)
-        if built.spec.kind not in ("queries", "preferences", "annotations"):
+        if schema.kind_of(built.spec).shown_as not in (schema.QUERY_VIEW, schema.RESPONSE_VIEW):
             raise BadRequest(404, f"{name}/{config} holds {built.spec.kind}, not queries or responses")
         if not 0 <= index < built.count:
             raise BadRequest(404, f"item {index} is out of range (0..{built.count - 1})")
@@ -128,13 +128,13 @@ class Browser:
     def video(self, name: str, config: str, query_id: str) -> bytes:
         """The mp4 of a query: from the config itself (queries), or from the built queries config it answers."""
         spec = self.built(name, config).spec
-        queries = name if spec.kind == "queries" else None
+        queries = name if isinstance(spec, schema.QuerySpec) else None
         if queries is None:  # a response: the queries config of the same study, if it is built here
             queries = next((d for d, cs in schema.DATASETS.items() for c, s in cs.items()
-                            if s.kind == "queries" and s.queries_file == spec.queries_file), None)
+                            if isinstance(s, schema.QuerySpec) and s.queries_file == spec.queries_file), None)
         if queries is None:
             raise BadRequest(404, "no queries config holds this query's video")
-        qconfig = next(c for c, s in schema.DATASETS[queries].items() if s.kind == "queries")
+        qconfig = next(c for c, s in schema.DATASETS[queries].items() if isinstance(s, schema.QuerySpec))
         built = self.built(queries, qconfig)
         import tensorflow as tf
         import tensorflow_datasets as tfds
@@ -170,8 +170,7 @@ def dataset_page(browser: Browser, name: str, config: str) -> str:
     built = browser.built(name, config)
     report = views.report(built, views.statistics(built))
     figures = report.split("<body>", 1)[1].rsplit("</body>", 1)[0]
-    kind = built.spec.kind
-    what = "episode" if kind in ("episodes", "recordings", "encoded", "sketches") else "item"
+    what = "episode" if schema.kind_of(built.spec).shown_as == schema.EPISODE_VIEW else "item"
     links = " ".join(f'<a href="/d/{name}/{config}/{what}/{i}">{i}</a>'
                      for i in range(min(built.count, MAX_ITEMS_LISTED)))
     more = f" (first {MAX_ITEMS_LISTED} of {built.count})" if built.count > MAX_ITEMS_LISTED else ""

@@ -18,7 +18,7 @@ import tensorflow_datasets as tfds
 import factory
 from factory.compare import assert_reads_like_tfds
 from dropj.converters.feedback import annotations
-from dropj.converters.recording import store as recording_store
+from dropj.converters.store import shards
 from dropj.converters.roundtrip.built import BuiltDataset
 from dropj.converters.roundtrip.export import export
 from dropj.converters.feedback.study import Study
@@ -86,7 +86,7 @@ def test_repair_rebuilds_an_annotation_directorys_list(queries_dir, tmp_path):
     ann.close()
     directory = annotations.annotation_dir(tmp_path / "out", "dropj")
     (directory / "dataset_info.json").unlink()
-    assert recording_store.repair(directory, log=lambda line: None) == f"{directory}: 2 responses listed in " \
+    assert shards.repair(directory, log=lambda line: None) == f"{directory}: 2 responses listed in " \
         "dataset_info.json"
     assert len(list(BuiltDataset.open(str(directory)).examples())) == 2
 
@@ -107,7 +107,7 @@ def test_a_restart_resumes_at_each_annotators_first_unanswered_query(queries_dir
 def test_a_second_server_on_the_same_directory_is_refused(queries_dir, tmp_path):
     ann = _open(queries_dir, tmp_path / "out")
     try:
-        with pytest.raises(recording_store.RecordingError, match="another annotation server is writing here"):
+        with pytest.raises(shards.RecordingError, match="another annotation server is writing here"):
             _open(queries_dir, tmp_path / "out")
     finally:
         ann.close()
@@ -141,18 +141,18 @@ def test_a_retried_answer_is_stored_once_and_answers_with_its_index(queries_dir,
     video = ann.next_query(1)
     entry = study.entry(video, [(schema.Q_LEFT_SAFE, Y), (schema.Q_RIGHT_SAFE, N)], seconds=[2.0, 1.0],
                         total_time=3.5, repeat_count=0)
-    real = recording_store.write_atomically
+    real = shards.write_atomically
     armed = [True]
 
     def full_disk(path, write, **kwargs):  # the listing of the next commit finds the disk full
-        if armed and path.name == recording_store.DATASET_INFO:
+        if armed and path.name == shards.DATASET_INFO:
             armed.pop()
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         return real(path, write, **kwargs)
 
-    monkeypatch.setattr(recording_store, "write_atomically", full_disk)
+    monkeypatch.setattr(shards, "write_atomically", full_disk)
     directory = annotations.annotation_dir(tmp_path / "out", "dropj")
-    with pytest.raises(recording_store.NotStored, match=rf"^{directory}/dataset_info.json: could not be written "
+    with pytest.raises(shards.NotStored, match=rf"^{directory}/dataset_info.json: could not be written "
                                                         r"\(No space left on device\)"):
         ann.commit(1, entry, session="s1", start_time=1.7e9, user_agent="pytest")
     assert (ann.next_query(1), ann.store.count) == (video, 1)  # not stored, not marked answered

@@ -14,6 +14,7 @@ import tensorflow_datasets as tfds
 
 import dropj_datasets.envs  # noqa: F401
 from dropj.converters.recording import capture as record, store as recording_store
+from dropj.converters.store import durable
 from dropj_datasets import schema
 from dropj_datasets.envs.seeding import entropy_seed
 
@@ -91,7 +92,7 @@ def test_an_append_refuses_a_list_that_disagrees_with_the_shards_and_repair_fixe
         _open(tmp_path)
     assert "dropj repair-recording" in str(err.value)
     assert {p.name: p.read_bytes() for p in directory.glob("*.tfrecord-*")} == shards  # nothing overwritten
-    done = subprocess.run([sys.executable, "-m", "dropj_datasets.app.cli", "repair-recording", str(directory)],
+    done = subprocess.run([sys.executable, "-m", "dropj_datasets.app", "repair-recording", str(directory)],
                           capture_output=True, text=True, env=ENV, timeout=300)
     assert done.returncode == 0 and "3 episodes listed" in done.stdout, done.stderr
     rec = _open(tmp_path, seeds=iter([77]))
@@ -133,8 +134,8 @@ def test_an_unlisted_shard_that_does_not_read_whole_is_refused(tmp_path):
 
 def test_repair_closes_gaps_and_moves_damaged_shards_aside(tmp_path):
     directory = _recorded(tmp_path, 3)
-    recording_store.shard_path(directory, 1).unlink()  # a gap
-    damaged = recording_store.shard_path(directory, 2)
+    recording_store.shard_path(directory, 1, schema.RECORDING_DATASET).unlink()  # a gap
+    damaged = recording_store.shard_path(directory, 2, schema.RECORDING_DATASET)
     damaged.write_bytes(damaged.read_bytes()[:-7])  # cut short
     summary = recording_store.repair(directory, log=lambda line: None)
     assert "1 episodes listed" in summary and "1 damaged shards" in summary
@@ -172,7 +173,8 @@ def test_a_failed_episode_write_keeps_the_episode_and_says_where(tmp_path, monke
 
 def test_a_kill_during_a_shard_write_leaves_a_visible_partial_file_that_the_next_session_clears(tmp_path):
     directory = _recorded(tmp_path)
-    partial = directory / f".{recording_store.shard_path(directory, 1).name}.dead{recording_store.PARTIAL_SUFFIX}"
+    second = recording_store.shard_path(directory, 1, schema.RECORDING_DATASET)
+    partial = directory / f".{second.name}.dead{durable.PARTIAL_SUFFIX}"
     partial.write_bytes(b"half an episode")
     lines: list[str] = []
     rec = _open(tmp_path, log=lines.append)
@@ -184,7 +186,7 @@ def test_a_kill_during_a_shard_write_leaves_a_visible_partial_file_that_the_next
 def test_no_display_is_a_clear_error_before_anything_starts(tmp_path):
     """With no display, pygame silently used SDL's offscreen driver and 'recorded' an idle car."""
     env = {k: v for k, v in ENV.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "SDL_VIDEODRIVER")}
-    done = subprocess.run([sys.executable, "-m", "dropj_datasets.app.cli", "record", "--out", str(tmp_path / "rec"),
+    done = subprocess.run([sys.executable, "-m", "dropj_datasets.app", "record", "--out", str(tmp_path / "rec"),
                            "--user", "u", "--episodes", "1"], capture_output=True, text=True, env=env, timeout=120)
     assert done.returncode == 2
     [line] = done.stderr.strip().splitlines()

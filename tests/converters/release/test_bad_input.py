@@ -239,7 +239,7 @@ def test_killed_build_leaves_no_complete_dataset_and_rerun_succeeds(tmp_path):
 
 def test_cli_reports_data_errors_without_a_traceback(tmp_path):
     (tmp_path / "m").mkdir()
-    proc = subprocess.run([sys.executable, "-m", "dropj_datasets.app.cli", "verify", "dropj_carracing/real",
+    proc = subprocess.run([sys.executable, "-m", "dropj_datasets.app", "verify", "dropj_carracing/real",
                            "--data_dir", str(tmp_path / "d"), "--manual_dir", str(tmp_path / "m")],
                           capture_output=True, text=True)
     assert proc.returncode == 2

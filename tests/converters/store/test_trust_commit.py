@@ -23,7 +23,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 import dropj_datasets.envs  # noqa: F401
-from dropj.converters.store import durable
+from dropj.converters.store import durable, shards
 from dropj.converters.recording import capture as record, store as recording_store
 from dropj_datasets import schema
 
@@ -90,7 +90,7 @@ def _follow(message: str) -> str:
     """Runs the `dropj ...` command a message gives (between backticks), as a user would; returns its stdout."""
     [command] = re.findall(r"`(dropj [^`]+)`", message)
     argv = shlex.split(command)
-    done = subprocess.run([sys.executable, "-m", "dropj_datasets.app.cli", *argv[1:]], capture_output=True, text=True,
+    done = subprocess.run([sys.executable, "-m", "dropj_datasets.app", *argv[1:]], capture_output=True, text=True,
                           env=ENV, timeout=300)
     assert done.returncode == 0, done.stderr
     return done.stdout
@@ -113,7 +113,8 @@ def test_a_disk_with_room_for_the_shard_but_not_the_listing_stores_the_episode_o
     rec = _open(scratch, [11, 12])
     _drive(rec, 2)
     rec.close()
-    second = pages(recording_store.shard_path(record.recording_dir(scratch, "carracing"), 1).stat().st_size)
+    second = pages(recording_store.shard_path(record.recording_dir(scratch, "carracing"), 1,
+                                              schema.RECORDING_DATASET).stat().st_size)
 
     with small_tmpfs(tmp_path / "disk", "4m") as disk:
         lines: list[str] = []
@@ -128,7 +129,7 @@ def test_a_disk_with_room_for_the_shard_but_not_the_listing_stores_the_episode_o
         assert "No space left on device" in message and str(directory / "dataset_info.json") in message
         # told "not stored": then nothing of it is there for the next open, and it is kept in a rescue file
         assert len(rescued) == 1 and Path(rescued[0]).exists()
-        assert recording_store.shards_on_disk(directory) == [0]
+        assert recording_store.shards_on_disk(directory, schema.RECORDING_DATASET) == [0]
         assert _seeds(disk) == [(0, 11)]
         filler.unlink()
         summary = _follow(message)
@@ -140,7 +141,7 @@ def test_a_disk_with_room_for_the_shard_but_not_the_listing_stores_the_episode_o
 def _failing_listing(monkeypatch, *, after_replace: bool = False):
     """The next write of dataset_info.json fails with ENOSPC (or, `after_replace`, fails to flush its folder
     after the new list was renamed into place)."""
-    real = recording_store.write_atomically
+    real = shards.write_atomically
     state = {"armed": True}
 
     def write_atomically(path, write, **kwargs):
@@ -152,7 +153,7 @@ def _failing_listing(monkeypatch, *, after_replace: bool = False):
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         return real(path, write, **kwargs)
 
-    monkeypatch.setattr(recording_store, "write_atomically", write_atomically)
+    monkeypatch.setattr(shards, "write_atomically", write_atomically)
     return state
 
 
@@ -169,7 +170,7 @@ def test_a_listing_that_fails_after_the_link_takes_the_shard_back_and_repair_add
     [message] = [line for line in lines if "could not be written" in line]
     assert "episode 1 could not be written" in message and "No space left on device" in message
     assert _seeds(tmp_path) == [(0, 21), (1, 23)]  # the one told "failed" left no trace; the next one goes on
-    assert recording_store.shards_on_disk(directory) == [0, 1]
+    assert recording_store.shards_on_disk(directory, schema.RECORDING_DATASET) == [0, 1]
     monkeypatch.undo()
     _follow(message)
     assert _seeds(tmp_path) == [(0, 21), (1, 23), (2, 22)]
@@ -252,7 +253,7 @@ def test_export_on_a_full_disk_names_the_file_in_one_line(tmp_path):
     data = tmp_path / "data"
     factory.build("dropj_carracing/real", factory.dummy_data("dropj_carracing"), data)
     with small_tmpfs(tmp_path / "disk", "64k") as disk:
-        done = subprocess.run([sys.executable, "-m", "dropj_datasets.app.cli", "export", "dropj_carracing/real",
+        done = subprocess.run([sys.executable, "-m", "dropj_datasets.app", "export", "dropj_carracing/real",
                                "--data_dir", str(data), "--out", str(disk / "legacy")], capture_output=True,
                               text=True, env=ENV, timeout=300)
         assert done.returncode == 2
@@ -268,7 +269,7 @@ def _rescue_in_tmp(tmp_path, seeds, lines):
     rec = _open(tmp_path, seeds, log=lines.append)
     directory = Path(rec.writer.directory)
     (directory / recording_store.RESCUED).write_bytes(b"")  # a file in the way
-    real = recording_store.write_atomically
+    real = shards.write_atomically
     state = {"armed": True}
 
     def write_atomically(path, write, **kwargs):
@@ -277,11 +278,11 @@ def _rescue_in_tmp(tmp_path, seeds, lines):
             raise OSError(errno.ENOSPC, "No space left on device", str(path))
         return real(path, write, **kwargs)
 
-    recording_store.write_atomically = write_atomically
+    shards.write_atomically = write_atomically
     try:
         _drive(rec, 2)
     finally:
-        recording_store.write_atomically = real
+        shards.write_atomically = real
         rec.close()
     (directory / recording_store.RESCUED).unlink()
     [message] = [line for line in lines if "could not be written" in line]
@@ -344,7 +345,7 @@ def test_repair_of_a_named_folder_takes_this_directorys_rescues_and_skips_the_ot
     del value["directory"]  # from before rescue files named their directory: whose it is, no one can say
     old = folder / "episode-1-old-000000.pkl"
     old.write_bytes(pickle.dumps(value, protocol=5))
-    done = subprocess.run([sys.executable, "-m", "dropj_datasets.app.cli", "repair-recording", str(directory),
+    done = subprocess.run([sys.executable, "-m", "dropj_datasets.app", "repair-recording", str(directory),
                            str(folder)], capture_output=True, text=True, env=ENV, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "2 episodes listed" in done.stdout and "1 of them rescued episodes added back" in done.stdout

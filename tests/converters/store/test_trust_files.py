@@ -41,7 +41,7 @@ def _build(manual, data_dir, config="real", dataset="dropj_carracing"):
 
 
 def _dropj(*args, cwd=None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dropj_datasets.app.cli", *map(str, args)], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "dropj_datasets.app", *map(str, args)], capture_output=True,
                           text=True, env=ENV, cwd=cwd, timeout=300)
 
 
@@ -307,7 +307,7 @@ def test_features_json_naming_another_class_is_refused_before_tfds_imports_it(bu
     text = (shared / "features.json").read_text()
     (shared / "features.json").write_text(text.replace(
         "tensorflow_datasets.core.features.tensor_feature.Tensor", "evilfeature.Tensor", 1))
-    done = subprocess.run([sys.executable, "-m", "dropj_datasets.app.cli", "export", str(shared), "--out",
+    done = subprocess.run([sys.executable, "-m", "dropj_datasets.app", "export", str(shared), "--out",
                            str(tmp_path / "out")], capture_output=True, text=True, timeout=300,
                           env=dict(ENV, PYTHONPATH=str(plugin)))
     assert done.returncode == 2 and "features.json: does not match the features of dropj_carracing/dream" in done.stderr

@@ -31,7 +31,7 @@ def data_dir(tmp_path_factory):
 
 
 def _dropj(*args):
-    return subprocess.run([sys.executable, "-m", "dropj_datasets.app.cli", *map(str, args)], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "dropj_datasets.app", *map(str, args)], capture_output=True,
                           text=True, cwd=factory.REPO, timeout=300)
 
 
@@ -85,7 +85,7 @@ def test_show_and_serve_refuse_what_they_cannot_show(data_dir, tmp_path):
 @pytest.fixture(scope="module")
 def server(data_dir):
     port = free_port()
-    proc = subprocess.Popen([sys.executable, "-m", "dropj_datasets.app.cli", "serve", "--data_dir", str(data_dir),
+    proc = subprocess.Popen([sys.executable, "-m", "dropj_datasets.app", "serve", "--data_dir", str(data_dir),
                              "--port", str(port)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             cwd=factory.REPO)
     for line in proc.stdout:

@@ -21,7 +21,7 @@ ENV = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", NO_GCE_CHECK="true")
 
 
 def dropj(*args) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "dropj_datasets.app.cli", *map(str, args)], capture_output=True,
+    return subprocess.run([sys.executable, "-m", "dropj_datasets.app", *map(str, args)], capture_output=True,
                           text=True, env=ENV, timeout=600)
 
 

@@ -409,7 +409,7 @@ def test_a_busy_port_is_one_line_naming_port_before_anything_is_created_or_print
                             "--method", "dropj", "--user", "1", "--out", str(tmp_path / "ann")], tmp_path / "ann"),
                           (["serve", "--data_dir", str(data_dir)], None),
                           (["record", "--web", "--out", str(tmp_path / "rec"), "--user", "u"], tmp_path / "rec")):
-            done = subprocess.run([sys.executable, "-m", "dropj_datasets.app.cli", *args, "--port", port],
+            done = subprocess.run([sys.executable, "-m", "dropj_datasets.app", *args, "--port", port],
                                   capture_output=True, text=True, cwd=factory.REPO, timeout=300)
             assert done.returncode == 2, (args[0], done.stdout, done.stderr)
             assert done.stdout == "" and "open http" not in done.stderr, (args[0], done.stdout)
