@@ -1,5 +1,5 @@
 """Everything that writes, in sub-packages by job. Each may import only the floors below it (and the
-define room, `dropj_datasets`); `tests/architecture/test_architecture.py` checks this against the table of
+define room, `dropj_datasets`); `tests/test_architecture.py` checks this against the table of
 `docs/architecture.md`:
 
     5  feedback/   derive/   recording/   the datasets our tools write (peers: none imports another)

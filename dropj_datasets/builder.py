@@ -22,25 +22,9 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 from dropj_datasets import register_builders, schema
-from dropj_datasets.features import HOMEPAGE, features, features_fingerprint, without_docs  # noqa: F401 - re-exported
+from dropj_datasets.features import (  # noqa: F401 - re-exported
+    HOMEPAGE, LICENSE, REDISTRIBUTION, card, features, features_fingerprint, without_docs)
 
-LICENSE = "CC-BY-4.0"
-REDISTRIBUTION = (
-    "The DROPJ data set is released under the Creative Commons Attribution 4.0 International licence "
-    "(CC BY 4.0, https://creativecommons.org/licenses/by/4.0/) by the University of Southampton "
-    "(DOI 10.5258/SOTON/D3749). Datasets built from it may be shared and adapted, also commercially, if the "
-    "data set and its paper are credited (see the citation), a link to the licence is given and changes are "
-    "indicated. Built datasets hold the release's content unchanged, in RLDS form.")
-
-
-def card(spec: schema.Spec, package_readme: str) -> str:
-    """The description of one config: its own summary, its environment and sources, then the dataset's README."""
-    files = ", ".join(f"`{name}`" for name in spec.all_sources)
-    fields = ", ".join(f"`{f.name}`" for f in spec.fields())
-    return (f"{spec.description}.\n\nEnvironment: {spec.env.description}.\n\nBuilt from the release files "
-            f"{files} (DOI 10.5258/SOTON/D3749); `dropj export` gives them back bit for bit. Fields: {fields}; "
-            f"each field's shape, dtype, units and meaning is in its feature's doc (`info.features`).\n\n"
-            f"About the dataset: {package_readme.strip()}")
 # Bounded memory while writing: TFDS keeps serialized examples in memory up to
 # this many bytes before spilling to its temporary buckets (1 GB by default).
 WRITE_BUFFER_BYTES = 32 << 20
@@ -287,18 +271,12 @@ def remove_leftovers(version_dir: Path) -> list[Path]:
 
 
 def _fsync_tree(root: Path) -> None:
+    from dropj.converters.store.durable import fsync_directory, fsync_file
+
     for dirpath, _, filenames in os.walk(root):
         for name in filenames:
-            fd = os.open(os.path.join(dirpath, name), os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-        fd = os.open(dirpath, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+            fsync_file(Path(dirpath) / name)
+        fsync_directory(Path(dirpath))
 
 
 @contextlib.contextmanager
@@ -316,11 +294,9 @@ def _durable_incomplete_dir():
         with original(dirname) as tmp_dir:
             yield tmp_dir
             _fsync_tree(Path(tmp_dir))
-        parent = os.open(Path(dirname).parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(parent)
-        finally:
-            os.close(parent)
+        from dropj.converters.store.durable import fsync_directory
+
+        fsync_directory(Path(dirname).parent)
 
     utils.incomplete_dir = durable
     try:

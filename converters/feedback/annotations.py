@@ -24,7 +24,7 @@ from typing import Any, Callable, Iterable, Iterator, Optional
 
 import numpy as np
 
-from dropj.converters.release import preferences as feedback, kinds
+from dropj.converters.release import kinds, preferences
 from dropj.converters.release.kinds import LegacyFile
 from dropj.converters.store.shards import ShardStore
 from dropj_datasets import package_version, schema
@@ -50,16 +50,16 @@ class AnnotationStore(ShardStore):
     INDEX_FIELD = (schema.RESPONSE_INDEX,)
 
     def _info_metadata(self) -> dict:
-        return {"label_weights": feedback.LabelWeights.of(self.spec).to_metadata()}
+        return {"label_weights": preferences.LabelWeights.of(self.spec).to_metadata()}
 
 
 def response_example(spec: AnnotationSpec, entry: dict, index: int, segments: tuple[np.ndarray, np.ndarray], *,
                      user: int, session: str, start_time: float, user_agent: str,
                      answered_at: Optional[float] = None) -> dict:
     """The example of one committed responses-file entry (made by `study.Study`), in the preferences schema."""
-    response = feedback.validate_response(entry, spec, file="annotation", index=index)
-    example = feedback.to_example(dataclasses.replace(spec, user_id=user), response, segments,
-                                  feedback.LabelWeights.of(spec), "annotation")
+    response = preferences.validate_response(entry, spec, file="annotation", index=index)
+    example = preferences.to_example(dataclasses.replace(spec, user_id=user), response, segments,
+                                  preferences.LabelWeights.of(spec), "annotation")
     example[schema.ANNOTATION] = {
         schema.SESSION_ID: session,
         schema.START_TIME: np.float64(start_time),
@@ -84,7 +84,7 @@ def legacy_files(built: Any) -> list[LegacyFile]:
         counts[_user(example)] = counts.get(_user(example), 0) + 1
 
     def entries(user: int) -> Iterator[dict]:
-        return (feedback.from_example(example, spec) for example in built.examples() if _user(example) == user)
+        return (preferences.from_example(example, spec) for example in built.examples() if _user(example) == user)
 
     return [LegacyFile(spec.responses_file.format(user=user, n=n), "list", schema.RESPONSES_PICKLE_PROTOCOL,
                        lambda user=user: entries(user))
@@ -94,7 +94,7 @@ def legacy_files(built: Any) -> list[LegacyFile]:
 def summarise(spec: AnnotationSpec, examples: Iterable[dict]) -> str:
     examples = list(examples)
     users = sorted({_user(example) for example in examples})
-    return feedback.summarise_preferences(spec, examples) + f"; annotators {users}"
+    return preferences.summarise_preferences(spec, examples) + f"; annotators {users}"
 
 
 CONVERTER = kinds.Converter(kinds.written_by("dropj annotate"), legacy_files, summarise)
@@ -143,7 +143,7 @@ class Annotations:
                                             just_weights=study.just_weights)
         self.queries: dict[str, dict] = {}
         for example in source.examples():
-            video, entry, mp4 = feedback.query_from_example(example)
+            video, entry, mp4 = preferences.query_from_example(example)
             self.queries[video] = {"segments": (entry["segment1"], entry["segment2"]), "video": mp4}
         self.order = list(self.queries)
         self.store = AnnotationStore(annotation_dir(out, method), self.spec, holder=holder, log=log)
@@ -170,7 +170,8 @@ class Annotations:
 
         builder = tfds.builder_from_directory(str(self.store.directory))
         for example in tfds.as_numpy(builder.as_dataset(split="train", shuffle_files=False)):
-            yield _user(example), feedback.text(example[schema.QUERY_ID]), feedback.from_example(example, self.spec)
+            yield (_user(example), preferences.text(example[schema.QUERY_ID]),
+                   preferences.from_example(example, self.spec))
 
     def next_query(self, user: int) -> Optional[str]:
         done = self.answered.get(user, {})
@@ -190,7 +191,7 @@ class Annotations:
         index = self.store.count
         example = response_example(self.spec, entry, index, self.queries[video]["segments"], user=user,
                                    session=session, start_time=start_time, user_agent=user_agent)
-        answer = feedback.validate_response(entry, self.spec, file="annotation", index=index).to_legacy(
+        answer = preferences.validate_response(entry, self.spec, file="annotation", index=index).to_legacy(
             self.spec.answers_have_seconds)  # as the directory gives it back (`_stored`)
         stored = self.answered.get(user, {}).get(video)
         if stored is not None:

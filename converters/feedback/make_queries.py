@@ -193,14 +193,14 @@ def _write(f, data: bytes) -> None:
 def _existing(data_file: Path) -> dict:
     if not data_file.exists():
         return {}
-    from dropj.converters.release import preferences as feedback
+    from dropj.converters.release import preferences
 
     with open(data_file, "rb") as f:
         value = legacy_pickle.load(f, str(data_file))
     if not isinstance(value, dict):
         raise DataError(f"{data_file}: not a queries data.pkl (a dict of video name -> segments)")
     for key in value:
-        if not (isinstance(key, str) and feedback.is_video_name(key)):
+        if not (isinstance(key, str) and preferences.is_video_name(key)):
             raise DataError(f"{data_file}: key {schema.describe(key)} is not a video name like '17.mp4'")
     return value
 

@@ -3,7 +3,7 @@
 A `Study` walks one query: which question comes next given the answers so
 far, which buttons it offers (and which is preselected), and, once the query
 is answered or skipped, the responses-file entry the authors' GUI would have
-written, checked as strictly as a release file (`feedback.validate_response`)
+written, checked as strictly as a release file (`preferences.validate_response`)
 and labelled by the paper's rule. What the browser sends is untrusted: every
 answer out of order, unknown, or timed impossibly is refused with one message.
 
@@ -20,7 +20,7 @@ import dataclasses
 import math
 from typing import Optional, Sequence
 
-from dropj.converters.release import preferences as feedback
+from dropj.converters.release import preferences
 from dropj_datasets import schema
 from dropj_datasets.schema import DataError, FeedbackSpec
 
@@ -80,14 +80,14 @@ class Study:
         Raises `DataError` if `answers` is not a path the GUI could have taken.
         """
         self._check(answers)
-        order = feedback.questions_in_order(self.spec, [tuple(a) for a in answers])
+        order = preferences.questions_in_order(self.spec, [tuple(a) for a in answers])
         return self._questions[order[len(answers)]] if len(answers) < len(order) else None
 
     def _check(self, answers: Sequence[tuple[str, str]]) -> None:
         for k, item in enumerate(answers):
             if not (isinstance(item, (tuple, list)) and len(item) == 2 and all(type(x) is str for x in item)):
                 raise DataError(f"answer {k}: expected [question, answer], got {schema.describe(item)}")
-            order = feedback.questions_in_order(self.spec, [tuple(a) for a in answers[:k + 1]])
+            order = preferences.questions_in_order(self.spec, [tuple(a) for a in answers[:k + 1]])
             question, answer = item
             if k >= len(order) or question != order[k]:
                 expected = order[k] if k < len(order) else "no further question"
@@ -118,9 +118,9 @@ class Study:
 
     def _checked(self, entry: dict) -> dict:
         """As strict as a release file, and labelled by the paper's rule (an unlabelable answer is refused)."""
-        response = feedback.validate_response(entry, self.spec, file="annotation", index=0)
+        response = preferences.validate_response(entry, self.spec, file="annotation", index=0)
         if response.answers is not None:
-            feedback.label_for(self.spec.method, response.answers, feedback.LabelWeights.of(self.spec))
+            preferences.label_for(self.spec.method, response.answers, preferences.LabelWeights.of(self.spec))
         return entry
 
 

@@ -11,13 +11,13 @@ Capture is separate from storage:
   transition's dm_env timestep cannot carry: the info flags, the wall-clock
   time and the arrow keys held (`StepExtras`).
 * `RecordingWriter`, EnvLogger's backend, hands each finished episode to
-  `recording_store.RecordingStore`, the one place that writes the directory.
+  `store.RecordingStore`, the one place that writes the directory.
   Steps are those of the release's `real` configs, aligned exactly as the
   builders align them (the same `episodes.to_rlds_steps`), plus the
   recording's step and episode metadata, all with features generated from
   `schema.RECORDINGS` (a test compares them with the builders').
 
-Nothing lost (`recording_store` says how): one recorder per directory; each
+Nothing lost (`store/shards.py` says how): one recorder per directory; each
 finished episode is its own closed shard, never overwriting one, listed
 atomically before the next reset, so a crash or a SIGKILL loses at most the
 episode being driven; an episode that cannot be written is kept in a rescue

@@ -342,6 +342,9 @@ class Ready:
         self.conn.close()
 
 
+COMMAND = "from dropj.converters.recording import session; session.main()"  # what a session process runs
+
+
 def start() -> Ready:
     """Starts a session process, which makes itself ready for a participant."""
     from multiprocessing.connection import Connection
@@ -349,8 +352,7 @@ def start() -> Ready:
     ours, theirs = socket.socketpair()
     with theirs:
         process = subprocess.Popen(
-            [sys.executable, "-c", "from dropj.converters.recording import session; session.main()",
-             str(theirs.fileno())],
+            [sys.executable, "-c", COMMAND, str(theirs.fileno())],
             pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL, start_new_session=True,
             env={**os.environ, "PYGAME_HIDE_SUPPORT_PROMPT": "1", "TF_CPP_MIN_LOG_LEVEL": "2"})
     return Ready(process, Connection(ours.detach()))

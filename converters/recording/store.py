@@ -6,36 +6,11 @@
         .lock                                               who is recording here
         rescued/                                            episodes that could not be written
 
-`RecordingStore` is the shard store (`store.shards`) of recordings, and the recorder's only storage code
-(EnvLogger's own TFDS backend was removed upstream; moving to another format is a change of this file
-and `store/shards.py`). The
-layout is TFDS's own (`tfds.builder_from_directory` reads it), and the
-guarantees are ours:
-
-* **One writer.** An exclusive lock (`flock` on `.lock`) is held for the
-  whole session; a second recorder is refused at once, with the holder named.
-* **Nothing overwritten.** The next shard's index is the number of shards on
-  disk, and a shard is written to a temporary file, flushed, and then
-  hard-linked to its final name, which fails rather than replace a file.
-* **Nothing half-listed.** `dataset_info.json` is rewritten after each
-  shard, into a staging folder, flushed, and renamed over the old one: a
-  reader sees the old list or the new one. A kill between a shard's link and
-  its listing leaves one unlisted shard, numbered next: the next writer lists
-  it once it reads whole. Any other disagreement between the list and the
-  shards on disk is refused for appending; `repair` rebuilds the list.
-* **Committed means committed, once.** `append` returns when the item is
-  stored (shard and list on disk), or raises `NotStored` when nothing of it
-  is there for the next open to see. A list that cannot be written after the
-  shard was linked (a full disk) is resolved here, never by the caller: the
-  shard is taken back out, or, if even that fails, it stays and counts as
-  stored (the next list written, or the next open, lists it). So a caller
-  that rescues an item it was told is not stored never doubles it.
-* **Nothing lost silently.** An item that cannot be written is kept in a
-  rescue file (`rescued/`, else this user's private `dropj-rescued-UID/` in
-  the system's temporary folder, refused if someone else made it); the message
-  gives the `dropj repair-recording` command that adds it back from where it
-  is (`repair_command`). `repair` recognises a rescued item by its content
-  (the serialized item, its index aside) and never adds one that is listed.
+`RecordingStore` is the shard store (`store/shards.py`) of recordings, and the recorder's only storage code
+(EnvLogger's own TFDS backend was removed upstream; moving to another format is a change of this file and
+`store/shards.py`). The layout is TFDS's own (`tfds.builder_from_directory` reads it); the guarantees (one
+writer, nothing overwritten, nothing half-listed, committed means committed once, nothing lost silently) are
+the shard store's, and its docstring says how each is kept.
 """
 
 from __future__ import annotations

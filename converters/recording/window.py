@@ -11,7 +11,7 @@ authors' recorder (`user_extract.py`):
   the window: quit (the episode being driven is dropped).
 
 Steps are paced to the environment's 50 per second. Each episode is
-written the moment it ends (`recording_writer.RecordingWriter`).
+written the moment it ends (`writer.RecordingWriter`).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """Storage of a recording: EnvLogger's backend, turning each finished episode into one TFDS example.
 
-Capture (`record.py`) hands EnvLogger's `StepData` here; `RecordingStore`
-(`recording_store.py`) is the one place that writes the directory. Moving
+Capture (`capture.py`) hands EnvLogger's `StepData` here; `RecordingStore`
+(`store.py`, on `store/shards.py`) is the one place that writes the directory. Moving
 away from TFDS records is a change to this file and the store only.
 """
 

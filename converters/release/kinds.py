@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-from typing import Any, Callable, Iterable, Iterator, Optional
+import os
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator, Optional, Sequence
 
-from dropj.converters.store import legacy_pickle
+from dropj.converters.store import legacy_pickle, shards
 from dropj.converters.release.sources import SourceRef
 from dropj_datasets import schema
 from dropj_datasets.schema import DataError
@@ -94,7 +96,27 @@ def written_by(command: str) -> Callable[[Any, str, Any], tuple[dict, Examples]]
 
 def converter(spec: Any) -> Converter:
     """The converter the schema's registry names for the spec's kind."""
-    module, _, attribute = schema.KINDS[spec.kind].converter.partition(":")
+    return _resolve(schema.KINDS[spec.kind].converter)
+
+
+def store(spec: Any) -> Any:
+    """The store (a `store.shards.ShardStore` subclass) the registry names for a kind our tools write."""
+    if not schema.KINDS[spec.kind].store:
+        raise DataError(f"{spec.config}: a {spec.kind} config is built from release files, not kept in a store")
+    return _resolve(schema.KINDS[spec.kind].store)
+
+
+def repair(directory: str | os.PathLike, rescued: Sequence[str | os.PathLike] = (),
+           log: Callable[[str], None] = print) -> str:
+    """`store.shards.repair` of any directory our tools write (a recording, annotations, latents): its store
+    is the one the registry names for its kind, imported here, so the caller needs to know none of them."""
+    _, spec = shards.written_dataset(Path(directory))
+    store(spec)  # defining the store class registers it in `shards.STORES`
+    return shards.repair(directory, rescued, log)
+
+
+def _resolve(reference: str) -> Any:
+    module, _, attribute = reference.partition(":")
     return getattr(importlib.import_module(module), attribute)
 
 

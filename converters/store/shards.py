@@ -98,7 +98,11 @@ class ShardStore:
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)
-        if cls.DATASET:
+        if "DATASET" in cls.__dict__:  # a store of its own dataset (a subclass of a store is not another one)
+            known = STORES.get(cls.DATASET)
+            if known is not None and (known.__module__, known.__qualname__) != (cls.__module__, cls.__qualname__):
+                raise TypeError(f"{cls.__qualname__}: the dataset {cls.DATASET!r} already has a store, "
+                                f"{known.__module__}.{known.__qualname__}")
             STORES[cls.DATASET] = cls
 
     DATASET = ""
@@ -234,12 +238,12 @@ class ShardStore:
         """The TFDS DatasetInfo (splits aside) of the directory: the spec's card, features and licence."""
         import tensorflow_datasets as tfds
 
-        from dropj_datasets import builder
+        from dropj_datasets import features
 
         return tfds.core.DatasetInfo(
-            builder=identity, description=builder.card(self.spec, self.spec.description + "."),
-            features=self.features, homepage=builder.HOMEPAGE,
-            redistribution_info={"license": f"{builder.LICENSE}. {builder.REDISTRIBUTION}"}, disable_shuffling=True,
+            builder=identity, description=features.card(self.spec, self.spec.description + "."),
+            features=self.features, homepage=features.HOMEPAGE,
+            redistribution_info={"license": f"{features.LICENSE}. {features.REDISTRIBUTION}"}, disable_shuffling=True,
             metadata=tfds.core.MetadataDict({"dataset": self.DATASET, "config": self.spec.config,
                                              **self._info_metadata()}))
 
@@ -575,8 +579,9 @@ def _records(path: Path) -> list[bytes]:
     return [record.numpy() for record in tf.data.TFRecordDataset(str(path))]
 
 
-def _store_of(directory: Path) -> tuple[type[ShardStore], Any]:
-    """The store class (`STORES`) and spec of a directory one of our stores wrote."""
+def written_dataset(directory: Path) -> tuple[str, Any]:
+    """The dataset name and spec of a version folder that one of our stores wrote (its dataset_info.json, else
+    its path OUT/NAME/CONFIG/VERSION); a RecordingError for any other folder."""
     name = config = None
     info = directory / DATASET_INFO
     if info.exists():
@@ -586,13 +591,23 @@ def _store_of(directory: Path) -> tuple[type[ShardStore], Any]:
             config = value.get("configName") if isinstance(value, dict) else None
         except schema.DataError:
             pass
-    if name not in STORES or config not in schema.WRITTEN.get(name, {}):
+    if config not in schema.WRITTEN.get(name, {}):
         name, config = directory.parent.parent.name, directory.parent.name
-    if name not in STORES or config not in schema.WRITTEN.get(name, {}):
+    if config not in schema.WRITTEN.get(name, {}):
         raise RecordingError(f"{directory}: not a recording's version folder (OUT/{schema.RECORDING_DATASET}/ENV/"
                              f"VERSION, ENV one of {sorted(schema.RECORDINGS)}) nor that of another dataset our "
                              f"tools write (OUT/NAME/CONFIG/VERSION, NAME one of {sorted(schema.WRITTEN)})")
-    return STORES[name], schema.WRITTEN[name][config]
+    return name, schema.WRITTEN[name][config]
+
+
+def _store_of(directory: Path) -> tuple[type[ShardStore], Any]:
+    """The store class (`STORES`) and spec of a directory one of our stores wrote."""
+    name, spec = written_dataset(directory)
+    if name not in STORES:
+        raise RecordingError(f"{directory}: the store of {name} is not loaded; repair it with "
+                             f"`dropj repair-recording {shlex.quote(str(directory))}` (in Python: "
+                             "dropj.converters.release.kinds.repair, which finds every store)")
+    return STORES[name], spec
 
 
 def _read_rescued(path: Path, spec: Any, directory: Path, origin: str) -> Optional[dict]:

@@ -1,6 +1,6 @@
 """`dropj`: the suite's one command line. It parses arguments and dispatches;
-the work lives in the modules it calls (this package is the application
-layer: it may import every room, and no room imports it). `tfds build` / `tfds.load` remain the
+the work lives in the modules it calls (this module is the front of the application
+layer, `dropj_datasets.app`: it may import every room, and no room imports it). `tfds build` / `tfds.load` remain the
 standard way to build and load.
 
     dropj demo [--data_dir D]                      build every config from the embedded sample, load, verify
@@ -155,19 +155,21 @@ def _window_size(text: str) -> tuple[int, int]:
 
 
 def _record(args: argparse.Namespace) -> int:
-    from dropj.converters.recording import window as record_window
+    from dropj.converters.recording import controls
 
-    config = record_window.RecordConfig(env=args.env, out=args.out, user=args.user, episodes=args.episodes,
-                                        seed=args.seed, fps=args.fps, max_steps=args.max_steps,
-                                        window=args.window, screenshot=args.screenshot, vae=args.vae,
-                                        mdnrnn=args.mdnrnn, init_states=args.init_states, dream_of=args.dream_of)
+    config = controls.RecordConfig(env=args.env, out=args.out, user=args.user, episodes=args.episodes,
+                                   seed=args.seed, fps=args.fps, max_steps=args.max_steps,
+                                   window=args.window, screenshot=args.screenshot, vae=args.vae,
+                                   mdnrnn=args.mdnrnn, init_states=args.init_states, dream_of=args.dream_of)
     if args.web:
-        from dropj_datasets.app.web import record as record_web
+        from dropj_datasets.app.web import record as web_record
 
-        record_web.run(config, host=args.host, port=args.port, max_sessions=args.max_sessions,
+        web_record.run(config, host=args.host, port=args.port, max_sessions=args.max_sessions,
                        allow_hosts=args.allow_host, idle_s=args.idle_timeout)
     else:
-        record_window.run(config)
+        from dropj.converters.recording import window
+
+        window.run(config)
     return 0
 
 
@@ -243,12 +245,9 @@ def _stats(args: argparse.Namespace) -> int:
 
 
 def _repair_recording(args: argparse.Namespace) -> int:
-    from dropj.converters.derive import latents  # noqa: F401 - the stores register themselves (`shards.STORES`)
-    from dropj.converters.feedback import annotations  # noqa: F401
-    from dropj.converters.recording import store  # noqa: F401
-    from dropj.converters.store import shards
+    from dropj.converters.release import kinds
 
-    print(shards.repair(args.directory, args.rescued))
+    print(kinds.repair(args.directory, args.rescued))
     return 0
 
 
@@ -418,8 +417,8 @@ def parser() -> argparse.ArgumentParser:
 
 # The exceptions of the rooms that mean "the input, the arguments or the folder is wrong" (beside
 # ValueError, KeyError and OSError): one plain line, never "unexpected". Each is named by the module
-# that DEFINES it: `dropj.converters.recording.store` re-exports RecordingError, but `repair-recording` and
-# `annotate` never load it, so naming it there labelled their refusals unexpected.
+# that DEFINES it: `dropj.converters.recording.store` re-exports RecordingError, but `annotate` (and
+# `repair-recording` of annotations) never load it, so naming it there labelled their refusals unexpected.
 USER_ERRORS = (("dropj.models.checkpoints", "CheckpointError"),
                ("dropj.converters.store.shards", "RecordingError"),
                ("dropj.converters.store.durable", "Busy"))

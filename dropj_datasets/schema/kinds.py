@@ -45,6 +45,8 @@ class Kind:
     FRAMES, LATENT_STATES, LABELLED_PAIRS, LABELLED_STEPS, or '' for none;
     `dream_content` the same for its dream configs (those whose origin is 'dream').
     `shown_as`: how `dropj serve` / `show` / `stats` show an example (EPISODE_VIEW, ...).
+    `store`: for a kind our own tools write, the store that keeps its directory (`dropj repair-recording`
+    finds it here).
     """
 
     name: str
@@ -57,6 +59,7 @@ class Kind:
     content: str = ""
     dream_content: str = ""
     shown_as: str = EPISODE_VIEW
+    store: str = ""  # a kind our tools write: its `store.shards.ShardStore` subclass, as 'module:Class'
 
     def __post_init__(self):
         if self.name in KINDS:
@@ -72,8 +75,6 @@ class Kind:
     def episodic(self) -> bool:
         """Whether its examples are RLDS episodes: a `steps` dataset (with episode metadata beside it)."""
         return STEPS in self.datasets
-
-
 
 
 KINDS: dict[str, Kind] = {}  # name -> Kind: each entry registers itself, beside its spec class (release.py, written.py)

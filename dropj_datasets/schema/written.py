@@ -48,7 +48,8 @@ from .release import DATASETS, DatasetSpec, FeedbackSpec, SourceFiles, Spec
 
 RECORDINGS_KIND = Kind("recordings", "dropj.converters.release.rollouts:RECORDINGS", ((STEPS, DATASET_SEQUENCE),),
                        f"{EPISODE_METADATA}/{EPISODE_INDEX}", "RLDS episodes recorded with `dropj record`",
-                       extra_last_step=True, content=FRAMES)  # its dream configs (`--env dream`): read by no model
+                       extra_last_step=True, content=FRAMES,  # its dream configs (`--env dream`): read by no model
+                       store="dropj.converters.recording.store:RecordingStore")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -121,7 +122,8 @@ DREAM_RECORDINGS: dict[str, RecordingSpec] = {
 ANNOTATIONS_KIND = Kind("annotations", "dropj.converters.feedback.annotations:CONVERTER",
                         ((LEFT, DATASET_SEQUENCE), (RIGHT, DATASET_SEQUENCE), (ANSWERS, SEQUENCE)),
                         RESPONSE_INDEX, "preferences collected in the browser with `dropj annotate`",
-                        content=LABELLED_PAIRS, shown_as=RESPONSE_VIEW)
+                        content=LABELLED_PAIRS, shown_as=RESPONSE_VIEW,
+                        store="dropj.converters.feedback.annotations:AnnotationStore")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -166,7 +168,8 @@ ANNOTATIONS: dict[str, AnnotationSpec] = {
 }
 ENCODED_KIND = Kind("encoded", "dropj.converters.derive.latents:CONVERTER", ((STEPS, DATASET_SEQUENCE),),
                     f"{EPISODE_METADATA}/{EPISODE_INDEX}", "real episodes encoded to latent states with `dropj encode`",
-                    extra_last_step=True, dream_content=LATENT_STATES)  # its configs are all 'dream' (latent states)
+                    extra_last_step=True, dream_content=LATENT_STATES,  # its configs are all 'dream' (latent states)
+                    store="dropj.converters.derive.latents:EncodedStore")
 
 
 @dataclasses.dataclass(frozen=True)

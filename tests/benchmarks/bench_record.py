@@ -4,7 +4,7 @@ What it measures, in one process, on the same machine in the same run:
 
 * bare: ``gymnasium.make('DropjCarRacing-v0', max_episode_steps=N)`` reset with a seed and stepped
   through a fixed, seeded keyboard script (arrow-key presses and releases of human-like lengths, turned
-  into actions by `record_window.Keyboard`, the study's mapping), `--episodes` episodes;
+  into actions by `controls.Keyboard`, the study's mapping), `--episodes` episodes;
 * recorded: the same environment class, seeds and script through ``record.open_recorder(...)``
   (``recorder.logger.reset()`` / ``recorder.logger.step(action)``: the `dm_env` adapter, EnvLogger and
   `RecordingWriter`), writing into a temporary directory. Its time includes each episode's write (PNG
@@ -75,7 +75,7 @@ def keyboard_script(seed: int, steps: int) -> list[tuple[np.ndarray, tuple[bool,
     """(action, keys held) per step: a seeded human-like key sequence through the study's key mapping.
 
     Segments of 8..60 steps (0.16..1.2 s); in each, Up is held 75 % of the time, Down 10 %, and Left or
-    Right a quarter of the time each. Key changes go through `record_window.Keyboard` (releases, then
+    Right a quarter of the time each. Key changes go through `controls.Keyboard` (releases, then
     presses), so the actions are those the window would record for the same key events.
     """
     from dropj.converters.recording.window import Keyboard
@@ -102,7 +102,7 @@ def keyboard_script(seed: int, steps: int) -> list[tuple[np.ndarray, tuple[bool,
 
 
 def make_gym_env(env_name: str, steps: int) -> Any:
-    """The environment as `dropj record` makes it (`record_window.run`), with an N-step limit."""
+    """The environment as `dropj record` makes it (`window.run`), with an N-step limit."""
     from dropj.converters.recording import capture as record
 
     return record.make_env(env_name, steps)
@@ -460,7 +460,7 @@ def report(args: argparse.Namespace, results: list[EnvResult], window: WindowRes
         "",
         f"Bare is `gymnasium.make(env_id, max_episode_steps={args.steps})` reset with seeds {TRACK_SEED}.. and "
         f"stepped through a fixed keyboard script (seed {SCRIPT_SEED}: arrow keys held for 0.16-1.2 s, Up 75 % "
-        "of the time, Left or Right a quarter each, Down 10 %, mapped to actions by `record_window.Keyboard`). "
+        "of the time, Left or Right a quarter each, Down 10 %, mapped to actions by `controls.Keyboard`). "
         "Recorded is the same environment, seeds and script through `record.open_recorder(...)` "
         "(`recorder.logger.reset()` / `.step(action)`: the dm_env adapter, EnvLogger with the step and "
         "episode metadata functions, and `RecordingWriter` writing into a temporary directory). Its time "

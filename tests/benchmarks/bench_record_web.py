@@ -213,13 +213,15 @@ def tree_pss(process: Any) -> int:
 
 
 def session_processes(process: Any) -> list:
-    """The server's session processes (`drive_session`), the one waiting for the next participant included."""
+    """The server's session processes (`session.COMMAND`), the one waiting for the next participant included."""
     import psutil
+
+    from dropj.converters.recording import session
 
     out = []
     for child in process.children():
         try:
-            if "drive_session" in " ".join(child.cmdline()):
+            if session.COMMAND in child.cmdline():
                 out.append(child)
         except psutil.Error:
             pass
@@ -343,10 +345,10 @@ def run_chromium(steps: int, workdir: Path) -> dict:
 
 
 def candidate_encoders() -> dict[str, Any]:
-    """name -> encode(PIL image) -> bytes; the first is what `record_web` sends."""
+    """name -> encode(PIL image) -> bytes; the first is what `dropj record --web` sends."""
     from PIL import Image
 
-    from dropj.converters.recording import session as drive_session
+    from dropj.converters.recording import session as session_lib
 
     def pillow(fmt: str, size: Optional[tuple[int, int]] = None, **options: Any):
         def encode(image: Any) -> bytes:
@@ -358,7 +360,7 @@ def candidate_encoders() -> dict[str, Any]:
         return encode
 
     return {
-        f"JPEG q{drive_session.JPEG_QUALITY} (sent)": pillow("JPEG", quality=drive_session.JPEG_QUALITY),
+        f"JPEG q{session_lib.JPEG_QUALITY} (sent)": pillow("JPEG", quality=session_lib.JPEG_QUALITY),
         "JPEG q60": pillow("JPEG", quality=60),
         "JPEG q80, 500x400 (page scales up)": pillow("JPEG", (500, 400), quality=80),
         "PNG, zlib level 1": pillow("PNG", compress_level=1),
@@ -372,11 +374,11 @@ def driver_views(count: int) -> list[Any]:
     import pygame
     from PIL import Image
 
-    from dropj.converters.recording import capture as record, window as record_window
+    from dropj.converters.recording import capture as record, controls
 
     env = record.make_env("carracing", 10 * count)  # DropjCarRacing-v0, as the server makes it
     env.reset(seed=7)
-    car, surface, keyboard = env.unwrapped, pygame.Surface((1000, 800)), record_window.Keyboard()
+    car, surface, keyboard = env.unwrapped, pygame.Surface((1000, 800)), controls.Keyboard()
     names = {"ArrowLeft": "left", "ArrowRight": "right", "ArrowUp": "up", "ArrowDown": "down"}
     events = key_events(7, 5 * count / FPS)
     views = []

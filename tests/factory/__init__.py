@@ -6,14 +6,15 @@
   our own environments.
 * `drivers`: scripted keyboard-like drivers for the DROPJ environments.
 * `query_video`: query videos in the release's format (1000x500 H.264, 20 frames at 2.5 fps).
+* `window`: `dropj record`'s window under Xvfb, driven with xdotool; `web`: the web apps in subprocesses and
+  headless Chromium; `compare`: built datasets against TFDS's own reading; `fuzzing`: the safe reader's
+  differential fuzzer; `fixtures/`: reference runs recorded in gym 0.20.
 
 Tooling, not product: nothing under `dropj_datasets/`, `converters/`, `loaders/` or `models/`
 imports it (a test checks).
 """
 
 from __future__ import annotations
-
-
 
 import os
 from pathlib import Path

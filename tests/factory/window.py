@@ -151,7 +151,7 @@ class Recording:
 
 
 def summary(stdout: str) -> tuple[int, int, float]:
-    """(saved, dropped, steps/s) of `record_window.run`'s last line."""
+    """(saved, dropped, steps/s) of `window.run`'s last line."""
     found = SUMMARY.findall(stdout)
     assert found, f"no summary line in:\n{stdout}"
     saved, dropped, rate, _ = found[-1]

@@ -8,14 +8,14 @@ The server decides the questions (`study.Study`), checks every request, and
 commits a finished response (`annotations.Annotations.commit`: flushed and
 listed) before it answers with the next query.
 
-Security: every request first passes `web_auth.Guard`, the guard all three
+Security: every request first passes `auth.Guard`, the guard all three
 web apps share (the Host must be this server's name, so a DNS-rebound page is
 refused; the access token printed with the URL wherever the bind is not
 loopback; no cross-site Origin). Every state-changing request must also carry
 the session's CSRF token in a header, which a cross-site page cannot set
 without a CORS preflight this server never grants; bodies are limited to
 `MAX_BODY` bytes; static files come only from this package's `static/`
-folder. Sessions live in a `web_auth.Sessions` table: an idle one expires
+folder. Sessions live in a `auth.Sessions` table: an idle one expires
 (`--idle_timeout`), and a client that opens too many loses its least recently
 used, so no flood of sessions turns the next annotator away.
 """
@@ -33,7 +33,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from dropj.converters.feedback.study import Study
 from dropj_datasets import schema
-from dropj_datasets.app.web import auth as web_auth
+from dropj_datasets.app.web import auth
 from dropj_datasets.app.web.auth import BadRequest
 from dropj_datasets.schema import DataError
 
@@ -59,12 +59,12 @@ class AnnotateServer:
     """The app's state: the annotations being collected, the study's questions and the open sessions."""
 
     def __init__(self, annotations: Any, *, user: int, log: Callable[[str], None] = print,
-                 idle_s: float = web_auth.SESSION_IDLE_S):
+                 idle_s: float = auth.SESSION_IDLE_S):
         self.annotations = annotations  # converters.annotations.Annotations
         self.study = Study(annotations.spec)  # the queries' own variant (mjust: chuckc has no Car)
         self.default_user = user
         self.log = log
-        self.sessions: web_auth.Sessions[Session] = web_auth.Sessions(idle_s=idle_s)
+        self.sessions: auth.Sessions[Session] = auth.Sessions(idle_s=idle_s)
         self.lock = threading.Lock()  # one commit at a time (and a session's query changes only under it)
 
     # -- requests -------------------------------------------------------------------------------------------
@@ -209,7 +209,7 @@ def _get_endpoint(handler: Callable[[Any], Any]) -> Callable:
     return endpoint
 
 
-def build_app(server: AnnotateServer, access: web_auth.Access) -> Any:
+def build_app(server: AnnotateServer, access: auth.Access) -> Any:
     """The Starlette app behind the guard, every handler wrapped: JSON bodies checked, work off the event loop."""
     from starlette.applications import Starlette
     from starlette.routing import Mount, Route
@@ -224,16 +224,16 @@ def build_app(server: AnnotateServer, access: web_auth.Access) -> Any:
         Route("/api/answer", _json_endpoint(server.answer), methods=["POST"]),
         Mount("/static", app=StaticFiles(directory=STATIC, follow_symlink=False), name="static"),
     ]
-    return Starlette(routes=routes, middleware=[web_auth.middleware(access, server.log)])
+    return Starlette(routes=routes, middleware=[auth.middleware(access, server.log)])
 
 
 def run(queries: str, method: str, out: str, *, user: int, data_dir: Optional[str] = None, host: str = "127.0.0.1",
-        port: int = 8000, allow_hosts: Sequence[str] = (), idle_s: float = web_auth.SESSION_IDLE_S,
+        port: int = 8000, allow_hosts: Sequence[str] = (), idle_s: float = auth.SESSION_IDLE_S,
         log: Callable[[str], None] = print) -> None:
     """`dropj annotate`: serve until Ctrl-C; every finished response is already on disk."""
     from dropj.converters.feedback.annotations import Annotations
 
-    sock, access = web_auth.bind(host, port, allow_hosts)  # a busy port: one line, before --out is created
+    sock, access = auth.bind(host, port, allow_hosts)  # a busy port: one line, before --out is created
     try:
         annotations = Annotations(queries, method, out, data_dir=data_dir,
                                   holder=f"dropj annotate on port {access.port}", log=log)
@@ -246,7 +246,7 @@ def run(queries: str, method: str, out: str, *, user: int, data_dir: Optional[st
         log(f"annotating {queries} with {method} into {annotations.store.directory}; user {user} has answered "
             f"{answered} of {total} queries")
         log(f"open {access.url}  (Ctrl-C stops; committed responses are on disk)")
-        if web_auth.serve(build_app(server, access), sock):
+        if auth.serve(build_app(server, access), sock):
             answered, total = annotations.progress(user)
             log(f"stopped (Ctrl-C): user {user} has answered {answered} of {total} queries, every one on disk in "
                 f"{annotations.store.directory}; an answer not yet sent is not kept")

@@ -11,20 +11,20 @@ study's 50 steps/s on its own clock with the keys last received
 shared with the session at each change), each step's view sent back as one
 JPEG (the newest frame only: a slow page skips frames, the steps never wait
 for it). All sessions record into one directory through one store
-(`recording_store.RecordingStore`, locked and written by this process alone),
+(`recording/store.RecordingStore`, locked and written by this process alone),
 so every guarantee of `dropj record` holds: each finished episode is its own
 shard, listed before the next reset; a closed tab, a lost connection, Enter or
 Esc drops only the open episode; a killed server loses only open episodes.
 
 Security: every request and WebSocket handshake first passes
-`web_auth.Guard`, the guard of every web app (the Host must be this server's
+`auth.Guard`, the guard of every web app (the Host must be this server's
 name; the access token printed with the URL wherever the bind is not
 loopback, then a same-site cookie, which the handshake carries; no other
 origin). A message is at most `MAX_MESSAGE` bytes of JSON of one of three
 fixed shapes, and anything else closes the connection (1008).
 
 Idle tabs: an episode in which no key was pressed is dropped at its time
-limit, never saved (`drive_session`), and a session with no key pressed for
+limit, never saved (`converters/recording/session.py`), and a session with no key pressed for
 `--idle_timeout` seconds is ended, the page told why, so its place goes to
 the next participant.
 """
@@ -42,11 +42,11 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
-from dropj.converters.recording import session as drive_session
+from dropj.converters.recording import session as session_lib
 from dropj.converters.recording import capture as record
 from dropj.converters.recording import controls
 from dropj.converters.recording import store as recording_store
-from dropj_datasets.app.web import auth as web_auth
+from dropj_datasets.app.web import auth
 
 STATIC = Path(__file__).parent / "static"
 MAX_MESSAGE = 256  # bytes; a key message is about 30
@@ -70,8 +70,8 @@ class Frame:
     status: dict
 
 
-class DriveSession:
-    """One participant, as the server sees them: a session process (`drive_session`), a thread serving its
+class Participant:
+    """One participant, as the server sees them: a session process (`recording/session.py`), a thread serving its
     socket, and one passing the page's keys on.
 
     `press`, `release`, `restart` and `quit` come from the WebSocket and never wait for the session: they
@@ -80,7 +80,7 @@ class DriveSession:
     """
 
     def __init__(self, server: "WebRecordServer", user: str, session_id: str, wake: Callable[[], None],
-                 ready: drive_session.Ready, screenshot: Optional[str] = None):
+                 ready: session_lib.Ready, screenshot: Optional[str] = None):
         self.server, self.user, self.session_id, self.wake, self.ready = server, user, session_id, wake, ready
         self.keyboard = controls.Keyboard()
         self._keys_lock = threading.Lock()
@@ -93,7 +93,7 @@ class DriveSession:
         self.saved = self.dropped = 0
         self.error: Optional[str] = None
         self.done = False
-        ready.begin(drive_session.SessionArgs(server.config, user, session_id, str(server.store.directory),
+        ready.begin(session_lib.SessionArgs(server.config, user, session_id, str(server.store.directory),
                                               server.store.episodes, screenshot))
         self.thread = threading.Thread(target=self._serve, name=f"drive-{session_id}", daemon=True)
         self.thread.start()
@@ -156,7 +156,7 @@ class DriveSession:
 
     def _serve(self) -> None:
         try:
-            end = drive_session.serve_requests(self.ready, self.server.store, self._frame_arrived, self.server.log,
+            end = session_lib.serve_requests(self.ready, self.server.store, self._frame_arrived, self.server.log,
                                                self.server.next_seed)
             if end is None:
                 try:
@@ -192,12 +192,12 @@ class WebRecordServer:
         spec = record.recording_spec(config.config_name)
         self.store = recording_store.RecordingStore(record.recording_dir(config.out, config.config_name), spec,
                                                     holder=holder, log=log)
-        self.sessions: dict[str, DriveSession] = {}
+        self.sessions: dict[str, Participant] = {}
         self._lock = threading.Lock()
         self._seeds = itertools.count(config.seed) if config.seed is not None else None
         self._screenshot_given = False
         self._closing = 0
-        self._ready = drive_session.start()  # the next participant's session process, its imports done
+        self._ready = session_lib.start()  # the next participant's session process, its imports done
 
     def next_seed(self) -> int:
         """The next reset seed of `--seed` (one counter for every session: no two episodes share a track)."""
@@ -206,7 +206,7 @@ class WebRecordServer:
         with self._lock:
             return next(self._seeds)
 
-    def open_session(self, user: str, wake: Callable[[], None]) -> DriveSession:
+    def open_session(self, user: str, wake: Callable[[], None]) -> Participant:
         with self._lock:
             # a session that is ending no longer holds a place, but its process still counts against the bound
             if len(self.sessions) >= self.max_sessions or self._closing >= MAX_ENDING:
@@ -215,11 +215,11 @@ class WebRecordServer:
             screenshot = None
             if self.config.screenshot and not self._screenshot_given:  # `--screenshot`: the first session's view
                 screenshot, self._screenshot_given = self.config.screenshot, True
-            ready, self._ready = self._ready, drive_session.start()
+            ready, self._ready = self._ready, session_lib.start()
             if ready.process.poll() is not None:  # the process made ahead ended (killed?): a fresh one
-                ready = drive_session.start()
+                ready = session_lib.start()
             try:
-                session = DriveSession(self, user, record.new_session_id(), wake, ready, screenshot)
+                session = Participant(self, user, record.new_session_id(), wake, ready, screenshot)
             except OSError as exc:
                 ready.close(SESSION_EXIT_S)
                 raise Refused(f"could not start a session ({exc.strerror or exc}); try again") from None
@@ -227,7 +227,7 @@ class WebRecordServer:
         self.log(f"session {session.session_id}: {user} connected")
         return session
 
-    def close_session(self, session: DriveSession) -> None:
+    def close_session(self, session: Participant) -> None:
         with self._lock:
             self.sessions.pop(session.session_id, None)
             self._closing += 1
@@ -291,7 +291,7 @@ class WebRecordServer:
             watcher.cancel()
             await run_in_threadpool(self.close_session, session)
 
-    async def _end_when_idle(self, websocket: Any, session: DriveSession, sender: asyncio.Task) -> None:
+    async def _end_when_idle(self, websocket: Any, session: Participant, sender: asyncio.Task) -> None:
         """Ends a session whose page sent no key for `idle_s` seconds, telling the page why (its place is free
         again; its open episode is dropped, as on Esc)."""
         while not session.done:
@@ -322,7 +322,7 @@ def checked_user(user: Any) -> str:
     return user.strip()
 
 
-def _apply(session: DriveSession, text: Optional[str]) -> None:
+def _apply(session: Participant, text: Optional[str]) -> None:
     """One message of the page: {"key": ArrowLeft|ArrowRight|ArrowUp|ArrowDown, "down": bool},
     {"restart": true} or {"quit": true}."""
     if text is None or len(text) > MAX_MESSAGE:
@@ -342,7 +342,7 @@ def _apply(session: DriveSession, text: Optional[str]) -> None:
         raise Refused("expected {key, down}, {restart: true} or {quit: true}")
 
 
-async def _send_frames(websocket: Any, session: DriveSession, ready: asyncio.Event) -> None:
+async def _send_frames(websocket: Any, session: Participant, ready: asyncio.Event) -> None:
     """The newest frame whenever there is one: its status line, then its JPEG; frames the page had no
     time for are skipped, never queued."""
     sent = 0
@@ -360,7 +360,7 @@ async def _send_frames(websocket: Any, session: DriveSession, ready: asyncio.Eve
             return
 
 
-def build_app(server: WebRecordServer, access: web_auth.Access) -> Any:
+def build_app(server: WebRecordServer, access: auth.Access) -> Any:
     from starlette.applications import Starlette
     from starlette.routing import Mount, Route, WebSocketRoute
     from starlette.staticfiles import StaticFiles
@@ -369,7 +369,7 @@ def build_app(server: WebRecordServer, access: web_auth.Access) -> Any:
         Route("/", server.page),
         WebSocketRoute("/ws", server.websocket),
         Mount("/static", app=StaticFiles(directory=STATIC, follow_symlink=False), name="static"),
-    ], middleware=[web_auth.middleware(access, server.log)])
+    ], middleware=[auth.middleware(access, server.log)])
 
 
 def run(config: controls.RecordConfig, *, host: str = "127.0.0.1", port: int = 8000,
@@ -377,7 +377,7 @@ def run(config: controls.RecordConfig, *, host: str = "127.0.0.1", port: int = 8
         log: Callable[[str], None] = print) -> None:
     """`dropj record --web`: serve until Ctrl-C; every finished episode is already on disk."""
     os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
-    sock, access = web_auth.bind(host, port, allow_hosts)  # a busy port: one line, before the recording is created
+    sock, access = auth.bind(host, port, allow_hosts)  # a busy port: one line, before the recording is created
     try:
         server = WebRecordServer(config, log=log, holder=f"dropj record --web on port {access.port}",
                                  max_sessions=max_sessions, idle_s=idle_s)
@@ -394,7 +394,7 @@ def run(config: controls.RecordConfig, *, host: str = "127.0.0.1", port: int = 8
             server.stopping = True
             driving.append(len(server.sessions))
 
-        if web_auth.serve(build_app(server, access), sock, on_stop=stopping, ws="wsproto",
+        if auth.serve(build_app(server, access), sock, on_stop=stopping, ws="wsproto",
                           ws_max_size=4 * MAX_MESSAGE):
             log(f"stopped (Ctrl-C): {driving[0] if driving else 0} sessions ended, their open episodes dropped; "
                 f"{server.store.episodes} episodes in {server.store.directory}")

@@ -9,7 +9,7 @@
 
 Only GET requests; every name and index is checked against the schema and the dataset before anything
 is read (an index is at most 9 ASCII digits), and each dataset directory goes through
-`BuiltDataset.open`'s checks. Every request first passes `web_auth.Guard`, the guard of every web app
+`BuiltDataset.open`'s checks. Every request first passes `auth.Guard`, the guard of every web app
 (Host, the token printed with the URL wherever the bind is not loopback, Origin).
 
 Memory is bounded by bytes: an episode keeps only what it stored (observations, actions, rewards,
@@ -32,7 +32,7 @@ import numpy as np
 
 from dropj_datasets import schema
 from dropj_datasets.app import views
-from dropj_datasets.app.web import auth as web_auth
+from dropj_datasets.app.web import auth
 from dropj_datasets.app.web.auth import BadRequest
 
 STATIC = Path(__file__).parent / "static"
@@ -218,7 +218,7 @@ def png(frame: np.ndarray) -> bytes:
 
 # --- the app --------------------------------------------------------------------------------------------
 
-def build_app(browser: Browser, access: web_auth.Access) -> Any:
+def build_app(browser: Browser, access: auth.Access) -> Any:
     """The read-only app behind the guard (a route takes GET and HEAD only: anything else is a 405)."""
     from starlette.applications import Starlette
     from starlette.concurrency import run_in_threadpool
@@ -233,7 +233,7 @@ def build_app(browser: Browser, access: web_auth.Access) -> Any:
         return value
 
     def number(request: Any, key: str) -> int:
-        return web_auth.bounded_int(request.path_params[key], key)
+        return auth.bounded_int(request.path_params[key], key)
 
     def route(handler: Callable[[Any], Any]) -> Callable:
         async def endpoint(request):
@@ -279,7 +279,7 @@ def build_app(browser: Browser, access: web_auth.Access) -> Any:
         Route("/video/{name}/{config}/{query}", route(video)),
         Mount("/static", app=StaticFiles(directory=STATIC, follow_symlink=False), name="static"),
     ]
-    return Starlette(routes=routes, middleware=[web_auth.middleware(access)])
+    return Starlette(routes=routes, middleware=[auth.middleware(access)])
 
 
 def run(data_dir: str, *, host: str = "127.0.0.1", port: int = 8000, vae: Optional[str] = None,
@@ -287,7 +287,7 @@ def run(data_dir: str, *, host: str = "127.0.0.1", port: int = 8000, vae: Option
     """`dropj serve`: serve until Ctrl-C."""
     if not Path(data_dir).is_dir():
         raise schema.DataError(f"{data_dir}: no such directory")
-    sock, access = web_auth.bind(host, port, allow_hosts)  # a busy port: one line, before anything is printed
+    sock, access = auth.bind(host, port, allow_hosts)  # a busy port: one line, before anything is printed
     browser = Browser(data_dir, vae=vae)
     try:
         log(f"{len(browser.datasets())} built configs under {data_dir}")
@@ -295,7 +295,7 @@ def run(data_dir: str, *, host: str = "127.0.0.1", port: int = 8000, vae: Option
         sock.close()
         raise
     log(f"open {access.url}  (Ctrl-C stops)")
-    if web_auth.serve(build_app(browser, access), sock):
+    if auth.serve(build_app(browser, access), sock):
         log("stopped (Ctrl-C)")
 
 

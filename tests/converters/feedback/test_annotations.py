@@ -91,6 +91,27 @@ def test_repair_rebuilds_an_annotation_directorys_list(queries_dir, tmp_path):
     assert len(list(BuiltDataset.open(str(directory)).examples())) == 2
 
 
+def test_repair_finds_the_store_by_the_registry_without_its_module_imported(queries_dir, tmp_path):
+    """`kinds.repair` (what `dropj repair-recording` runs) repairs an annotation directory in a process that
+    never imported the annotation store; the shard store alone says which call finds it."""
+    ann = _open(queries_dir, tmp_path / "out")
+    _answer(ann, 1, Study(ann.spec), [(schema.Q_LEFT_SAFE, N), (schema.Q_RIGHT_SAFE, N)], [1.0, 1.0])
+    ann.close()
+    directory = annotations.annotation_dir(tmp_path / "out", "dropj")
+    (directory / "dataset_info.json").unlink()
+    code = ("import sys\nfrom dropj.converters.store import shards\nfrom dropj.converters.release import kinds\n"
+            f"d = {str(directory)!r}\n"
+            "assert 'dropj.converters.feedback.annotations' not in sys.modules\n"
+            "try:\n    shards.repair(d, log=print)\nexcept shards.RecordingError as e:\n    print('refused:', e)\n"
+            "print(kinds.repair(d, log=print))\n")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    refused, repaired = done.stdout.strip().splitlines()[-2:]
+    assert refused.startswith(f"refused: {directory}: the store of {schema.ANNOTATION_DATASET} is not loaded") \
+        and "kinds.repair" in refused
+    assert repaired == f"{directory}: 1 responses listed in dataset_info.json"
+
+
 def test_a_restart_resumes_at_each_annotators_first_unanswered_query(queries_dir, tmp_path):
     ann = _open(queries_dir, tmp_path / "out")
     study = Study(ann.spec)

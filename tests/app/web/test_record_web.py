@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from dropj.converters.recording import capture as record
+from dropj.converters.recording import capture as record, session
 from dropj_datasets import schema
 from factory.web import CHROMIUM, DRIVER, RecordServer, new_chromium, received_until_closed, wait_for
 
@@ -260,7 +260,7 @@ def test_a_killed_session_process_ends_only_that_session(tmp_path):
         json.loads(doomed.recv())
         doomed.recv()  # its first frame: the session is driving
         children = psutil.Process(server.proc.pid).children()
-        driving = [c for c in children if "recording import session" in " ".join(c.cmdline())]
+        driving = [c for c in children if session.COMMAND in c.cmdline()]
         assert len(driving) == 2  # the doomed session's and the one made ahead for the next participant
         # the older one drives (the other was started when the doomed one began)
         victim = min(driving, key=lambda c: c.create_time())

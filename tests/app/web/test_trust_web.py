@@ -16,7 +16,7 @@ import pytest
 
 import factory
 from dropj.converters.feedback import annotations
-from dropj.converters.recording import capture as record
+from dropj.converters.recording import capture as record, session
 from dropj_datasets import schema
 from factory.web import App, received_until_closed, wait_for
 
@@ -386,7 +386,7 @@ def test_a_stop_before_begin_ends_the_waiting_session_process_quietly():
     ours, theirs = socket.socketpair()
     with theirs:
         process = subprocess.Popen(
-            [sys.executable, "-c", "from dropj.converters.recording import session; session.main()",
+            [sys.executable, "-c", session.COMMAND,
              str(theirs.fileno())], pass_fds=[theirs.fileno()], stderr=subprocess.PIPE, text=True, cwd=factory.REPO)
     conn = Connection(ours.detach())
     conn.send(("stop",))

@@ -1,4 +1,4 @@
-"""The session side of `dropj record --web` (`drive_session`), in this process: the keys sent are the actions
+"""The session side of `dropj record --web` (`recording/session.py`), in this process: the keys sent are the actions
 recorded, the server writes the episodes, and a session whose server is gone keeps a finished episode."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import tensorflow_datasets as tfds
 
-from dropj.converters.recording import session as drive_session
+from dropj.converters.recording import session as session_lib
 from dropj.converters.recording import capture as record
 from dropj.converters.recording import window as record_window
 from dropj.converters.recording import store as recording_store
@@ -23,29 +23,29 @@ def _pair():
     return Connection(ours.detach()), Connection(theirs.detach())
 
 
-def _args(out, **config) -> drive_session.SessionArgs:
+def _args(out, **config) -> session_lib.SessionArgs:
     directory = record.recording_dir(out, "carracing")
-    return drive_session.SessionArgs(record_window.RecordConfig(out=str(out), fps=1000.0, **config), "p1",
+    return session_lib.SessionArgs(record_window.RecordConfig(out=str(out), fps=1000.0, **config), "p1",
                                      "s1", str(directory), 0)
 
 
 @pytest.mark.slow
 def test_the_server_side_writes_what_the_session_drove_with_the_keys_it_was_sent(tmp_path):
     server_end, session_end = _pair()
-    ready = drive_session.Ready(process=None, conn=server_end)
+    ready = session_lib.Ready(process=None, conn=server_end)
     store = recording_store.RecordingStore(record.recording_dir(tmp_path, "carracing"),
                                            record.recording_spec("carracing"))
     frames, seeds, lines = [], iter(range(40, 50)), []
     ended = {}
 
     def serve():
-        ended["end"] = drive_session.serve_requests(ready, store, lambda jpeg, status: frames.append((jpeg, status)),
+        ended["end"] = session_lib.serve_requests(ready, store, lambda jpeg, status: frames.append((jpeg, status)),
                                                     lines.append, lambda: next(seeds))
 
     server = threading.Thread(target=serve)
     server.start()
     ready.send("keys", [-1.0, 1.0, 0.0], (True, False, True, False))  # before the session begins: applied at once
-    drive_session.drive(_args(tmp_path, max_steps=20, episodes=2, seed=40), drive_session.ServerLink(session_end))
+    session_lib.drive(_args(tmp_path, max_steps=20, episodes=2, seed=40), session_lib.ServerLink(session_end))
     server.join(timeout=60)
     store.close()
     assert ended["end"] == ("end", 2, 0, 40, None)
@@ -68,10 +68,10 @@ def test_the_server_side_writes_what_the_session_drove_with_the_keys_it_was_sent
 def test_a_session_whose_server_is_gone_keeps_its_finished_episode_for_repair(tmp_path):
     server_end, session_end = _pair()
     directory = record.recording_dir(tmp_path, "carracing")
-    link = drive_session.ServerLink(session_end)
+    link = session_lib.ServerLink(session_end)
     recorder = record.open_recorder("carracing", tmp_path, "p1", gym_env=record.make_env("carracing", 10),
                                     seeds=iter(range(5, 10)), log=lambda line: None,
-                                    store=drive_session.StoreClient(link, _args(tmp_path)))
+                                    store=session_lib.StoreClient(link, _args(tmp_path)))
     timestep = recorder.logger.reset()
     server_end.close()  # the server is killed mid-episode
     while not timestep.last():
@@ -89,5 +89,5 @@ def test_a_session_told_to_stop_before_it_began_ends_without_an_environment(tmp_
     server_end, session_end = _pair()
     monkeypatch.setattr(record_window.RecordConfig, "make_env", lambda self: pytest.fail("made an environment"))
     server_end.send(("stop",))
-    drive_session.drive(_args(tmp_path), drive_session.ServerLink(session_end))
+    session_lib.drive(_args(tmp_path), session_lib.ServerLink(session_end))
     assert server_end.recv() == ("end", 0, 0, 0, None)

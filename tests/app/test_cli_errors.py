@@ -148,7 +148,8 @@ def _plain_one_line(done: subprocess.CompletedProcess, command: str, *fragments:
 
 def test_repair_recording_on_a_folder_that_is_not_a_recording_is_a_plain_line(tmp_path):
     """It ended '(RecordingError, unexpected: run with --debug ...)': RecordingError was looked up in
-    `dropj.converters.recording.capture`, which re-exports it and which `repair-recording` never loads."""
+    the recorder's module (then `converters/record.py`), which re-exports it and which `repair-recording` never
+    loaded."""
     (tmp_path / "notes").mkdir()
     _plain_one_line(dropj("repair-recording", tmp_path / "notes"), "repair-recording",
                     "not a recording's version folder")
@@ -156,7 +157,7 @@ def test_repair_recording_on_a_folder_that_is_not_a_recording_is_a_plain_line(tm
 
 def test_a_second_writer_on_one_directory_is_a_plain_line(tmp_path):
     """A second `dropj annotate`, `encode` or `record` on one --out meets the directory's lock (one
-    `recording_store` lock for all of them): the refusal names the holder and says what to do, plainly."""
+    shard-store lock for all of them): the refusal names the holder and says what to do, plainly."""
     from dropj.converters.store import durable
     from dropj.converters.recording import store as recording_store
 
@@ -186,7 +187,7 @@ def test_every_user_error_class_is_named_where_it_is_defined():
 INTERNAL_EXCEPTIONS = {
     "BadRequest",  # web apps: answered as HTTP 4xx
     "Refused",  # record --web: answered on the WebSocket
-    # drive_session's worker <-> server protocol (StoreFailed -> RecordingError)
+    # the session process's <-> server protocol (StoreFailed -> RecordingError)
     "ServerGone", "Stopped", "StoreFailed",
     "_Stop",  # legacy_pickle: the STOP opcode
     "Corrupt", "TooMany",  # tfrecord_wire: turned into a DataError naming shard, record and field
