@@ -60,6 +60,7 @@ bench: $(STAMP) sysdeps
 	$(PY) tests/benchmarks/bench_record.py --write-docs
 	$(PY) tests/benchmarks/bench_annotate.py --write-docs
 	$(PY) tests/benchmarks/bench_record_web.py --write-docs
+	$(PY) tests/benchmarks/bench_stats.py --write-docs
 
 docs: $(STAMP)
 	$(VENV)/bin/dropj schema-doc > docs/schema.md

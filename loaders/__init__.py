@@ -4,6 +4,7 @@
     from dropj.loaders import video     # query videos (PyAV only)
     from dropj.loaders import EpisodeSource  # random access without TensorFlow (numpy, Pillow)
     from dropj.loaders import WindowDataset, VAEFrames, PreferencePairs, LabelledSteps  # map-style, on it
+    from dropj.loaders import statistics     # what `dropj stats` shows, from the numbers only (no TensorFlow)
 
 `transformations` holds the pure ``Dataset -> Dataset`` pipelines (through
 `rlds.transformations`), `torch_bridge` hands any of them to PyTorch, and

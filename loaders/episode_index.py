@@ -110,7 +110,9 @@ def step_fields(spec: schema.Spec) -> tuple[tuple[str, ...], tuple[str, ...]]:
     return tuple(stored_as_bytes), tuple(f.name for f in fields if f.name not in stored_as_bytes)
 
 
-def _signature(shards: list[tuple[Path, int]]) -> list[list]:
+def shard_signature(shards: list[tuple[Path, int]]) -> list[list]:
+    """What an index (and anything kept beside it, such as `statistics`) was made from: each shard's
+    name, size, mtime and inode. Anything kept is current only while this is the same."""
     signature = []
     for path, _ in shards:
         stat = path.stat()
@@ -125,7 +127,7 @@ def open_index(directory: Path, split: str, shards: list[tuple[Path, int]], spec
     folder = Path(index_dir) if index_dir is not None else directory / INDEX_DIR
     path = folder / f"{split}.idx"
     bytes_fields, list_fields = step_fields(spec)
-    signature = _signature(shards)
+    signature = shard_signature(shards)
     found, why = _read(path, signature, shards, bytes_fields, list_fields)
     if found is not None:
         return found
@@ -273,11 +275,12 @@ def _read(path: Path, signature: list, shards: list[tuple[Path, int]], bytes_fie
         return None, ""
     except OSError as exc:
         return None, f"unreadable ({exc.strerror})"
+    info = os.fstat(fd)
+    if not stat.S_ISREG(info.st_mode):  # before os.fdopen, which refuses a directory with an error
+        os.close(fd)
+        return None, next((name for test, name in _KINDS if test(info.st_mode)), "not a file") + \
+            ", not a regular file"
     with os.fdopen(fd, "rb") as f:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            return None, next((name for test, name in _KINDS if test(info.st_mode)), "not a file") + \
-                ", not a regular file"
         size = info.st_size
         start = f.read(len(MAGIC) + 4)
         if len(start) < len(MAGIC) + 4 or start[:len(MAGIC)] != MAGIC:

@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Optional, Union
+from typing import Any, Collection, Optional, Union
 
 import numpy as np
 
@@ -43,7 +43,9 @@ from dropj_datasets import codec, schema
 from dropj_datasets.schema import DataError, Field
 
 from . import episode_index
-from .tfrecord_wire import ByteItems, Corrupt, TooMany, feature_values, index_example
+from .tfrecord_wire import ByteItems, Corrupt, TooMany, feature_spans, feature_values, index_example
+
+_MIN_GAP = 4096  # bytes: a smaller span of unwanted values is read with the rest (one read, not two)
 
 __all__ = ["EpisodeSource", "decode_example"]
 
@@ -154,14 +156,16 @@ def _sequence_of(name: str, sequences: dict) -> Optional[tuple[str, str]]:
 
 
 def decode_example(features: dict, spec: schema.Spec, record: Optional[bytes] = None,
-                   max_steps: Optional[int] = None) -> dict:
+                   max_steps: Optional[int] = None, names: Optional[Collection[str]] = None) -> dict:
     """The parsed features of one record -> the nested dict of numpy values `tfds.load` gives.
 
     `features` as `parse_example` gives them, or as `index_example` does with the `record` they lie in:
     then a field's byte strings are made only once its count is the one expected. `max_steps`: the
-    longest sequence accepted (refused before anything of that length is allocated)."""
+    longest sequence accepted (refused before anything of that length is allocated). `names`: only these
+    fields ('/'-paths of `spec.fields()`; default all), nested as in the whole example; a sequence's length
+    is then told by the first of them that tells it."""
     sequences = dict(schema.KINDS[spec.kind].sequences)
-    fields = spec.fields()
+    fields = spec.fields() if names is None else [field for field in spec.fields() if field.name in names]
 
     def per_item(field: Field, group: str) -> tuple:
         return field.shape if group == schema.STEPS else field.shape[1:]  # as the builder declares them
@@ -260,13 +264,18 @@ class EpisodeSource:
                                                    self.index_dir, progress=self.progress)
         return self._index
 
+    @property
+    def shards(self) -> list[tuple[Path, int]]:
+        """The split's shard files and the records each holds, as the checked dataset_info.json lists them."""
+        return list(self._shards)
+
     def __getstate__(self) -> dict:
         state = dict(self.__dict__, _files={})
         if self._index is not None and self._index.path is not None:
             state["_index"] = None  # the worker maps the file itself
         return state
 
-    def _read(self, shard: int, offset: int, length: int) -> bytes:
+    def _file(self, shard: int) -> Any:
         if self._pid != os.getpid():  # a forked worker: its own descriptors
             self._files, self._pid = {}, os.getpid()
         f = self._files.get(shard)
@@ -274,10 +283,24 @@ class EpisodeSource:
             from dropj.converters.store import dataset_dir  # a regular file only, opened without blocking
 
             f = self._files[shard] = dataset_dir.open_shard(self._shards[shard][0])
+        return f
+
+    def _read(self, shard: int, offset: int, length: int) -> bytes:
+        f = self._file(shard)
         data = os.pread(f.fileno(), length, offset) if hasattr(os, "pread") else _seek_read(f, offset, length)
         if len(data) != length:
             raise Corrupt("the shard ends inside the record")
         return data
+
+    def _read_into(self, shard: int, offset: int, into: memoryview) -> None:
+        f = self._file(shard)
+        if hasattr(os, "preadv"):
+            done = os.preadv(f.fileno(), [into], offset) if len(into) else 0
+        else:
+            f.seek(offset)
+            done = f.readinto(into)
+        if done != len(into):
+            raise Corrupt("the shard ends inside the record")
 
     def close(self) -> None:
         """Closes the shard files this process opened (they open again when needed)."""
@@ -334,6 +357,76 @@ class EpisodeSource:
         except Corrupt as exc:
             raise DataError(f"{self._where(i)}: field '{name}': {exc}") from None
         return value[()] if value.ndim == 0 else value
+
+    def select(self, i: int, names: Collection[str]) -> dict:
+        """Fields `names` of record i ('/'-paths of `spec.fields()`: 'steps/reward', 'steps/info/crash',
+        'response/total_time'), as `src[i]` gives them and nested the same way, decoding nothing else.
+
+        The values of the step fields not asked for are not even read: where the index says an episode's
+        frames (or latent states, or any step field) lie, that part of the record is left a gap of zeros
+        that the parse steps over. A gap is kept only when the parse found it inside the value of the field
+        it was left for, where the parse never looks, so the fields read are those of the whole record;
+        anything else (a record our writers did not make) is read whole. `dropj stats` reads the numbers of
+        an episode of 1,000 frames this way (`loaders/statistics.py`)."""
+        i = self._checked(i)
+        wanted = frozenset(names)
+        unknown = wanted - set(self._fields)
+        if unknown:
+            raise KeyError(f"no field {sorted(unknown)} in a {self.spec.kind} config")
+        sequences = dict(schema.KINDS[self.spec.kind].sequences)
+        steps = int(self.index.steps[i])
+        try:
+            record, where = self._record_without(i, wanted)
+            view = memoryview(record)
+            features = {}
+            for name in wanted:
+                if name not in where:
+                    continue
+                at, length = where[name]
+                limit = None
+                found = _sequence_of(name, sequences)
+                if steps >= 0 and found is not None and found[1] == schema.STEPS:  # no more than the index's steps
+                    field = self._fields[name]
+                    limit = steps * (1 if episode_index.one_string_per_item(field) else int(np.prod(field.shape)))
+                try:
+                    features[name] = feature_values(view[at:at + length], at, limit=limit)
+                except TooMany:
+                    raise Corrupt(f"field '{name}': more than {limit:,} values for {steps:,} steps") from None
+            return decode_example(features, self.spec, record, self._max_steps, names=wanted)
+        except Corrupt as exc:
+            raise DataError(f"{self._where(i)}: {exc}") from None
+
+    def _record_without(self, i: int, wanted: frozenset) -> tuple[Any, dict[str, tuple[int, int]]]:
+        """Record i with the values of the step fields not `wanted` left unread (zeros), and where each
+        feature lies in it (`feature_spans`)."""
+        index = self.index
+        shard, offset, length, steps = (int(v) for v in index.records[i])
+        gaps = []  # (field, start, stop) in the record
+        if steps > 0:
+            for k, name in enumerate(index.bytes_fields):
+                if name not in wanted:
+                    items = index.items_of(i, k)
+                    gaps.append((name, int(items.starts.min()), int((items.starts + items.lengths).max())))
+            for k, name in enumerate(index.list_fields):
+                if name not in wanted:
+                    at, size = (int(v) for v in index.lists[i, k])
+                    gaps.append((name, at, at + size))
+        gaps = sorted((g for g in gaps if g[2] - g[1] >= _MIN_GAP), key=lambda g: g[1])
+        if not gaps or any(a[2] > b[1] for a, b in zip(gaps, gaps[1:])):
+            record = self._read(shard, offset, length)
+            return record, feature_spans(record)
+        # np.zeros takes pages the kernel fills only when touched: a gap costs neither a read nor memory
+        record = np.zeros(length, np.uint8)
+        view, at = memoryview(record), 0
+        for _, start, stop in [*gaps, ("", length, length)]:
+            self._read_into(shard, offset + at, view[at:start])
+            at = stop
+        where = feature_spans(record)
+        for name, start, stop in gaps:
+            if name not in where or not where[name][0] <= start <= stop <= sum(where[name]):
+                record = self._read(shard, offset, length)  # not where our writers put it: read it all
+                return record, feature_spans(record)
+        return record, where
 
     # -- steps of an episode, only those asked for ----------------------------------------------------
 

@@ -17,6 +17,7 @@ structure and Python types.
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 import time
 from pathlib import Path
@@ -26,6 +27,7 @@ import numpy as np
 
 from dropj.converters.release import kinds, preferences
 from dropj.converters.release.kinds import LegacyFile
+from dropj.converters.store import durable
 from dropj.converters.store.shards import ShardStore
 from dropj_datasets import package_version, schema
 from dropj_datasets.schema import AnnotationSpec, DataError
@@ -68,6 +70,36 @@ def response_example(spec: AnnotationSpec, entry: dict, index: int, segments: tu
         schema.DROPJ_VERSION: package_version(),
     }
     return example
+
+
+# --- a study's participants (`dropj annotate --study`) ------------------------------------------------------
+# Beside the store, not in it: `OUT/dropj_participants/METHOD/user{ID}.json`, rewritten whole (atomically) at
+# each change. It holds what is not a response: the study file's hash, the participant's order of the queries
+# (fixed before their first query, so a restart or another study file version never reorders them), when
+# they consented, and their practice answers, which are kept out of the annotation directory on purpose:
+# everything in it is training data (`dropj train reward`, `dropj export`).
+
+def participant_path(out: str | os.PathLike, method: str, user: int) -> Path:
+    return Path(out) / "dropj_participants" / method / f"user{int(user)}.json"
+
+
+def read_participant(path: Path) -> Optional[dict]:
+    try:
+        with open(path, "rb") as f:
+            record = json.loads(f.read(16 << 20))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: unreadable participant record ({schema.one_line(exc, 200)}); move it away "
+                        "to start that participant again") from None
+    if not isinstance(record, dict) or not isinstance(record.get("order"), list):
+        raise DataError(f"{path}: not a participant record (no 'order'); move it away to start that participant again")
+    return record
+
+
+def write_participant(path: Path, record: dict) -> None:
+    data = json.dumps(record, indent=1, sort_keys=True).encode()
+    durable.write_atomically(path, lambda f: f.write(data), force=True)
 
 
 # --- back to the release's files ------------------------------------------------------------------------
@@ -173,13 +205,17 @@ class Annotations:
             yield (_user(example), preferences.text(example[schema.QUERY_ID]),
                    preferences.from_example(example, self.spec))
 
-    def next_query(self, user: int) -> Optional[str]:
+    def next_query(self, user: int, order: Optional[list[str]] = None) -> Optional[str]:
+        """The first query of `order` (default: the queries' own) that `user` has not answered."""
         done = self.answered.get(user, {})
-        return next((video for video in self.order if video not in done), None)
+        return next((video for video in (self.order if order is None else order) if video not in done), None)
 
-    def progress(self, user: int) -> tuple[int, int]:
-        """(queries this user answered or skipped, queries in all)."""
-        return len(self.answered.get(user, {})), len(self.order)
+    def progress(self, user: int, among: Optional[list[str]] = None) -> tuple[int, int]:
+        """(queries of `among` (default: all) this user answered or skipped, queries in `among`)."""
+        done = self.answered.get(user, {})
+        if among is None:
+            return len(done), len(self.order)
+        return sum(video in done for video in among), len(among)
 
     def commit(self, user: int, entry: dict, *, session: str, start_time: float, user_agent: str) -> int:
         """Stores one finished response durably; returns its index in the directory (the stored one's, for the

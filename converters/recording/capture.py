@@ -126,18 +126,31 @@ class DmEnvAdapter(dm_env.Environment):
         self.last_raw_info: dict = {}
         self.episode_return = 0
         self.episode_steps = 0
+        self._prepared: Optional[np.ndarray] = None  # the observation of a track `prepare` made ready
+
+    def prepare(self) -> None:
+        """Makes the next episode's track ready without starting its episode: draws its seed and resets the
+        environment, so a driver can see the track before the clock runs (`dropj record --web` waits for the
+        first key). The next `reset()` starts the episode from this very state, untouched in between: its
+        `start_time`, and step 0's wall time, are those of that `reset()`, not of this one."""
+        self._prepared = self._reset_env()
 
     def reset(self) -> dm_env.TimeStep:
+        observation = self._prepared if self._prepared is not None else self._reset_env()
+        self._prepared = None
+        self.start_time = time.time()
+        self.last_info, self.last_raw_info = {}, {}
+        self.episode_return, self.episode_steps = 0, 0
+        return dm_env.restart(observation)
+
+    def _reset_env(self) -> np.ndarray:
         seed = int(next(self._seeds))
         if not 0 <= seed <= MAX_SEED:  # the stored seed is an int64: it must come back as it was
             raise RecordingError(f"seed {seed} is outside 0..{MAX_SEED}, the range the episode metadata stores")
         self.seed = seed
-        self.start_time = time.time()
         observation, info = self.gym_env.reset(seed=self.seed)
         self.initial_state = info.get("initial_state") if self.spec.is_dream else None
-        self.last_info, self.last_raw_info = {}, {}
-        self.episode_return, self.episode_steps = 0, 0
-        return dm_env.restart(observation)
+        return observation
 
     def step(self, action: np.ndarray) -> dm_env.TimeStep:
         observation, reward, terminated, truncated, info = self.gym_env.step(np.asarray(action, np.float64))

@@ -75,6 +75,8 @@ class RecordConfig:
     max_steps: int = 1000  # the study's time limit
     window: tuple[int, int] = (1000, 800)
     screenshot: Optional[str] = None  # save the window as PNG once, at step 100 of the first episode
+    # --web: an episode in which no key was down for this long is dropped, never saved (the session goes on)
+    episode_idle_s: float = 30.0
     # env 'dream': drive inside the world model of `dream_of` (`DropjDream-v0`), seeing the VAE's frames
     vae: Optional[str] = None
     mdnrnn: Optional[str] = None
@@ -110,6 +112,8 @@ class RecordConfig:
             raise ValueError(f"fps must be within 1..1000, got {self.fps}")
         if self.max_steps < 1:
             raise ValueError(f"max_steps must be >= 1, got {self.max_steps}")
+        if not self.episode_idle_s > 0:
+            raise ValueError(f"episode_idle_s must be > 0 seconds, got {self.episode_idle_s}")
         if min(self.window) < 64:
             raise ValueError(f"window must be at least 64x64, got {self.window}")
 

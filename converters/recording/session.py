@@ -25,11 +25,22 @@ The server alone holds the recording's directory lock and its
 `RecordingStore`: an episode is numbered and written durably before the
 session hears "ok". If the server is gone (killed), the session keeps a
 finished episode in a rescue file itself and ends; an open episode is
-dropped, as in `dropj record`'s window. An episode in which no key was
-pressed is dropped at its time limit, never saved (an idle tab records
-nothing). Only our own code runs on either end
+dropped, as in `dropj record`'s window. Only our own code runs on either end
 of the socket (the browser's messages are JSON, checked by the server), so
 its pickles are trusted.
+
+Driving waits for the driver. Each episode's track is made ready and shown
+(phase "ready": the page says "press an arrow key to start"), but the episode
+begins, its clock and its first step, only when an arrow key is down: no step
+is taken or recorded while a participant reads the page or looks away. An
+episode in which no key was down for `RecordConfig.episode_idle_s` seconds is
+dropped, never saved, and the next track waits for its first key; an idle tab
+therefore records nothing, and the server ends it after `--idle_timeout`.
+
+Each frame's status carries the session's phase ("ready", "driving",
+"saving", then "saved", or "rescued" when the store could not append the
+episode and it was kept in a rescue file: never called saved) and how the
+previous episode ended, so a page that skipped frames still shows the truth.
 """
 
 from __future__ import annotations
@@ -85,7 +96,7 @@ class ServerLink:
         self.conn = conn
         self.action = np.zeros(3, dtype=np.float64)
         self.held: tuple[bool, ...] = (False,) * len(schema.KEYS)
-        self.keys_messages = 0  # key changes received: a session tells an untouched episode by it
+        self.keys_messages = 0  # key changes received: a session tells a driver who is there by them
         self.restart = self.stop = False
 
     def send(self, *message: Any) -> None:
@@ -112,12 +123,14 @@ class ServerLink:
             return message
         return None
 
-    def poll(self, timeout: float = 0.0) -> None:
+    def poll(self, timeout: float = 0.0, until: Callable[[], bool] = lambda: False) -> None:
         """Applies the controls that have arrived, waiting for more until `timeout` s have passed (or a stop or
-        restart came)."""
+        restart came, or `until()` holds: then the messages after it wait for the next poll, so a key pressed
+        and released at once is still down for the step that starts with it)."""
         deadline = time.perf_counter() + timeout
         try:
-            while not (self.stop or self.restart) and self.conn.poll(max(0.0, deadline - time.perf_counter())):
+            while not (self.stop or self.restart or until()) and \
+                    self.conn.poll(max(0.0, deadline - time.perf_counter())):
                 if self._receive() is not None:
                     raise ServerGone()  # an answer nobody asked for: not our server
         except (OSError, EOFError):
@@ -233,6 +246,11 @@ def drive(args: SessionArgs, link: ServerLink) -> None:
         pass
 
 
+# The phases of a session, as its frames' status tells the page.
+READY, DRIVING, SAVING, SAVED, RESCUED = "ready", "driving", "saving", "saved", "rescued"
+FIRST_KEY_POLL_S = 1.0  # how often a session waiting for its first key looks up (a stop or restart wakes it at once)
+
+
 class Session:
     """The stepping loop of one session, paced on the session's own clock."""
 
@@ -240,7 +258,8 @@ class Session:
         self.args, self.link = args, link
         self.recorder: Optional[record.Recorder] = None
         self._held: tuple[bool, ...] = (False,) * len(schema.KEYS)
-        self.saved = self.dropped = self.steps = 0
+        self.saved = self.dropped = self.rescued = self.steps = 0
+        self.last: Optional[dict] = None  # how the previous episode ended, shown until the next one starts
 
     def keys_held(self) -> tuple[bool, ...]:
         """The keys held when this step's action was read (EnvLogger asks after the step)."""
@@ -251,51 +270,95 @@ class Session:
         self._held = self.link.held
         return self.link.action.copy()
 
+    def _first_key(self) -> bool:
+        """Waits, stepping nothing, until an arrow key is down: True; False on a stop or a restart."""
+        link = self.link
+        while not (link.stop or link.restart):
+            if any(link.held):  # pressed now, or still held from the last episode: the driver is there
+                return True
+            link.poll(FIRST_KEY_POLL_S, until=lambda: any(link.held))
+        return False
+
     def drive(self, car: Any) -> None:
         import pygame
 
         config, recorder, link = self.args.config, self.recorder, self.link
         surface = pygame.Surface(config.window)
-        while not link.stop and (config.episodes is None or self.saved < config.episodes):
+        writer, adapter = recorder.writer, recorder.adapter
+        episode = 0
+        writer.before_write = lambda: self._publish(surface, car, episode, SAVING)
+        while not link.stop and (config.episodes is None or self.saved + self.rescued < config.episodes):
             link.restart = False
+            episode = writer.episodes_before + writer.episodes_written
+            adapter.prepare()  # the track, shown; the episode and its clock start at the first key
+            self._publish(surface, car, episode, READY)
+            if not self._first_key():
+                continue  # Enter: another track; Esc: the loop ends
             timestep = recorder.logger.reset()
-            episode = recorder.writer.episodes_before + recorder.writer.episodes_written
             pace = controls.Pace(config.fps)
-            keys_at_reset, touched = link.keys_messages, False
+            keys_seen, last_key = link.keys_messages, time.monotonic()
             while True:
                 if link.stop or link.restart:
-                    self.dropped += 1 if recorder.adapter.episode_steps else 0
-                    recorder.writer.discard_episode()
+                    if adapter.episode_steps:
+                        self.dropped += 1
+                        self.last = self._outcome(episode, "dropped", why="Enter: a new track" if link.restart
+                                                  else "Esc")
+                    writer.discard_episode()
                     break
                 pace.step_starts()
                 action = self._action()
-                touched = touched or link.keys_messages != keys_at_reset or any(self._held)
-                if not touched and recorder.adapter.episode_steps + 1 >= recorder.adapter.time_limit:
-                    # An idle tab's episode: no key was pressed in it, and this step ends it at the time limit.
-                    # It is dropped, never saved (as Enter drops one); the next starts. A session idle for
-                    # --idle_timeout is ended by the server.
+                now = time.monotonic()
+                if link.keys_messages != keys_seen or any(self._held):
+                    keys_seen, last_key = link.keys_messages, now
+                elif now - last_key >= config.episode_idle_s:
+                    # No key down for --episode_idle_s: the driver left (or the tab lost focus), so what follows
+                    # is not driving. The episode is dropped, never saved (as Enter drops one), and the next
+                    # track waits for a first key; a session idle for --idle_timeout is ended by the server.
                     self.dropped += 1
-                    recorder.writer.discard_episode()
-                    self.link.log(f"{self.args.user}: episode {episode} dropped at the time limit: no key was "
-                                  "pressed in it")
+                    writer.discard_episode()
+                    why = f"no key pressed for {config.episode_idle_s:g} s"
+                    self.last = self._outcome(episode, "dropped", why=why)
+                    link.log(f"{self.args.user}: episode {episode} dropped after {adapter.episode_steps} steps: {why}"
+                             " (--episode_idle_s)")
                     break
+                written = writer.episodes_written
                 timestep = recorder.logger.step(action)
                 self.steps += 1
-                if timestep.last():
+                if not timestep.last():
+                    self._publish(surface, car, episode, DRIVING)
+                    pace.wait(link.poll)  # returns early on a stop or restart
+                    continue
+                rate = pace.steps_per_second()
+                said = f"{adapter.episode_steps} steps, return {adapter.episode_return}, {rate:.1f} steps/s"
+                phase = SAVED if writer.episodes_written > written else RESCUED  # (else the writer raised)
+                if phase == SAVED:
                     self.saved += 1
-                self._publish(surface, car, episode)
-                if timestep.last():
-                    rate = pace.steps_per_second()
-                    self.link.log(f"{self.args.user}: episode {episode} saved ({recorder.adapter.episode_steps} "
-                                  f"steps, return {recorder.adapter.episode_return}, {rate:.1f} steps/s)")
-                    if rate < SLOW * config.fps:  # (NaN, a one-step episode, is never slow)
-                        self.link.log(f"{self.args.user}: episode {episode} ran slower than {config.fps:g} steps/s: "
-                                      "this machine is short of CPU for its sessions (fewer: --max_sessions)")
-                    break
-                pace.wait(link.poll)  # returns early on a stop or restart
+                    self.last = self._outcome(episode, "saved")
+                    link.log(f"{self.args.user}: episode {episode} saved ({said})")
+                else:
+                    # The store could not append it (a full disk...): the writer kept it in a rescue file and said
+                    # why. It is not in the recording until repaired, so it is never called saved, here or on
+                    # the page, which shows the file and the command that adds it.
+                    self.rescued += 1
+                    path = writer.rescued[-1]
+                    command = recording_store.repair_command(writer.directory, path)
+                    self.last = self._outcome(episode, "rescued", file=path, repair=command)
+                    link.log(f"{self.args.user}: episode {episode} not saved, kept in the rescue file {path} "
+                             f"({said}): run `{command}` to add it")
+                self._publish(surface, car, episode, phase)
+                if rate < SLOW * config.fps:  # (NaN, a one-step episode, is never slow)
+                    link.log(f"{self.args.user}: episode {episode} ran slower than {config.fps:g} steps/s: "
+                             "this machine is short of CPU for its sessions (fewer: --max_sessions)")
+                break
 
-    def _publish(self, surface: Any, car: Any, episode: int) -> None:
-        """The step's view as JPEG, with the status line's numbers, to the server (which sends the newest)."""
+    def _outcome(self, episode: int, outcome: str, **more: Any) -> dict:
+        adapter = self.recorder.adapter
+        return {"episode": episode, "outcome": outcome, "steps": adapter.episode_steps,
+                "return": int(adapter.episode_return), **more}
+
+    def _publish(self, surface: Any, car: Any, episode: int, phase: str) -> None:
+        """The view as JPEG, with the status line's numbers and the phase, to the server (which sends the
+        newest). Every status but a driving one also says how the last episode ended."""
         from PIL import Image
 
         adapter = self.recorder.adapter
@@ -306,10 +369,14 @@ class Session:
             image = view_image(surface)
         buffer = io.BytesIO()
         image.save(buffer, format="JPEG", quality=JPEG_QUALITY)
-        if self.args.screenshot and self.steps == controls.SCREENSHOT_STEP:
+        if self.args.screenshot and self.steps == controls.SCREENSHOT_STEP and phase == DRIVING:
             image.save(self.args.screenshot, format="PNG")
-        self.link.send("frame", buffer.getvalue(), {"episode": episode, "step": adapter.episode_steps,
-                                                     "return": int(adapter.episode_return), "saved": self.saved})
+        status = {"phase": phase, "episode": episode, "step": 0 if phase == READY else adapter.episode_steps,
+                  "return": 0 if phase == READY else int(adapter.episode_return), "saved": self.saved,
+                  "rescued": self.rescued}
+        if phase != DRIVING:
+            status["last"] = self.last
+        self.link.send("frame", buffer.getvalue(), status)
 
 
 class Ready:

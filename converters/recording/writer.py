@@ -50,6 +50,7 @@ class RecordingWriter(backend_writer.BackendWriter):
         self.episodes_before = self._store.episodes
         self.episodes_written = 0
         self.rescued: list[str] = []
+        self.before_write: Callable[[], None] = lambda: None  # called as an episode ends, before it is written
         self._steps: list[step_data.StepData] = []
         self._episode_metadata: dict = {}
         # the frame codec's thread pool, as the builders use it
@@ -77,6 +78,7 @@ class RecordingWriter(backend_writer.BackendWriter):
         return dropped
 
     def _write_episode(self) -> None:
+        self.before_write()
         steps, self._steps = self._steps, []
         index = self._store.episodes  # the episodes listed on disk decide the number (set again as it is written)
         example = episode_example(self.spec, steps, self._episode_metadata, index,

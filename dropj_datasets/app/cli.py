@@ -160,7 +160,8 @@ def _record(args: argparse.Namespace) -> int:
     config = controls.RecordConfig(env=args.env, out=args.out, user=args.user, episodes=args.episodes,
                                    seed=args.seed, fps=args.fps, max_steps=args.max_steps,
                                    window=args.window, screenshot=args.screenshot, vae=args.vae,
-                                   mdnrnn=args.mdnrnn, init_states=args.init_states, dream_of=args.dream_of)
+                                   mdnrnn=args.mdnrnn, init_states=args.init_states, dream_of=args.dream_of,
+                                   episode_idle_s=args.episode_idle_s)
     if args.web:
         from dropj_datasets.app.web import record as web_record
 
@@ -188,7 +189,7 @@ def _annotate(args: argparse.Namespace) -> int:
     from dropj_datasets.app.web import annotate
 
     annotate.run(args.queries, args.method, args.out, user=args.user, data_dir=args.data_dir, host=args.host,
-                 port=args.port, allow_hosts=args.allow_host, idle_s=args.idle_timeout)
+                 port=args.port, allow_hosts=args.allow_host, idle_s=args.idle_timeout, study=args.study)
     return 0
 
 
@@ -331,16 +332,23 @@ def parser() -> argparse.ArgumentParser:
     rec.add_argument("--idle_timeout", type=_positive_float, default=120.0, metavar="SECONDS",
                      help="--web: a session with no key pressed for this long ends and gives its place back "
                           "(default 120)")
+    rec.add_argument("--episode_idle_s", type=_positive_float, default=30.0, metavar="SECONDS",
+                     help="--web: an episode with no key down for this long is dropped, not saved, and the next "
+                          "track waits for its first key (default 30)")
     rec.set_defaults(run=_record)
 
     ann = sub.add_parser("annotate", help="collect preferences and justifications in the browser (docs/annotate.md)")
-    ann.add_argument("--queries", type=_dataset_name, required=True,
+    ann.add_argument("--study", metavar="STUDY.toml",
+                     help="a study file: consent, instructions, practice, the queries, method and order "
+                          "(docs/study.toml); without it, --queries, --method and --user are the quick path")
+    ann.add_argument("--queries", type=_dataset_name,
                      help="a built queries dataset, name/config (e.g. dropj_carracing/queries) or its directory")
-    ann.add_argument("--data_dir", help="TFDS data dir the queries were built in")
-    ann.add_argument("--method", required=True, choices=tuple(schema.ANNOTATIONS),
+    ann.add_argument("--data_dir", help="TFDS data dir the queries were built in (overrides the study file's)")
+    ann.add_argument("--method", choices=tuple(schema.ANNOTATIONS),
                      help="the study's questions: drop, drope, dropj or mjust")
-    ann.add_argument("--user", required=True, type=_non_negative_int,
-                     help="annotator id (the release's files are named responses_user{ID}_...)")
+    ann.add_argument("--user", type=_non_negative_int,
+                     help="annotator id (the release's files are named responses_user{ID}_...); with --study, "
+                          "the id of a link without ?user=")
     ann.add_argument("--out", required=True, help="responses go to OUT/dropj_annotations/METHOD/1.0.0 (appended)")
     ann.add_argument("--host", default="127.0.0.1", help="address to bind (another host needs the printed token)")
     ann.add_argument("--port", type=_port, default=8000)

@@ -7,16 +7,20 @@
                                                    # actions, rewards, flags
     write_animation(episode, 'episode0.gif')       # or .mp4, at the recorded pace, with overlays
 
-Everything is read through `BuiltDataset.open`, so a shared directory is checked before TFDS opens it.
+A directory is checked as `dropj` checks one before anything reads it (`open_built`). Statistics come from the
+numbers of the examples, read without TensorFlow and kept beside the index (`dropj.loaders.statistics`);
+episodes and items through TFDS (`BuiltDataset`, opened when first needed).
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
+import functools
 import html
 import io
 import math
+import os
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -25,13 +29,59 @@ import numpy as np
 from dropj_datasets import schema
 
 FRAME_PACE = 50.0  # steps per second of the release's environments (FPS 50)
-MAX_ITEMS = 100_000  # statistics read at most this many items
 
 
-def open_built(dataset: str, data_dir: Optional[str] = None) -> Any:
-    from dropj.converters.roundtrip.built import BuiltDataset
+@dataclasses.dataclass
+class Built:
+    """A built config, checked (`dataset_dir.check_shards`, no TensorFlow), with TFDS's reader of it
+    (`roundtrip.built.BuiltDataset`: `builder`, `examples()`, `episodes()`) opened when first asked for: the
+    statistics and their page read the shards without TensorFlow, so `dropj stats` never imports it."""
 
-    return BuiltDataset.open(dataset, data_dir)
+    dataset: str
+    data_dir: Optional[str]
+    spec: schema.Spec
+    directory: Path
+    name: str  # the builder's name and config, as TFDS names them (dataset_info.json)
+    config: str
+    count: int  # items of the train split
+
+    @functools.cached_property
+    def tfds(self) -> Any:
+        from dropj.converters.roundtrip.built import BuiltDataset
+
+        return BuiltDataset.open(self.dataset, self.data_dir)
+
+    @property
+    def builder(self) -> Any:
+        return self.tfds.builder
+
+    def examples(self):
+        return self.tfds.examples()
+
+    def episodes(self):
+        return self.tfds.episodes()
+
+
+def open_built(dataset: str, data_dir: Optional[str] = None) -> Built:
+    """'name/config' under `data_dir` (its newest built version) or a built version folder, checked."""
+    from dropj.converters.store import dataset_dir
+
+    if os.path.isdir(dataset):
+        directory = Path(dataset)
+    else:
+        name, _, config = dataset.partition("/")
+        try:
+            schema.spec_for(name, config)
+        except KeyError as exc:
+            if os.path.exists(dataset):
+                raise schema.DataError(f"{dataset}: not a directory") from None
+            raise schema.DataError(f"{dataset}: {exc.args[0]}") from None
+        directory = dataset_dir.find_built(dataset, data_dir)
+    name, spec, shards = dataset_dir.check_shards(directory)
+    info_file = directory / dataset_dir.DATASET_INFO
+    info = dataset_dir.read_json(info_file, dataset_dir.JSON_LIMITS[dataset_dir.DATASET_INFO])
+    return Built(dataset, data_dir, spec, directory, name, str(info.get("configName") or spec.config),
+                 sum(count for _, count in shards))
 
 
 def text(value: Any) -> str:
@@ -41,64 +91,46 @@ def text(value: Any) -> str:
 # --- statistics -----------------------------------------------------------------------------------------
 
 def statistics(built: Any) -> dict:
-    """Counts and distributions of a built config, by its kind (episodes, sketches, queries, preferences)."""
-    shown_as = schema.kind_of(built.spec).shown_as
-    if shown_as == schema.RESPONSE_VIEW:
-        return _feedback_statistics(built)
-    if shown_as == schema.QUERY_VIEW:
-        sizes = [len(example[schema.VIDEO]) for example in _items(built)]
-        return {"kind": built.spec.kind, "items": len(sizes), "video_bytes": sizes}
-    return _episode_statistics(built)
+    """Counts and distributions of a built config, by how its kind is shown (episodes, queries, responses):
+    `dropj.loaders.statistics` over the TF-free reader, kept beside the index after the first time."""
+    from dropj.loaders import statistics as figures
+    from dropj.loaders.episode_source import EpisodeSource
+
+    with EpisodeSource(built.directory) as source:
+        stats = figures.of(source)
+        if isinstance(built.spec, schema.AnnotationSpec):  # ours: per participant and agreement too
+            stats["agreement"] = agreement(built, source)
+        return stats
 
 
-def _items(built: Any):
-    for index, example in enumerate(built.examples()):
-        if index >= MAX_ITEMS:
-            return
-        yield example
+def agreement(built: Any, source: Any) -> dict:
+    """`dropj.loaders.agreement.of` an annotation directory, with the method's questions and what the
+    participants' records beside it say (`OUT/dropj_participants/METHOD/`, where `dropj annotate` wrote them)."""
+    from dropj.converters.feedback import annotations, study
+    from dropj.loaders import agreement as figures
+
+    questions = study.Study(built.spec).questions
+    records = {}
+    folder = annotations.participant_path(built.directory.parent.parent.parent, built.spec.config, 0).parent
+    if built.directory.parent.parent.name == schema.ANNOTATION_DATASET and folder.is_dir():
+        for path in sorted(folder.glob("user*.json"))[:10 * figures.MAX_PARTICIPANTS]:
+            if path.stem[4:].isdigit():
+                try:
+                    record = annotations.read_participant(path)
+                except schema.DataError:
+                    continue
+                if record is not None:
+                    records[int(path.stem[4:])] = {"of": len(record["order"]), **{
+                        k: record[k] for k in ("consented_at", "completed_at") if k in record}}
+    return figures.of(source, questions=[(q.text, q.options) for q in questions], participants=records)
 
 
-def _episode_statistics(built: Any) -> dict:
-    extra_last = schema.kind_of(built.spec).extra_last_step
-    lengths, returns, terminal = [], [], 0
-    flags: dict[str, list[int]] = collections.defaultdict(list)
-    actions: list[np.ndarray] = []
-    rewards: collections.Counter = collections.Counter()
-    for example in _items(built):
-        steps = example[schema.STEPS]
-        n = len(steps[schema.IS_FIRST]) - extra_last
-        lengths.append(n)
-        episode_rewards = np.asarray(steps[schema.REWARD])[:n]
-        returns.append(float(np.sum(episode_rewards)))
-        rewards.update(float(r) for r in episode_rewards)
-        terminal += bool(np.any(steps[schema.IS_TERMINAL]))
-        for name, column in (steps.get(schema.INFO) or {}).items():
-            flags[name].append(int(np.sum(np.asarray(column)[:n] == schema.INFO_TRUE)))
-        action = np.asarray(steps[schema.ACTION], dtype=np.float64)[:n]
-        actions.append(action[np.isfinite(action).all(axis=1)])
-    stacked = np.concatenate(actions) if actions else np.zeros((0, 3))
-    return {"kind": built.spec.kind, "items": len(lengths), "lengths": lengths, "returns": returns,
-            "terminal": terminal, "flags_per_episode": dict(flags), "rewards": dict(sorted(rewards.items())),
-            "actions": {name: stacked[:, k].tolist() for k, name in enumerate(("steer", "gas", "brake"))}}
+def statistics_through_tfds(built: Any) -> dict:
+    """The same figures from every example as TFDS decodes it, frames included: the reference the TF-free
+    ones are tested and benchmarked against (minutes on a 600-episode config)."""
+    from dropj.loaders import statistics as figures
 
-
-def _feedback_statistics(built: Any) -> dict:
-    answers: collections.Counter = collections.Counter()
-    labels: collections.Counter = collections.Counter()
-    times, repeats, skipped, users = [], [], 0, collections.Counter()
-    for example in _items(built):
-        response = example[schema.RESPONSE]
-        times.append(float(response[schema.TOTAL_TIME]))
-        repeats.append(int(response[schema.REPEAT_COUNT]))
-        users[int(example[schema.ANNOTATOR][schema.USER_ID])] += 1
-        if response[schema.SKIPPED]:
-            skipped += 1
-            continue
-        answers["/".join(text(a) for a in response[schema.ANSWERS][schema.ANSWER])] += 1
-        labels[round(float(example[schema.LABEL]), 4)] += 1
-    return {"kind": built.spec.kind, "items": len(times), "skipped": skipped, "answers": dict(answers.most_common()),
-            "labels": dict(sorted(labels.items())), "total_time": times, "repeat_count": repeats,
-            "annotators": dict(sorted(users.items()))}
+    return figures.accumulate(built.spec, built.examples())
 
 
 # --- plots (inline SVG, no plotting library) ----------------------------------------------------------
@@ -134,8 +166,8 @@ def svg_histogram(values: Sequence[float], title: str, bins: int = 20) -> str:
 
 def report(built: Any, stats: dict) -> str:
     """One self-contained HTML page of a config's statistics."""
-    name = f"{built.builder.name}/{built.builder.builder_config.name}"
-    plots = []
+    name = f"{built.name}/{built.config}"
+    plots, tables = [], ""
     if "lengths" in stats:
         plots += [svg_histogram(stats["lengths"], "transitions per episode"),
                   svg_histogram(stats["returns"], "return per episode"),
@@ -151,6 +183,8 @@ def report(built: Any, stats: dict) -> str:
                   svg_bars(collections.Counter(stats["repeat_count"]), "Repeat Video presses"),
                   svg_bars({f"user {k}": v for k, v in stats["annotators"].items()}, "responses per annotator")]
         summary = f"{stats['items']} responses, {stats['skipped']} skipped"
+        if "agreement" in stats:
+            tables = agreement_tables(stats["agreement"])
     else:
         plots.append(svg_histogram([b / 1e3 for b in stats["video_bytes"]], "video kB"))
         summary = f"{stats['items']} queries"
@@ -158,7 +192,41 @@ def report(built: Any, stats: dict) -> str:
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(name)}</title>'
             '<style>body{font-family:sans-serif;margin:1em}figure{display:inline-block;margin:0.5em}</style></head>'
             f'<body><h1>{html.escape(name)}</h1><p>{html.escape(built.spec.description)}.</p>'
-            f'<p>{html.escape(summary)}</p>{body}</body></html>')
+            f'<p>{html.escape(summary)}</p>{body}{tables}</body></html>')
+
+
+def agreement_tables(figures: dict) -> str:
+    """The per-participant and agreement tables of `dropj.loaders.agreement.figures`, as HTML."""
+    def table(head: Sequence[str], rows: list[list[Any]]) -> str:
+        cells = "".join(f"<th>{html.escape(h)}</th>" for h in head)
+        body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
+        return f'<table border="1" cellpadding="4" style="border-collapse:collapse"><tr>{cells}</tr>{body}</table>'
+
+    def when(epoch: Any) -> str:
+        import datetime
+
+        return "-" if epoch is None else datetime.datetime.fromtimestamp(epoch).isoformat(" ", "seconds")
+
+    def counts(by_answer: dict) -> str:
+        return ", ".join(f"{a}: {n}" for a, n in by_answer.items())
+
+    people = [[f"user {p['user']}", f"{p['responses']} of {p['of']}" if p["of"] else p["responses"], p["answered"],
+               p["skipped"], p["repeats"], "-" if p["seconds_median"] is None else
+               f"{p['seconds_median']:.1f} ({p['seconds_mean']:.1f})", when(p["consented_at"]),
+               when(p["completed_at"]), "; ".join(f"{q}: {counts(c)}" for q, c in p["answers"].items())]
+              for p in figures["participants"]]
+    questions = [[q["question"], counts(q["distribution"]), q["shared_queries"], q["raters"], q["statistic"] or "-",
+                  f"{q['kappa']:.3f}" if q["kappa"] is not None else f"undefined: {q['undefined']}"]
+                 for q in figures["questions"]]
+    left = (f"<p>{figures['participants_left_off']} more participants not listed.</p>"
+            if figures["participants_left_off"] else "")
+    return ("<section><h2>Participants</h2>"
+            + table(["participant", "progress", "answered", "skipped", "repeats", "seconds per query: median (mean)",
+                     "consented", "finished", "answers"], people) + left
+            + "<h2>Agreement on shared queries</h2><p>Two participants: Cohen's kappa; three or more: Fleiss' kappa "
+              "(dropj.loaders.agreement).</p>"
+            + table(["question", "answers given", "shared queries", "participants", "statistic", "kappa"], questions)
+            + "</section>")
 
 
 # --- one episode ----------------------------------------------------------------------------------------

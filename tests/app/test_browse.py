@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import signal
 import socket
 import subprocess
@@ -53,6 +54,19 @@ def test_stats_writes_one_self_contained_page(data_dir, tmp_path):
     page = (tmp_path / "report.html").read_text()
     assert page.count("<svg") >= 8 and "return per episode" in page and "action: steer" in page
     assert "src=" not in page and "href=" not in page  # nothing to fetch: plots are inline
+
+
+@pytest.mark.parametrize("config", CONFIGS)
+def test_stats_pages_are_the_tfds_paths_counted_then_kept(data_dir, tmp_path, config):
+    """`dropj stats` reads the numbers without TensorFlow and keeps them beside the index: its page, counted and
+    then read back, is the one the TFDS path (every example decoded, frames included) gives."""
+    built = views.open_built(f"dropj_carracing/{config}", str(data_dir))
+    expected = views.report(built, views.statistics_through_tfds(built))
+    shutil.rmtree(built.directory / "dropj_index", ignore_errors=True)
+    for run in ("counted", "kept"):
+        done = _dropj("stats", f"dropj_carracing/{config}", "--data_dir", data_dir, "--out", tmp_path / f"{run}.html")
+        assert done.returncode == 0, done.stderr
+        assert (tmp_path / f"{run}.html").read_text() == expected, run
 
 
 @pytest.mark.parametrize("config, suffix", [("real", ".gif"), ("real", ".mp4"), ("dream", ".gif")])

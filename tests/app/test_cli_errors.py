@@ -191,6 +191,7 @@ INTERNAL_EXCEPTIONS = {
     "ServerGone", "Stopped", "StoreFailed",
     "_Stop",  # legacy_pickle: the STOP opcode
     "Corrupt", "TooMany",  # tfrecord_wire: turned into a DataError naming shard, record and field
+    "_Stale",  # loaders/statistics: a kept statistics file that does not read whole is ignored and recounted
 }
 
 

@@ -54,7 +54,7 @@ STEPS_TARGET = 49.5  # steps/s per session, the issue's target
 LATENCY_TARGET_MS = 60.0  # p99, the target
 KEY_NAMES = ("ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown")  # the order of `keys_held`
 ENCODE_FRAMES = 60
-SETTLED_FRAMES = 25  # a participant's script starts after this many frames (0.5 s into the episode)
+SETTLED_FRAMES = 1  # a participant's script starts once the track is shown (an episode waits for its first key)
 SELENIUM_KEYS = {"ArrowLeft": "LEFT", "ArrowRight": "RIGHT", "ArrowUp": "UP", "ArrowDown": "DOWN"}
 
 
@@ -310,7 +310,7 @@ def run_chromium(steps: int, workdir: Path) -> dict:
         process = psutil.Process(server.proc.pid)
         driver.get(server.base + "/?user=chromium")
         state = lambda: driver.execute_script("return window.dropjRecord") or {}  # noqa: E731
-        wait_for(lambda: state().get("framesShown", 0) >= SETTLED_FRAMES, 60, lambda: state())
+        wait_for(lambda: state().get("phase") == "ready", 60, lambda: state())
         driver.execute_script(LISTEN)
         view = driver.find_element("id", "view")
         browser = psutil.Process(driver.service.process.pid)
@@ -459,8 +459,8 @@ def report(args: argparse.Namespace, encodings: list[dict], chromium: Optional[d
         f"is shared, and the participants (threads here, or Chromium) run on the same 2 cores as the server.", "",
         f"The real server (`dropj record --web --max_steps {args.steps} --episodes 1`, a process of its own, "
         f"`carracing`). Each participant follows its own seeded key script (segments of 0.16-1.2 s; Up 75 % of the "
-        f"time, Left or Right a quarter each, Down 10 %), begun once its session has shown {SETTLED_FRAMES} "
-        "frames, and "
+        "time, Left or Right a quarter each, Down 10 %), begun once its session has shown the track (the episode "
+        "starts at its first key), and "
         f"sends each change as the page does. *Steps/s* is "
         f"(steps - 1) over the time between the episode's first and last recorded `wall_time`. *Latency* runs from a "
         f"key event's send time to the recorded `wall_time` of the observation after the first action taken with "

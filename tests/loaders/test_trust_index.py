@@ -78,6 +78,15 @@ def test_an_index_that_is_a_fifo_is_never_waited_on_and_removing_it_as_told_keep
     assert EpisodeSource(directory).index.path == index_file and index_file.is_file()
 
 
+def test_an_index_that_is_a_directory_is_left_alone_and_the_index_kept_in_memory(real_dir, tmp_path, caplog):
+    directory, _ = _copy(real_dir, tmp_path)
+    index_file = directory / "dropj_index" / "train.idx"
+    index_file.mkdir(parents=True)  # os.fdopen refused it with IsADirectoryError before the check
+    source = EpisodeSource(directory)
+    assert source.index.path is None and source.steps(1, 0, 2)["observation"].shape == (2, 84, 84, 3)
+    assert f"{index_file}: a directory, not a regular file" in caplog.text and index_file.is_dir()
+
+
 def test_a_shard_swapped_for_a_fifo_after_the_check_is_refused_not_waited_on(real_dir, tmp_path):
     directory, shard = _copy(real_dir, tmp_path)
     for what in ("index", "record"):

@@ -15,6 +15,10 @@ before any route runs:
    set on a response to a request whose query carried the right token), one
    constant-time comparison of bytes. Loopback needs none: only this machine
    reaches it, and the Host rule keeps other sites' pages out.
+   **Admin**: an app with an experimenter's view (`annotate`'s `/admin`) has a second token, on loopback
+   too, printed only with the admin address. A path under `ADMIN_PATHS` needs it (in `?token=` or the
+   `dropj_admin_PORT` cookie, set the same way), whatever the bind: the participants' token and cookie never
+   open it. The admin token opens every other path too (the dashboard's own static files).
 4. **Origin**: a request that carries an `Origin` must come from this very
    host (scheme://Host); anything else, `null` included, is cross-site (403).
 
@@ -55,6 +59,7 @@ MAX_ERROR = 500  # characters of an error message sent back
 TOKEN_PARAM = "token"
 LOOPBACK_NAMES = ("localhost",)
 WILDCARDS = ("0.0.0.0", "::", "")
+ADMIN_PATHS = ("/admin", "/api/admin")  # a path starting with one of these needs the admin token
 GRACEFUL_S = 5  # seconds open connections get to end at Ctrl-C
 # Sessions (`annotate`): a tab idle this long is forgotten (its page says "reload"); per client and in all.
 SESSION_IDLE_S = 3600.0
@@ -97,6 +102,7 @@ class Access:
     token: Optional[str] = None
     allow_hosts: tuple[str, ...] = ()
     bound: str = ""  # the numeric address the socket holds (for --host NAME: the one the URL names)
+    admin_token: Optional[str] = None  # the experimenter's token (`ADMIN_PATHS`); None: the app has no admin view
 
     @property
     def url(self) -> str:
@@ -105,6 +111,15 @@ class Access:
         shown = self.host if _is_ip(self.host) or self.host in WILDCARDS or not self.bound else self.bound
         shown = f"[{shown}]" if ":" in shown else shown
         return f"http://{shown}:{self.port}/" + (f"?{TOKEN_PARAM}={self.token}" if self.token else "")
+
+    @property
+    def admin_url(self) -> str:
+        """The experimenter's address: the dashboard with the admin token (never given to participants)."""
+        return self.url.split("?")[0] + f"admin?{TOKEN_PARAM}={self.admin_token}"
+
+    @property
+    def admin_cookie(self) -> str:
+        return f"dropj_admin_{self.port}"
 
     @property
     def cookie(self) -> str:
@@ -166,13 +181,17 @@ class Guard:
             await _refuse(scope, receive, send, refused)
             return
         started = False
+        # the page's later requests (and its WebSocket) carry the cookie instead of the query's token
+        cookies = {"participant": (self.access.cookie, self.access.token),
+                   "admin": (self.access.admin_cookie, self.access.admin_token)}
+        set_cookie = cookies.get(query_token)
 
         async def send_guarded(message: dict) -> None:
             nonlocal started
             if message["type"] == "http.response.start":
                 started = True
-                if query_token:  # the page's later requests (and its WebSocket) carry the cookie instead
-                    cookie = (f"{self.access.cookie}={self.access.token}; HttpOnly; SameSite=Strict; Path=/")
+                if set_cookie:
+                    cookie = f"{set_cookie[0]}={set_cookie[1]}; HttpOnly; SameSite=Strict; Path=/"
                     message = {**message, "headers": [*message.get("headers", []),
                                                       (b"set-cookie", cookie.encode())]}
             await send(message)
@@ -190,8 +209,9 @@ class Guard:
             self.log(f"{scope.get('path', '')[:80]}: {why}")
             await _refuse(scope, receive, send_guarded, BadRequest(500, f"the server failed: {why}"))
 
-    def _check(self, scope: dict) -> bool:
-        """Raises `BadRequest` unless the request may pass; True when it carried the right token in its query."""
+    def _check(self, scope: dict) -> Optional[str]:
+        """Raises `BadRequest` unless the request may pass; which token its query carried rightly ('participant',
+        'admin'), if any."""
         raw_path, query = scope.get("raw_path") or scope.get("path", "").encode(), scope.get("query_string", b"")
         if len(raw_path) > MAX_PATH or len(query) > MAX_QUERY:
             raise BadRequest(414, f"request path or query longer than {MAX_PATH} / {MAX_QUERY} bytes")
@@ -201,18 +221,29 @@ class Guard:
             raise BadRequest(400, f"Host {schema.describe(host, 60)} is not this server's name "
                                   f"({self.access.host}, localhost); to open it under another name, start it "
                                   "with --allow_host NAME")
-        from_query = False
-        if self.access.token:
+        from_query = None
+        if self.access.token or self.access.admin_token:
             try:
                 params = urllib.parse.parse_qs(query.decode("latin-1"), max_num_fields=MAX_QUERY_FIELDS,
                                                errors="surrogateescape")
             except ValueError:  # more fields than that
                 raise BadRequest(400, f"more than {MAX_QUERY_FIELDS} query parameters") from None
             given = params.get(TOKEN_PARAM, [None])[-1]
-            from_query = _token_ok(given, self.access.token)
-            if not (from_query or _token_ok(_cookie(headers.get("cookie", ""), self.access.cookie),
-                                            self.access.token)):
-                raise BadRequest(401, "access token required: open the address the server printed (?token=...)")
+            cookie = headers.get("cookie", "")
+            admin = bool(self.access.admin_token) and (
+                _token_ok(given, self.access.admin_token)
+                or _token_ok(_cookie(cookie, self.access.admin_cookie), self.access.admin_token))
+            if admin and _token_ok(given, self.access.admin_token):
+                from_query = "admin"
+            if self.access.admin_token and scope.get("path", "").startswith(ADMIN_PATHS):
+                if not admin:  # the participants' token is not this one, whatever the bind
+                    raise BadRequest(401, "the experimenter's token is required: open the admin address the server "
+                                          "printed (admin: ...?token=...)")
+            elif self.access.token and not admin:
+                if _token_ok(given, self.access.token):
+                    from_query = "participant"
+                elif not _token_ok(_cookie(cookie, self.access.cookie), self.access.token):
+                    raise BadRequest(401, "access token required: open the address the server printed (?token=...)")
         origin = headers.get("origin")
         if origin is not None and origin not in (f"http://{host}", f"https://{host}"):
             raise BadRequest(403, "cross-site request refused")
@@ -338,12 +369,15 @@ def listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def bind(host: str, port: int, allow_hosts: Sequence[str] = ()) -> tuple[socket.socket, Access]:
+def bind(host: str, port: int, allow_hosts: Sequence[str] = (), *, admin: bool = False
+         ) -> tuple[socket.socket, Access]:
     """`listen`, and who may talk to the app on that socket: the Host names, the token (off loopback) and the
-    address `Access.url` prints. Called first, before the app creates or prints anything."""
+    address `Access.url` prints; with `admin`, the experimenter's token too (on loopback as well). Called
+    first, before the app creates or prints anything."""
     sock = listen(host, port)
     bound, bound_port = sock.getsockname()[:2]
-    return sock, Access(host, bound_port, new_token(host), tuple(allow_hosts), bound=bound)
+    return sock, Access(host, bound_port, new_token(host), tuple(allow_hosts), bound=bound,
+                        admin_token=secrets.token_urlsafe(24) if admin else None)
 
 
 def serve(app: Any, sock: socket.socket, *, on_stop: Optional[Callable[[], None]] = None, **options: Any) -> bool:

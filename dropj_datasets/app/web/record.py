@@ -23,10 +23,17 @@ loopback, then a same-site cookie, which the handshake carries; no other
 origin). A message is at most `MAX_MESSAGE` bytes of JSON of one of three
 fixed shapes, and anything else closes the connection (1008).
 
-Idle tabs: an episode in which no key was pressed is dropped at its time
-limit, never saved (`converters/recording/session.py`), and a session with no key pressed for
-`--idle_timeout` seconds is ended, the page told why, so its place goes to
+Driving waits for the driver (`converters/recording/session.py`): an
+episode begins at its first key, an episode with no key for
+`--episode_idle_s` is dropped, never saved, and a session with no key pressed
+for `--idle_timeout` seconds is ended, the page told why, so its place goes to
 the next participant.
+
+A full server queues: a participant who finds every place taken waits on
+their page, told their place in the queue, and their session starts by
+itself when they are first and a place is free (no one overtakes them, and
+a page that closes leaves the queue). At most `MAX_WAITING` wait; one more
+is told to try again later.
 """
 
 from __future__ import annotations
@@ -55,12 +62,20 @@ SESSIONS_PER_CORE = 1.5  # a session takes 0.3-0.45 of a core (docs/benchmarks.m
 MAX_ENDING = 16  # session processes still ending (a reloaded page's), beyond which new sessions wait
 SESSION_EXIT_S = 30  # the longest a session may take to end (it may be writing its last episode)
 IDLE_S = 120.0  # --idle_timeout: seconds without a key message after which a session is ended
+MAX_WAITING = 64  # participants queued for a place, beyond which one more is told to try again later
+QUEUE_POLL_S = 0.25  # how often a queued page's place is looked at
 KEYS = {"ArrowLeft": "left", "ArrowRight": "right", "ArrowUp": "up", "ArrowDown": "down"}
 POLICY = 1008  # WebSocket close code: a message or handshake this server does not accept
 
 
 class Refused(Exception):
-    """A WebSocket message or handshake that is not accepted; the message says why (sent, then closed)."""
+    """A WebSocket message or handshake that is not accepted; the message says why (sent, then closed).
+    `reason` tells the page which words to choose: "refused", or "full" (every place is taken, or too many
+    sessions are still ending: a participant in the queue waits on)."""
+
+    def __init__(self, message: str, reason: str = "refused"):
+        super().__init__(message)
+        self.reason = reason
 
 
 @dataclasses.dataclass
@@ -90,7 +105,7 @@ class Participant:
         self._frame: Optional[Frame] = None
         self.frames = 0
         self.last_input = time.monotonic()  # the page's last key, restart or quit (the idle limit's clock)
-        self.saved = self.dropped = 0
+        self.saved = self.dropped = self.rescued = 0
         self.error: Optional[str] = None
         self.done = False
         ready.begin(session_lib.SessionArgs(server.config, user, session_id, str(server.store.directory),
@@ -151,7 +166,7 @@ class Participant:
     def _frame_arrived(self, jpeg: bytes, status: dict) -> None:
         self._frame = Frame(jpeg, status)
         self.frames += 1
-        self.saved = status["saved"]
+        self.saved, self.rescued = status["saved"], status["rescued"]
         self.wake()
 
     def _serve(self) -> None:
@@ -198,6 +213,8 @@ class WebRecordServer:
         self._screenshot_given = False
         self._closing = 0
         self._ready = session_lib.start()  # the next participant's session process, its imports done
+        self._queue: list[int] = []  # tickets of the participants waiting for a place, first come first
+        self._tickets = itertools.count()
 
     def next_seed(self) -> int:
         """The next reset seed of `--seed` (one counter for every session: no two episodes share a track)."""
@@ -210,8 +227,7 @@ class WebRecordServer:
         with self._lock:
             # a session that is ending no longer holds a place, but its process still counts against the bound
             if len(self.sessions) >= self.max_sessions or self._closing >= MAX_ENDING:
-                raise Refused(f"the server is full ({self.max_sessions} participants driving, --max_sessions); "
-                              "try again later")
+                raise Refused(self.full_message(), reason="full")
             screenshot = None
             if self.config.screenshot and not self._screenshot_given:  # `--screenshot`: the first session's view
                 screenshot, self._screenshot_given = self.config.screenshot, True
@@ -226,6 +242,29 @@ class WebRecordServer:
             self.sessions[session.session_id] = session
         self.log(f"session {session.session_id}: {user} connected")
         return session
+
+    def full_message(self) -> str:
+        return f"the server is full ({self.max_sessions} participants driving, --max_sessions)"
+
+    # -- the queue of a full server -------------------------------------------------------------------------
+    def join_queue(self) -> int:
+        with self._lock:
+            if len(self._queue) >= MAX_WAITING:
+                raise Refused(f"{self.full_message()} and {len(self._queue)} are waiting for a place; try again later",
+                              reason="full")
+            ticket = next(self._tickets)
+            self._queue.append(ticket)
+            return ticket
+
+    def place_in_queue(self, ticket: int) -> tuple[int, int]:
+        """(the participant's place in the queue, 1 for the first; the places free now)."""
+        with self._lock:
+            return self._queue.index(ticket) + 1, self.max_sessions - len(self.sessions)
+
+    def leave_queue(self, ticket: int) -> None:
+        with self._lock:
+            if ticket in self._queue:
+                self._queue.remove(ticket)
 
     def close_session(self, session: Participant) -> None:
         with self._lock:
@@ -259,23 +298,29 @@ class WebRecordServer:
         from starlette.concurrency import run_in_threadpool
 
         await websocket.accept()  # (the guard has checked the handshake's Host, token and Origin)
+        loop = asyncio.get_running_loop()
+        ready = asyncio.Event()
         try:
             user = checked_user(websocket.query_params.get("user") or self.config.user)
-            loop = asyncio.get_running_loop()
-            ready = asyncio.Event()
-            session = await run_in_threadpool(self.open_session, user, lambda: loop.call_soon_threadsafe(ready.set))
+            placed = await self._wait_for_place(websocket, user, lambda: loop.call_soon_threadsafe(ready.set))
         except Refused as refused:
-            await websocket.send_text(json.dumps({"error": str(refused)}))
+            await websocket.send_text(json.dumps({"error": str(refused), "reason": refused.reason}))
             await websocket.close(code=POLICY)
             return
+        if placed is None:
+            return  # the page closed while it waited
+        session, receiving = placed
         sender = asyncio.create_task(_send_frames(websocket, session, ready))
         watcher = asyncio.create_task(self._end_when_idle(websocket, session, sender))
         try:
             await websocket.send_text(json.dumps({"session": session.session_id, "user": user,
-                                                  "env": self.config.config_name, "fps": self.config.fps}))
+                                                  "env": self.config.config_name, "fps": self.config.fps,
+                                                  "episode_idle_s": self.config.episode_idle_s,
+                                                  "idle_timeout": self.idle_s}))
             while not session.done:
                 try:
-                    message = await websocket.receive()
+                    message = await (receiving or websocket.receive())
+                    receiving = None
                 except RuntimeError:  # the sender closed it: the session ended
                     break
                 if message["type"] == "websocket.disconnect":
@@ -291,6 +336,52 @@ class WebRecordServer:
             watcher.cancel()
             await run_in_threadpool(self.close_session, session)
 
+    async def _wait_for_place(self, websocket: Any, user: str,
+                              wake: Callable[[], None]) -> Optional[tuple[Participant, Optional[asyncio.Task]]]:
+        """The participant's session, once they are first in the queue and a place is free; meanwhile their page
+        is told their place in the queue whenever it changes. None if the page closed while waiting. Returns the
+        page's message being received, if any, with the session: it is the session's first."""
+        from starlette.concurrency import run_in_threadpool
+
+        ticket = self.join_queue()
+        receiving: Optional[asyncio.Task] = None
+        told, logged = None, False
+        try:
+            while True:
+                place, free = self.place_in_queue(ticket)
+                if place <= free:  # a place for everyone up to them (those ahead are taking theirs now)
+                    try:
+                        return await run_in_threadpool(self.open_session, user, wake), receiving
+                    except Refused as refused:
+                        if refused.reason != "full":
+                            raise
+                        place, free = self.place_in_queue(ticket)  # taken meanwhile, or sessions still ending
+                if place != told:
+                    told = place
+                    text = f"{self.full_message()}: you are number {place} in the queue; your turn starts by " \
+                           "itself, keep this page open"
+                    if place <= free:  # (only sessions still ending hold the places)
+                        text = "a place is coming free: your turn starts in a moment"
+                    await websocket.send_text(json.dumps({"queue": place, "driving": len(self.sessions),
+                                                          "places": self.max_sessions, "text": text}))
+                    if not logged:
+                        self.log(f"{user} waits for a place: number {place} in the queue (--max_sessions "
+                                 f"{self.max_sessions})")
+                        logged = True
+                receiving = receiving or asyncio.create_task(websocket.receive())
+                await asyncio.wait({receiving}, timeout=QUEUE_POLL_S)
+                if receiving.done():
+                    message, receiving = receiving.result(), None
+                    if message["type"] == "websocket.disconnect":
+                        return None
+                    _checked(message.get("text"))  # a key while waiting does nothing, but the shape is checked
+        except BaseException:
+            if receiving is not None:
+                receiving.cancel()
+            raise
+        finally:
+            self.leave_queue(ticket)
+
     async def _end_when_idle(self, websocket: Any, session: Participant, sender: asyncio.Task) -> None:
         """Ends a session whose page sent no key for `idle_s` seconds, telling the page why (its place is free
         again; its open episode is dropped, as on Esc)."""
@@ -304,7 +395,7 @@ class WebRecordServer:
             try:
                 await websocket.send_text(json.dumps({"error": f"no key pressed for {self.idle_s:g} s: this session "
                                                       "ended to give its place to the next participant; reload the "
-                                                      "page to drive again"}))
+                                                      "page to drive again", "reason": "idle"}))
                 await websocket.close(code=1000)
             except RuntimeError:
                 pass  # closed meanwhile
@@ -323,7 +414,18 @@ def checked_user(user: Any) -> str:
 
 
 def _apply(session: Participant, text: Optional[str]) -> None:
-    """One message of the page: {"key": ArrowLeft|ArrowRight|ArrowUp|ArrowDown, "down": bool},
+    """One message of the page, applied to its session."""
+    message = _checked(text)
+    if "key" in message:
+        (session.press if message["down"] else session.release)(KEYS[message["key"]])
+    elif "restart" in message:
+        session.restart()
+    else:
+        session.quit()
+
+
+def _checked(text: Optional[str]) -> dict:
+    """One message of the page, checked: {"key": ArrowLeft|ArrowRight|ArrowUp|ArrowDown, "down": bool},
     {"restart": true} or {"quit": true}."""
     if text is None or len(text) > MAX_MESSAGE:
         raise Refused(f"messages are JSON text of at most {MAX_MESSAGE} bytes")
@@ -333,13 +435,10 @@ def _apply(session: Participant, text: Optional[str]) -> None:
         raise Refused("malformed JSON") from None
     if isinstance(message, dict) and set(message) == {"key", "down"} and message["key"] in KEYS \
             and isinstance(message["down"], bool):
-        (session.press if message["down"] else session.release)(KEYS[message["key"]])
-    elif isinstance(message, dict) and list(message) == ["restart"] and message["restart"] is True:
-        session.restart()
-    elif isinstance(message, dict) and list(message) == ["quit"] and message["quit"] is True:
-        session.quit()  # (1 == True in Python: `is` keeps {"restart": 1} out)
-    else:
-        raise Refused("expected {key, down}, {restart: true} or {quit: true}")
+        return message
+    if isinstance(message, dict) and list(message) in (["restart"], ["quit"]) and next(iter(message.values())) is True:
+        return message  # (1 == True in Python: `is` keeps {"restart": 1} out)
+    raise Refused("expected {key, down}, {restart: true} or {quit: true}")
 
 
 async def _send_frames(websocket: Any, session: Participant, ready: asyncio.Event) -> None:
@@ -355,7 +454,8 @@ async def _send_frames(websocket: Any, session: Participant, ready: asyncio.Even
             await websocket.send_text(json.dumps(frame.status))
             await websocket.send_bytes(frame.jpeg)
         if session.done:
-            await websocket.send_text(json.dumps({"done": True, "saved": session.saved, "error": session.error}))
+            await websocket.send_text(json.dumps({"done": True, "saved": session.saved, "rescued": session.rescued,
+                                                  "error": session.error}))
             await websocket.close()
             return
 

@@ -94,7 +94,9 @@ def test_the_dropj_flow_in_chromium_records_exactly_the_clicks(queries_dir, tmp_
         _wait(browser, lambda: _question(browser) == schema.Q_PREFER)
         _click(browser, "Equally")
         _answered(browser, 2)
-        _click(browser, "Skip")
+        _click(browser, "Skip")  # asks first (issue 24): nothing is skipped until it is confirmed
+        _wait(browser, lambda: browser.find_element("id", "confirm-skip").is_displayed())
+        _click(browser, "Yes, skip it")
         _answered(browser, 3)
         browser.save_screenshot(str(tmp_path / "annotate.png"))
     finally:
@@ -255,3 +257,196 @@ def test_another_host_needs_the_printed_token(queries_dir, tmp_path):
         server.kill(signal.SIGTERM)
     assert not os.path.exists(annotations.annotation_dir(tmp_path / "out", "dropj")
                               / "dropj_annotations-train.tfrecord-00000")
+
+
+# --- a study file (issue 24): consent, instructions, practice, the study in the participant's order, done --------
+
+STUDY = factory.REPO / "docs" / "study.toml"  # the example the docs use, run as it ships (--data_dir overrides)
+
+
+def _shot(driver, tmp_path, name):
+    """A screenshot of the page as it is; also into $DROPJ_SCREENSHOTS (docs/images) when set."""
+    path = tmp_path / f"annotate_{name}.png"
+    driver.save_screenshot(str(path))
+    if os.environ.get("DROPJ_SCREENSHOTS"):
+        driver.save_screenshot(os.path.join(os.environ["DROPJ_SCREENSHOTS"], f"annotate_{name}.png"))
+    return path
+
+
+def _stored(out, method):
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder_from_directory(str(annotations.annotation_dir(out, method)))
+    return list(tfds.as_numpy(builder.as_dataset(split="train", shuffle_files=False)))
+
+
+def _visible(driver, element_id):
+    return _wait(driver, lambda: driver.find_element("id", element_id).is_displayed())
+
+
+def _answer_buttons(driver):
+    return driver.find_elements("css selector", "#answers button")
+
+
+def _wait_played(driver):
+    """The answers stay disabled until both clips played to the end (8 s in the fixture), then unlock."""
+    assert _answer_buttons(driver) and all(not b.is_enabled() for b in _answer_buttons(driver))
+    _wait(driver, lambda: all(b.is_enabled() for b in _answer_buttons(driver)), timeout=60)
+
+
+def _position(driver):
+    return driver.find_element("id", "position").text
+
+
+@needs_browser
+def test_a_participant_goes_through_consent_practice_and_a_study_with_a_back_step_and_a_skip(
+        queries_dir, tmp_path, browser):
+    from selenium.webdriver.common.keys import Keys
+
+    from factory.web import App
+
+    browser.set_window_size(1100, 1150)
+    out = tmp_path / "out"
+    app = App("annotate", "--study", str(STUDY), "--data_dir", str(queries_dir), "--out", str(out))
+    try:
+        assert app.url.endswith("/?user=31"), app.url  # the first listed participant's link
+        browser.get(app.url)
+        _visible(browser, "consent")
+        assert "voluntary" in browser.find_element("id", "consent-text").text
+        _shot(browser, tmp_path, "consent")
+        _click(browser, "I agree, continue")
+        _visible(browser, "instructions")
+        definitions = browser.find_element("id", "definitions").text
+        assert "stays on the road for the whole clip" in definitions and "asked only when both" in definitions
+        _shot(browser, tmp_path, "instructions")
+        _click(browser, "Start the practice")
+
+        _visible(browser, "banner")  # practice: marked, and never stored with the study's answers
+        assert _position(browser) == "Practice query 1 of 1"
+        assert [b.text for b in _answer_buttons(browser)] == ["Yes", "No"]
+        _wait_played(browser)
+        _shot(browser, tmp_path, "practice")
+        _click(browser, "Yes")
+        _wait(browser, lambda: _question(browser) == schema.Q_RIGHT_SAFE)
+        _click(browser, "No")
+        _visible(browser, "review")
+        _click(browser, "Submit")
+        _visible(browser, "interlude")
+        _click(browser, "Start the study")
+
+        # query 1: a back step within the query, answers by key and by click
+        _wait(browser, lambda: _position(browser) == "Query 1 of 3")
+        assert not browser.find_element("id", "banner").is_displayed()
+        assert [s.text for s in browser.find_elements("css selector", ".sides span")] == ["Left", "Right"]
+        _wait_played(browser)
+        _shot(browser, tmp_path, "query")
+        _click(browser, "Yes")
+        _wait(browser, lambda: _question(browser) == schema.Q_RIGHT_SAFE)
+        _click(browser, "Back")
+        _wait(browser, lambda: _question(browser) == schema.Q_LEFT_SAFE)
+        browser.find_element("tag name", "body").send_keys("2")  # No, as its button shows
+        _wait(browser, lambda: _question(browser) == schema.Q_RIGHT_SAFE)
+        _click(browser, "Yes")
+        _visible(browser, "review")
+        _click(browser, "Back")  # from the review too, until Submit
+        _wait(browser, lambda: _question(browser) == schema.Q_RIGHT_SAFE)
+        _click(browser, "Yes")
+        _visible(browser, "review")
+        _click(browser, "Submit")
+        _answered(browser, 1)
+
+        # query 2: Skip asks first; "No, go back" keeps the query
+        _wait(browser, lambda: _position(browser) == "Query 2 of 3")
+        _click(browser, "Skip")
+        _visible(browser, "confirm-skip")
+        _click(browser, "No, go back")
+        assert _position(browser) == "Query 2 of 3"
+        _click(browser, "Skip")
+        _click(browser, "Yes, skip it")
+        _answered(browser, 2)
+
+        # query 3: the preference by keys, submitted with Enter
+        _wait(browser, lambda: _position(browser) == "Query 3 of 3")
+        _wait_played(browser)
+        body = browser.find_element("tag name", "body")
+        body.send_keys("1")
+        _wait(browser, lambda: _question(browser) == schema.Q_RIGHT_SAFE)
+        body.send_keys("1")
+        _wait(browser, lambda: _question(browser) == schema.Q_PREFER)
+        assert [b.text for b in _answer_buttons(browser)] == ["Left", "Right", "Equally"]
+        assert [b.get_attribute("data-key") for b in _answer_buttons(browser)] == ["1", "2", "3"]
+        body.send_keys("3")
+        _visible(browser, "review")
+        body.send_keys(Keys.ENTER)
+        _visible(browser, "done")
+        assert browser.find_element("id", "code").text == "DROPJ-DEMO-7341"
+        assert "Finished" in browser.find_element("id", "status").text
+        _shot(browser, tmp_path, "done")
+
+        # an id the study does not list, and one that is no id at all: told plainly, nothing else shown
+        for user, said in (("abc", "'abc' is not a participant id"), ("40", "Participant 40 is not taking part")):
+            browser.get(app.base + f"/?user={user}")
+            _visible(browser, "refused")
+            assert said in browser.find_element("id", "refused-text").text
+            assert not browser.find_element("id", "query-view").is_displayed()
+        _shot(browser, tmp_path, "unknown_user")
+    finally:
+        app.stop()
+
+    record = json.loads((out / "dropj_participants" / "dropj" / "user31.json").read_text())
+    assert sorted(record["order"]) == ["1.mp4", "2.mp4", "3.mp4"] and record["seed"] == 2024
+    assert [(p["video"], [a for _, a, _ in p["responses"]]) for p in record["practice"]] == [("0.mp4", ["Yes", "No"])]
+    examples = _stored(out, "dropj")
+    assert [e[schema.QUERY_ID].decode() for e in examples] == record["order"]  # the participant's order
+    assert "0.mp4" not in {e[schema.QUERY_ID].decode() for e in examples}  # practice is not a study answer
+    answers = [[a.decode() for a in e[schema.RESPONSE][schema.ANSWERS][schema.ANSWER]] for e in examples]
+    assert answers == [["No", "Yes"], [], ["Yes", "Yes", "Equally"]]
+    assert [bool(e[schema.RESPONSE][schema.SKIPPED]) for e in examples] == [False, True, False]
+    assert {int(e[schema.ANNOTATOR][schema.USER_ID]) for e in examples} == {31}
+    for e in (examples[0], examples[2]):
+        seconds = e[schema.RESPONSE][schema.ANSWERS][schema.SECONDS]
+        total = e[schema.RESPONSE][schema.TOTAL_TIME]
+        assert (seconds >= 0).all() and seconds.sum() <= total + 1e-6
+        assert total >= 7.5  # nothing could be answered before the 8 s clips had played
+
+
+def test_a_study_server_refuses_queries_before_consent_and_keeps_practice_out_of_the_store(queries_dir, tmp_path):
+    from factory.web import App
+
+    out = tmp_path / "out"
+    app = App("annotate", "--study", str(STUDY), "--data_dir", str(queries_dir), "--out", str(out))
+    try:
+        for user, status in (("abc", 403), ("9" * 5000, 403), ("40", 403), (-1, 400), (5.5, 400)):
+            assert _request("POST", app.base + "/api/session", {"user": user})[0] == status, user
+        assert _request("POST", app.base + "/api/session", {})[0] == 403  # no id in the link, no --user
+        status, session = _request("POST", app.base + "/api/session", {"user": "32"})
+        sid, csrf = session["session"], {"x-dropj-csrf": session["csrf"]}
+        assert status == 200 and session["study"]["consented"] is False
+        assert _request("GET", app.base + f"/api/query?session={sid}")[0] == 403  # consent first
+        assert _request("POST", app.base + "/api/consent", {"session": sid})[0] == 403  # no CSRF token
+        assert _request("POST", app.base + "/api/consent", {"session": "nope"}, csrf)[0] == 404
+        assert _request("POST", app.base + "/api/consent", {"session": sid}, csrf) == (200, {"consented": True})
+        _, practice = _request("GET", app.base + f"/api/query?session={sid}")
+        assert (practice["practice"], practice["query_id"]) == (True, "0.mp4")
+        good = {"session": sid, "query_id": "0.mp4",
+                "answers": [[schema.Q_LEFT_SAFE, "No"], [schema.Q_RIGHT_SAFE, "No"]], "seconds": [1.0, 1.0],
+                "total_time": 2.5, "repeat_count": 0}
+        assert _request("POST", app.base + "/api/answer", {**good, "seconds": [5.0, 5.0]}, csrf)[0] == 422
+        assert _request("POST", app.base + "/api/answer", good, csrf) == (200, {"practice": True})
+        assert _request("POST", app.base + "/api/answer", good, csrf) == (200, {"practice": True})  # a retry
+        _, first = _request("GET", app.base + f"/api/query?session={sid}")
+        assert first["practice"] is False and first["query_id"] != "0.mp4" and first["position"] == 1
+        assert _request("POST", app.base + "/api/answer", good, csrf) == (200, {"practice": True})  # still never stored
+        stored = {**good, "query_id": first["query_id"]}
+        assert _request("POST", app.base + "/api/answer", stored, csrf) == (200, {"stored": 0})
+        assert _request("POST", app.base + "/api/answer", stored, csrf) == (200, {"stored": 0})  # retry: same index
+        # a reload: consent and practice are remembered, the order goes on
+        _, again = _request("POST", app.base + "/api/session", {"user": "32"})
+        assert again["study"]["consented"] is True and again["study"]["practice_left"] == 0
+        _, second = _request("GET", app.base + f"/api/query?session={again['session']}")
+        assert second["position"] == 2 and second["query_id"] not in ("0.mp4", first["query_id"])
+    finally:
+        app.stop()
+    assert [e[schema.QUERY_ID].decode() for e in _stored(out, "dropj")] == [first["query_id"]]
+    record = json.loads((out / "dropj_participants" / "dropj" / "user32.json").read_text())
+    assert record["order"][:2] == [first["query_id"], second["query_id"]] and len(record["practice"]) == 1

@@ -4,6 +4,7 @@ actions recorded, step by step; the protocol refuses what it does not expect."""
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import numpy as np
@@ -37,7 +38,8 @@ def test_the_keys_held_in_chromium_are_the_actions_recorded_step_by_step(tmp_pat
     try:
         driver.get(server.base + "/?user=web-1")
         state = lambda: driver.execute_script("return window.dropjRecord") or {}  # noqa: E731  (before the script: {})
-        wait_for(lambda: state().get("session") and state().get("framesShown", 0) > 5, 30, lambda: state())
+        # (the episode waits for the first key: the track is shown, no frames stream before it)
+        wait_for(lambda: state().get("session") and state().get("phase") == "ready", 30, lambda: state())
         view = driver.find_element("id", "view")
         ActionChains(driver).key_down(Keys.ARROW_UP, view).perform()
         time.sleep(0.6)
@@ -227,10 +229,18 @@ def test_a_full_server_says_so_and_takes_the_next_participant_once_one_leaves(tm
         first = websocket.create_connection(url + "?user=first", timeout=30)
         assert json.loads(first.recv())["user"] == "first"
         second = websocket.create_connection(url + "?user=second", timeout=30)
-        assert "the server is full (1 participants driving" in json.loads(second.recv())["error"]
+        # a full server queues (it used to refuse: {"error": "the server is full ..."})
+        queued = json.loads(second.recv())
+        assert "the server is full (1 participants driving" in queued["text"] and queued["queue"] == 1
+        third = websocket.create_connection(url + "?user=third", timeout=30)
+        assert json.loads(third.recv())["queue"] == 2
         first.close()
-        third = wait_for(lambda: _hello(url + "?user=third"), 30, "the place never came free")
-        assert third["user"] == "third"
+        assert json.loads(second.recv())["user"] == "second"  # the first in the queue gets the place
+        assert json.loads(third.recv())["queue"] == 1  # and the next moves up
+        third.close()  # a page that leaves the queue frees its place in it
+        second.close()
+        fourth = wait_for(lambda: _hello(url + "?user=fourth"), 30, "the place never came free")
+        assert fourth["user"] == "fourth"
     finally:
         log = server.stop()
     assert "1 at once" in "".join(server.lines) and "Traceback" not in log
@@ -244,7 +254,7 @@ def _hello(url: str):
         hello = json.loads(ws.recv())
     finally:
         ws.close()
-    return None if "error" in hello else hello
+    return None if "error" in hello or "queue" in hello else hello  # refused, or queued: no place yet
 
 
 def test_a_killed_session_process_ends_only_that_session(tmp_path):
@@ -288,8 +298,10 @@ def test_enter_in_chromium_drops_the_open_episode_and_esc_ends_the_session(tmp_p
     try:
         driver.get(server.base + "/?user=keys")
         state = lambda: driver.execute_script("return window.dropjRecord") or {}  # noqa: E731
-        wait_for(lambda: (state().get("last") or {}).get("step", 0) > 40, 30, lambda: state())
+        wait_for(lambda: state().get("phase") == "ready", 30, lambda: state())
         view = driver.find_element("id", "view")
+        ActionChains(driver).key_down(Keys.ARROW_UP, view).perform()  # the episode starts with the first key
+        wait_for(lambda: (state().get("last") or {}).get("step", 0) > 40, 30, lambda: state())
         ActionChains(driver).send_keys_to_element(view, Keys.ENTER).perform()
         # a new episode: the step count starts again
         wait_for(lambda: 0 < (state().get("last") or {}).get("step", 0) < 20, 30, lambda: state())
@@ -308,19 +320,27 @@ def test_enter_in_chromium_drops_the_open_episode_and_esc_ends_the_session(tmp_p
 def test_a_page_whose_server_was_killed_reconnects_to_the_next_one_as_a_new_session(tmp_path):
     import signal
 
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
     first = RecordServer(tmp_path, "--max_steps", "1000")
     driver = new_chromium()
     again = None
     try:
         driver.get(first.base + "/?user=back")
         state = lambda: driver.execute_script("return window.dropjRecord") or {}  # noqa: E731
+        wait_for(lambda: state().get("phase") == "ready", 30, lambda: state())
+        ActionChains(driver).key_down(Keys.ARROW_UP, driver.find_element("id", "view")).perform()
         wait_for(lambda: state().get("framesShown", 0) > 10, 30, lambda: state())
         first.proc.send_signal(signal.SIGKILL)
         first.proc.wait(timeout=30)
         wait_for(lambda: "trying again" in driver.find_element("id", "status").text, 30,
                  lambda: driver.find_element("id", "status").text)
+        _shot(driver, "lost")
         again = RecordServer(tmp_path, "--max_steps", "1000", port=first.port)  # the lock died with the first
-        wait_for(lambda: state().get("sessions") == 2, 60, lambda: state())
+        wait_for(lambda: state().get("sessions") == 2 and state().get("phase") == "ready", 60, lambda: state())
+        view = driver.find_element("id", "view")  # a new session starts with no key held: Up again
+        ActionChains(driver).key_up(Keys.ARROW_UP, view).key_down(Keys.ARROW_UP, view).perform()
         shown = state()["framesShown"]
         wait_for(lambda: state()["framesShown"] > shown + 10, 30, lambda: state())
         assert state()["session"]["user"] == "back"
@@ -329,3 +349,163 @@ def test_a_page_whose_server_was_killed_reconnects_to_the_next_one_as_a_new_sess
         driver.quit()
         log = again.stop() if again else ""
     assert "back connected" in log
+
+
+def _shot(driver, name: str) -> None:
+    """The page as it is, into $DROPJ_SCREENSHOTS (docs/images) when set, as record_web_NAME.png."""
+    if os.environ.get("DROPJ_SCREENSHOTS"):
+        driver.save_screenshot(os.path.join(os.environ["DROPJ_SCREENSHOTS"], f"record_web_{name}.png"))
+
+
+def _overlay(driver) -> tuple[str, str]:
+    """What the page says large over the view: (its state, its text), or ("driving", "") when it shows none."""
+    element = driver.find_element("id", "overlay")
+    return element.get_attribute("data-state"), element.text if element.is_displayed() else ""
+
+
+@needs_browser
+def test_a_driver_who_waits_3_s_before_the_first_key_has_no_idle_step_recorded(tmp_path):
+    """The episode clock started when the page connected: 162 steps passed before the first key in one run."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    server = RecordServer(tmp_path, "--max_steps", "100", "--episodes", "1", "--seed", "21")
+    driver = new_chromium()
+    try:
+        driver.get(server.base + "/?user=waiter")
+        state = lambda: driver.execute_script("return window.dropjRecord") or {}  # noqa: E731
+        wait_for(lambda: state().get("phase") == "ready", 30, lambda: state())
+        time.sleep(3.0)  # the driver reads the page before pressing anything
+        phase, said = _overlay(driver)
+        assert phase == "ready" and "Press an arrow key to start" in said, said
+        _shot(driver, "ready")
+        assert state()["framesShown"] == 1 and state()["last"]["step"] == 0  # the track, and not one step
+        pressed = time.time()
+        ActionChains(driver).key_down(Keys.ARROW_UP, driver.find_element("id", "view")).perform()
+        wait_for(lambda: _overlay(driver)[0] == "driving", 10, lambda: _overlay(driver))
+        wait_for(lambda: state()["last"]["step"] >= 60, 30, lambda: state())
+        _shot(driver, "driving")
+        final = wait_for(lambda: state().get("done") and state(), 60, lambda: state())
+        ActionChains(driver).key_up(Keys.ARROW_UP).perform()
+        assert final["last"]["step"] == 100 and final["framesShown"] > 20
+        assert _overlay(driver) == ("done", "Done: 1 episode saved\nThank you. You can close this tab now."), \
+            _overlay(driver)
+        _shot(driver, "done")
+    finally:
+        driver.quit()
+        log = server.stop()
+    [episode] = server.episodes()
+    steps = list(episode[schema.STEPS])
+    assert len(steps) == 101 and tuple(steps[0][schema.KEYS_HELD]) == (False, False, True, False)
+    wall = np.array([step[schema.WALL_TIME] for step in steps])
+    start = float(episode[schema.EPISODE_METADATA][schema.START_TIME])
+    # the episode begins at the key (within the page -> server -> session latency), never at the page's arrival
+    assert pressed <= start < pressed + 1.0 and pressed <= wall[0] < pressed + 1.0, (pressed, start, wall[0])
+    assert wall[-1] - wall[0] < 100 / 50 + 1.0  # 100 steps at 50 steps/s: the 3 s of waiting are not in it
+    assert "waiter: episode 0 saved (100 steps" in log
+
+
+@needs_browser
+def test_an_idle_tab_drops_its_episode_then_ends_and_saves_nothing(tmp_path):
+    """A participant presses once and walks away: the episode is dropped after --episode_idle_s, the next track
+    waits, and the session ends after --idle_timeout, each said on the page; nothing is saved."""
+    from selenium.webdriver.common.action_chains import ActionChains
+    from selenium.webdriver.common.keys import Keys
+
+    server = RecordServer(tmp_path, "--max_steps", "1000", "--episode_idle_s", "1.5", "--idle_timeout", "5")
+    driver = new_chromium()
+    try:
+        driver.get(server.base + "/?user=gone")
+        state = lambda: driver.execute_script("return window.dropjRecord") or {}  # noqa: E731
+        wait_for(lambda: state().get("phase") == "ready", 30, lambda: state())
+        view = driver.find_element("id", "view")
+        ActionChains(driver).key_down(Keys.ARROW_UP, view).perform()
+        time.sleep(0.3)
+        ActionChains(driver).key_up(Keys.ARROW_UP, view).perform()
+        wait_for(lambda: ((state().get("last") or {}).get("last") or {}).get("outcome") == "dropped", 30,
+                 lambda: state())
+        phase, said = _overlay(driver)
+        assert phase == "ready" and "dropped, not saved (no key pressed for 1.5 s)" in said, said
+        _shot(driver, "dropped")
+        wait_for(lambda: state().get("error"), 30, lambda: state())
+        phase, said = _overlay(driver)
+        assert phase == "ended" and said.startswith("This session has ended\nNo key pressed for 5 s"), said
+        assert "reload the page to drive again." in said and said.endswith("Drive again"), said
+        _shot(driver, "ended")
+    finally:
+        driver.quit()
+        log = server.stop()
+    assert "gone: episode 0 dropped after " in log and "no key pressed for 1.5 s (--episode_idle_s)" in log
+    assert "gone idle for 5 s, ended" in log and "gone left (0 episodes saved, 1 dropped)" in log, log
+    assert not (record.recording_dir(tmp_path, "carracing") / "dropj_recording-train.tfrecord-00000").exists()
+
+
+@needs_browser
+def test_a_full_server_shows_the_place_in_the_queue_and_starts_the_session_when_a_place_frees(tmp_path):
+    """A full server showed a black canvas and "(1 participants driving, --max_sessions)" in small grey text."""
+    import websocket
+
+    server = RecordServer(tmp_path, "--max_steps", "1000", "--max_sessions", "1")
+    driver = new_chromium()
+    try:
+        first = websocket.create_connection(f"ws://127.0.0.1:{server.port}/ws?user=first", timeout=30)
+        assert json.loads(first.recv())["user"] == "first"
+        driver.get(server.base + "/?user=queued")
+        state = lambda: driver.execute_script("return window.dropjRecord") or {}  # noqa: E731
+        wait_for(lambda: state().get("phase") == "queued", 30, lambda: state())
+        phase, said = _overlay(driver)
+        assert said == ("The server is full\nYou are number 1 in the queue (1 participant driving). Your turn "
+                        "starts by itself: keep this page open."), said
+        assert "the server is full (1 participants driving, --max_sessions)" in \
+            driver.find_element("id", "status").text
+        _shot(driver, "queued")
+        first.close()
+        wait_for(lambda: state().get("phase") == "ready", 60, lambda: state())
+        assert _overlay(driver)[1].startswith("Press an arrow key to start")
+        assert state()["session"]["user"] == "queued" and state()["sessions"] == 1
+    finally:
+        driver.quit()
+        log = server.stop()
+    assert "queued waits for a place: number 1 in the queue (--max_sessions 1)" in log and "queued connected" in log
+
+
+@needs_browser
+def test_the_page_says_saving_saved_and_a_rescued_episode_large_and_never_calls_a_rescued_one_saved(tmp_path):
+    """The states too brief (saving, saved) or too rare (a full disk) to catch in a live session, as the session
+    process reports them (`tests/converters/recording/test_session.py` checks the session's side)."""
+    server = RecordServer(tmp_path, "--max_steps", "1000")
+    driver = new_chromium()
+    rescue = "recordings/dropj_recording/carracing/1.0.0/rescued/episode-7-s1-b1f116.pkl"
+    repair = "dropj repair-recording recordings/dropj_recording/carracing/1.0.0"
+    statuses = {
+        "saving": {"phase": "saving", "episode": 7, "step": 412, "return": 230, "saved": 7, "rescued": 0, "last": None},
+        "saved": {"phase": "ready", "episode": 8, "step": 0, "return": 0, "saved": 8, "rescued": 0,
+                  "last": {"episode": 7, "outcome": "saved", "steps": 412, "return": 230}},
+        "rescued": {"phase": "ready", "episode": 7, "step": 0, "return": 0, "saved": 7, "rescued": 1,
+                    "last": {"episode": 7, "outcome": "rescued", "steps": 412, "return": 230, "file": rescue,
+                             "repair": repair}},
+    }
+    try:
+        driver.get(server.base + "/?user=p07")
+        state = lambda: driver.execute_script("return window.dropjRecord") or {}  # noqa: E731
+        wait_for(lambda: state().get("phase") == "ready", 30, lambda: state())
+        said = {}
+        for name, status in statuses.items():
+            driver.execute_script("onMessage({data: arguments[0]})", json.dumps(status))
+            said[name] = _overlay(driver)
+            _shot(driver, name)
+        driver.execute_script("onMessage({data: arguments[0]})",
+                              json.dumps({"done": True, "saved": 7, "rescued": 1, "error": None}))
+        done = _overlay(driver)
+        status_line = driver.find_element("id", "status").text
+    finally:
+        driver.quit()
+        server.stop()
+    assert said["saving"] == ("saving", "Saving episode 7…\nThe next track comes in a moment.")
+    assert said["saved"][1].startswith("Press an arrow key to start\nEpisode 7 saved (412 steps, return 230).")
+    phase, text = said["rescued"]
+    assert phase == "ready" and "Episode 7 was NOT saved" in text and "kept in a rescue file" in text
+    assert repair in text and "saved (" not in text
+    assert done == ("done", "Done: 7 episodes saved\n1 episode kept in a rescue file: please tell the "
+                            "experimenter.\nThank you. You can close this tab now.")
+    assert status_line == "done: 7 episodes saved, 1 kept in a rescue file"

@@ -124,3 +124,82 @@ def test_every_method_is_known():
     with pytest.raises(ValueError, match="choose one of drop, drope, dropj, mjust"):
         Study.for_method("DROPJ")
     assert [len(p) for p in itertools.islice(_all_paths(Study.for_method("drop")), 2)] == [1, 1]
+
+
+# --- the study file (`dropj annotate --study`, issue 24) ------------------------------------------------------
+
+def test_the_shipped_example_study_file_loads():
+    from dropj.converters.feedback.study import load_study
+    from factory import REPO
+
+    plan = load_study(REPO / "docs" / "study.toml")
+    assert (plan.method, plan.practice, plan.query_ids) == ("dropj", ("0.mp4",), ("1.mp4", "2.mp4", "3.mp4"))
+    assert plan.admits(31) and not plan.admits(40) and plan.completion_code == "DROPJ-DEMO-7341"
+    assert plan.play_through and plan.review and len(plan.sha256) == 64
+
+
+GOOD = 'title = "t"\nmethod = "dropj"\nqueries = "dropj_carracing/queries"\nconsent = "c"\ninstructions = "i"\n'
+
+
+def _load(tmp_path, text):
+    from dropj.converters.feedback.study import load_study
+
+    path = tmp_path / "study.toml"
+    path.write_text(text)
+    return load_study(path)
+
+
+@pytest.mark.parametrize("text, said", [
+    (GOOD + "sede = 3\n", "study.toml: unknown key 'sede' (expected one of title, method"),
+    (GOOD + "seed = '3'\n", "study.toml: key 'seed': expected an int in [0, 2**63), got '3'"),
+    (GOOD + "participants = [31, 31]\n", "key 'participants': expected a list of at most 100,000 distinct "
+                                          "participant ids, ints in [0, 2**31), got list of 2"),
+    (GOOD + "order = 'random'\n", "key 'order': expected one of ['shuffled', 'fixed'], got 'random'"),
+    (GOOD + "play_through = 1\n", "key 'play_through': expected true or false, got 1"),
+    (GOOD.replace('method = "dropj"', 'method = "dropk"'), "key 'method': expected one of ['drop', 'drope', "
+                                                          "'dropj', 'mjust'], got 'dropk'"),
+    (GOOD.replace('consent = "c"\n', ""), "key 'consent': missing (expected a non-empty string"),
+    (GOOD.replace('consent = "c"', 'consent = "' + "x" * 30000 + '"'),
+     "key 'consent': expected a non-empty string of at most 20,000 characters, got 'xxx"),
+    (GOOD + "seed = \n", "study.toml: not a TOML file (Invalid value (at line 6, column 8))"),
+])
+def test_a_bad_study_file_is_one_error_naming_the_file_the_key_expected_and_got(tmp_path, text, said):
+    with pytest.raises(DataError) as error:
+        _load(tmp_path, text)
+    assert said in str(error.value), str(error.value)
+    assert len(str(error.value)) < 600  # bounded, whatever the file holds
+
+
+def test_every_bad_key_is_said_at_once_and_a_missing_file_is_named(tmp_path):
+    with pytest.raises(DataError) as error:
+        _load(tmp_path, GOOD.replace('title = "t"\n', "") + "seed = -1\nreview = 'yes'\n")
+    assert [part.split(":")[0] for part in str(error.value).split("; ")] == [
+        str(tmp_path / "study.toml"), "key 'seed'", "key 'review'"], str(error.value)
+    assert "key 'title': missing" in str(error.value)
+    from dropj.converters.feedback.study import load_study
+
+    with pytest.raises(DataError, match=r"nope\.toml: cannot read the study file \(No such file or directory\)"):
+        load_study(tmp_path / "nope.toml")
+
+
+def test_practice_and_study_queries_are_checked_against_the_query_set(tmp_path):
+    plan = _load(tmp_path, GOOD + 'practice = ["0.mp4"]\nquery_ids = ["0.mp4", "9.mp4"]\n')
+    with pytest.raises(DataError) as error:
+        plan.study_queries(["0.mp4", "1.mp4"])
+    assert "key 'query_ids': query '9.mp4' is not in dropj_carracing/queries" in str(error.value)
+    assert "key 'practice': ['0.mp4'] also in 'query_ids' (a practice answer is never a study answer)" in str(
+        error.value)
+    plan = _load(tmp_path, GOOD + 'practice = ["0.mp4"]\n')
+    assert plan.study_queries(["0.mp4", "1.mp4", "2.mp4"]) == ["1.mp4", "2.mp4"]  # all but the practice
+
+
+def test_each_participant_has_their_own_seeded_order(tmp_path):
+    queries = [f"{i}.mp4" for i in range(20)]
+    plan = _load(tmp_path, GOOD + "seed = 7\n")
+    orders = {user: plan.order_for(user, queries) for user in (1, 2)}
+    assert all(sorted(order) == sorted(queries) for order in orders.values())
+    assert orders[1] != orders[2] != queries
+    assert plan.order_for(1, queries) == orders[1]  # the same (seed, user): the same order, anywhere
+    assert plan.order_for(1, queries[:10]) == [q for q in orders[1] if q in queries[:10]]  # others never move
+    assert _load(tmp_path, GOOD + "seed = 8\n").order_for(1, queries) != orders[1]
+    assert _load(tmp_path, GOOD + "order = 'fixed'\n").order_for(1, queries) == queries

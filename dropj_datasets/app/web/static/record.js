@@ -1,5 +1,6 @@
 // dropj record --web: the driver's view streamed as JPEG over a WebSocket; every press and release of the
-// study's keys goes back to the server, which steps the environment at 50 steps/s on its own clock.
+// study's keys goes back to the server, which steps the environment at 50 steps/s on its own clock. Each
+// episode waits for the driver's first key; every state but driving is said large, over the view.
 "use strict";
 
 const KEYS = new Set(["ArrowLeft", "ArrowRight", "ArrowUp", "ArrowDown"]);
@@ -7,7 +8,14 @@ const view = document.getElementById("view");
 const context = view.getContext("2d");
 const line = document.getElementById("line");
 const statusLine = document.getElementById("status");
-const state = { framesShown: 0, frames: 0, last: null, session: null, sessions: 0, done: false, error: null };
+const overlay = document.getElementById("overlay");
+const headline = document.getElementById("headline");
+const outcomeLine = document.getElementById("outcome");
+const detail = document.getElementById("detail");
+const keyList = document.getElementById("keys");
+const again = document.getElementById("again");
+const state = { framesShown: 0, frames: 0, last: null, session: null, sessions: 0, done: false, error: null,
+                phase: "connecting", queue: null };
 window.dropjRecord = state;  // read by the tests and the benchmark
 
 const params = new URLSearchParams(location.search);
@@ -19,8 +27,61 @@ let retries = 0;
 let pending = null;
 let drawing = false;
 
-function send(message) {
-  if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(message));
+again.addEventListener("click", () => location.reload());
+
+// One state of the page, said over the view (`phase` "driving" hides it). `outcome`: [text, class] or null.
+function show(phase, title, text = "", { outcome = null, keys = false, button = null } = {}) {
+  state.phase = phase;
+  overlay.dataset.state = phase;
+  overlay.classList.toggle("hidden", phase === "driving");
+  if (phase === "driving") return;
+  headline.textContent = title;
+  outcomeLine.textContent = outcome ? outcome[0] : "";
+  outcomeLine.className = outcome ? outcome[1] : "";
+  detail.textContent = text;
+  keyList.hidden = !keys;
+  again.hidden = !button;
+  if (button) again.textContent = button;
+}
+
+function sentence(text) {  // a server's one-line message, as a sentence on the page
+  return text.charAt(0).toUpperCase() + text.slice(1) + (/[.!?]$/.test(text) ? "" : ".");
+}
+
+function plural(n, word) {
+  return `${n} ${word}${n === 1 ? "" : "s"}`;
+}
+
+// How the last episode ended, as a participant reads it.
+function outcomeOf(last) {
+  if (!last) return null;
+  const driven = `${plural(last.steps, "step")}, return ${last.return}`;
+  if (last.outcome === "saved") return [`Episode ${last.episode} saved (${driven}).`, "saved"];
+  if (last.outcome === "rescued") {
+    return [`Episode ${last.episode} was NOT saved: the recording could not take it, so it is kept in a rescue ` +
+            `file. Please tell the experimenter, who adds it with: ${last.repair}`, "rescued"];
+  }
+  return [`Episode ${last.episode} dropped, not saved (${last.why}).`, "dropped"];
+}
+
+function onStatus(message) {
+  state.last = message;
+  const rescued = message.rescued ? `   kept in rescue files ${message.rescued}` : "";
+  line.textContent = `episode ${message.episode}   step ${message.step}   return ${message.return >= 0 ? "+" : ""}` +
+    `${message.return}   saved ${message.saved}${rescued}`;
+  const outcome = outcomeOf(message.last);
+  if (message.phase === "ready") {
+    show("ready", "Press an arrow key to start",
+         `${message.last ? "The next" : "The"} episode starts with your first key; nothing is recorded before it.`,
+         { outcome, keys: true });
+  } else if (message.phase === "saving") {
+    show("saving", `Saving episode ${message.episode}…`, "The next track comes in a moment.");
+  } else if (message.phase === "saved" || message.phase === "rescued") {
+    show(message.phase, message.phase === "saved" ? `Episode ${message.episode} saved` :
+         `Episode ${message.episode} NOT saved`, "", { outcome });
+  } else {
+    show("driving");
+  }
 }
 
 async function draw() {
@@ -47,20 +108,40 @@ function onMessage(event) {
   if (message.error && !message.done) {
     state.error = message.error;
     statusLine.textContent = message.error;
+    const said = sentence(message.error);
+    if (message.reason === "idle") {
+      show("ended", "This session has ended", said, { button: "Drive again" });
+    } else if (message.reason === "full") {
+      show("error", "The server is full", said, { button: "Try again" });
+    } else {
+      show("error", "Cannot drive", said, { button: "Reload the page" });
+    }
   } else if (message.done) {
     state.done = true;
-    statusLine.textContent = `done: ${message.saved} episodes saved` + (message.error ? ` (${message.error})` : "");
+    const rescued = message.rescued ? `, ${message.rescued} kept in a rescue file` : "";
+    statusLine.textContent = `done: ${message.saved} episodes saved` + rescued +
+      (message.error ? ` (${message.error})` : "");
+    show("done", `Done: ${plural(message.saved, "episode")} saved`,
+         message.error ? `The session stopped: ${sentence(message.error)}` : "Thank you. You can close this tab now.",
+         { outcome: message.rescued ? [`${plural(message.rescued, "episode")} kept in a rescue file: please tell ` +
+                                       "the experimenter.", "rescued"] : null });
+  } else if (message.queue) {
+    state.queue = message;
+    statusLine.textContent = message.text;
+    show("queued", "The server is full",
+         `You are number ${message.queue} in the queue (${plural(message.driving, "participant")} driving). ` +
+         "Your turn starts by itself: keep this page open.");
   } else if (message.session) {
     state.session = message;
+    state.queue = null;
     state.sessions += 1;
     retries = 0;
     held.clear();  // a new session starts with no key held
     view.focus({ preventScroll: true });  // the keys go to the page; the status line stays in view
     statusLine.textContent = `recording ${message.env} as ${message.user}`;
+    show("connected", "Getting the track ready…");
   } else {
-    state.last = message;
-    line.textContent = `episode ${message.episode}   step ${message.step}   return ${message.return >= 0 ? "+" : ""}` +
-      `${message.return}   saved ${message.saved}`;
+    onStatus(message);
   }
 }
 
@@ -72,11 +153,14 @@ function connect() {
     if (state.done || state.error) return;  // the session ended, or the server refused: nothing to retry
     if (retries >= RETRIES) {
       statusLine.textContent = "disconnected: reload the page to drive again";
+      show("gone", "The server is gone", "Reload the page to drive again once it is back.",
+           { button: "Reload the page" });
       return;
     }
     const wait = 2 ** retries;
     retries += 1;
     statusLine.textContent = `connection lost (the episode being driven is dropped): trying again in ${wait} s`;
+    show("lost", "Connection lost", `The episode being driven is dropped. Trying again in ${wait} s…`);
     setTimeout(connect, wait * 1000);
   };
 }
@@ -90,6 +174,7 @@ addEventListener("keydown", (event) => {
       send({ key: event.key, down: true });
     }
   } else if (event.key === "Enter") {
+    if (event.target === again) return;  // the button's own Enter
     event.preventDefault();
     send({ restart: true });
   } else if (event.key === "Escape") {
@@ -103,3 +188,7 @@ addEventListener("blur", () => {  // focus lost: no key counts as held any more,
   for (const key of held) send({ key, down: false });
   held.clear();
 });
+
+function send(message) {
+  if (socket && socket.readyState === WebSocket.OPEN) socket.send(JSON.stringify(message));
+}
