@@ -48,19 +48,12 @@ class BuiltDataset:
 
         import dropj_datasets  # noqa: F401  (registers the builders)
 
+        directory = dataset_dir.locate(dataset, data_dir)
         if os.path.isdir(dataset):
-            directory = Path(dataset)
             dataset_dir.check(directory)
             builder = tfds.builder_from_directory(str(directory))
         else:
-            name, _, config = dataset.partition("/")
-            try:
-                schema.spec_for(name, config)
-            except KeyError as exc:
-                if os.path.exists(dataset):
-                    raise DataError(f"{dataset}: not a directory") from None
-                raise DataError(f"{dataset}: {exc.args[0]}") from None
-            directory = dataset_dir.find_built(dataset, data_dir)
+            name = dataset.partition("/")[0]
             builder = tfds.builder(dataset, data_dir=str(directory.parents[2])) \
                 if name not in schema.WRITTEN else tfds.builder_from_directory(str(directory))
             if not builder.is_prepared():

@@ -136,6 +136,21 @@ def describe_layout(path: Path) -> Optional[str]:
     return None
 
 
+def locate(dataset: str, data_dir: Optional[str]) -> Path:
+    """A built version folder given as a path, or the newest built version of 'name/config' under `data_dir`
+    (`find_built`); a name that is neither is one error saying which configs there are."""
+    if os.path.isdir(dataset):
+        return Path(dataset)
+    name, _, config = dataset.partition("/")
+    try:
+        schema.spec_for(name, config)
+    except KeyError as exc:
+        if os.path.exists(dataset):
+            raise DataError(f"{dataset}: not a directory") from None
+        raise DataError(f"{dataset}: {exc.args[0]}") from None
+    return find_built(dataset, data_dir)
+
+
 def find_built(dataset: str, data_dir: Optional[str]) -> Path:
     """The newest built version folder of NAME/CONFIG under `data_dir` (TFDS's default when None), checked."""
     from tensorflow_datasets.core import constants

@@ -20,7 +20,6 @@ import functools
 import html
 import io
 import math
-import os
 from pathlib import Path
 from typing import Any, Optional, Sequence
 
@@ -66,17 +65,7 @@ def open_built(dataset: str, data_dir: Optional[str] = None) -> Built:
     """'name/config' under `data_dir` (its newest built version) or a built version folder, checked."""
     from dropj.converters.store import dataset_dir
 
-    if os.path.isdir(dataset):
-        directory = Path(dataset)
-    else:
-        name, _, config = dataset.partition("/")
-        try:
-            schema.spec_for(name, config)
-        except KeyError as exc:
-            if os.path.exists(dataset):
-                raise schema.DataError(f"{dataset}: not a directory") from None
-            raise schema.DataError(f"{dataset}: {exc.args[0]}") from None
-        directory = dataset_dir.find_built(dataset, data_dir)
+    directory = dataset_dir.locate(dataset, data_dir)
     name, spec, shards = dataset_dir.check_shards(directory)
     info_file = directory / dataset_dir.DATASET_INFO
     info = dataset_dir.read_json(info_file, dataset_dir.JSON_LIMITS[dataset_dir.DATASET_INFO])
