@@ -33,6 +33,7 @@ A mistake gets one line `dropj <command>: error: ...` and exit status 2 (a trace
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import difflib
 import logging
 import os
@@ -229,6 +230,10 @@ def _show(args: argparse.Namespace) -> int:
     if not args.out.lower().endswith((".mp4", ".gif")):
         raise ValueError(f"{args.out}: --out must end in .mp4 or .gif")
     episode = views.load_episode(views.open_built(args.dataset, args.data_dir), args.episode)
+    if args.fps is not None:
+        if args.fps > views.MAX_PLAYBACK_FPS:
+            raise ValueError(f"--fps {args.fps:g}: at most {views.MAX_PLAYBACK_FPS:g} steps/s")
+        episode = dataclasses.replace(episode, fps=args.fps)
     path = views.write_animation(episode, args.out)
     print(f"wrote {path}: {len(episode.frames)} steps at {episode.fps:.3g} steps/s")
     return 0
@@ -403,6 +408,9 @@ def parser() -> argparse.ArgumentParser:
     show.add_argument("--data_dir", help="TFDS data dir the dataset was built in")
     show.add_argument("--episode", type=_non_negative_int, default=0, help="index in stored order (default 0)")
     show.add_argument("--out", required=True, help="X.mp4 or X.gif")
+    show.add_argument("--fps", type=_positive_float,
+                      help="steps per second to play at (default: the episode's own pace, from its wall times; "
+                           "a .gif shows at most 50)")
     show.set_defaults(run=_show)
 
     stats = sub.add_parser("stats", help="a config's statistics as one self-contained HTML page")

@@ -28,6 +28,7 @@ import numpy as np
 from dropj_datasets import schema
 
 FRAME_PACE = 50.0  # steps per second of the release's environments (FPS 50)
+MAX_PLAYBACK_FPS = 1000.0  # `dropj show --fps`: beyond this a video player shows nothing a person could follow
 
 
 @dataclasses.dataclass

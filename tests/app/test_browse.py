@@ -87,6 +87,23 @@ def test_show_writes_the_episode_with_overlays_at_its_pace(data_dir, tmp_path, c
     assert episode.latent == (config == "dream")
 
 
+def test_show_plays_at_the_pace_asked_for(data_dir, tmp_path):
+    """`--fps` sets the playback pace (a 26-step episode need not last half a second); a pace no player can show
+    is refused in one line."""
+    for suffix in (".gif", ".mp4"):
+        out = tmp_path / f"slow{suffix}"
+        done = _dropj("show", "dropj_carracing/real", "--data_dir", data_dir, "--fps", "5", "--out", out)
+        assert done.returncode == 0 and "at 5 steps/s" in done.stdout, done.stderr
+        if suffix == ".gif":
+            with Image.open(out) as gif:
+                assert gif.info["duration"] == 200
+        else:
+            assert video.info(out.read_bytes())["fps"] == 5.0
+    for fps, message in (("0", "must be a positive number"), ("5000", "--fps 5000: at most 1000 steps/s")):
+        done = _dropj("show", "dropj_carracing/real", "--data_dir", data_dir, "--fps", fps, "--out", tmp_path / "x.gif")
+        assert done.returncode == 2 and message in done.stderr and "Traceback" not in done.stderr, done.stderr
+
+
 def test_show_and_serve_refuse_what_they_cannot_show(data_dir, tmp_path):
     done = _dropj("show", "dropj_carracing/real", "--data_dir", data_dir, "--episode", 99, "--out", tmp_path / "x.gif")
     assert done.returncode == 2 and "episode 99 is out of range: the dataset holds 3" in done.stderr
