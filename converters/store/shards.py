@@ -582,6 +582,8 @@ def _records(path: Path) -> list[bytes]:
 def written_dataset(directory: Path) -> tuple[str, Any]:
     """The dataset name and spec of a version folder that one of our stores wrote (its dataset_info.json, else
     its path OUT/NAME/CONFIG/VERSION); a RecordingError for any other folder."""
+    if not directory.is_dir():
+        raise RecordingError(f"{directory}: no such directory")
     name = config = None
     info = directory / DATASET_INFO
     if info.exists():

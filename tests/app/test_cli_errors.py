@@ -153,6 +153,8 @@ def test_repair_recording_on_a_folder_that_is_not_a_recording_is_a_plain_line(tm
     (tmp_path / "notes").mkdir()
     _plain_one_line(dropj("repair-recording", tmp_path / "notes"), "repair-recording",
                     "not a recording's version folder")
+    _plain_one_line(dropj("repair-recording", tmp_path / "missing"), "repair-recording",
+                    f"{tmp_path / 'missing'}: no such directory")
 
 
 def test_a_second_writer_on_one_directory_is_a_plain_line(tmp_path):
