@@ -51,7 +51,7 @@ import os
 import stat
 import time
 from pathlib import Path
-from typing import Optional, Union
+from typing import BinaryIO, Optional, Union
 
 import numpy as np
 
@@ -266,22 +266,31 @@ def _write(path: Path, index: EpisodeIndex, signature: list) -> None:
     durable.write_atomically(path, write, force=True)
 
 
-def _read(path: Path, signature: list, shards: list[tuple[Path, int]], bytes_fields: tuple[str, ...],
-          list_fields: tuple[str, ...]) -> tuple[Optional[EpisodeIndex], str]:
-    """(the index in `path`, '') when it is current and sound, else (None, why not; '' when missing)."""
-    try:  # never blocking (a FIFO there would hang the open), never through a symlink
+def open_kept(path: Path) -> tuple[Optional[BinaryIO], int, str]:
+    """A file kept beside the data (the index, the statistics), opened to read: never blocking (a FIFO there
+    would hang the open), never through a symlink, a regular file only. (the file, its size, '') or (None, 0,
+    why not; '' when there is none); "why" ends in ", not a regular file" for anything else there."""
+    try:
         fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
     except FileNotFoundError:
-        return None, ""
+        return None, 0, ""
     except OSError as exc:
-        return None, f"unreadable ({exc.strerror})"
+        return None, 0, f"unreadable ({exc.strerror})"
     info = os.fstat(fd)
     if not stat.S_ISREG(info.st_mode):  # before os.fdopen, which refuses a directory with an error
         os.close(fd)
-        return None, next((name for test, name in _KINDS if test(info.st_mode)), "not a file") + \
+        return None, 0, next((name for test, name in _KINDS if test(info.st_mode)), "not a file") + \
             ", not a regular file"
-    with os.fdopen(fd, "rb") as f:
-        size = info.st_size
+    return os.fdopen(fd, "rb"), info.st_size, ""
+
+
+def _read(path: Path, signature: list, shards: list[tuple[Path, int]], bytes_fields: tuple[str, ...],
+          list_fields: tuple[str, ...]) -> tuple[Optional[EpisodeIndex], str]:
+    """(the index in `path`, '') when it is current and sound, else (None, why not; '' when missing)."""
+    opened, size, why = open_kept(path)
+    if opened is None:
+        return None, why
+    with opened as f:
         start = f.read(len(MAGIC) + 4)
         if len(start) < len(MAGIC) + 4 or start[:len(MAGIC)] != MAGIC:
             return None, "not an index file"

@@ -45,8 +45,6 @@ from __future__ import annotations
 import collections
 import json
 import logging
-import os
-import stat
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional
 
@@ -313,22 +311,15 @@ def _read(path: Path, key: dict, spec: schema.Spec, index: episode_index.Episode
           records: int) -> tuple[Optional[dict], str]:
     """(the figures kept in `path`, '') when they are current and sound, else (None, why not; '' when
     there are none)."""
-    try:  # never blocking (a FIFO there would hang the open), never through a symlink
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC)
-    except FileNotFoundError:
-        return None, ""
-    except OSError as exc:
-        return None, f"unreadable ({exc.strerror})"
+    opened, size, why = episode_index.open_kept(path)  # a FIFO, a folder or a symlink there: left alone
+    if opened is None:
+        return None, why
     steps = np.asarray(index.steps)
     most = _most_bytes(records, int(steps[steps > 0].sum()))
-    info = os.fstat(fd)
-    if not stat.S_ISREG(info.st_mode):  # checked before os.fdopen, which refuses a directory with an error
-        os.close(fd)
-        return None, ("a directory" if stat.S_ISDIR(info.st_mode) else "a FIFO, socket or device") + _FOREIGN
-    with os.fdopen(fd, "rb") as f:
-        if info.st_size > most:
-            return None, f"{info.st_size:,} bytes, more than these statistics can take ({most:,})"
-        data = f.read(info.st_size + 1)
+    with opened as f:
+        if size > most:
+            return None, f"{size:,} bytes, more than these statistics can take ({most:,})"
+        data = f.read(size + 1)
     try:
         return _decoded(data, key, spec, steps, records), ""
     except _Stale as exc:
