@@ -19,7 +19,7 @@ $(STAMP): setup.cfg pyproject.toml constraints.txt
 	@if [ -e $(VENV) ] && ! $(PY) -c '$(CHECK_PY)' 2>/dev/null; then echo "$(VENV) is not a working Python $(NEED_PY) environment: recreating it"; rm -rf $(VENV); fi
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip setuptools wheel
-	# torch first and by exact pin: that takes the local CPU wheel, not CUDA.
+	# torch first and by exact pin, so the packages after it keep its build (CPU or CUDA: pip's index decides; docs/install.md).
 	$(PY) -m pip install -q torch==$$(sed -n 's/^torch==//p' constraints.txt)
 	# setuptools' note on every editable install (a notice, not a problem: the package folders map into `dropj`)
 	PYTHONWARNINGS='ignore:Editable installation' $(PY) -m pip install -q -c constraints.txt -e '.[test]'

@@ -6,6 +6,7 @@ download instructions and generator all come from `schema.DATASETS`.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import dataclasses
 import functools
@@ -28,6 +29,34 @@ from dropj_datasets.features import (  # noqa: F401 - re-exported
 # Bounded memory while writing: TFDS keeps serialized examples in memory up to
 # this many bytes before spilling to its temporary buckets (1 GB by default).
 WRITE_BUFFER_BYTES = 32 << 20
+
+
+def _quiet_interpreter_exit() -> None:
+    """TensorFlow 2.15: every `tf.function` still alive when Python exits (a dataset left in a script's globals,
+    as in `ds = tfds.load(...)`) prints "Exception ignored in ... AtomicFunction.__del__ ... TypeError" once
+    Python has cleared TensorFlow's module globals. Run at exit (`atexit`, before that clearing), this makes
+    the finaliser drop that one error while the interpreter is finalizing; at any other time it runs and raises
+    as TensorFlow's own. Nothing is imported: where TensorFlow was never loaded there is nothing to do
+    (tests/test_pinned_internals.py pins the attribute)."""
+    atomic_function = sys.modules.get("tensorflow.python.eager.polymorphic_function.atomic_function")
+    if atomic_function is None:
+        return
+    original = atomic_function.AtomicFunction.__del__
+    if getattr(original, "dropj_quiet_exit", False):
+        return
+
+    def __del__(self, original=original, finalizing=sys.is_finalizing):  # defaults: they outlive module globals
+        try:
+            original(self)
+        except TypeError:
+            if not finalizing():
+                raise
+
+    __del__.dropj_quiet_exit = True
+    atomic_function.AtomicFunction.__del__ = __del__
+
+
+atexit.register(_quiet_interpreter_exit)
 
 
 def manual_instructions(dataset: str) -> str:
@@ -124,6 +153,9 @@ class DropjBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
         metadata, examples = kinds.prepare(self.spec, dl_manager.manual_dir, self.builder_config,
                                            beam=beam is not None)
         self.info.metadata.update(metadata)
+        counted = getattr(self, "on_example", None)  # `dropj build`'s progress: told of each example made
+        if counted is not None and beam is None:
+            examples = _counted(examples, counted)
         return {"train": examples}
 
     def _generate_examples(self):  # `prepare` hands TFDS the generator directly
@@ -149,6 +181,12 @@ class DropjBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
             remove_leftovers(Path(self.data_dir))
             with _durable_incomplete_dir():
                 return super().download_and_prepare(*args, **kwargs)
+
+
+def _counted(examples: Any, tell: Any) -> Any:
+    for example in examples:
+        yield example
+        tell()
 
 
 # --- encoding episodes a column at a time ------------------------------------------------------------

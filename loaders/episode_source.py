@@ -210,10 +210,6 @@ def decode_example(features: dict, spec: schema.Spec, record: Optional[bytes] = 
 
 # --- the source --------------------------------------------------------------------------------------
 
-def _default_data_dir() -> Path:
-    return Path(os.environ.get("TFDS_DATA_DIR", "~/tensorflow_datasets")).expanduser()
-
-
 class EpisodeSource:
     """Map-style access to one split of a built DROPJ dataset, without TensorFlow.
 
@@ -232,21 +228,22 @@ class EpisodeSource:
                  progress: bool = True):
         from dropj.converters.store import dataset_dir  # the writer's check of an untrusted built folder
 
-        path = Path(name_or_dir)
-        if path.is_dir():
-            self.directory = path
-        else:
-            self.directory = dataset_dir.find_built(str(name_or_dir), str(data_dir or _default_data_dir()))
-        if split not in ("train",):  # the one split every DROPJ config has
-            raise DataError(f"{self.directory}: no split {split!r}; DROPJ datasets have 'train'")
+        from .splits import read_slice
+
+        self.directory = dataset_dir.locate(os.fspath(name_or_dir), None if data_dir is None else os.fspath(data_dir))
         # the shards as the dataset_info.json that was checked lists them (read once: a file swapped
         # after the check is never read)
         self.name, self.spec, self._shards = dataset_dir.check_shards(self.directory)
+        try:  # the one split every DROPJ config has, or a slice of it
+            split_name, self._first, self._stop = read_slice(split, sum(count for _, count in self._shards))
+        except ValueError as exc:
+            raise DataError(f"{self.directory}: {exc}") from None
         self._max_steps = dataset_dir.max_steps()  # every sequence of a record, episode or not
         for path, _ in self._shards:
             if path.is_symlink():
                 raise DataError(f"{path}: a symlink; EpisodeSource reads the shards in the folder itself")
-        self.split = split
+        self.split = split  # as asked for; the index is of the whole split, `split_name`
+        self.split_name = split_name
         self.index_dir = None if index_dir is None else Path(index_dir)
         self.progress = progress
         self._fields = {field.name: field for field in self.spec.fields()}
@@ -260,7 +257,7 @@ class EpisodeSource:
     def index(self) -> episode_index.EpisodeIndex:
         """Where every record and step lies (`episode_index`): read, or made once, on first use."""
         if self._index is None:
-            self._index = episode_index.open_index(self.directory, self.split, self._shards, self.spec,
+            self._index = episode_index.open_index(self.directory, self.split_name, self._shards, self.spec,
                                                    self.index_dir, progress=self.progress)
         return self._index
 
@@ -317,7 +314,7 @@ class EpisodeSource:
     # -- records --------------------------------------------------------------------------------------
 
     def __len__(self) -> int:
-        return sum(count for _, count in self._shards)
+        return self._stop - self._first
 
     def _where(self, i: int) -> str:
         shard = int(self.index.records[i, 0])
@@ -325,7 +322,9 @@ class EpisodeSource:
 
     def raw(self, i: int) -> bytes:
         """The serialised `tf.train.Example` of record i."""
-        i = self._checked(i)
+        return self._raw(self._checked(i))
+
+    def _raw(self, i: int) -> bytes:  # i: the record's place in the whole split (`_checked`)
         shard, offset, length, _ = (int(v) for v in self.index.records[i])
         try:
             return self._read(shard, offset, length)
@@ -335,7 +334,7 @@ class EpisodeSource:
     def __getitem__(self, i: int) -> dict:
         i = self._checked(i)
         try:
-            record = self.raw(i)
+            record = self._raw(i)
             return decode_example(index_example(record), self.spec, record, self._max_steps)
         except Corrupt as exc:
             raise DataError(f"{self._where(i)}: {exc}") from None
@@ -348,7 +347,7 @@ class EpisodeSource:
         if name not in fields or _sequence_of(name, dict(schema.KINDS[self.spec.kind].sequences)):
             raise KeyError(f"{name!r} is not a field outside the sequences of a {self.spec.kind} config")
         try:
-            record = self.raw(i)
+            record = self._raw(i)
             features = index_example(record)
             if name not in features:
                 raise Corrupt(f"field '{name}' is missing")
@@ -439,14 +438,17 @@ class EpisodeSource:
 
     def episode_lengths(self) -> np.ndarray:
         """Steps of every episode (T+1 for T transitions), from the index: no record is read."""
-        steps = np.asarray(self.index.steps)
+        steps = np.asarray(self.index.steps)[self._first:self._stop]
         if len(steps) and steps.min() < 0:
             raise DataError(f"{self.directory}: a {self.spec.kind} config has no episodes of steps")
         return steps.copy()
 
     def num_steps(self, i: int) -> int:
         """The number of steps of episode i (T+1 for T transitions), without reading it."""
-        steps = int(self.index.steps[self._checked(i)])
+        return self._num_steps(self._checked(i))
+
+    def _num_steps(self, i: int) -> int:
+        steps = int(self.index.steps[i])
         if steps < 0:
             raise DataError(f"{self.directory}: a {self.spec.kind} config has no episodes of steps")
         return steps
@@ -457,7 +459,7 @@ class EpisodeSource:
         decoding only those: a window of 21 steps reads and decodes 21 frames, not the episode's 1001.
         `out`: arrays to decode into ({field: (stop - start, *shape) array}), e.g. a row of a batch."""
         i = self._checked(i)
-        total = self.num_steps(i)
+        total = self._num_steps(i)
         stop = total if stop is None else stop
         if not 0 <= start <= stop <= total:
             raise IndexError(f"steps [{start}, {stop}) of an episode of {total}")
@@ -522,7 +524,7 @@ class EpisodeSource:
         n = len(self)
         if not -n <= i < n:
             raise IndexError(f"record {i} of {n}")
-        return int(i) % n
+        return self._first + int(i) % n  # the record's place in the whole split
 
     def __repr__(self) -> str:
         return f"EpisodeSource({str(self.directory)!r}, split={self.split!r}, {len(self)} records)"

@@ -10,11 +10,12 @@ What is counted follows how the kind is shown (`schema.kind_of(spec).shown_as`),
 and `dropj serve` show:
 
 * episodes (and sketches, recordings, encoded episodes): `items`, `lengths` (transitions: the steps, less the
-  padding last step where `extra_last_step`), `returns`, `terminal` (episodes with a terminal step),
-  `flags_per_episode` (steps whose info flag is set, per flag), `rewards` ({reward: steps}), `actions`
-  (`steer`, `gas`, `brake` of every transition whose action is finite);
+  padding last step where `extra_last_step`), `returns`, `terminal` (episodes with a terminal step) and
+  `terminal_per_episode`, `flags_per_episode` (steps whose info flag is set, per flag), `rewards`
+  ({reward: steps}), `actions` (`steer`, `gas`, `brake` of every transition whose action is finite);
 * responses: `items`, `skipped`, `answers` ({'a/b/c': responses}, most common first), `labels`, `total_time`,
-  `repeat_count`, `annotators`;
+  `repeat_count`, `annotators` ({user: responses}), and per response `user_per_response` and
+  `answer_per_response` (its 'a/b/c', None when skipped);
 * queries: `items`, `video_bytes`.
 
 At most `MAX_ITEMS` items are counted. `of` reads only the fields these need (`fields(spec)`) through
@@ -58,7 +59,7 @@ from .episode_source import EpisodeSource
 
 __all__ = ["MAX_ITEMS", "accumulate", "fields", "of"]
 
-FORMAT = 1
+FORMAT = 2  # 2: terminal_per_episode, user_per_response, answer_per_response
 MAGIC = b"DROPJSTS"
 SUFFIX = ".stats"
 MAX_ITEMS = 100_000  # items counted at most
@@ -123,7 +124,7 @@ def _first(examples: Iterable[dict]) -> Iterator[dict]:
 
 def _episodes(spec: schema.Spec, examples: Iterable[dict]) -> dict:
     extra_last = schema.kind_of(spec).extra_last_step
-    lengths, returns, terminal = [], [], 0
+    lengths, returns, terminal = [], [], []
     flags: dict[str, list[int]] = collections.defaultdict(list)
     actions: list[np.ndarray] = []
     rewards: collections.Counter = collections.Counter()
@@ -134,7 +135,7 @@ def _episodes(spec: schema.Spec, examples: Iterable[dict]) -> dict:
         episode_rewards = np.asarray(steps[schema.REWARD])[:n]
         returns.append(float(np.sum(episode_rewards)))
         rewards.update(float(r) for r in episode_rewards)
-        terminal += bool(np.any(steps[schema.IS_TERMINAL]))
+        terminal.append(bool(np.any(steps[schema.IS_TERMINAL])))
         # by name, as tfds.load orders a dict's features (the schema's order, which EpisodeSource keeps, is
         # another for the obstacle environments' flags): the page shows them in this order
         for name, column in sorted((steps.get(schema.INFO) or {}).items(), key=lambda item: item[0]):
@@ -143,7 +144,8 @@ def _episodes(spec: schema.Spec, examples: Iterable[dict]) -> dict:
         actions.append(action[np.isfinite(action).all(axis=1)])
     stacked = np.concatenate(actions) if actions else np.zeros((0, 3))
     return {"kind": spec.kind, "items": len(lengths), "lengths": lengths, "returns": returns,
-            "terminal": terminal, "flags_per_episode": dict(flags), "rewards": dict(sorted(rewards.items())),
+            "terminal": sum(terminal), "terminal_per_episode": terminal, "flags_per_episode": dict(flags),
+            "rewards": dict(sorted(rewards.items())),
             "actions": {name: stacked[:, k].tolist() for k, name in enumerate(ACTION_PARTS)}}
 
 
@@ -154,20 +156,23 @@ def _text(value: Any) -> str:
 def _responses(spec: schema.Spec, examples: Iterable[dict]) -> dict:
     answers: collections.Counter = collections.Counter()
     labels: collections.Counter = collections.Counter()
-    times, repeats, skipped, users = [], [], 0, collections.Counter()
+    times, repeats, skipped, users, given = [], [], 0, [], []
     for example in examples:
         response = example[schema.RESPONSE]
         times.append(float(response[schema.TOTAL_TIME]))
         repeats.append(int(response[schema.REPEAT_COUNT]))
-        users[int(example[schema.ANNOTATOR][schema.USER_ID])] += 1
+        users.append(int(example[schema.ANNOTATOR][schema.USER_ID]))
         if response[schema.SKIPPED]:
             skipped += 1
+            given.append(None)
             continue
-        answers["/".join(_text(a) for a in response[schema.ANSWERS][schema.ANSWER])] += 1
+        given.append("/".join(_text(a) for a in response[schema.ANSWERS][schema.ANSWER]))
+        answers[given[-1]] += 1
         labels[round(float(example[schema.LABEL]), 4)] += 1
     return {"kind": spec.kind, "items": len(times), "skipped": skipped, "answers": dict(answers.most_common()),
             "labels": dict(sorted(labels.items())), "total_time": times, "repeat_count": repeats,
-            "annotators": dict(sorted(users.items()))}
+            "annotators": dict(sorted(collections.Counter(users).items())), "user_per_response": users,
+            "answer_per_response": given}
 
 
 # --- through the TF-free reader, kept beside the index ---------------------------------------------------
@@ -177,6 +182,8 @@ def of(source: EpisodeSource, *, keep: bool = True) -> dict:
     from the fields they need (`fields`) and kept there (`keep=False`: neither read nor kept)."""
     spec = source.spec
     index = source.index  # made, or read, first: the figures are kept where it is
+    if len(source) != len(index.records):
+        raise ValueError(f"{source.directory}: statistics are of a whole split, not of {source.split!r}")
     path = index.path.with_name(index.path.stem + SUFFIX) if keep and index.path is not None else None
     key = _key(source)
     if path is not None:
@@ -229,8 +236,11 @@ def _encode(shown_as: str, figures: dict) -> tuple[dict, list[np.ndarray]]:
         header = {"items": figures["items"], "skipped": figures["skipped"],
                   "answers": [[k, v] for k, v in figures["answers"].items()],
                   "annotators": [[k, v] for k, v in figures["annotators"].items()], "labels": len(labels)}
+        position = {answer: k for k, answer in enumerate(figures["answers"])}
         arrays = [np.array(list(labels), _F8), np.array(list(labels.values()), _I8),
-                  np.array(figures["total_time"], _F8), np.array(figures["repeat_count"], _I8)]
+                  np.array(figures["total_time"], _F8), np.array(figures["repeat_count"], _I8),
+                  np.array(figures["user_per_response"], _I8),
+                  np.array([-1 if a is None else position[a] for a in figures["answer_per_response"]], _I8)]
     elif shown_as == schema.QUERY_VIEW:
         header = {"items": figures["items"]}
         arrays = [np.array(figures["video_bytes"], _I8)]
@@ -240,6 +250,7 @@ def _encode(shown_as: str, figures: dict) -> tuple[dict, list[np.ndarray]]:
                   "flags": list(figures["flags_per_episode"]), "rewards": len(rewards),
                   "actions": len(actions[ACTION_PARTS[0]])}
         arrays = [np.array(figures["lengths"], _I8), np.array(figures["returns"], _F8),
+                  np.array(figures["terminal_per_episode"], _I8),
                   *(np.array(v, _I8) for v in figures["flags_per_episode"].values()),
                   np.array(list(rewards), _F8), np.array(list(rewards.values()), _I8),
                   *(np.array(actions[part], _F8) for part in ACTION_PARTS)]
@@ -259,7 +270,7 @@ def _layout(shown_as: str, header: dict, most: int) -> list[tuple[str, np.dtype,
     if shown_as == schema.RESPONSE_VIEW:
         labels = _count(header, "labels", most)
         return [("label values", _F8, labels), ("label counts", _I8, labels), ("total_time", _F8, items),
-                ("repeat_count", _I8, items)]
+                ("repeat_count", _I8, items), ("users", _I8, items), ("answer of", _I8, items)]
     if shown_as == schema.QUERY_VIEW:
         return [("video_bytes", _I8, items)]
     flags = header.get("flags")
@@ -267,7 +278,8 @@ def _layout(shown_as: str, header: dict, most: int) -> list[tuple[str, np.dtype,
             or len(set(flags)) != len(flags):
         raise _Stale("'flags' is not a list of distinct names")
     rewards, actions = _count(header, "rewards", most), _count(header, "actions", most)
-    return [("lengths", _I8, items), ("returns", _F8, items), *((f"flag {f}", _I8, items) for f in flags),
+    return [("lengths", _I8, items), ("returns", _F8, items), ("terminal", _I8, items),
+            *((f"flag {f}", _I8, items) for f in flags),
             ("reward values", _F8, rewards), ("reward counts", _I8, rewards),
             *((part, _F8, actions) for part in ACTION_PARTS)]
 
@@ -378,7 +390,10 @@ def _episodes_from(spec: schema.Spec, header: dict, arrays: dict, steps: np.ndar
         raise _Stale("episode lengths other than the index's")
     transitions = int(lengths.sum())
     items = len(lengths)
-    _count(header, "terminal", items)
+    terminal = arrays["terminal"]
+    if len(terminal) and (terminal.min() < 0 or terminal.max() > 1) or int(terminal.sum()) != \
+            _count(header, "terminal", items):
+        raise _Stale("terminal episodes other than the count")
     if header["actions"] > transitions:
         raise _Stale("more actions than transitions")
     _counts(arrays["reward counts"], transitions, "reward")
@@ -390,7 +405,8 @@ def _episodes_from(spec: schema.Spec, header: dict, arrays: dict, steps: np.ndar
             raise _Stale(f"flag '{name[:40]}' set on more steps than an episode has")
         flags[name] = column.tolist()
     return {"kind": spec.kind, "items": items, "lengths": lengths.tolist(), "returns": arrays["returns"].tolist(),
-            "terminal": header["terminal"], "flags_per_episode": flags,
+            "terminal": header["terminal"], "terminal_per_episode": [bool(t) for t in terminal.tolist()],
+            "flags_per_episode": flags,
             "rewards": dict(zip(arrays["reward values"].tolist(), arrays["reward counts"].tolist())),
             "actions": {part: arrays[part].tolist() for part in ACTION_PARTS}}
 
@@ -414,7 +430,15 @@ def _responses_from(spec: schema.Spec, header: dict, arrays: dict, items: int) -
         raise _Stale("annotator counts that do not add up")
     _counts(arrays["label counts"], items - skipped, "label")
     _increasing(arrays["label values"], "labels")
+    users, answer_of = arrays["users"].tolist(), arrays["answer of"]
+    if sorted(collections.Counter(users).items()) != [tuple(pair) for pair in annotators]:
+        raise _Stale("responses per user other than the annotator counts")
+    if len(answer_of) and (answer_of.min() < -1 or answer_of.max() >= len(answers)) or \
+            np.bincount(answer_of + 1, minlength=len(answers) + 1).tolist() != [skipped] + [n for _, n in answers]:
+        raise _Stale("answers per response other than the answer counts")
+    names = [answer for answer, _ in answers]
     return {"kind": spec.kind, "items": items, "skipped": skipped, "answers": dict(map(tuple, answers)),
             "labels": dict(zip(arrays["label values"].tolist(), arrays["label counts"].tolist())),
             "total_time": arrays["total_time"].tolist(), "repeat_count": arrays["repeat_count"].tolist(),
-            "annotators": dict(map(tuple, annotators))}
+            "annotators": dict(map(tuple, annotators)), "user_per_response": users,
+            "answer_per_response": [None if k < 0 else names[k] for k in answer_of.tolist()]}

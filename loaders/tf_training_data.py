@@ -24,10 +24,11 @@ __all__ = ["HeldOutShards", "vae_data", "mdnrnn_data", "reward_data", "sparse_da
 def _builder(name: str, data_dir: str | None) -> Any:
     """The TFDS builder of NAME/CONFIG: a registered builder, or a directory `dropj record` / `dropj annotate`
     wrote (found under data_dir as NAME/CONFIG/VERSION)."""
-    if name.split("/", 1)[0] in schema.WRITTEN:
-        from dropj.converters.store import dataset_dir  # the untrusted directory is checked before TFDS opens it
+    from dropj.converters.store import dataset_dir  # the untrusted directory is checked before TFDS opens it
 
-        return tfds.builder_from_directory(str(dataset_dir.find_built(name, data_dir)))
+    if name.split("/", 1)[0] in schema.WRITTEN:
+        return tfds.builder_from_directory(str(dataset_dir.locate(name, data_dir)))
+    dataset_dir.parse_name(name)  # one error with the closest name, not TFDS's list of every dataset
     return tfds.builder(name, data_dir=data_dir)
 
 

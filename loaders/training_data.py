@@ -25,7 +25,9 @@ episode 0.
 from __future__ import annotations
 
 import dataclasses
+import os
 import sys
+from pathlib import Path
 from typing import Any, Optional
 
 import torch
@@ -111,7 +113,7 @@ def _source(name: str, data_dir: Optional[str]) -> Any:
 
     from .episode_source import EpisodeSource
 
-    return EpisodeSource(dataset_dir.find_built(name, data_dir))
+    return EpisodeSource(dataset_dir.locate(name, data_dir))
 
 
 def _split(source: Any, make: Any, *, batch_size: int, seed: int, shuffle: bool) -> tuple[Batches, Batches]:
@@ -154,11 +156,19 @@ def mdnrnn_data(data_dir: Optional[str], name: str = DEFAULT_DATASETS["mdnrnn"],
     """
     from .map_datasets import WindowDataset
 
-    spec = schema.spec_for(*name.split("/", 1))
+    from dropj.converters.store import dataset_dir
+
+    spec = schema.spec_for(*dataset_dir.parse_name(name)[:2]) if not os.path.isdir(name) else \
+        dataset_dir.check(Path(name))[1]
     if not getattr(spec, "is_dream", False):
         raise ValueError(f"the MDN-RNN trains on latent states: use a dream config, not {name!r}")
 
     def windows(source: Any, chosen: Any) -> WindowDataset:
+        lengths = source.episode_lengths()
+        if len(lengths) and lengths.max() <= sequence_length:  # T+1 steps hold T transitions
+            longest = int(lengths.max()) - 1
+            raise ValueError(f"{name}: no episode has the {sequence_length} transitions of a window (the longest "
+                             f"has {longest}); pass --sequence_length {longest} or less")
         return WindowDataset(source, sequence_length, action_key=schema.ACTION, episodes=chosen)
 
     return _read("mdnrnn_data", data_dir, name, windows, loader=loader, batch_size=batch_size, seed=seed,

@@ -27,7 +27,7 @@ from torch import nn
 from .reward import PreferenceRewardEnsemble
 
 __all__ = ["CheckpointError", "preference_member_path", "load_preference_members", "save_preference_members",
-           "load_checkpoint", "save_checkpoint", "read_checkpoint", "read_state_dict"]
+           "load_checkpoint", "save_checkpoint", "read_checkpoint", "read_state_dict", "state_dict_differences"]
 
 PathLike = str | os.PathLike
 
@@ -366,11 +366,9 @@ def _torch_reason(err: Exception) -> str:
     return f"{type(err).__name__}: {reason}" if reason else type(err).__name__
 
 
-def _check_state_dict(state: Any, model: nn.Module, path: PathLike, what: str = "state_dict") -> None:
-    """Raise one CheckpointError listing every difference between ``state`` and ``model.state_dict()``."""
-    if not isinstance(state, Mapping) or not all(isinstance(k, str) for k in state):
-        raise CheckpointError(f"{path}: expected the {what} to be a mapping of parameter names to tensors, "
-                              f"got {type(state).__name__}")
+def state_dict_differences(state: Mapping, model: nn.Module) -> tuple[list[str], list[str], list[str]]:
+    """(missing keys, unexpected keys, shape mismatches) of the state_dict ``state`` against ``model``'s: all
+    empty when it fits."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in state]
     unexpected = [k for k in state if k not in expected]
@@ -382,6 +380,15 @@ def _check_state_dict(state: Any, model: nn.Module, path: PathLike, what: str = 
                 mismatched.append(f"{k}: expected a tensor of shape {tuple(ref.shape)}, got {type(got).__name__}")
             elif got.shape != ref.shape:
                 mismatched.append(f"{k}: expected shape {tuple(ref.shape)}, got {tuple(got.shape)}")
+    return missing, unexpected, mismatched
+
+
+def _check_state_dict(state: Any, model: nn.Module, path: PathLike, what: str = "state_dict") -> None:
+    """Raise one CheckpointError listing every difference between ``state`` and ``model.state_dict()``."""
+    if not isinstance(state, Mapping) or not all(isinstance(k, str) for k in state):
+        raise CheckpointError(f"{path}: expected the {what} to be a mapping of parameter names to tensors, "
+                              f"got {type(state).__name__}")
+    missing, unexpected, mismatched = state_dict_differences(state, model)
     problems = []
     if missing:
         problems.append(f"missing keys {missing}")

@@ -11,10 +11,15 @@ when it runs out, takes `config.steps` Adam steps, validates every `validate_eve
 into `out_dir`:
 
 * ``checkpoint.pt``: ``{'model_state', 'optimizer_state'}`` (the authors' format, see `checkpoints`)
-  plus ``'step'`` and ``'rng_state'``, every `checkpoint_every` steps and at the end. A run whose
-  `out_dir` already holds one resumes from it: model, optimizer, step and torch's CPU RNG.
-* ``losses.json``: ``{'step', 'train_loss', 'val_step', 'val_loss'}`` lists (kept across resumes).
-* ``losses.png``: the train and validation curves, drawn with Pillow.
+  plus ``'step'``, ``'rng_state'`` and ``'model'`` (the model's class name), every `checkpoint_every` steps
+  and at the end. A run whose `out_dir` already holds one resumes from it: model, optimizer, step and
+  torch's CPU RNG.
+* ``losses.json``: ``{'step', 'train_loss', 'val_step', 'val_loss'}`` lists (kept across resumes) and
+  ``'validation'``: false, with ``'no_validation'`` saying why, when there is no validation set.
+* ``losses.png``: the train and validation curves, drawn with Pillow ("no validation set" when so).
+
+An `out_dir` that cannot hold the run (a file, not writable, another model's run, other files) is one
+`RunDirError` that says what to do, before any step (`start_step`).
 
 Loss adapters take ``(model, batch)`` and return a scalar tensor; `dropj.loaders.training_data`
 builds the batches each one expects from the built datasets.
@@ -36,19 +41,24 @@ from torch import nn
 
 from dropj_datasets import schema
 
-from .checkpoints import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint
+from .checkpoints import CheckpointError, load_checkpoint, read_checkpoint, save_checkpoint, state_dict_differences
 from .mdnrnn import MDNRNN, mdn_nll
 from .reward import PreferenceRewardEnsemble, SparseRewardEnsemble, preference_loss, reward_class_index
 from .vae import ConvVAE, frames_to_tensor, vae_loss
 
 __all__ = ["ENVS", "TrainConfig", "VAETrainConfig", "MDNRNNTrainConfig", "RewardTrainConfig", "SparseTrainConfig",
            "History", "train", "vae_batch_loss", "mdnrnn_batch_loss", "reward_batch_loss", "sparse_batch_loss",
-           "draw_losses", "CHECKPOINT_FILE", "LOSSES_FILE", "PLOT_FILE"]
+           "draw_losses", "CHECKPOINT_FILE", "LOSSES_FILE", "PLOT_FILE", "RunDirError", "check_out_dir", "start_step",
+           "finished"]
 
 ENVS = tuple(schema.ENVS)  # 'carracing', 'chuckc', 'chuckccar'
 CHECKPOINT_FILE = "checkpoint.pt"
 LOSSES_FILE = "losses.json"
 PLOT_FILE = "losses.png"
+MODEL_KEY = "model"  # in checkpoint.pt beside the authors' keys: the class of the model the run trains
+RUN_FILES = frozenset({CHECKPOINT_FILE, LOSSES_FILE, PLOT_FILE, CHECKPOINT_FILE + ".tmp"})
+ANOTHER_OUT = "choose another --out or remove it"
+MAX_NAME_CHARS = 80  # of a file or key name from the out directory, quoted in a refusal
 
 LossFn = Callable[[nn.Module, Any], torch.Tensor]
 
@@ -149,28 +159,42 @@ class SparseTrainConfig(TrainConfig):
         return ("members",)
 
 
+class RunDirError(ValueError):
+    """An out directory that cannot hold this run; the message names it and says what to do."""
+
+
 @dataclasses.dataclass
 class History:
-    """Losses of a run (including the steps before a resume); ``start_step`` is where this call began."""
+    """Losses of a run (including the steps before a resume); ``start_step`` is where this call began;
+    ``no_validation`` says why there is no validation set (None when there is one)."""
 
     step: list[int] = dataclasses.field(default_factory=list)
     train_loss: list[float] = dataclasses.field(default_factory=list)
     val_step: list[int] = dataclasses.field(default_factory=list)
     val_loss: list[float] = dataclasses.field(default_factory=list)
     start_step: int = 0
+    no_validation: str | None = None
 
     def to_json(self) -> dict:
-        return {"step": self.step, "train_loss": self.train_loss, "val_step": self.val_step,
-                "val_loss": self.val_loss}
+        data = {"step": self.step, "train_loss": self.train_loss, "val_step": self.val_step,
+                "val_loss": self.val_loss, "validation": self.no_validation is None}
+        if self.no_validation is not None:
+            data["no_validation"] = self.no_validation
+        return data
 
     @classmethod
     def read(cls, path: Path, up_to: int) -> History:
         """The losses of `path` for steps <= `up_to` (a checkpoint older than the losses drops the rest)."""
         if not path.is_file():
             return cls(start_step=up_to)
-        data = json.loads(path.read_text())
-        train = [(s, v) for s, v in zip(data["step"], data["train_loss"]) if s <= up_to]
-        val = [(s, v) for s, v in zip(data["val_step"], data["val_loss"]) if s <= up_to]
+        try:
+            data = json.loads(path.read_text())
+            train = [(int(s), float(v)) for s, v in zip(data["step"], data["train_loss"]) if s <= up_to]
+            val = [(int(s), float(v)) for s, v in zip(data["val_step"], data["val_loss"]) if s <= up_to]
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as exc:
+            reason = f"no {exc.args[0]!r} list" if isinstance(exc, KeyError) else schema.one_line(exc, 60, typed=False)
+            raise RunDirError(f"{path}: not a run's losses ({reason}); remove it (the run resumes without them) or "
+                              "choose another --out") from None
         return cls([s for s, _ in train], [v for _, v in train], [s for s, _ in val], [v for _, v in val],
                    start_step=up_to)
 
@@ -253,6 +277,17 @@ def _forever(batches: Iterable) -> Iterator:
         epoch += 1
 
 
+def _has_batches(batches: Iterable | None) -> bool:
+    """Whether `batches` gives a batch: its length where it has one (a map-style DataLoader, a list), else
+    by starting it (a DataLoader over an iterable dataset: tf.data's)."""
+    if batches is None:
+        return False
+    try:
+        return len(batches) > 0  # type: ignore[arg-type]
+    except TypeError:
+        return any(True for _ in batches)
+
+
 def _validate(model: nn.Module, loss_fn: LossFn, val_batches: Iterable) -> float | None:
     was_training = model.training
     model.eval()
@@ -269,7 +304,8 @@ def _save(model: nn.Module, optimizer: torch.optim.Optimizer, out_dir: Path, ste
     # Write beside and rename: a run killed while saving keeps its previous checkpoint whole.
     path = out_dir / CHECKPOINT_FILE
     tmp = path.with_name(path.name + ".tmp")
-    save_checkpoint(model, optimizer, tmp, extra={"step": step, "rng_state": torch.get_rng_state()})
+    save_checkpoint(model, optimizer, tmp, extra={"step": step, "rng_state": torch.get_rng_state(),
+                                                  MODEL_KEY: type(model).__name__})
     os.replace(tmp, path)
 
 
@@ -297,6 +333,94 @@ def _resume_state(path: Path, saved: Mapping[str, Any]) -> tuple[int, torch.Tens
     return step, rng_state
 
 
+def _quoted(name: Any) -> str:
+    text = str(name)
+    return repr(text if len(text) <= MAX_NAME_CHARS else text[:MAX_NAME_CHARS] + "...")
+
+
+def _misfit(state: Mapping, model: nn.Module) -> str | None:
+    """How a checkpoint's model_state differs from `model`'s weights, in one short phrase (None: it fits)."""
+    missing, unexpected, mismatched = state_dict_differences(state, model)
+    if not (missing or unexpected or mismatched):
+        return None
+    if mismatched:
+        more = len(missing) + len(unexpected) + len(mismatched) - 1
+        return f"{mismatched[0]}" + (f", and {more} more difference{'s' * (more != 1)}" if more else "")
+    if len(missing) == len(model.state_dict()):
+        return f"none of its {len(state)} weights is one of this model's (its first: {_quoted(next(iter(state)))})"
+    parts = [f"{len(missing)} of this model's weights missing (e.g. {_quoted(missing[0])})" if missing else "",
+             f"{len(unexpected)} it does not have (e.g. {_quoted(unexpected[0])})" if unexpected else ""]
+    return ", ".join(part for part in parts if part)
+
+
+def check_out_dir(model: nn.Module, out_dir: str | os.PathLike) -> int:
+    """The step of `model`'s run in `out_dir` (0 when there is none yet), or one `RunDirError` that says what
+    to do: `out_dir` a file, not writable, holding other files and no checkpoint, or a checkpoint that is
+    not a run of this model (another model's, by its recorded class, or weights that do not fit: another
+    environment or size), or that cannot be read (`checkpoints`' checks of untrusted input)."""
+    out = Path(out_dir)
+    name = type(model).__name__
+    if out.exists() and not out.is_dir():
+        raise RunDirError(f"{out} is a file, not a run directory; choose another --out (a new directory, or an "
+                          f"earlier run of {name}) or remove the file")
+    if not out.exists():
+        parent = next(p for p in out.absolute().parents if p.exists())
+        if not parent.is_dir():
+            raise RunDirError(f"{out}: {parent} is a file, so no directory can be made there; choose another --out")
+        if not os.access(parent, os.W_OK | os.X_OK):
+            raise RunDirError(f"{out}: cannot create it, {parent} is not writable; choose another --out")
+        return 0
+    if not os.access(out, os.W_OK | os.X_OK):
+        raise RunDirError(f"{out} is not writable; choose another --out")
+    checkpoint = out / CHECKPOINT_FILE
+    if not checkpoint.exists():
+        other = next((p.name for p in out.iterdir() if p.name not in RUN_FILES), None)
+        if other is not None:
+            raise RunDirError(f"{out} holds other files (e.g. {_quoted(other)}) and no {CHECKPOINT_FILE}: it is not "
+                              f"a training run; choose another --out (a new or empty directory)")
+        return 0
+    try:
+        saved = read_checkpoint(checkpoint)
+    except CheckpointError as exc:
+        raise RunDirError(f"{exc}; {ANOTHER_OUT}") from None
+    recorded = saved.get(MODEL_KEY)
+    if isinstance(recorded, str) and recorded != name:
+        raise RunDirError(f"{out} holds a run of {_quoted(recorded)[1:-1]} ({CHECKPOINT_FILE}), not of {name}; "
+                          f"{ANOTHER_OUT}")
+    state = saved.get("model_state")
+    if not isinstance(state, Mapping) or not all(isinstance(key, str) for key in state):
+        raise RunDirError(f"{checkpoint} is not a training run's checkpoint (no model_state of named weights); "
+                          f"{ANOTHER_OUT}")
+    misfit = _misfit(state, model)
+    if misfit is not None:
+        what = f"a run of {name} with other settings (environment or size)" if recorded == name else \
+            f"a checkpoint that is not a run of this {name}"
+        raise RunDirError(f"{out} holds {what} ({CHECKPOINT_FILE}: {misfit}); {ANOTHER_OUT}")
+    try:
+        return _resume_state(checkpoint, saved)[0]
+    except CheckpointError as exc:
+        raise RunDirError(f"{exc}; {ANOTHER_OUT}") from None
+
+
+def start_step(model: nn.Module, config: TrainConfig) -> int:
+    """The step a run of `model` under `config` starts from: 0, or its checkpoint's step to resume from
+    (`check_out_dir`). A checkpoint already past ``config.steps`` is a `RunDirError`: nothing to do, and
+    nothing is touched."""
+    step = check_out_dir(model, config.out_dir)
+    if step > config.steps:
+        raise RunDirError(f"{config.out_dir} is at step {step} already, more than --steps {config.steps}: nothing "
+                          f"to do; pass --steps above {step} to train on, or another --out for a new run")
+    return step
+
+
+def finished(config: TrainConfig, step: int, log: Callable[[str], None] | None = None) -> History:
+    """A run already at ``config.steps``: says so and returns its `History`, touching nothing."""
+    if log is not None:
+        log(f"{config.out_dir} is at step {step} already, as --steps asks: nothing to do (pass --steps above "
+            f"{step} to train on)")
+    return History.read(Path(config.out_dir) / LOSSES_FILE, up_to=step)
+
+
 def _write_losses(history: History, out_dir: Path) -> None:
     (out_dir / LOSSES_FILE).write_text(json.dumps(history.to_json(), indent=1))
     draw_losses(history, out_dir / PLOT_FILE)
@@ -304,13 +428,16 @@ def _write_losses(history: History, out_dir: Path) -> None:
 
 def train(model: nn.Module, loss_fn: LossFn, batches: Iterable, val_batches: Iterable | None,
           config: TrainConfig, optimizer: torch.optim.Optimizer | None = None,
-          log: Callable[[str], None] | None = None) -> History:
+          log: Callable[[str], None] | None = None,
+          no_validation: str = "the validation batches are empty") -> History:
     """Train `model` for ``config.steps`` steps in total; resumes from ``out_dir/checkpoint.pt`` if present.
 
     loss_fn(model, batch) -> scalar; batches: an iterable of batches, started again when exhausted;
-    val_batches: iterated whole every `validate_every` steps and at the end (mean loss, no grad);
+    val_batches: iterated whole every `validate_every` steps and at the end (mean loss, no grad); when
+    it is None or gives no batch, "no validation set: `no_validation`" is said once and recorded;
     optimizer: default ``Adam(model.parameters(), lr=config.lr)``. The model is moved to the device.
-    Returns the `History` of every step so far (also in ``out_dir/losses.json``).
+    Returns the `History` of every step so far (also in ``out_dir/losses.json``). An `out_dir` that cannot
+    hold the run, or is already past ``config.steps``, is a `RunDirError` before any step (`start_step`).
 
     Resuming restores model, optimizer, step and torch's CPU RNG state; the batches start from the
     beginning of their iterable again (a shuffled loader gives its first epoch's order again).
@@ -325,24 +452,33 @@ def train(model: nn.Module, loss_fn: LossFn, batches: Iterable, val_batches: Ite
     if optimizer is None:
         optimizer = torch.optim.Adam(model.parameters(), lr=config.lr)
     out_dir = Path(config.out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
     checkpoint = out_dir / CHECKPOINT_FILE
+    step = start_step(model, config)
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise RunDirError(f"{out_dir}: cannot create it ({exc.strerror}); choose another --out") from None
     torch.manual_seed(config.seed)
-    step = 0
     if checkpoint.is_file():
-        load_checkpoint(model, checkpoint, optimizer)
-        saved = read_checkpoint(checkpoint)
-        step, rng_state = _resume_state(checkpoint, saved)
+        try:
+            load_checkpoint(model, checkpoint, optimizer)
+            saved = read_checkpoint(checkpoint)
+            step, rng_state = _resume_state(checkpoint, saved)
+        except CheckpointError as exc:
+            raise RunDirError(f"{exc}; {ANOTHER_OUT}") from None
         if rng_state is not None:
             torch.set_rng_state(rng_state)
+    if step == config.steps:
+        return finished(config, step, log)
     history = History.read(out_dir / LOSSES_FILE, up_to=step)
     if log is not None:
-        log(f"resuming from step {step} of {config.steps} ({checkpoint})" if step else
+        log(f"resuming from step {step}, training to {config.steps} ({checkpoint})" if step else
             f"training {type(model).__name__} for {config.steps} steps into {out_dir}")
-    if step >= config.steps:
+    if not _has_batches(val_batches):
+        history.no_validation = no_validation if val_batches is not None else "no validation batches were given"
+        val_batches = None
         if log is not None:
-            log(f"{checkpoint} is already at step {step}: nothing to do (raise --steps to train further)")
-        return history
+            log(f"no validation set: {history.no_validation}; val_loss is not recorded")
 
     data = _forever(batches)
     bar = tqdm(total=config.steps, initial=step, desc=type(model).__name__, disable=not config.progress,
@@ -385,10 +521,18 @@ def train(model: nn.Module, loss_fn: LossFn, batches: Iterable, val_batches: Ite
     return history
 
 
-def draw_losses(history: History, path: str | os.PathLike, size: tuple[int, int] = (480, 300)) -> Path:
-    """A small PNG of the train (blue) and validation (orange) losses against the step (Pillow only)."""
-    from PIL import Image, ImageDraw
+TRAIN_COLOUR, VAL_COLOUR, NOTE_COLOUR = (31, 119, 180), (255, 127, 14), (96, 96, 96)
 
+
+def draw_losses(history: History, path: str | os.PathLike, size: tuple[int, int] = (480, 300)) -> Path:
+    """A small PNG of the train (blue) and validation (orange) losses against the step (Pillow only); a run
+    without a validation set says "no validation set" (grey) where the validation legend would be."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    try:
+        font = ImageFont.load_default(size=12)  # FreeType's; without it, Pillow's small bitmap font
+    except (ImportError, ValueError, TypeError):
+        font = ImageFont.load_default()
     width, height = size
     left, right, top, bottom = 56, 12, 22, 28
     image = Image.new("RGB", size, "white")
@@ -406,19 +550,25 @@ def draw_losses(history: History, path: str | os.PathLike, size: tuple[int, int]
             return (left + (s - s0) / (s1 - s0) * (width - left - right),
                     height - bottom - (v - lo) / (hi - lo) * (height - top - bottom))
 
-        for xs, ys, colour in ((history.step, history.train_loss, (31, 119, 180)),
-                               (history.val_step, history.val_loss, (255, 127, 14))):
+        for xs, ys, colour in ((history.step, history.train_loss, TRAIN_COLOUR),
+                               (history.val_step, history.val_loss, VAL_COLOUR)):
             points = [xy(s, v) for s, v in zip(xs, ys)]
             if len(points) > 1:
                 draw.line(points, fill=colour, width=2)
-            for x, y in points if len(points) <= 1 or colour == (255, 127, 14) else ():
+            for x, y in points if len(points) <= 1 or colour == VAL_COLOUR else ():
                 draw.ellipse([x - 2, y - 2, x + 2, y + 2], fill=colour)
-        draw.text((4, top - 4), f"{hi:.4g}", fill="black")
-        draw.text((4, height - bottom - 8), f"{lo:.4g}", fill="black")
-        draw.text((left, height - bottom + 6), f"step {s0}", fill="black")
-        draw.text((width - right - 70, height - bottom + 6), f"step {s1}", fill="black")
-    draw.text((left, 4), "train", fill=(31, 119, 180))
-    draw.text((left + 44, 4), "validation", fill=(255, 127, 14))
+        draw.text((4, top - 4), f"{hi:.4g}", fill="black", font=font)
+        draw.text((4, height - bottom - 10), f"{lo:.4g}", fill="black", font=font)
+        draw.text((left, height - bottom + 6), f"step {s0}", fill="black", font=font)
+        last = f"step {s1}"
+        draw.text((width - right - draw.textlength(last, font=font), height - bottom + 6), last, fill="black",
+                  font=font)
+    legend = [("train", TRAIN_COLOUR), ("validation", VAL_COLOUR) if history.no_validation is None else
+              ("no validation set", NOTE_COLOUR)]
+    x = left
+    for text, colour in legend:
+        draw.text((x, 4), text, fill=colour, font=font)
+        x += draw.textlength(text, font=font) + 16
     path = Path(path)
     image.save(path)
     return path

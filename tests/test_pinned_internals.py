@@ -75,3 +75,39 @@ def test_torch_makes_a_shared_storage_whose_pages_come_when_written():
     tensor = torch.empty(0, dtype=torch.float32).new(storage).resize_(2, 3)
     tensor.fill_(1.5)
     assert tensor.is_shared() and tensor.shape == (2, 3) and float(tensor.sum()) == 9.0
+
+
+def test_a_script_leaving_a_dataset_alive_exits_without_tensorflows_finaliser_errors(tmp_path):
+    """`builder._quiet_interpreter_exit`: `AtomicFunction.__del__` (TensorFlow 2.15) and its module's
+    `RUNTIME_FUNCTION_REFS`. The README's snippet, which keeps `ds` in the script's globals, once printed two
+    "Exception ignored ... TypeError" tracebacks at exit; a finaliser error outside exit still raises."""
+    import subprocess
+    import sys
+
+    import factory
+
+    from tensorflow.python.eager.polymorphic_function import atomic_function
+
+    assert isinstance(atomic_function.RUNTIME_FUNCTION_REFS, dict) and callable(atomic_function.AtomicFunction.__del__)
+    factory.build("dropj_carracing/real", factory.dummy_data("dropj_carracing"), tmp_path)
+    script = ("import dropj_datasets\nimport tensorflow_datasets as tfds\n"
+              f"ds = tfds.load('dropj_carracing', data_dir={str(tmp_path)!r}, split='train')\n"
+              "for episode in ds.take(1):\n    for step in episode['steps'].take(3):\n"
+              "        print(step['observation'].shape, step['action'].numpy(), step['reward'].numpy())\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                          env={**__import__("os").environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+    assert done.returncode == 0 and done.stdout.count("(84, 84, 3)") == 3, done.stderr[-2000:]
+    assert "Exception ignored" not in done.stderr and "Traceback" not in done.stderr, done.stderr[-2000:]
+
+    from dropj_datasets import builder
+
+    builder._quiet_interpreter_exit()  # what exit runs: the finaliser made quiet while finalizing only
+    assert atomic_function.AtomicFunction.__del__.dropj_quiet_exit
+
+    class Broken:  # a key that cannot be looked up: the TypeError the finaliser raises at exit, raised now
+        _generated_graph = None
+        _bound_context = type("Context", (), {"function_scope_id": []})()
+        name = "x"
+
+    with pytest.raises(TypeError, match="unhashable"):
+        atomic_function.AtomicFunction.__del__(Broken())

@@ -140,7 +140,7 @@ def encode(dataset: str, make_encoder: Callable[[schema.EnvSpec], Encoder], chec
                             "is left unfinished")
         os.rename(building, directory)  # every shard and the list are on disk: now it is a dataset
         durable.fsync_directory(directory.parent)
-        log(f"encoded {store.count} episodes of {dataset} into {directory}")
+        log(f"encoded {schema.counted(store.count, 'episode')} of {dataset} into {directory}")
     finally:
         durable.release_lock(lock)
     return directory

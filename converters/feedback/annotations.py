@@ -157,8 +157,8 @@ class Annotations:
             raise ValueError(f"unknown method {str(method)[:20]!r}; choose one of {', '.join(schema.ANNOTATIONS)}")
         if not os.path.isdir(queries) and "/" in queries:  # NAME/CONFIG: say a wrong kind before looking for it
             try:
-                self._check_queries(queries, schema.spec_for(*queries.split("/", 1)))
-            except KeyError:
+                self._check_queries(queries, schema.spec_for(*queries.partition(":")[0].split("/", 1)))
+            except (KeyError, TypeError):
                 pass  # BuiltDataset.open names the unknown config
         source = BuiltDataset.open(queries, data_dir)
         self._check_queries(queries, source.spec)

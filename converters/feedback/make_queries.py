@@ -163,8 +163,8 @@ def _make_queries(source, dataset: str, make_decoder: Callable[[schema.EnvSpec],
     write_atomically(data_file, functools.partial(_write, data=pickle.dumps(merged, protocol=PROTOCOL)), force=True)
     marker.unlink()
     durable.fsync_directory(marker.parent)
-    log(f"wrote {num_queries} queries ({keys[0]} .. {keys[-1]}) from {dataset} into {folder}; data.pkl holds "
-        f"{len(merged)}")
+    log(f"wrote {schema.counted(num_queries, 'query', 'queries')} ({keys[0]} .. {keys[-1]}) from {dataset} into "
+        f"{folder}; data.pkl holds {len(merged)}")
     return folder
 
 

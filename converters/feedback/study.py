@@ -218,7 +218,7 @@ class StudyFile:
     seed: int = 0
     participants: Optional[frozenset[int]] = None  # None: any id
     completion_code: Optional[str] = None
-    play_through: bool = True  # answers unlock once the clips have played to the end
+    play_through: bool = True  # answers unlock once the clips have played to the end (the server holds it too)
     review: bool = True  # after the last question: the answers again, Back or Submit
     sha256: str = ""  # of the file's bytes: each participant's record names the version they saw
 

@@ -75,7 +75,7 @@ class RecordConfig:
     max_steps: int = 1000  # the study's time limit
     window: tuple[int, int] = (1000, 800)
     screenshot: Optional[str] = None  # save the window as PNG once, at step 100 of the first episode
-    # --web: an episode in which no key was down for this long is dropped, never saved (the session goes on)
+    # an episode in which no key was down for this long is dropped, never saved (the next track waits for a key)
     episode_idle_s: float = 30.0
     # env 'dream': drive inside the world model of `dream_of` (`DropjDream-v0`), seeing the VAE's frames
     vae: Optional[str] = None

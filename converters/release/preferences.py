@@ -441,7 +441,7 @@ def summarise_preferences(spec: FeedbackSpec, examples: Iterable[dict]) -> str:
 
 def summarise_queries(spec: QuerySpec, examples: Iterable[dict]) -> str:
     sizes = [len(example[schema.VIDEO]) for example in examples]
-    return f"{len(sizes)} queries, {sum(sizes) / 1e3:.0f} kB of mp4"
+    return f"{schema.counted(len(sizes), 'query', 'queries')}, {sum(sizes) / 1e3:.0f} kB of mp4"
 
 
 PREFERENCES = kinds.Converter(prepare_preferences, preference_files, summarise_preferences)

@@ -276,7 +276,8 @@ def summarise(spec: Any, examples: Iterable[dict]) -> str:
         returns.append(float(np.sum(steps[schema.REWARD])))
         terminal += bool(np.any(steps[schema.IS_TERMINAL]))
     mean = float(np.mean(returns)) if returns else 0.0
-    return f"{len(lengths)} episodes, {int(np.sum(lengths))} transitions, {terminal} terminal, mean return {mean:.1f}"
+    return (f"{schema.counted(len(lengths), 'episode')}, {schema.counted(int(np.sum(lengths)), 'transition')}, "
+            f"{terminal} terminal, mean return {mean:.1f}")
 
 
 CONVERTER = kinds.Converter(prepare, legacy_files, summarise, episodes_lib.reader_limits, complete_sources=True,

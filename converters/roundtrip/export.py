@@ -18,7 +18,7 @@ from dropj.converters.store import dataset_dir
 from dropj.converters.roundtrip.built import BuiltDataset
 from dropj.converters.store.durable import write_atomically
 from dropj.converters.release.kinds import LegacyFile
-from dropj_datasets.schema import DataError
+from dropj_datasets.schema import DataError, counted
 
 _APPENDS_BATCH = 1000  # what the pickle module itself uses
 
@@ -121,7 +121,8 @@ def export(dataset: str, out_dir: str | os.PathLike, data_dir: Optional[str] = N
             path = dataset_dir.resolve_under(out_dir, legacy.name)
             count, digest = write_atomically(path, functools.partial(_write_pickle, legacy=legacy, protocol=protocol,
                                                                      bar=bar), force=force)
-            log(f"wrote {path} (" + (f"{count} items, " if legacy.kind == "list" else "") + f"protocol {protocol})")
+            log(f"wrote {path} (" + (f"{counted(count, 'item')}, " if legacy.kind == "list" else "")
+                + f"protocol {protocol})")
             written.append(path)
             entries.append(_entry(out_dir, path, digest))
     finally:

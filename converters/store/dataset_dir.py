@@ -136,36 +136,128 @@ def describe_layout(path: Path) -> Optional[str]:
     return None
 
 
+_NAME = re.compile(r"^(?P<name>[A-Za-z0-9_]+)(?:/(?P<config>[A-Za-z0-9_]+))?(?::(?P<version>[^/]*))?$")
+
+# The datasets our tools write rather than build, and the command that writes each (a hint names it).
+WRITTEN_BY = {schema.RECORDING_DATASET: "dropj record --out {root}", schema.ANNOTATION_DATASET: "dropj annotate "
+              "--out {root}", schema.ENCODED_DATASET: "dropj encode --dataset NAME/CONFIG --out {root}"}
+
+
+def known_names() -> list[str]:
+    """Every NAME/CONFIG of the schema: the release's configs, then what our tools write."""
+    return [f"{d}/{c}" for d, configs in {**schema.DATASETS, **schema.WRITTEN}.items() for c in configs]
+
+
+def parse_name(text: str) -> tuple[str, str, Optional[str]]:
+    """'NAME/CONFIG[:VERSION]', TFDS's naming (`tfds.load('dropj_carracing/real:1.1.0')`), checked against the
+    schema: (name, config, version or None). NAME alone is its default config, as `tfds.load` takes it (the
+    first; the datasets our tools write have none). A name or config that does not exist is one error, with
+    the closest that does."""
+    import difflib
+
+    match = _NAME.match(text)
+    if match is None:
+        raise DataError(f"{text!r}: expected NAME/CONFIG or NAME/CONFIG:VERSION, e.g. dropj_carracing/real:1.1.0")
+    name, config, version = match["name"], match["config"], match["version"]
+    if version is not None and not _VERSION.match(version):
+        raise DataError(f"{text!r}: a version is three numbers, e.g. {name}/{config or 'CONFIG'}:1.1.0")
+    datasets = {**schema.DATASETS, **schema.WRITTEN}
+    if name in datasets and config is None:
+        if name in schema.WRITTEN:
+            raise DataError(f"{text!r}: name a config: {', '.join(f'{name}/{c}' for c in datasets[name])}")
+        config = next(iter(datasets[name]))
+    if name not in datasets or config not in datasets[name]:
+        close = difflib.get_close_matches(f"{name}/{config}" if config else name,
+                                          known_names() if config else list(datasets), n=1, cutoff=0.6)
+        raise DataError(f"unknown dataset {text!r}" + (f"; did you mean {close[0]!r}?" if close else
+                        "; `dropj list` shows what is built, docs/schema.md every config"))
+    return name, config, version
+
+
+def default_data_dir() -> Path:
+    """TFDS's data dir when none is given: $TFDS_DATA_DIR, else ~/tensorflow_datasets (TFDS's own rule,
+    without importing TFDS)."""
+    return Path(os.environ.get("TFDS_DATA_DIR") or "~/tensorflow_datasets").expanduser()
+
+
 def locate(dataset: str, data_dir: Optional[str]) -> Path:
-    """A built version folder given as a path, or the newest built version of 'name/config' under `data_dir`
-    (`find_built`); a name that is neither is one error saying which configs there are."""
+    """A built version folder given as a path, or the built 'NAME/CONFIG[:VERSION]' under `data_dir` (the newest
+    version unless one is named; `find_built`); a name that is neither is one error saying what there is."""
     if os.path.isdir(dataset):
         return Path(dataset)
-    name, _, config = dataset.partition("/")
-    try:
-        schema.spec_for(name, config)
-    except KeyError as exc:
-        if os.path.exists(dataset):
-            raise DataError(f"{dataset}: not a directory") from None
-        raise DataError(f"{dataset}: {exc.args[0]}") from None
-    return find_built(dataset, data_dir)
+    if os.path.exists(dataset):
+        raise DataError(f"{dataset}: not a directory")
+    name, config, version = parse_name(dataset)
+    return find_built(f"{name}/{config}", data_dir, version=version)
 
 
-def find_built(dataset: str, data_dir: Optional[str]) -> Path:
-    """The newest built version folder of NAME/CONFIG under `data_dir` (TFDS's default when None), checked."""
-    from tensorflow_datasets.core import constants
-
-    name, _, config = dataset.partition("/")
-    root = Path(data_dir) if data_dir else Path(constants.DATA_DIR).expanduser()
-    folder = root / name / config
-    built = [v for v in folder.iterdir() if _VERSION.match(v.name) and (v / DATASET_INFO).exists()] \
+def versions_built(folder: Path) -> list[str]:
+    """The version folders of a config folder that hold a finished build (a dataset_info.json), oldest first."""
+    built = [v.name for v in folder.iterdir() if _VERSION.match(v.name) and (v / DATASET_INFO).exists()] \
         if folder.is_dir() else []
+    return sorted(built, key=lambda v: tuple(int(n) for n in v.split(".")))
+
+
+def find_built(dataset: str, data_dir: Optional[str], version: Optional[str] = None) -> Path:
+    """The built version folder of NAME/CONFIG under `data_dir` (TFDS's default when None): `version`, or the
+    newest; checked."""
+    name, _, config = dataset.partition("/")
+    root = Path(data_dir).expanduser() if data_dir else default_data_dir()
+    if root.exists() and not root.is_dir():
+        raise DataError(f"{root}: not a directory (--data_dir is the folder datasets are built in)")
+    built = versions_built(root / name / config)
+    if version is not None and built and version not in built:
+        raise DataError(f"{dataset}:{version} is not built under {root}; built: {', '.join(built)}")
     if not built:
-        raise DataError(f"{dataset}: not built under {root} (build it with `tfds build dropj_datasets/{name} "
-                        f"--config {config} --manual_dir M --data_dir {root}`)")
-    newest = max(built, key=lambda v: tuple(int(n) for n in v.name.split(".")))
-    check(newest)
-    return newest
+        if name in WRITTEN_BY:
+            how = f"`{WRITTEN_BY[name].format(root=root)}` writes it"
+        else:
+            how = f"build it with `dropj build {dataset} --manual_dir M --data_dir {root}`"
+        raise DataError(f"{dataset}: not built under {root} ({how})")
+    chosen = root / name / config / (version or built[-1])
+    check(chosen)
+    return chosen
+
+
+_INCOMPLETE = re.compile(r"^(?P<version>\d+\.\d+\.\d+)\.incomplete\.[A-Z0-9]{6}$")  # TFDS's name for a build under way
+
+
+def catalog(data_dir: Optional[str] = None) -> list[dict]:
+    """What is under a data dir (TFDS's default when None), one entry per version folder of a DROPJ config, in
+    the schema's order: `dataset`, `config`, `version`, `kind`, `status` ('built'; 'incomplete': a build or a
+    write that did not finish, or one under way; 'unreadable': it fails `check_shards`, and `problem` says
+    why), `items` (episodes, queries, responses or sketches), `bytes` (the files of the version folder),
+    `built` (when its dataset_info.json was written, seconds since the epoch). Every finished folder is
+    checked as a reader checks it; nothing is imported but the schema's features."""
+    root = Path(data_dir).expanduser() if data_dir else default_data_dir()
+    if not root.is_dir():
+        raise DataError(f"{root}: {'not a directory' if root.exists() else 'no such directory'}")
+    found = []
+    for name, configs in {**schema.DATASETS, **schema.WRITTEN}.items():
+        for config, spec in configs.items():
+            folder = root / name / config
+            if not folder.is_dir() or folder.is_symlink():
+                continue
+            for version_dir in sorted(folder.iterdir(), key=lambda p: p.name):
+                incomplete = _INCOMPLETE.match(version_dir.name)
+                if not version_dir.is_dir() or not (incomplete or _VERSION.match(version_dir.name)):
+                    continue
+                entry = {"dataset": name, "config": config, "version": incomplete["version"] if incomplete
+                         else version_dir.name, "kind": spec.kind, "status": "built", "items": None,
+                         "bytes": sum(p.stat().st_size for p in version_dir.iterdir()
+                                      if p.is_file() and not p.is_symlink()),
+                         "built": None, "path": str(version_dir)}
+                if incomplete or not (version_dir / DATASET_INFO).is_file():
+                    entry["status"] = "incomplete"
+                else:
+                    try:
+                        _, _, shards = check_shards(version_dir)
+                        entry["items"] = sum(count for _, count in shards)
+                        entry["built"] = (version_dir / DATASET_INFO).stat().st_mtime
+                    except (DataError, OSError) as exc:
+                        entry["status"], entry["problem"] = "unreadable", str(exc)[:300]
+                found.append(entry)
+    return found
 
 
 def check(builder_dir: Path) -> tuple[str, schema.Spec]:

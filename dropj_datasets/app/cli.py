@@ -1,31 +1,37 @@
 """`dropj`: the suite's one command line. It parses arguments and dispatches;
 the work lives in the modules it calls (this module is the front of the application
-layer, `dropj_datasets.app`: it may import every room, and no room imports it). `tfds build` / `tfds.load` remain the
-standard way to build and load.
+layer, `dropj_datasets.app`: it may import every room, and no room imports it). `dropj build` is TFDS's builder with
+our checks, progress and quiet; `tfds build` and `tfds.load` keep working as documented.
 
+    dropj build NAME[/CONFIG] --manual_dir M [--data_dir D]   build from the release files (TFDS's builder)
+    dropj list [--data_dir D] [--json]             what is built: dataset, version, items, size, when
+    dropj info NAME/CONFIG [--data_dir D] [--json] one config's card: fields, files, licence, citation
     dropj demo [--data_dir D]                      build every config from the embedded sample, load, verify
     dropj export DATASET --data_dir D --out O [--force]   built dataset -> release pickles
     dropj verify DATASET --data_dir D --manual_dir M   prove the dataset equals the source, per episode
     dropj schema-doc                               print docs/schema.md
-    dropj train MODEL --data_dir D --out O [--dataset NAME/CONFIG] [--steps N] ...
+    dropj train MODEL [NAME/CONFIG] --data_dir D --out O [--steps N] ...
                                                    train a model on a built dataset (resumes from O)
     dropj record --out D --user U [--env E] [--episodes N] [--seed S] [--web [--host H] [--port P] [--max_sessions N]]
                                                    drive with the arrow keys (a window, or the browser);
                                                    record RLDS episodes into D
-    dropj annotate --queries NAME/CONFIG --data_dir D --method M --user ID --out OUT [--host H] [--port P]
+    dropj annotate NAME/CONFIG --data_dir D --method M --user ID --out OUT [--host H] [--port P]
+    dropj annotate --study study.toml --out OUT
                                                    collect preferences and justifications in the browser
-    dropj encode --dataset NAME/CONFIG --data_dir D --vae V.pt --mdnrnn M.pt   real episodes -> latent z|c|h
-    dropj make-queries --dataset NAME/CONFIG --data_dir D --vae V.pt --num_queries N --out Q [--seed S]
+    dropj encode NAME/CONFIG --data_dir D --vae V.pt --mdnrnn M.pt   real episodes -> latent z|c|h
+    dropj make-queries NAME/CONFIG --data_dir D --vae V.pt --num_queries N --out Q [--seed S]
                        [--start_index K]
                                                    new preference queries in the release's format
-    dropj evaluate reward --checkpoints DIR [--note NOTE] --dataset NAME/CONFIG --data_dir D [--responses 500:600]
+    dropj evaluate reward NAME/CONFIG --checkpoints DIR [--note NOTE] --data_dir D [--responses 500:600]
                                                    a reward model's accuracy and loss on human answers
     dropj serve --data_dir D [--host H] [--port P] [--vae CKPT]   browse what is built under D
     dropj show DATASET --data_dir D --episode I --out X.mp4|X.gif   one episode, with its actions, rewards, flags
     dropj stats DATASET --data_dir D --out report.html             a config's statistics on one page
     dropj repair-recording DIR [RESCUED ...]       rebuild a recording's dataset_info.json from its shards
 
-DATASET is 'name/config' (e.g. dropj_carracing/real) or a built dataset directory.
+DATASET is NAME/CONFIG[:VERSION] as TFDS names it (e.g. dropj_carracing/real, dropj_carracing/real:1.1.0; the newest
+version built when none is given), or a built dataset's version folder; --data_dir defaults as TFDS's does
+($TFDS_DATA_DIR, else ~/tensorflow_datasets).
 A mistake gets one line `dropj <command>: error: ...` and exit status 2 (a traceback with --debug);
 `dropj verify` exits 1 only when the dataset and its source differ.
 """
@@ -34,7 +40,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import difflib
 import logging
 import os
 import sys
@@ -72,19 +77,46 @@ _positive_int, _non_negative_int, _positive_float = _number(int, 1), _number(int
 
 
 def _dataset_name(text: str) -> str:
-    """NAME/CONFIG of the schema, or a directory; a misspelt name gets a suggestion."""
-    if os.path.exists(text) or "/" not in text or os.sep in text.split("/", 1)[1]:
+    """NAME/CONFIG[:VERSION] of the schema, or a built version folder; a misspelt name gets the closest that
+    exists."""
+    if os.path.exists(text) or os.sep in text.partition(":")[0].partition("/")[2]:
         return text
+    from dropj.converters.store import dataset_dir
 
-    name, _, config = text.partition("/")
     try:
-        schema.spec_for(name, config)
-    except KeyError:
-        known = [f"{d}/{c}" for d, cs in {**schema.DATASETS, **schema.WRITTEN}.items() for c in cs]
-        close = difflib.get_close_matches(text, known, n=1)
-        raise argparse.ArgumentTypeError(f"unknown dataset {text!r}" + (
-            f"; did you mean {close[0]!r}?" if close else f"; known: {', '.join(known[:6])}, ...")) from None
+        dataset_dir.parse_name(text)
+    except schema.DataError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
     return text
+
+
+def _dataset_argument(parser: argparse.ArgumentParser, help: str, *, required: bool = True,
+                      flag: str = "--dataset") -> None:
+    """The dataset of a command: NAME/CONFIG[:VERSION] positional, as in every command; the flag it had before
+    (`--dataset`, annotate's `--queries`) still takes it, unlisted. `_merged_dataset` checks one was given."""
+    parser.add_argument("dataset", nargs="?", type=_dataset_name, metavar="NAME/CONFIG[:VERSION]", help=help)
+    parser.add_argument(flag, dest="dataset_flag", type=_dataset_name, help=argparse.SUPPRESS)
+    parser.set_defaults(dataset_required=required)
+
+
+def _merged_dataset(args: argparse.Namespace) -> None:
+    parser = _Parser(prog=f"dropj {args.command}")
+    flag = getattr(args, "dataset_flag", None)
+    if flag is None:
+        if getattr(args, "dataset_required", False) and args.dataset is None:
+            parser.error("give the dataset, NAME/CONFIG (e.g. dropj_carracing/real)")
+        return
+    if args.dataset is not None and args.dataset != flag:
+        parser.error(f"two datasets given, {args.dataset} and {flag}")
+    args.dataset = flag
+
+
+def _buildable(text: str) -> str:
+    """NAME (every config) or NAME/CONFIG[:VERSION] of a release dataset."""
+    name = text.partition(":")[0]
+    if "/" not in name and name in schema.DATASETS:
+        return text
+    return _dataset_name(text)
 
 
 def _quiet_frameworks(debug: bool) -> None:
@@ -114,7 +146,7 @@ def _verify(args: argparse.Namespace) -> int:
     bad = [r for r in reports if not r.ok]
     for report in reports:
         status = "OK" if report.ok else f"MISMATCH ({len(report.mismatches)} differences)"
-        print(f"{report.name}: {report.episodes} items checked against {report.source}: {status}")
+        print(f"{report.name}: {schema.counted(report.episodes, 'item')} checked against {report.source}: {status}")
         for line in report.mismatches[:20]:
             print(f"  {line}")
     return 1 if bad else 0
@@ -141,7 +173,7 @@ def _train(args: argparse.Namespace) -> int:
                                        steps=args.steps, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                                        num_workers=args.num_workers, device=args.device, loader=args.loader,
                                        log=print, **extra)
-    if history.train_loss:
+    if history.step and history.step[-1] > history.start_step:  # it trained (not "nothing to do")
         print(f"{args.model}: steps {history.step[0]}-{history.step[-1]}, train loss "
               f"{history.train_loss[0]:.4g} -> {history.train_loss[-1]:.4g}; written to {args.out}")
     return 0
@@ -175,6 +207,15 @@ def _record(args: argparse.Namespace) -> int:
     return 0
 
 
+_DATA_DIR_HELP = "the TFDS data dir (default: $TFDS_DATA_DIR, else ~/tensorflow_datasets, as TFDS)"
+
+
+def _version() -> str:
+    import dropj_datasets
+
+    return dropj_datasets.package_version()
+
+
 _ALLOW_HOST_HELP = ("a host name the page may be opened under, besides the --host address and localhost "
                     "(repeatable; e.g. this machine's name on the lab network)")
 
@@ -189,7 +230,7 @@ def _port(text: str) -> int:
 def _annotate(args: argparse.Namespace) -> int:
     from dropj_datasets.app.web import annotate
 
-    annotate.run(args.queries, args.method, args.out, user=args.user, data_dir=args.data_dir, host=args.host,
+    annotate.run(args.dataset, args.method, args.out, user=args.user, data_dir=args.data_dir, host=args.host,
                  port=args.port, allow_hosts=args.allow_host, idle_s=args.idle_timeout, study=args.study)
     return 0
 
@@ -220,7 +261,10 @@ def _evaluate_reward(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from dropj_datasets.app.web import serve
 
-    serve.run(args.data_dir, host=args.host, port=args.port, vae=args.vae, allow_hosts=args.allow_host)
+    from dropj.converters.store import dataset_dir
+
+    serve.run(args.data_dir or str(dataset_dir.default_data_dir()), host=args.host, port=args.port, vae=args.vae,
+              allow_hosts=args.allow_host)
     return 0
 
 
@@ -250,6 +294,37 @@ def _stats(args: argparse.Namespace) -> int:
     return 0
 
 
+def _build(args: argparse.Namespace) -> int:
+    from dropj_datasets.app import catalog
+
+    catalog.build(args.dataset, args.manual_dir, args.data_dir, beam_pipeline_options=args.beam_pipeline_options)
+    return 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    import json
+
+    from dropj.converters.store import dataset_dir
+    from dropj_datasets.app import catalog
+
+    entries = dataset_dir.catalog(args.data_dir)
+    if args.json:
+        print(json.dumps(entries, indent=1))
+    else:
+        print("\n".join(catalog.list_lines(entries, args.data_dir or str(dataset_dir.default_data_dir()))))
+    return 0
+
+
+def _info(args: argparse.Namespace) -> int:
+    import json
+
+    from dropj_datasets.app import catalog
+
+    facts = catalog.card(args.dataset, args.data_dir)
+    print(json.dumps(facts, indent=1) if args.json else "\n".join(catalog.card_lines(facts)))
+    return 0
+
+
 def _repair_recording(args: argparse.Namespace) -> int:
     from dropj.converters.release import kinds
 
@@ -261,7 +336,31 @@ def parser() -> argparse.ArgumentParser:
     p = _Parser(prog="dropj", description=__doc__.split("\n\n")[0],
                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--debug", action="store_true", help="show tracebacks and the frameworks' logs")
+    p.add_argument("--version", action="version", version=f"%(prog)s {_version()}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    build = sub.add_parser("build", help="build a config (or every config of a dataset) from the release files, "
+                                         "with TFDS's builder (docs/build_and_load.md)")
+    build.add_argument("dataset", type=_buildable, metavar="NAME[/CONFIG][:VERSION]",
+                       help="e.g. dropj_carracing/real, or dropj_carracing for every config whose files are there")
+    build.add_argument("--manual_dir", help="the folder holding the release's .zip or .pkl files, anywhere below "
+                                            "it (default: DATA_DIR/downloads/manual, as TFDS)")
+    build.add_argument("--data_dir", help=_DATA_DIR_HELP)
+    build.add_argument("--beam_pipeline_options", metavar="OPTIONS",
+                       help="build on Apache Beam, options as tfds build takes them: "
+                            "runner=DirectRunner,direct_num_workers=2")
+    build.set_defaults(run=_build)
+
+    listing = sub.add_parser("list", help="what is built under a data dir: dataset, version, items, size, when")
+    listing.add_argument("--data_dir", help=_DATA_DIR_HELP)
+    listing.add_argument("--json", action="store_true", help="a JSON list, for scripts")
+    listing.set_defaults(run=_list)
+
+    info = sub.add_parser("info", help="one config's card: what it holds, its fields, files, licence, citation")
+    info.add_argument("dataset", type=_dataset_name, metavar="NAME/CONFIG[:VERSION]")
+    info.add_argument("--data_dir", help=_DATA_DIR_HELP)
+    info.add_argument("--json", action="store_true", help="a JSON object, for scripts")
+    info.set_defaults(run=_info)
 
     demo = sub.add_parser("demo", help="build, load and verify every config from the embedded sample")
     demo.add_argument("--data_dir", help="where to build (default: a fresh temporary directory)")
@@ -269,14 +368,14 @@ def parser() -> argparse.ArgumentParser:
 
     export = sub.add_parser("export", help="write a built dataset back as release pickles")
     export.add_argument("dataset", type=_dataset_name, help="name/config, or a built dataset's version folder")
-    export.add_argument("--data_dir", help="TFDS data dir the dataset was built in")
+    export.add_argument("--data_dir", help=_DATA_DIR_HELP)
     export.add_argument("--out", required=True, help="directory for the pickles")
     export.add_argument("--force", action="store_true", help="replace files of an earlier export in --out")
     export.set_defaults(run=_export)
 
     verify = sub.add_parser("verify", help="check a built dataset against its source files, per episode")
     verify.add_argument("dataset", type=_dataset_name, help="name/config, or a built dataset's version folder")
-    verify.add_argument("--data_dir", help="TFDS data dir the dataset was built in")
+    verify.add_argument("--data_dir", help=_DATA_DIR_HELP)
     verify.add_argument("--manual_dir", required=True, help="directory holding the release files")
     verify.add_argument("-q", "--quiet", action="store_true", help="only the summary, not a line per episode")
     verify.set_defaults(run=_verify)
@@ -285,10 +384,9 @@ def parser() -> argparse.ArgumentParser:
     train = sub.add_parser("train", help="train a model on a built dataset (resumes from OUT/checkpoint.pt)")
     train.add_argument("model", choices=tuple(MODELS),
                        help="; ".join(f"{m.name} trains on {m.trains_on}" for m in MODELS.values()))
-    train.add_argument("--data_dir", help="TFDS data dir the dataset was built in")
-    train.add_argument("--dataset", type=_dataset_name,
-                       help="name/config (default: " + ", ".join(f"{m.dataset} for {m.name}" for m in MODELS.values())
-                            + ")")
+    train.add_argument("--data_dir", help=_DATA_DIR_HELP)
+    _dataset_argument(train, "the built dataset to train on (default: " + ", ".join(
+        f"{m.dataset} for {m.name}" for m in MODELS.values()) + ")", required=False)
     train.add_argument("--out", required=True, help="directory for checkpoint.pt, losses.json, losses.png")
     train.add_argument("--steps", type=_positive_int, help="total optimizer steps")
     train.add_argument("--batch_size", type=_positive_int)
@@ -338,7 +436,7 @@ def parser() -> argparse.ArgumentParser:
                      help="--web: a session with no key pressed for this long ends and gives its place back "
                           "(default 120)")
     rec.add_argument("--episode_idle_s", type=_positive_float, default=30.0, metavar="SECONDS",
-                     help="--web: an episode with no key down for this long is dropped, not saved, and the next "
+                     help="an episode with no key down for this long is dropped, not saved, and the next "
                           "track waits for its first key (default 30)")
     rec.set_defaults(run=_record)
 
@@ -346,8 +444,8 @@ def parser() -> argparse.ArgumentParser:
     ann.add_argument("--study", metavar="STUDY.toml",
                      help="a study file: consent, instructions, practice, the queries, method and order "
                           "(docs/study.toml); without it, --queries, --method and --user are the quick path")
-    ann.add_argument("--queries", type=_dataset_name,
-                     help="a built queries dataset, name/config (e.g. dropj_carracing/queries) or its directory")
+    _dataset_argument(ann, "a built queries dataset (e.g. dropj_carracing/queries) or its directory; with "
+                           "--study, the study file's", required=False, flag="--queries")
     ann.add_argument("--data_dir", help="TFDS data dir the queries were built in (overrides the study file's)")
     ann.add_argument("--method", choices=tuple(schema.ANNOTATIONS),
                      help="the study's questions: drop, drope, dropj or mjust")
@@ -364,17 +462,16 @@ def parser() -> argparse.ArgumentParser:
     ann.set_defaults(run=_annotate)
 
     enc = sub.add_parser("encode", help="real episodes -> latent episodes z|c|h with a VAE and an MDN-RNN")
-    enc.add_argument("--dataset", type=_dataset_name, required=True, help="a built real config, name/config")
-    enc.add_argument("--data_dir", help="TFDS data dir the dataset was built in")
+    _dataset_argument(enc, "a built real config, e.g. dropj_carracing/real")
+    enc.add_argument("--data_dir", help=_DATA_DIR_HELP)
     enc.add_argument("--vae", required=True, help="the VAE checkpoint ({'model_state', ...}) of its environment")
     enc.add_argument("--mdnrnn", required=True, help="the MDN-RNN checkpoint of its environment")
     enc.add_argument("--out", help="writes OUT/dropj_encoded/ENV/1.0.0 (default: --data_dir)")
     enc.set_defaults(run=_encode)
 
     mq = sub.add_parser("make-queries", help="new preference queries (data.pkl and videos) from latent episodes")
-    mq.add_argument("--dataset", type=_dataset_name, required=True,
-                    help="a built dream config or dropj_encoded/ENV, name/config")
-    mq.add_argument("--data_dir", help="TFDS data dir the dataset was built in")
+    _dataset_argument(mq, "a built dream config or dropj_encoded/ENV")
+    mq.add_argument("--data_dir", help=_DATA_DIR_HELP)
     mq.add_argument("--vae", required=True, help="the VAE checkpoint that decodes the videos' frames")
     mq.add_argument("--num_queries", type=_positive_int, required=True)
     mq.add_argument("--out", required=True, help="writes OUT/queries_s20*/data.pkl and {i}.mp4")
@@ -389,14 +486,14 @@ def parser() -> argparse.ArgumentParser:
     ev.add_argument("--checkpoints", required=True,
                     help="the release's pref_reward_models folder (with --note), or a `dropj train reward` run")
     ev.add_argument("--note", help="the release's checkpoint note, e.g. GUI_s20_just_resp500")
-    ev.add_argument("--dataset", type=_dataset_name, required=True, help="a built preferences or annotations config")
-    ev.add_argument("--data_dir", help="TFDS data dir the dataset was built in")
+    _dataset_argument(ev, "a built preferences or annotations config")
+    ev.add_argument("--data_dir", help=_DATA_DIR_HELP)
     ev.add_argument("--responses", default="0:", help="response indices START:STOP (the paper tests on 500:600)")
     ev.add_argument("--out", help="also write the results as JSON here")
     ev.set_defaults(run=_evaluate_reward)
 
     serve = sub.add_parser("serve", help="browse what is built under a data dir, in the browser (docs/browse.md)")
-    serve.add_argument("--data_dir", required=True, help="TFDS data dir to browse")
+    serve.add_argument("--data_dir", help=_DATA_DIR_HELP)
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (another host needs the printed token)")
     serve.add_argument("--port", type=_port, default=8000)
     serve.add_argument("--allow_host", action="append", default=[], metavar="NAME", help=_ALLOW_HOST_HELP)
@@ -405,7 +502,7 @@ def parser() -> argparse.ArgumentParser:
 
     show = sub.add_parser("show", help="one episode as .mp4 or .gif, with its actions, rewards and flags")
     show.add_argument("dataset", type=_dataset_name, help="name/config, or a built dataset's version folder")
-    show.add_argument("--data_dir", help="TFDS data dir the dataset was built in")
+    show.add_argument("--data_dir", help=_DATA_DIR_HELP)
     show.add_argument("--episode", type=_non_negative_int, default=0, help="index in stored order (default 0)")
     show.add_argument("--out", required=True, help="X.mp4 or X.gif")
     show.add_argument("--fps", type=_positive_float,
@@ -415,7 +512,7 @@ def parser() -> argparse.ArgumentParser:
 
     stats = sub.add_parser("stats", help="a config's statistics as one self-contained HTML page")
     stats.add_argument("dataset", type=_dataset_name, help="name/config, or a built dataset's version folder")
-    stats.add_argument("--data_dir", help="TFDS data dir the dataset was built in")
+    stats.add_argument("--data_dir", help=_DATA_DIR_HELP)
     stats.add_argument("--out", required=True, help="report.html")
     stats.set_defaults(run=_stats)
 
@@ -462,6 +559,7 @@ def _one_line(exc: BaseException) -> str:
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = parser().parse_args(argv)
+    _merged_dataset(args)
     _quiet_frameworks(args.debug)
     prog = f"dropj {args.command}"
     try:

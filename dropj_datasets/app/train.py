@@ -13,11 +13,10 @@ its `TrainConfig` and batch loss), its reader in `dropj.loaders.training_data`, 
 from __future__ import annotations
 
 import dataclasses
-import os
 from collections.abc import Callable
 from typing import Any, NamedTuple
 
-from dropj.loaders.splits import DEFAULT_DATASETS
+from dropj.loaders.splits import DEFAULT_DATASETS, VALIDATION_EVERY
 from dropj_datasets import schema
 
 __all__ = ["train_from_dataset", "MODELS", "Trainable", "Parts"]
@@ -38,13 +37,15 @@ class Trainable:
     """One model `dropj train` trains: `name` is its CLI choice; `dataset` the config it trains on when none
     is named (its reader's default, `dropj.loaders.splits.DEFAULT_DATASETS`); `trains_on` what a config's
     examples must be for it (`schema.content_of`), `where` which configs hold that (said when one does
-    not fit); `parts` gives its `Parts`."""
+    not fit); `parts` gives its `Parts`; `item` what one training item is (said when the held-out part of a
+    dataset gives none, so there is no validation set)."""
 
     name: str
     dataset: str
     trains_on: str
     where: str
     parts: Callable[[], Parts]
+    item: str = "item"
 
 
 def _vae() -> Parts:
@@ -94,14 +95,15 @@ def _sparse() -> Parts:
 
 MODELS: dict[str, Trainable] = {model.name: model for model in (
     Trainable("vae", DEFAULT_DATASETS["vae"], schema.FRAMES,
-              "a real config (e.g. dropj_carracing/real) or a recording", _vae),
+              "a real config (e.g. dropj_carracing/real) or a recording", _vae, "frame"),
     Trainable("mdnrnn", DEFAULT_DATASETS["mdnrnn"], schema.LATENT_STATES,
-              "a dream config (e.g. dropj_carracing/dream) or encoded episodes (dropj_encoded/carracing)", _mdnrnn),
+              "a dream config (e.g. dropj_carracing/dream) or encoded episodes (dropj_encoded/carracing)", _mdnrnn,
+              "window of --sequence_length transitions"),
     Trainable("reward", DEFAULT_DATASETS["reward"], schema.LABELLED_PAIRS,
               "a preferences config (e.g. dropj_carracing/preferences_dropj) or a `dropj annotate` directory "
-              "(e.g. dropj_annotations/dropj)", _reward),
+              "(e.g. dropj_annotations/dropj)", _reward, "labelled pair"),
     Trainable("sparse", DEFAULT_DATASETS["sparse"], schema.LABELLED_STEPS,
-              "a sketches config (dropj_carracing/request or dropj_carracing/dros)", _sparse),
+              "a sketches config (dropj_carracing/request or dropj_carracing/dros)", _sparse, "labelled step"),
 )}
 
 
@@ -127,14 +129,14 @@ def train_from_dataset(model: str, data_dir: str | None, *, dataset: str | None 
     dataset = dataset or trainable.dataset
     if "/" not in dataset:
         raise ValueError(f"dataset must be 'name/config', e.g. {trainable.dataset!r}; got {dataset!r}")
-    spec = schema.spec_for(*dataset.split("/", 1))
+    from dropj.converters.store import dataset_dir
+
+    spec = schema.spec_for(*dataset_dir.parse_name(dataset)[:2])  # NAME/CONFIG[:VERSION]
     if schema.content_of(spec) != trainable.trains_on:  # the model and the dataset's kind must match
         raise ValueError(f"{dataset}: the {model} model trains on {trainable.trains_on}: {trainable.where}")
     _check_built(dataset, data_dir)
     torch_device = checked_device(device)
     num_workers = default_workers() if num_workers is None else num_workers
-    if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise schema.DataError(f"{out_dir}: is a file; --out must be a directory")
     env = spec.env
     given = {"steps": steps, "batch_size": batch_size, "lr": lr}
     config.update({k: v for k, v in given.items() if v is not None})
@@ -143,6 +145,9 @@ def train_from_dataset(model: str, data_dir: str | None, *, dataset: str | None 
                        **config)
     torch.manual_seed(cfg.seed)  # the initial weights
     network = parts.model(env, cfg)
+    step = loop.start_step(network, cfg)  # an --out that cannot hold this run is refused before any reading
+    if step == cfg.steps:
+        return loop.finished(cfg, step, log)
     train, val = parts.data(data_dir, dataset, cfg, loader)
     if loader == "map":
         pin = torch_device.type == "cuda"
@@ -152,7 +157,9 @@ def train_from_dataset(model: str, data_dir: str | None, *, dataset: str | None 
     if log is not None:
         log(f"reading {dataset} {'without TensorFlow' if loader == 'map' else 'through tf.data'}, "
             f"{num_workers} worker{'s' * (num_workers != 1)}, on {torch_device}")
-    return loop.train(network, parts.loss, batches, val_batches, cfg, log=log)
+    held_out = ", ".join(str(i * VALIDATION_EVERY) for i in range(3))
+    no_validation = f"the held-out part of {dataset} (stored elements {held_out}, ...) has no {trainable.item}"
+    return loop.train(network, parts.loss, batches, val_batches, cfg, log=log, no_validation=no_validation)
 
 
 def default_workers() -> int:
@@ -192,4 +199,4 @@ def _check_built(dataset: str, data_dir: str | None) -> None:
     """The dataset must be built, and its directory pass the checks of untrusted input (docs/security.md)."""
     from dropj.converters.store import dataset_dir
 
-    dataset_dir.find_built(dataset, data_dir)
+    dataset_dir.locate(dataset, data_dir)

@@ -1,8 +1,9 @@
-"""What `dropj serve`, `dropj show` and `dropj stats` show of a built dataset: statistics, plots and episode frames.
+"""What `dropj serve`, `dropj show` and `dropj stats` show of a built dataset: statistics, charts and episode frames.
 
     built = open_built('dropj_carracing/real', 'demo_data')
     stats = statistics(built)                      # counts, lengths, returns, flags, actions, answers, labels
-    html = report(built, stats)                    # one self-contained page, plots as inline SVG
+    html = report(built, stats)                    # one self-contained page: what the build holds, charts
+                                                   # (`charts.py`, inline SVG) and sortable tables of its items
     episode = load_episode(built, 0)               # frames (image or latent heat maps, each made when asked for),
                                                    # actions, rewards, flags
     write_animation(episode, 'episode0.gif')       # or .mp4, at the recorded pace, with overlays
@@ -26,6 +27,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from dropj_datasets import schema
+from dropj_datasets.app import charts
 
 FRAME_PACE = 50.0  # steps per second of the release's environments (FPS 50)
 MAX_PLAYBACK_FPS = 1000.0  # `dropj show --fps`: beyond this a video player shows nothing a person could follow
@@ -123,90 +125,210 @@ def statistics_through_tfds(built: Any) -> dict:
     return figures.accumulate(built.spec, built.examples())
 
 
-# --- plots (inline SVG, no plotting library) ----------------------------------------------------------
+# --- the page of statistics (its charts: `charts.py`) -----------------------------------------------------
 
-def svg_bars(counts: dict, title: str, width: int = 420, height: int = 180) -> str:
-    """A bar chart of {label: count}."""
-    items = list(counts.items())[:40]
-    top = max([v for _, v in items] + [1])
-    bar = (width - 40) / max(len(items), 1)
-    parts = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height + 40}" role="img">',
-             f'<title>{html.escape(title)}</title>',
-             f'<text x="4" y="14" font-size="13" font-weight="bold">{html.escape(title)}</text>']
-    for k, (label, value) in enumerate(items):
-        h = (height - 30) * value / top
-        x = 30 + k * bar
-        parts.append(f'<rect x="{x + 1:.1f}" y="{height - h:.1f}" width="{max(bar - 2, 1):.1f}" height="{h:.1f}" '
-                     f'fill="#4a7fb5"><title>{html.escape(str(label))}: {value}</title></rect>')
-        if len(items) <= 12:
-            parts.append(f'<text x="{x + bar / 2:.1f}" y="{height + 14}" font-size="10" text-anchor="middle">'
-                         f'{html.escape(str(label))[:14]}</text>')
-    parts.append(f'<text x="2" y="{height - (height - 30) + 10}" font-size="10">{top}</text></svg>')
-    return "".join(parts)
+STATIC = Path(__file__).parent / "web" / "static"
+MAX_ROWS = 1000  # rows of an item table at most (the release's configs hold at most 800 items)
+NOUNS = {schema.EPISODE_VIEW: ("episode", "episodes"), schema.RESPONSE_VIEW: ("response", "responses"),
+         schema.QUERY_VIEW: ("query", "queries")}
 
 
-def svg_histogram(values: Sequence[float], title: str, bins: int = 20) -> str:
-    values = [v for v in values if math.isfinite(v)]
-    if not values:
-        return svg_bars({}, f"{title} (no values)")
-    counts, edges = np.histogram(values, bins=min(bins, max(len(set(values)), 1)))
-    labels = [f"{edges[i]:.3g}" for i in range(len(counts))]
-    return svg_bars(dict(zip(labels, counts.tolist())), f"{title} (n={len(values)})")
+def noun(spec: schema.Spec, plural: bool = True) -> str:
+    """What a config's items are called: episodes, sketches, responses or queries (or one of them)."""
+    words = ("sketch", "sketches") if isinstance(spec, schema.SketchSpec) else NOUNS[schema.kind_of(spec).shown_as]
+    return words[plural]
 
 
-def report(built: Any, stats: dict) -> str:
-    """One self-contained HTML page of a config's statistics."""
-    name = f"{built.name}/{built.config}"
-    plots, tables = [], ""
+def about(spec: schema.Spec, name: str) -> str:
+    """What the config is: the release's, whose description counts the whole release, or one our tools write."""
+    if spec.config in schema.DATASETS.get(name, {}):
+        return f"Release config: {spec.description}."
+    return f"Config: {spec.description}."
+
+
+def holds(built: Any, stats: dict) -> str:
+    """What this build holds, from its counts ('This build holds 3 episodes: 77 transitions, ...'), not from
+    the config's description, which counts the whole release."""
+    n, what = stats["items"], noun(built.spec)
+    counted = f" (the first {n:,} of {built.count:,} counted)" if built.count > n else ""
     if "lengths" in stats:
-        plots += [svg_histogram(stats["lengths"], "transitions per episode"),
-                  svg_histogram(stats["returns"], "return per episode"),
-                  svg_bars({f"{k:g}": v for k, v in stats["rewards"].items()}, "rewards")]
-        plots += [svg_histogram(v, f"'{flag}' steps per episode") for flag, v in stats["flags_per_episode"].items()]
-        plots += [svg_histogram(v, f"action: {part}") for part, v in stats["actions"].items()]
-        summary = (f"{stats['items']} episodes, {sum(stats['lengths'])} transitions, {stats['terminal']} terminal, "
-                   f"mean return {np.mean(stats['returns']) if stats['returns'] else 0:.1f}")
+        returns = stats["returns"]
+        detail = (f"{sum(stats['lengths']):,} transitions, {stats['terminal']:,} ending in a terminal step"
+                  + (f", return {charts.number(min(returns))} to {charts.number(max(returns))} "
+                     f"(mean {np.mean(returns):.1f})" if returns else ""))
     elif "answers" in stats:
-        plots += [svg_bars(stats["answers"], "answers"), svg_bars({f"{k:g}": v for k, v in stats["labels"].items()},
-                                                                  "labels (P(left preferred))"),
-                  svg_histogram(stats["total_time"], "seconds per query"),
-                  svg_bars(collections.Counter(stats["repeat_count"]), "Repeat Video presses"),
-                  svg_bars({f"user {k}": v for k, v in stats["annotators"].items()}, "responses per annotator")]
-        summary = f"{stats['items']} responses, {stats['skipped']} skipped"
-        if "agreement" in stats:
-            tables = agreement_tables(stats["agreement"])
+        people = len(stats["annotators"])
+        detail = (f"{n - stats['skipped']:,} answered, {stats['skipped']:,} skipped, from {people:,} "
+                  f"participant{'s' if people != 1 else ''}")
     else:
-        plots.append(svg_histogram([b / 1e3 for b in stats["video_bytes"]], "video kB"))
-        summary = f"{stats['items']} queries"
-    body = "\n".join(f'<figure>{plot}</figure>' for plot in plots)
+        sizes = stats["video_bytes"]
+        detail = f"videos of {min(sizes) / 1e3:.1f} to {max(sizes) / 1e3:.1f} kB" if sizes else "no videos"
+    return f"This build holds {n:,} {what}{counted}: {detail}."
+
+
+def answer_order(spec: schema.Spec, patterns: Sequence[str]) -> list[str]:
+    """Answer patterns ('Yes/Yes/Left') in the method's order: each answer by its place among the options of
+    the question asked at that point (`study.Study(spec).questions`); answers the method does not offer last."""
+    from dropj.converters.feedback import study
+
+    questions = study.Study(spec).questions
+
+    def key(pattern: str) -> list[tuple[int, str]]:
+        place = []
+        for k, answer in enumerate(pattern.split("/")):
+            options = questions[k].options if k < len(questions) else ()
+            place.append((options.index(answer), "") if answer in options else (len(options), answer))
+        return place
+
+    return sorted(patterns, key=key)
+
+
+def report(built: Any, stats: dict, *, link: Optional[str] = None) -> str:
+    """One self-contained HTML page of a config's statistics: what this build holds, charts of its figures and
+    sortable tables of its items (the style and the script inline: nothing is fetched). With `link`
+    ('/d/NAME/CONFIG/', as `dropj serve` shows the page), each item links to its page there."""
+    name = f"{built.name}/{built.config}"
+    if "lengths" in stats:
+        plots, tables = _episode_figures(built, stats, link)
+    elif "answers" in stats:
+        plots, tables = _response_figures(built, stats, link)
+    else:
+        kb = [b / 1e3 for b in stats["video_bytes"]]
+        plots = [charts.distribution(kb, "video kB", unit="queries", xlabel="kB")]
+        rows = [[_item(link, "item", i), _number(v, f"{v:.1f}")] for i, v in enumerate(kb)]
+        tables = _titled_table("Queries", ["query", "video kB"], rows, stats["items"])
+    figures = "\n".join(f"<figure>{plot}</figure>" for plot in plots)
+    style = "body{font-family:sans-serif;margin:1em;color:#222}" + (STATIC / "stats.css").read_text()
     return (f'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>{html.escape(name)}</title>'
-            '<style>body{font-family:sans-serif;margin:1em}figure{display:inline-block;margin:0.5em}</style></head>'
-            f'<body><h1>{html.escape(name)}</h1><p>{html.escape(built.spec.description)}.</p>'
-            f'<p>{html.escape(summary)}</p>{body}{tables}</body></html>')
+            f'<style>{style}</style><script>{(STATIC / "sortable.js").read_text()}</script></head>'
+            f'<body><h1>{html.escape(name)}</h1><p id="holds">{html.escape(holds(built, stats))}</p>'
+            f'<p id="about">{html.escape(about(built.spec, built.name))}</p>\n{figures}\n{tables}</body></html>')
+
+
+def _episode_figures(built: Any, stats: dict, link: Optional[str]) -> tuple[list[str], str]:
+    flags, one, many = stats["flags_per_episode"], noun(built.spec, plural=False), noun(built.spec)
+    plots = [charts.distribution(stats["lengths"], f"transitions per {one}", unit=many, xlabel="transitions"),
+             charts.distribution(stats["returns"], f"return per {one}", unit=many, xlabel="return"),
+             charts.distribution(list(stats["rewards"]), "reward per step", weights=list(stats["rewards"].values()),
+                                 unit="steps", xlabel="reward")]
+    plots += [charts.distribution(v, f"'{flag}' steps per {one}", unit=many, xlabel="steps with it set")
+              for flag, v in flags.items()]
+    plots += [charts.distribution(v, f"action: {part}", unit="transitions", xlabel=part)
+              for part, v in stats["actions"].items()]
+    rows = [[_item(link, "episode", i), _number(n), _number(r), Cell("yes" if t else "no", int(t)),
+             *(_number(v[i]) for v in flags.values())]
+            for i, (n, r, t) in enumerate(zip(stats["lengths"], stats["returns"], stats["terminal_per_episode"]))]
+    head = [one, "transitions", "return", "terminal", *(f"'{flag}' steps" for flag in flags)]
+    return plots, _titled_table(many.title(), head, rows, stats["items"])
+
+
+def _response_figures(built: Any, stats: dict, link: Optional[str]) -> tuple[list[str], str]:
+    order = answer_order(built.spec, list(stats["answers"]))
+    users = sorted(stats["annotators"])
+    plots = [charts.bars(stats["answers"], "answers", order=order, unit="responses"),
+             charts.distribution(list(stats["labels"]), "labels (P(left preferred))",
+                                 weights=list(stats["labels"].values()), unit="responses", xlabel="label"),
+             charts.distribution(stats["total_time"], "seconds per query", unit="responses", xlabel="seconds"),
+             charts.distribution(stats["repeat_count"], "Repeat Video presses", unit="responses",
+                                 xlabel="presses per response"),
+             charts.bars({f"user {u}": stats["annotators"][u] for u in users}, "responses per annotator",
+                         order=[f"user {u}" for u in users], unit="responses")]
+    by_user: dict[int, list[int]] = {u: [] for u in users}
+    for i, user in enumerate(stats["user_per_response"]):
+        by_user[user].append(i)
+    given = stats["answer_per_response"]
+    if "agreement" in stats:
+        people = agreement_tables(stats["agreement"])
+    else:
+        rows = []
+        for user, items in by_user.items():
+            mine = collections.Counter(given[i] for i in items if given[i] is not None)
+            seconds = [stats["total_time"][i] for i in items if math.isfinite(stats["total_time"][i])]
+            rows.append([Cell(f"user {user}", user), _number(len(items)), _number(sum(given[i] is None for i in items)),
+                         ", ".join(f"{a}: {mine[a]}" for a in answer_order(built.spec, list(mine))),
+                         _number(sum(stats["repeat_count"][i] for i in items)),
+                         _number(float(np.median(seconds)) if seconds else math.nan,
+                                 f"{np.median(seconds):.1f} ({np.mean(seconds):.1f})" if seconds else "-")])
+        people = _titled_table("Participants", ["participant", "responses", "skipped", "answers",
+                                                "Repeat Video presses", "seconds per query: median (mean)"],
+                               rows, len(users))
+    rows = [[_item(link, "item", i), Cell(f"user {user}", user), Cell("skipped", "") if given[i] is None else given[i],
+             _number(seconds, f"{seconds:.2f}" if math.isfinite(seconds) else "not recorded"), _number(repeats)]
+            for i, (user, seconds, repeats) in enumerate(zip(stats["user_per_response"], stats["total_time"],
+                                                              stats["repeat_count"]))]
+    return plots, people + _titled_table("Responses", ["response", "participant", "answers", "seconds",
+                                                       "Repeat Video presses"], rows, stats["items"])
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """A table cell: its text (HTML when `markup`), the key it sorts by, aligned right when a `number`."""
+
+    text: str
+    sort: Any = None
+    markup: bool = False
+    number: bool = False
+
+
+def _item(link: Optional[str], what: str, index: int) -> Cell:
+    """An item's index: a link to its page when served."""
+    return Cell(f'<a href="{html.escape(link)}{what}/{index}">{index}</a>' if link else str(index), index,
+                markup=bool(link), number=True)
+
+
+def _number(value: float, text: Optional[str] = None) -> Cell:
+    """A number, shown as `text` (else `charts.number`), sorted by its exact value (last when not finite)."""
+    exact = str(value) if isinstance(value, int) else repr(float(value)) if math.isfinite(value) else ""
+    return Cell(charts.number(value) if text is None else text, exact, number=True)
+
+
+def _titled_table(title: str, head: Sequence[str], rows: list[list[Any]], count: int) -> str:
+    shown = rows[:MAX_ROWS]
+    more = f" (the first {len(shown):,} of {count:,})" if count > len(shown) else ""
+    return f"<h2>{html.escape(title)}{more}</h2>" + table(head, shown, scroll=len(shown) > 20)
+
+
+def table(head: Sequence[str], rows: list[list[Any]], scroll: bool = False) -> str:
+    """A sortable table (`static/sortable.js`) of cells: `Cell`s, or any value as its text; `scroll`: in a box
+    of its own height, its header kept in view."""
+    def cell(value: Any) -> str:
+        if not isinstance(value, Cell):
+            return f"<td>{html.escape(str(value))}</td>"
+        text = value.text if value.markup else html.escape(value.text)
+        key = "" if value.sort is None else f' data-sort="{html.escape(str(value.sort))}"'
+        number = ' class="n"' if value.number else ""
+        return f"<td{key}{number}>{text}</td>"
+
+    right = [' class="n"' if rows and all(isinstance(row[k], Cell) and row[k].number for row in rows) else ""
+             for k in range(len(head))]  # a column of numbers, its header too
+    heads = "".join(f'<th{right[k]}><button type="button">{html.escape(h)}</button></th>' for k, h in enumerate(head))
+    body = "".join("<tr>" + "".join(cell(c) for c in row) + "</tr>" for row in rows)
+    out = f'<table class="sortable"><thead><tr>{heads}</tr></thead><tbody>{body}</tbody></table>'
+    return f'<div class="scroll">{out}</div>' if scroll else out
 
 
 def agreement_tables(figures: dict) -> str:
     """The per-participant and agreement tables of `dropj.loaders.agreement.figures`, as HTML."""
-    def table(head: Sequence[str], rows: list[list[Any]]) -> str:
-        cells = "".join(f"<th>{html.escape(h)}</th>" for h in head)
-        body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in row) + "</tr>" for row in rows)
-        return f'<table border="1" cellpadding="4" style="border-collapse:collapse"><tr>{cells}</tr>{body}</table>'
-
-    def when(epoch: Any) -> str:
+    def when(epoch: Any) -> Cell:
         import datetime
 
-        return "-" if epoch is None else datetime.datetime.fromtimestamp(epoch).isoformat(" ", "seconds")
+        return Cell("-", "") if epoch is None else \
+            Cell(datetime.datetime.fromtimestamp(epoch).isoformat(" ", "seconds"), epoch)
 
     def counts(by_answer: dict) -> str:
         return ", ".join(f"{a}: {n}" for a, n in by_answer.items())
 
-    people = [[f"user {p['user']}", f"{p['responses']} of {p['of']}" if p["of"] else p["responses"], p["answered"],
-               p["skipped"], p["repeats"], "-" if p["seconds_median"] is None else
-               f"{p['seconds_median']:.1f} ({p['seconds_mean']:.1f})", when(p["consented_at"]),
-               when(p["completed_at"]), "; ".join(f"{q}: {counts(c)}" for q, c in p["answers"].items())]
+    people = [[Cell(f"user {p['user']}", p["user"]),
+               _number(p["responses"], f"{p['responses']} of {p['of']}" if p["of"] else None),
+               _number(p["answered"]), _number(p["skipped"]), _number(p["repeats"]),
+               Cell("-", "") if p["seconds_median"] is None else
+               _number(p["seconds_median"], f"{p['seconds_median']:.1f} ({p['seconds_mean']:.1f})"),
+               when(p["consented_at"]), when(p["completed_at"]),
+               "; ".join(f"{q}: {counts(c)}" for q, c in p["answers"].items())]
               for p in figures["participants"]]
-    questions = [[q["question"], counts(q["distribution"]), q["shared_queries"], q["raters"], q["statistic"] or "-",
-                  f"{q['kappa']:.3f}" if q["kappa"] is not None else f"undefined: {q['undefined']}"]
+    questions = [[q["question"], counts(q["distribution"]), _number(q["shared_queries"]), _number(q["raters"]),
+                  q["statistic"] or "-", _number(q["kappa"], f"{q['kappa']:.3f}") if q["kappa"] is not None
+                  else Cell(f"undefined: {q['undefined']}", "")]
                  for q in figures["questions"]]
     left = (f"<p>{figures['participants_left_off']} more participants not listed.</p>"
             if figures["participants_left_off"] else "")
@@ -228,13 +350,17 @@ class Frames:
     Made on demand because a rendered episode is far larger than a stored one: a heat map is 192x192x3 bytes
     for a latent state of about 2 kB, so 20,000 dream steps would take 2.2 GB (`dropj serve` held 4.8 GiB).
     `np.asarray(frames)` makes them all at once (VAE decodes in one batch).
+    `scale`: the |value| a heat map shows at full colour (`heat_scale`), None when the frames are not heat maps.
     """
 
     def __init__(self, observations: np.ndarray, env: Optional[schema.EnvSpec] = None, vae: Optional[str] = None):
+        import threading
+
         self.observations = observations
         self.latent = observations.ndim == 2
         self._env, self._vae, self._model = env, vae, None
-        self._scale = heat_scale(observations) if self.latent and not vae else 1.0
+        self._loading = threading.Lock()  # `dropj serve` asks for frames on several threads: one model load
+        self.scale: Optional[float] = heat_scale(observations) if self.latent and not vae else None
 
     def __len__(self) -> int:
         return len(self.observations)
@@ -244,7 +370,7 @@ class Frames:
             return self.observations[t].astype(np.uint8)
         if self._vae:
             return self._decode(self.observations[t:t + 1])[0]
-        return heat_maps(self.observations[t:t + 1], scale=self._scale)[0]
+        return heat_maps(self.observations[t:t + 1], scale=self.scale)[0]
 
     def __iter__(self):
         return (self[t] for t in range(len(self)))
@@ -253,7 +379,7 @@ class Frames:
         if self.latent and self._vae:
             frames = self._decode(self.observations)
         elif self.latent:
-            frames = heat_maps(self.observations, scale=self._scale)
+            frames = heat_maps(self.observations, scale=self.scale)
         else:
             frames = self.observations.astype(np.uint8)
         return frames if dtype is None else frames.astype(dtype)
@@ -272,12 +398,13 @@ class Frames:
     def _decode(self, states: np.ndarray) -> np.ndarray:
         import torch
 
-        if self._model is None:
-            from dropj.models import ConvVAE, load_checkpoint
+        with self._loading:
+            if self._model is None:
+                from dropj.models import ConvVAE, load_checkpoint
 
-            self._model = ConvVAE.for_env(self._env)
-            load_checkpoint(self._model, self._vae)
-            self._model.eval()
+                model = ConvVAE.for_env(self._env)
+                load_checkpoint(model, self._vae)
+                self._model = model.eval()
         with torch.no_grad():
             z = torch.as_tensor(np.asarray(states, np.float32)[:, :self._env.n_z])
             images = self._model.decode(z).permute(0, 2, 3, 1).numpy()
@@ -286,7 +413,11 @@ class Frames:
 
 @dataclasses.dataclass
 class Episode:
-    """The steps of one episode, ready to show: RGB frames, the columns and the pace."""
+    """The steps of one episode, ready to show: RGB frames, the columns and the pace.
+
+    `padding_last`: its kind ends each episode in a step that only holds the final state (`Kind.extra_last_step`):
+    that step's action and reward are padding, no action was taken there, and the views say so.
+    """
 
     frames: Frames  # (T+1, H, W, 3) uint8: the observations, or heat maps (or decodes) of latent states
     actions: np.ndarray  # (T+1, 3)
@@ -294,6 +425,16 @@ class Episode:
     flags: list[list[str]]  # the info flags true on each step
     fps: float
     latent: bool
+    padding_last: bool = False
+
+    def padding(self, t: int) -> bool:
+        """Whether step t is the padding step: the final state, with no action taken."""
+        return self.padding_last and t == len(self.frames) - 1
+
+    @property
+    def scale(self) -> Optional[float]:
+        """The heat maps' colour scale (|value| at full colour), None when the frames are not heat maps."""
+        return self.frames.scale
 
     @property
     def nbytes(self) -> int:
@@ -337,7 +478,7 @@ def load_episode(built: Any, index: int, vae: Optional[str] = None) -> Episode:
         if len(wall) > 1 and wall[-1] > wall[0]:
             fps = (len(wall) - 1) / (wall[-1] - wall[0])
     return Episode(frames, np.asarray(steps[schema.ACTION], np.float64), np.asarray(steps[schema.REWARD]),
-                   flags, float(fps), latent)
+                   flags, float(fps), latent, schema.kind_of(built.spec).extra_last_step)
 
 
 def heat_scale(states: np.ndarray) -> float:
@@ -346,39 +487,105 @@ def heat_scale(states: np.ndarray) -> float:
 
 
 def heat_maps(states: np.ndarray, side: int = 8, scale: Optional[float] = None) -> np.ndarray:
-    """Latent states (T, D) as RGB heat maps, blue < 0 < red, one cell per value, `side` pixels a cell;
-    `scale` (default: `heat_scale(states)`) is the |value| shown at full colour."""
+    """Latent states (T, D) as RGB heat maps, blue < 0 < red, one cell per value, `side` pixels a cell, row by
+    row (grey: the grid's cells past the last value); `scale` (default: `heat_scale(states)`) is the |value|
+    shown at full colour."""
     t, d = states.shape
     cols = int(math.ceil(math.sqrt(d)))
     rows = int(math.ceil(d / cols))
     grid = np.zeros((t, rows * cols), np.float64)
     grid[:, :d] = np.nan_to_num(states.astype(np.float64))
     scale = heat_scale(states) if scale is None else scale
-    v = np.clip(grid / scale, -1.0, 1.0).reshape(t, rows, cols)
-    rgb = np.empty((t, rows, cols, 3), np.float64)
-    rgb[..., 0] = np.where(v > 0, 1.0, 1.0 + v)
-    rgb[..., 1] = 1.0 - np.abs(v)
-    rgb[..., 2] = np.where(v < 0, 1.0, 1.0 - v)
+    rgb = heat_colours(grid.reshape(t, rows, cols) / scale)
     rgb[:, :, :, :][np.repeat((np.arange(rows * cols) >= d).reshape(1, rows, cols), t, axis=0)] = 0.85
     image = (rgb * 255).round().astype(np.uint8)
     return image.repeat(side, axis=1).repeat(side, axis=2)
 
 
+def heat_colours(v: np.ndarray) -> np.ndarray:
+    """The heat maps' colours, (..., 3) floats in [0, 1], of values in units of the scale: -1 (or less) blue,
+    0 white, +1 (or more) red, linear in between (so a CSS gradient blue, white, red draws the same bar)."""
+    v = np.clip(v, -1.0, 1.0)
+    return np.stack([np.where(v > 0, 1.0, 1.0 + v), 1.0 - np.abs(v), np.where(v < 0, 1.0, 1.0 - v)], axis=-1)
+
+
+OVERLAY_FONT_PX = 18  # `dropj show`'s text (Pillow's own TrueType font): about 16 px from ascender to descender
+OVERLAY_MIN_WIDTH = 336  # an 84x84 frame enlarged 4 times; a line of the overlay fits in it
+_INK, _FLAG_INK, _PADDING_FILL, _PADDING_INK = (0, 0, 0), (170, 0, 0), (255, 205, 80), (80, 45, 0)
+
+
+@functools.lru_cache(maxsize=None)
+def _font(size: int) -> Any:
+    from PIL import ImageFont
+
+    return ImageFont.load_default(size=size)  # Pillow's bundled TrueType font (Pillow >= 10.1)
+
+
+def _signed(x: float) -> str:
+    """+10, -1, 0: as the player writes a reward."""
+    return f"{x:+g}" if x else "0"
+
+
+def _fit(draw: Any, line: str, font: Any, width: float) -> str:
+    """`line`, cut short with an ellipsis where it is wider than `width` pixels."""
+    if draw.textlength(line, font=font) <= width:
+        return line
+    while line and draw.textlength(line + "\u2026", font=font) > width:
+        line = line[:-1]
+    return line + "\u2026"
+
+
 def overlay(episode: Episode, t: int, scale: int = 4) -> np.ndarray:
-    """Step t's frame, enlarged, with its action, reward and flags written below it."""
+    """Step t's frame, enlarged, with what happened there written below it in a legible font: step t of the
+    last, its reward, its action and the info flags true on it. The padding step (`Episode.padding`) is marked
+    instead (an amber border and band: no action was taken there); heat maps get the colour bar of their
+    scale. Every step of an episode gets the same size (the frames of one animation)."""
     from PIL import Image, ImageDraw
 
     frame = episode.frames[t]
     factor = max(1, scale if frame.shape[0] < 200 else 1)
     image = Image.fromarray(frame).resize((frame.shape[1] * factor, frame.shape[0] * factor), Image.NEAREST)
-    canvas = Image.new("RGB", (image.width, image.height + 34), (255, 255, 255))
-    canvas.paste(image, (0, 0))
+    font = _font(OVERLAY_FONT_PX)
+    line, margin = OVERLAY_FONT_PX + 8, 8
+    width = max(image.width, OVERLAY_MIN_WIDTH)
+    legend = 2 * line if episode.scale is not None else 0
+    canvas = Image.new("RGB", (width, image.height + 3 * line + margin + legend), (255, 255, 255))
+    canvas.paste(image, ((width - image.width) // 2, 0))
     draw = ImageDraw.Draw(canvas)
-    steer, gas, brake = episode.actions[t]
-    draw.text((4, image.height + 2), f"t={t}  steer {steer:+.1f} gas {gas:.1f} brake {brake:.1f}", fill=(0, 0, 0))
-    draw.text((4, image.height + 17), f"reward {episode.rewards[t]:+g}  {' '.join(episode.flags[t])}",
-              fill=(160, 0, 0) if episode.flags[t] else (0, 0, 0))
+    y, right = image.height + margin // 2, width - margin
+    draw.text((margin, y), f"step {t} of {len(episode.frames) - 1}", font=font, fill=_INK)
+    if episode.padding(t):
+        draw.rectangle((0, 0, width - 1, image.height - 1), outline=_PADDING_FILL, width=6)
+        draw.rectangle((0, y + line - 4, width - 1, y + 3 * line - 4), fill=_PADDING_FILL)
+        draw.text((margin, y + line), _fit(draw, "padding step: no action taken", font, right - margin),
+                  font=font, fill=_PADDING_INK)
+        draw.text((margin, y + 2 * line), _fit(draw, "the final state; action, reward: padding", font,
+                                               right - margin), font=font, fill=_PADDING_INK)
+    else:
+        steer, gas, brake = episode.actions[t]
+        draw.text((right, y), f"reward {_signed(episode.rewards[t])}", font=font, fill=_INK, anchor="ra")
+        draw.text((margin, y + line), f"steer {steer:+.2f}  gas {gas:.2f}  brake {brake:.2f}", font=font, fill=_INK)
+        draw.text((margin, y + 2 * line), _fit(draw, " ".join(episode.flags[t]), font, right - margin), font=font,
+                  fill=_FLAG_INK)
+    if episode.scale is not None:
+        _colour_bar(canvas, draw, font, episode.scale, margin, y + 3 * line, right)
     return np.asarray(canvas)
+
+
+def _colour_bar(canvas: Any, draw: Any, font: Any, scale: float, left: int, top: int, right: int) -> None:
+    """The heat maps' legend: 'latent value', a bar from -scale (blue) through 0 (white) to +scale (red), and
+    those three values under it."""
+    from PIL import Image
+
+    label = "latent value"
+    draw.text((left, top), label, font=font, fill=_INK)
+    x0 = left + int(draw.textlength(label, font=font)) + 12
+    bar = (heat_colours(np.linspace(-1.0, 1.0, max(right - x0, 2))) * 255).round().astype(np.uint8)
+    canvas.paste(Image.fromarray(np.repeat(bar[None], OVERLAY_FONT_PX - 2, axis=0)), (x0, top + 2))
+    under = top + OVERLAY_FONT_PX + 4
+    for x, value, anchor in ((x0, f"{-scale:.3g}", "la"), ((x0 + right) // 2, "0", "ma"),
+                             (right, f"+{scale:.3g}", "ra")):
+        draw.text((x, under), value, font=font, fill=_INK, anchor=anchor)
 
 
 def write_animation(episode: Episode, out: str | Path) -> Path:

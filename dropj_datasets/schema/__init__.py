@@ -1,6 +1,6 @@
 """The DROPJ RLDS schema: every field of every dataset, spelled once, in one package by job.
 
-    keys      every stored key (constants)         errors   DataError, describe
+    keys      every stored key (constants)         errors   DataError, describe, counted
     fields    Field and its tables                 envs     EnvSpec, ENVS, the action conventions
     kinds     the registry of kinds (KINDS)        release  the release configs (DATASETS), the RLDS
                                                             alignment contract, their spec classes
@@ -101,6 +101,7 @@ from .keys import (  # noqa: F401 - re-exported
     WALL_TIME,
 )
 from .errors import (  # noqa: F401 - re-exported
+    counted,
     one_line,
     DataError,
     MAX_MESSAGE,

@@ -66,3 +66,9 @@ def one_line(exc: BaseException, limit: int = 300, *, typed: bool = True) -> str
     if not typed:
         return text or type(exc).__name__
     return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def counted(count: int, noun: str, plural: Optional[str] = None) -> str:
+    """'1 episode', '3 episodes', '0 queries' (`plural` when adding an s is wrong): what every message says of a
+    count."""
+    return f"{count:,} {noun if count == 1 else plural or noun + 's'}"

@@ -131,6 +131,10 @@ class DatasetSpec:
         [field] = [f for f in self.step_fields() if f.name == name]
         return field
 
+    def required_sources(self) -> tuple[tuple[str, ...], ...]:
+        """The release files the config cannot be built without: one of each group."""
+        return ((self.sources.episodes, self.sources.scaled),) if self.is_dream else ((self.sources.episodes,),)
+
     def needs(self) -> str:
         """What the config is built from, for the manual download instructions."""
         if self.is_dream:
@@ -259,6 +263,9 @@ class QuerySpec:
     def all_sources(self) -> tuple[str, ...]:
         return (self.queries_file,)
 
+    def required_sources(self) -> tuple[tuple[str, ...], ...]:
+        return ((self.queries_file,),)
+
     def needs(self) -> str:
         return f"{self.queries_file} and every video {self.folder}/N.mp4 it names"
 
@@ -299,6 +306,9 @@ class SketchSpec:
 
     def fields(self) -> tuple[Field, ...]:
         return episode_fields(self.step_fields(), self.metadata_fields())
+
+    def required_sources(self) -> tuple[tuple[str, ...], ...]:
+        return ((self.sketches_file,), (self.times_file,))
 
     def needs(self) -> str:
         companions = f" (optional, kept whole: {', '.join(self.companion_files)})" if self.companion_files else ""
@@ -369,6 +379,9 @@ class FeedbackSpec:
     w_def: float = 0.75  # DROPJ: label for Left when both are safe (dropj.py:294)
     just_weights: tuple[tuple[str, float], ...] = ()  # multi-justification: label for Left given J
     kind: ClassVar[str] = PREFERENCES_KIND.name
+
+    def required_sources(self) -> tuple[tuple[str, ...], ...]:
+        return ((self.queries_file,), (self.responses_file,))
 
     def needs(self) -> str:
         return f"{self.queries_file} and {self.responses_file}"

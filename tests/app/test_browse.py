@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import collections
+import re
 import shutil
 import signal
 import socket
@@ -16,8 +18,10 @@ from PIL import Image
 import factory
 from dropj.loaders import video
 from dropj_datasets import schema
-from dropj_datasets.app import views
+from dropj_datasets.app import charts, views
+from dropj_datasets.app.web import serve
 from factory.web import free_port, wait_for
+from tests.app.test_charts import Tables, read_chart
 
 CONFIGS = ("real", "dream", "preferences_dropj", "queries")
 pytestmark = pytest.mark.slow
@@ -53,7 +57,76 @@ def test_stats_writes_one_self_contained_page(data_dir, tmp_path):
     assert done.returncode == 0, done.stderr
     page = (tmp_path / "report.html").read_text()
     assert page.count("<svg") >= 8 and "return per episode" in page and "action: steer" in page
-    assert "src=" not in page and "href=" not in page  # nothing to fetch: plots are inline
+    # nothing to fetch: charts, style and script inline; the only references are a chart's to its own parts
+    assert "src=" not in page and all(ref.startswith("#") for ref in re.findall(r'href="([^"]*)"', page))
+
+
+def _charts(page: str) -> dict[str, dict]:
+    """The page's charts read back from their SVG (`test_charts.read_chart`), by title."""
+    return {chart["title"]: chart for chart in map(read_chart, re.findall(r"<svg .*?</svg>", page, re.S))}
+
+
+def _shows(chart: dict, values, weights=None) -> None:
+    """The chart is `values`' distribution: a bar per value labelled with it, or a histogram holding them all."""
+    counts = collections.Counter()
+    for value, weight in zip(values, weights or [1] * len(values)):
+        counts[charts.number(value)] += weight
+    if "bins of" in chart["note"] or "bin per" in chart["note"]:
+        assert sum(chart["bars"]) == sum(counts.values()), chart
+    else:
+        assert chart["labelled"] == counts and chart["xticks"] == sorted(counts, key=float), chart
+
+
+def test_stats_page_charts_and_tables_are_the_figures(data_dir):
+    """Each chart's labels and bars, read from its SVG, and each table row equal the statistics they show."""
+    built = views.open_built("dropj_carracing/real", str(data_dir))
+    stats = views.statistics(built)
+    page = views.report(built, stats)
+    shown = _charts(page)
+    _shows(shown["transitions per episode"], stats["lengths"])
+    _shows(shown["return per episode"], stats["returns"])
+    _shows(shown["reward per step"], list(stats["rewards"]), list(stats["rewards"].values()))
+    for flag, per_episode in stats["flags_per_episode"].items():
+        _shows(shown[f"'{flag}' steps per episode"], per_episode)
+    for part, values in stats["actions"].items():
+        _shows(shown[f"action: {part}"], values)
+    assert set(stats["actions"]["brake"]) == {0.0}  # the sample never brakes: one bar "0", every transition
+    assert shown["action: brake"]["labelled"] == {"0": sum(stats["lengths"])}
+    rows = Tables(page).named("episode")
+    flags = stats["flags_per_episode"].values()
+    assert [[cell[0] for cell in row.values()] for row in rows] == [
+        [str(i), str(n), charts.number(r), "yes" if t else "no", *(str(v[i]) for v in flags)]
+        for i, (n, r, t) in enumerate(zip(stats["lengths"], stats["returns"], stats["terminal_per_episode"]))]
+    assert list(rows[0]) == ["episode", "transitions", "return", "terminal",
+                             *(f"'{flag}' steps" for flag in stats["flags_per_episode"])]
+    assert f"This build holds {built.count} episodes: {sum(stats['lengths'])} transitions, " in page
+    assert f"Release config: {built.spec.description}." in page
+
+    built = views.open_built("dropj_carracing/preferences_dropj", str(data_dir))
+    stats = views.statistics(built)
+    page = views.report(built, stats)
+    shown = _charts(page)
+    order = views.answer_order(built.spec, list(stats["answers"]))
+    assert shown["answers"]["xticks"] == order and shown["answers"]["labelled"] == stats["answers"]
+    assert "Yes/Yes/Equally" in order and order.index("Yes/Yes/Left") < order.index("Yes/No") < order.index("No/No")
+    _shows(shown["Repeat Video presses"], stats["repeat_count"])
+    _shows(shown["seconds per query"], stats["total_time"])
+    _shows(shown["labels (P(left preferred))"], list(stats["labels"]), list(stats["labels"].values()))
+    assert shown["responses per annotator"]["labelled"] == {f"user {u}": n for u, n in stats["annotators"].items()}
+    rows = Tables(page).named("response")
+    assert [(r["response"][0], r["participant"][0], r["answers"][0], r["Repeat Video presses"][0]) for r in rows] == [
+        (str(i), f"user {u}", a or "skipped", str(n)) for i, (u, a, n) in
+        enumerate(zip(stats["user_per_response"], stats["answer_per_response"], stats["repeat_count"]))]
+    assert [float(r["seconds"][1]) for r in rows] == stats["total_time"]
+    [person] = Tables(page).named("participant")
+    assert (person["participant"][0], person["responses"][0], person["skipped"][0]) == \
+        (f"user {built.spec.user_id}", str(stats["items"]), str(stats["skipped"]))
+
+    browser = serve.Browser(str(data_dir))  # the served page: the same, its items linked; kept for its figures
+    served = serve.dataset_page(browser, "dropj_carracing", "preferences_dropj")
+    assert _charts(served) == shown and serve.dataset_page(browser, "dropj_carracing", "preferences_dropj") is served
+    assert [r["response"][2] for r in Tables(served).named("response")] == \
+        [f"/d/dropj_carracing/preferences_dropj/item/{i}" for i in range(stats["items"])]
 
 
 @pytest.mark.parametrize("config", CONFIGS)
@@ -81,10 +154,56 @@ def test_show_writes_the_episode_with_overlays_at_its_pace(data_dir, tmp_path, c
             assert gif.info["duration"] == 20  # 50 steps/s
             first = np.asarray(gif.convert("RGB"))
         scale = 4 if episode.frames.shape[1] < 200 else 1
-        assert first.shape[0] == episode.frames.shape[1] * scale + 34  # the frame, then two lines of text
+        assert first.shape[0] > episode.frames.shape[1] * scale  # the frame, then the text under it
     else:
         assert video.info(out.read_bytes())["frames"] == len(episode.frames)
     assert episode.latent == (config == "dream")
+
+
+@pytest.mark.parametrize("config", ["real", "dream"])
+def test_show_overlays_are_legible_mark_the_padding_step_and_give_the_heat_scale(data_dir, tmp_path, config):
+    """What `dropj show` writes, read back from the GIF: text 14 px high or more, the padding step (the last, in
+    these kinds: `Kind.extra_last_step`) in an amber band, and under heat maps a bar from blue to red."""
+    out = tmp_path / "episode.gif"
+    done = _dropj("show", f"dropj_carracing/{config}", "--data_dir", data_dir, "--episode", 1, "--out", out)
+    assert done.returncode == 0, done.stderr
+    built = views.open_built(f"dropj_carracing/{config}", str(data_dir))
+    episode = views.load_episode(built, 1)
+    assert episode.padding_last == schema.kind_of(built.spec).extra_last_step == True  # noqa: E712
+    last = len(episode.frames) - 1
+    middle = next((t for t, flags in enumerate(episode.flags) if flags), last // 2)
+    height = episode.frames.shape[1] * (4 if episode.frames.shape[1] < 200 else 1)
+    strips = {}
+    with Image.open(out) as gif:
+        for t in (middle, last):
+            gif.seek(t)
+            strips[t] = np.asarray(gif.convert("RGB")).astype(int)[height:]
+
+    def runs(rows: np.ndarray) -> list[int]:  # the heights of the bands of rows holding dark (text) pixels
+        heights, run = [], 0
+        for dark in rows:
+            if dark:
+                run += 1
+            elif run:
+                heights, run = heights + [run], 0
+        return heights + ([run] if run else [])
+
+    def amber(strip):
+        r, g, b = strip[..., 0], strip[..., 1], strip[..., 2]
+        return int(((r > 230) & (g > 170) & (g < 230) & (b < 130)).sum())
+
+    def pure(strip, channel):  # saturated blue (2) or red (0): the legend's ends
+        others = np.delete(strip, channel, axis=2)
+        return np.argwhere((strip[..., channel] > 220) & (others.max(axis=2) < 60))
+
+    text = runs((strips[middle].max(axis=2) < 100).any(axis=1))
+    assert len(text) >= 2 and min(text[:2]) >= 14, text  # step and reward, then the action: 14 px and more
+    assert amber(strips[last]) > 20 * strips[last].shape[1] and amber(strips[middle]) == 0
+    blue, red = pure(strips[middle], 2), pure(strips[middle], 0)
+    if episode.latent:
+        assert len(blue) and len(red) and blue[:, 1].max() < red[:, 1].min()  # the bar: blue on the left
+    else:
+        assert not len(blue) and not len(red)
 
 
 def test_show_plays_at_the_pace_asked_for(data_dir, tmp_path):
@@ -185,6 +304,70 @@ def test_the_pages_in_chromium(server, browser, data_dir):
     assert f"{float(first[schema.LABEL]):g}" in browser.find_element("id", "label").text
     _wait(lambda: browser.execute_script("return document.getElementById('query').readyState") >= 1)
     assert browser.execute_script("return document.getElementById('query').duration") == pytest.approx(8.0, abs=0.5)
+
+
+def test_seconds_the_obstacle_gui_did_not_record_are_said_so(tmp_path):
+    """The obstacle studies' answers carry no seconds (NaN in the dataset): the item page says "not recorded"."""
+    factory.build("dropj_obst_carracing/chuckc_preferences", factory.dummy_data("dropj_obst_carracing"), tmp_path)
+    page = serve.item_page(serve.Browser(str(tmp_path)), "dropj_obst_carracing", "chuckc_preferences", 0)
+    seconds = [row[2][0] for row in Tables(page).tables[0][1:]]
+    assert seconds and set(seconds) == {"not recorded"} and "nan" not in page
+
+
+_COLUMN = """
+const [first, name] = arguments;
+const table = [...document.querySelectorAll('table.sortable')]
+  .find((t) => t.tHead.rows[0].cells[0].textContent.trim() === first);
+const k = [...table.tHead.rows[0].cells].findIndex((th) => th.textContent.trim() === name);
+return [table.tHead.rows[0].cells[k].getAttribute('aria-sort'),
+        [...table.tBodies[0].rows].map((row) => row.cells[k].textContent.trim())];
+"""
+
+
+def _sort_by(browser, first: str, name: str) -> None:
+    """Clicks the header `name` of the table whose first header is `first`."""
+    browser.find_element("xpath", f"//table[thead/tr/th[1][normalize-space()='{first}']]"
+                                  f"/thead/tr/th[normalize-space()='{name}']/button").click()
+
+
+def test_the_tables_sort_in_chromium(server, browser, data_dir, tmp_path):
+    """A click on a header sorts the rows by that column, ascending, then descending: on the served pages (the
+    script from /static) and on the page `dropj stats` writes (the script inline)."""
+    stats = views.statistics(views.open_built("dropj_carracing/real", str(data_dir)))
+    by_return = [str(i) for i in sorted(range(stats["items"]), key=lambda i: stats["returns"][i])]
+    by_length = [str(i) for i in sorted(range(stats["items"]), key=lambda i: stats["lengths"][i])]
+    browser.get(server + "/d/dropj_carracing/real")
+    assert browser.execute_script(_COLUMN, "episode", "episode") == [None, [str(i) for i in range(stats["items"])]]
+    _sort_by(browser, "episode", "return")
+    assert browser.execute_script(_COLUMN, "episode", "episode") == [None, by_return]
+    assert browser.execute_script(_COLUMN, "episode", "return")[0] == "ascending"
+    _sort_by(browser, "episode", "return")
+    assert browser.execute_script(_COLUMN, "episode", "episode") == [None, by_return[::-1]]
+    assert browser.execute_script(_COLUMN, "episode", "return")[0] == "descending"
+
+    prefs = views.statistics(views.open_built("dropj_carracing/preferences_dropj", str(data_dir)))
+    browser.get(server + "/d/dropj_carracing/preferences_dropj")
+    _sort_by(browser, "response", "seconds")
+    assert browser.execute_script(_COLUMN, "response", "response")[1] == \
+        [str(i) for i in sorted(range(prefs["items"]), key=lambda i: prefs["total_time"][i])]
+
+    browser.get(server + "/")
+    _sort_by(browser, "dataset/config", "MB")
+    [_, sizes] = browser.execute_script(_COLUMN, "dataset/config", "MB")
+    assert sizes == sorted(sizes, key=float) and len(sizes) == len(CONFIGS)
+    browser.refresh()  # the listed order again: ties stay in it
+    _sort_by(browser, "dataset/config", "this build holds")  # by the count, not as text ("10" after "3")
+    built = sorted((views.open_built(f"dropj_carracing/{c}", str(data_dir)) for c in CONFIGS), key=lambda b: b.count)
+    assert browser.execute_script(_COLUMN, "dataset/config", "dataset/config")[1] == \
+        [f"{b.name}/{b.config}" for b in built]
+    assert browser.execute_script(_COLUMN, "dataset/config", "this build holds")[1] == \
+        [f"{b.count} {views.noun(b.spec, b.count != 1)}" for b in built]
+
+    out = tmp_path / "real.html"
+    assert _dropj("stats", "dropj_carracing/real", "--data_dir", data_dir, "--out", out).returncode == 0
+    browser.get(out.as_uri())
+    _sort_by(browser, "episode", "transitions")
+    assert browser.execute_script(_COLUMN, "episode", "episode") == [None, by_length]
 
 
 def test_latent_episodes_decode_through_a_vae_checkpoint(data_dir, tmp_path):

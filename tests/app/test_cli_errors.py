@@ -59,14 +59,14 @@ def test_train_mistakes_are_one_line(data, tmp_path, args, fragments):
 @pytest.mark.slow
 def test_train_on_a_data_dir_not_built_is_one_line(tmp_path):
     _one_line(dropj("train", "vae", "--data_dir", tmp_path / "empty", "--out", tmp_path / "run"), "train",
-              "dropj_carracing/real: not built under", "tfds build")
+              "dropj_carracing/real: not built under", "dropj build")
 
 
 @pytest.mark.slow
 def test_train_out_being_a_file_is_one_line(data, tmp_path):
     (tmp_path / "file").write_text("x")
     _one_line(dropj("train", "vae", "--data_dir", data / "d", "--out", tmp_path / "file", "--steps", "1"), "train",
-              "is a file; --out must be a directory")
+              "is a file, not a run directory; choose another --out")
 
 
 @pytest.mark.slow
@@ -109,7 +109,8 @@ def test_train_says_where_it_resumes(data, tmp_path):
     assert "training ConvVAE for 2 steps" in first.stdout
     again = dropj("train", "vae", "--data_dir", data / "d", "--out", tmp_path / "run", "--steps", "3",
                   "--batch_size", "4")
-    assert again.returncode == 0 and f"resuming from step 2 of 3 ({tmp_path / 'run' / 'checkpoint.pt'})" in again.stdout
+    assert again.returncode == 0 and f"resuming from step 2, training to 3 ({tmp_path / 'run' / 'checkpoint.pt'})" in \
+        again.stdout
 
 
 def test_ctrl_c_saves_a_checkpoint_and_the_run_resumes_from_it(tmp_path):
@@ -133,7 +134,7 @@ def test_ctrl_c_saves_a_checkpoint_and_the_run_resumes_from_it(tmp_path):
     lines.clear()
     history = loop.train(torch.nn.Linear(2, 1), lambda m, b: m(b).pow(2).mean(), batches, None, config,
                          log=lines.append)
-    assert lines[0].startswith("resuming from step 4 of 8") and history.step[-1] == 8
+    assert lines[0].startswith("resuming from step 4, training to 8") and history.step[-1] == 8
 
 
 # --- issue 22: expected refusals are plain; every flag a message names exists ---------------------------------------

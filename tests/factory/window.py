@@ -19,7 +19,7 @@ DROPJ = Path(sys.executable).parent / "dropj"
 SCREEN = "1280x1024x24"
 FPS = 50.0
 ENV_NAME = "carracing"
-SUMMARY = re.compile(r"^(\d+) episodes saved, (\d+) dropped, ([\d.]+|nan) steps/s -> (.+)$", re.M)
+SUMMARY = re.compile(r"^(\d+) episodes? saved, (\d+) dropped, ([\d.]+|nan) steps/s -> (.+)$", re.M)
 
 MISSING = [tool for tool in ("Xvfb", "xdotool") if shutil.which(tool) is None]
 

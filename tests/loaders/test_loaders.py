@@ -245,3 +245,15 @@ def test_importing_loaders_does_not_import_tensorflow():
     code = ("import sys, dropj.loaders, dropj.loaders.video; "
             "assert 'tensorflow' not in sys.modules; assert callable(dropj.loaders.vae_frames)")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO)
+
+
+def test_mdnrnn_data_with_windows_longer_than_every_episode_says_how_long_they_may_be(data_dir):
+    """Once torch's "num_samples should be a positive integer value, but got num_samples=0"."""
+    from dropj.loaders import EpisodeSource, training_data
+
+    longest = int(EpisodeSource("dropj_carracing/dream", data_dir=data_dir).episode_lengths().max()) - 1
+    with pytest.raises(ValueError, match=f"no episode has the {longest + 1} transitions of a window "
+                                         rf"\(the longest has {longest}\); pass --sequence_length {longest} or less"):
+        training_data.mdnrnn_data(data_dir, "dropj_carracing/dream:1.1.0", sequence_length=longest + 1)
+    train, _ = training_data.mdnrnn_data(data_dir, "dropj_carracing/dream:1.1.0", sequence_length=longest)
+    assert len(train) > 0

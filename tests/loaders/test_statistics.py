@@ -44,25 +44,28 @@ def _today(built) -> dict:
     shown_as = schema.kind_of(built.spec).shown_as
     if shown_as == schema.RESPONSE_VIEW:
         answers, labels = collections.Counter(), collections.Counter()
-        times, repeats, skipped, users = [], [], 0, collections.Counter()
+        times, repeats, skipped, users, given = [], [], 0, [], []
         for example in items():
             response = example[schema.RESPONSE]
             times.append(float(response[schema.TOTAL_TIME]))
             repeats.append(int(response[schema.REPEAT_COUNT]))
-            users[int(example[schema.ANNOTATOR][schema.USER_ID])] += 1
+            users.append(int(example[schema.ANNOTATOR][schema.USER_ID]))
+            given.append(None if response[schema.SKIPPED] else
+                         "/".join(text(a) for a in response[schema.ANSWERS][schema.ANSWER]))
             if response[schema.SKIPPED]:
                 skipped += 1
                 continue
-            answers["/".join(text(a) for a in response[schema.ANSWERS][schema.ANSWER])] += 1
+            answers[given[-1]] += 1
             labels[round(float(example[schema.LABEL]), 4)] += 1
         return {"kind": built.spec.kind, "items": len(times), "skipped": skipped,
                 "answers": dict(answers.most_common()), "labels": dict(sorted(labels.items())), "total_time": times,
-                "repeat_count": repeats, "annotators": dict(sorted(users.items()))}
+                "repeat_count": repeats, "annotators": dict(sorted(collections.Counter(users).items())),
+                "user_per_response": users, "answer_per_response": given}
     if shown_as == schema.QUERY_VIEW:
         sizes = [len(example[schema.VIDEO]) for example in items()]
         return {"kind": built.spec.kind, "items": len(sizes), "video_bytes": sizes}
     extra_last = schema.kind_of(built.spec).extra_last_step
-    lengths, returns, terminal = [], [], 0
+    lengths, returns, terminal = [], [], []
     flags = collections.defaultdict(list)
     actions = []
     rewards = collections.Counter()
@@ -73,14 +76,15 @@ def _today(built) -> dict:
         episode_rewards = np.asarray(steps[schema.REWARD])[:n]
         returns.append(float(np.sum(episode_rewards)))
         rewards.update(float(r) for r in episode_rewards)
-        terminal += bool(np.any(steps[schema.IS_TERMINAL]))
+        terminal.append(bool(np.any(steps[schema.IS_TERMINAL])))
         for name, column in (steps.get(schema.INFO) or {}).items():
             flags[name].append(int(np.sum(np.asarray(column)[:n] == schema.INFO_TRUE)))
         action = np.asarray(steps[schema.ACTION], dtype=np.float64)[:n]
         actions.append(action[np.isfinite(action).all(axis=1)])
     stacked = np.concatenate(actions) if actions else np.zeros((0, 3))
     return {"kind": built.spec.kind, "items": len(lengths), "lengths": lengths, "returns": returns,
-            "terminal": terminal, "flags_per_episode": dict(flags), "rewards": dict(sorted(rewards.items())),
+            "terminal": sum(terminal), "terminal_per_episode": terminal, "flags_per_episode": dict(flags),
+            "rewards": dict(sorted(rewards.items())),
             "actions": {name: stacked[:, k].tolist() for k, name in enumerate(("steer", "gas", "brake"))}}
 
 

@@ -26,6 +26,12 @@ the study's queries in that participant's own seeded order, and a done page with
 An id the study does not list is refused when the session opens. Without a study file the flags are the
 quick path: straight to the queries, in the queries' order, answers committed at the last click.
 
+The play-through lock (the study's `play_through`, default true) is the server's too, not only the page's:
+it notes when it served each session its query, reads the clip's length from the query's video
+(`dropj.loaders.video.info`), and refuses an answer (not a skip) that arrives sooner than the clips can have
+played to the end, less `PLAY_TOLERANCE_S`; nothing of it is kept, and the page shows why. Repeat Video
+restarts the clips, so their end comes later, never sooner: the bound holds whatever the repeats.
+
 The experimenter's dashboard (`/admin`, `static/admin.*`) needs its own token, printed at start (`admin:
 ...`), on loopback too (`auth.ADMIN_PATHS`); participants' links never open it. Its figures
 (`/api/admin/figures`, polled by the page) are `dropj.loaders.agreement.figures` of the responses this
@@ -53,6 +59,24 @@ from dropj_datasets.schema import DataError
 STATIC = Path(__file__).parent / "static"
 MAX_BODY = 16 * 1024  # bytes of one JSON request; a response of the study is under 1 kB
 CSRF_HEADER = "x-dropj-csrf"
+PLAY_TOLERANCE_S = 0.5  # the server's play-through lock allows the media's rounding and the clocks' jitter
+
+
+_BROWSERS = (("Edg/", "Edge"), ("OPR/", "Opera"), ("Firefox/", "Firefox"), ("Chromium/", "Chromium"),
+             ("Chrome/", "Chrome"), ("Version/", "Safari"))  # the token that names each, the most specific first
+_SYSTEMS = (("Android", "Android"), ("iPhone", "iOS"), ("iPad", "iOS"), ("Windows", "Windows"),
+            ("Mac OS X", "macOS"), ("CrOS", "ChromeOS"), ("Linux", "Linux"))
+
+
+def browser_name(user_agent: str) -> str:
+    """'Chrome 131 on Linux' for the log, from a browser's User-Agent (stored whole with each response); the
+    User-Agent itself, bounded, when it names no browser this knows."""
+    name = next((f"{label} {user_agent.split(token, 1)[1].split('.', 1)[0].split(' ', 1)[0]}"
+                 for token, label in _BROWSERS if token in user_agent), None)
+    system = next((label for token, label in _SYSTEMS if token in user_agent), None)
+    said = (user_agent[:120].strip() or "no user agent") if name is None else \
+        f"{name[:40]} on {system}" if system else name[:40]
+    return "".join(c if c.isprintable() else "?" for c in said)  # a header is the sender's: no control codes
 
 
 @dataclasses.dataclass
@@ -69,6 +93,7 @@ class Session:
     practice: tuple[str, ...] = ()  # a study's practice queries this session still has to answer
     practiced: tuple[str, ...] = ()  # ... and those it answered (never committed to the store)
     order: Optional[list[str]] = None  # a study's queries in this participant's order, fixed at consent
+    served_at: float = 0.0  # time.monotonic() when `query` was served: the play-through lock's clock
 
 
 class AnnotateServer:
@@ -83,6 +108,7 @@ class AnnotateServer:
         self.sessions: auth.Sessions[Session] = auth.Sessions(idle_s=idle_s)
         self.lock = threading.Lock()  # one commit at a time (and a session's query changes only under it)
         self.plan, self.out = plan, out
+        self._clip_seconds: dict[str, Optional[float]] = {}  # query -> its clips' length (None: unreadable)
         self.study_queries = plan.study_queries(annotations.order) if plan else None
         if plan and user is not None and not plan.admits(user):
             raise DataError(f"{plan.path}: --user {user} is not one of the study's participants")
@@ -117,7 +143,7 @@ class AnnotateServer:
         client = request.client.host if request.client else ""
         session = self.sessions.open(client, lambda key: Session(key, secrets.token_urlsafe(24), user, time.time(),
                                                                  request.headers.get("user-agent", "")[:500]))
-        self.log(f"session {session.id}: user {user} ({session.user_agent[:60]})")
+        self.log(f"session {session.id}: user {user} ({browser_name(session.user_agent)})")
         reply = {"session": session.id, "csrf": session.csrf, "user": user,
                  "method": self.annotations.spec.method, "config": self.annotations.spec.config}
         if self.plan:
@@ -246,14 +272,14 @@ class AnnotateServer:
             raise BadRequest(403, "consent first: the study's queries are shown once the participant has agreed")
         if session.practice:  # a study's practice first: the same questions, nothing committed
             video = session.practice[0]
-            session.query = video
+            session.query, session.served_at = video, time.monotonic()
             total = len(self.plan.practice)
             return {"done": False, "practice": True, "query_id": video, "position": total - len(session.practice) + 1,
                     "total": total, "answered": total - len(session.practice),
                     "video": f"/api/video/{video}?session={session.id}",
                     "question": dataclasses.asdict(self.study.next_question([]))}
         video = self.annotations.next_query(session.user, session.order)
-        session.query = video
+        session.query, session.served_at = video, time.monotonic()
         done, total = self.annotations.progress(session.user, session.order)
         if video is None:
             reply = {"done": True, "answered": done, "total": total}
@@ -299,6 +325,8 @@ class AnnotateServer:
                 return {"practice": True}
             if video is None or video not in (session.query, session.answered):
                 raise BadRequest(409, "not the query this session is answering (answered already, or not shown)")
+            if video == session.query and body.get("skip") is not True:
+                self._check_played(session, video)
             if session.practice and video == session.practice[0]:
                 return self._practice(session, video, body)
             entry = self._entry(video, body)
@@ -315,6 +343,22 @@ class AnnotateServer:
                 session.query, session.answered = None, video
         self.log(f"user {session.user}: {video} -> response {index}")
         return {"stored": index}
+
+    def _check_played(self, session: Session, video: str) -> None:
+        """The play-through lock, held here too (module docstring): refuses an answer that came sooner after
+        its query was served than the clips play, less `PLAY_TOLERANCE_S`."""
+        if not (self.plan and self.plan.play_through):
+            return
+        if video not in self._clip_seconds:
+            self._clip_seconds[video] = clip_seconds(self.annotations.queries[video]["video"])
+            if self._clip_seconds[video] is None:
+                self.log(f"query {video}: its video's length cannot be read, so only the page holds its answers "
+                         "until the clips have played")
+        seconds = self._clip_seconds[video]
+        elapsed = time.monotonic() - session.served_at
+        if seconds is not None and elapsed < seconds - PLAY_TOLERANCE_S:
+            raise BadRequest(409, f"Too early: the clips play for {seconds:.1f} s and were shown {elapsed:.1f} s "
+                                  "ago. Watch them to the end, then answer (nothing was saved).")
 
     def _entry(self, video: str, body: dict) -> dict:
         try:
@@ -341,6 +385,19 @@ class AnnotateServer:
         session.query = None
         self.log(f"user {session.user}: practice {video} (not stored with the study's answers)")
         return {"practice": True}
+
+
+def clip_seconds(mp4: bytes) -> Optional[float]:
+    """How long a query's video plays (its stream's duration, else frames / fps), or None if unreadable."""
+    from dropj.loaders import video
+
+    try:
+        info = video.info(mp4)
+    except Exception:  # noqa: BLE001 - PyAV's errors are many; an unreadable length is said by the caller
+        return None
+    if info["duration"]:
+        return info["duration"]
+    return info["frames"] / info["fps"] if info["frames"] and info["fps"] else None
 
 
 def _times(record: dict) -> dict:
@@ -431,9 +488,11 @@ def run(queries: Optional[str], method: Optional[str], out: str, *, user: Option
     plan = None
     if study is not None:
         plan = flow.load_study(study)  # a bad file: one line, before the port is bound
-        given = [flag for flag, value in (("--queries", queries), ("--method", method)) if value is not None]
+        given = [what for what, value in ((f"the queries ({queries})", queries), ("--method", method))
+                 if value is not None]
         if given:
-            raise DataError(f"{plan.path}: {' and '.join(given)} come from the study file; leave them out")
+            raise DataError(f"{plan.path}: {' and '.join(given)} come from the study file; leave "
+                            f"{'them' if len(given) > 1 else 'it'} out")
         queries, method, data_dir = plan.queries, plan.method, data_dir or plan.data_dir
         if user is not None and not plan.admits(user):
             raise DataError(f"{plan.path}: --user {user} is not one of the study's participants")

@@ -32,8 +32,11 @@ the next participant.
 A full server queues: a participant who finds every place taken waits on
 their page, told their place in the queue, and their session starts by
 itself when they are first and a place is free (no one overtakes them, and
-a page that closes leaves the queue). At most `MAX_WAITING` wait; one more
-is told to try again later.
+a page that closes leaves the queue). A session that is ending (Esc, its
+last `--episodes` episode being saved, or ended for being idle) still holds
+its place until its process is done; the participants it will make room for
+are told at once that a place is coming free. At most `MAX_WAITING` wait;
+one more is told to try again later.
 """
 
 from __future__ import annotations
@@ -53,6 +56,7 @@ from dropj.converters.recording import session as session_lib
 from dropj.converters.recording import capture as record
 from dropj.converters.recording import controls
 from dropj.converters.recording import store as recording_store
+from dropj_datasets import schema
 from dropj_datasets.app.web import auth
 
 STATIC = Path(__file__).parent / "static"
@@ -108,6 +112,7 @@ class Participant:
         self.saved = self.dropped = self.rescued = 0
         self.error: Optional[str] = None
         self.done = False
+        self._finishing = False  # Esc, its last episode being saved, or ended for idleness: see `ending`
         ready.begin(session_lib.SessionArgs(server.config, user, session_id, str(server.store.directory),
                                               server.store.episodes, screenshot))
         self.thread = threading.Thread(target=self._serve, name=f"drive-{session_id}", daemon=True)
@@ -134,7 +139,19 @@ class Participant:
         self._control("restart")
 
     def quit(self) -> None:
+        self.finishing()
         self._control("stop")
+
+    @property
+    def ending(self) -> bool:
+        """Its place is coming free: the session is finishing or done, its process not yet gone."""
+        return self._finishing or self.done
+
+    def finishing(self) -> None:
+        """The session will end by itself soon: the queue is told a place is coming free."""
+        if not self._finishing:
+            self._finishing = True
+            self.server.wake_queue()
 
     def _control(self, kind: str) -> None:
         self.last_input = time.monotonic()
@@ -167,6 +184,10 @@ class Participant:
         self._frame = Frame(jpeg, status)
         self.frames += 1
         self.saved, self.rescued = status["saved"], status["rescued"]
+        episodes = self.server.config.episodes
+        if status["phase"] == session_lib.SAVING and episodes is not None and \
+                self.saved + self.rescued + 1 >= episodes:
+            self.finishing()  # its last episode: the session ends once it is written
         self.wake()
 
     def _serve(self) -> None:
@@ -187,6 +208,7 @@ class Participant:
             self.done = True
             self._changed.set()
             self.wake()
+            self.server.wake_queue()
 
     def close(self) -> None:
         """Ends the session (its open episode is dropped) and waits for its process."""
@@ -214,6 +236,7 @@ class WebRecordServer:
         self._closing = 0
         self._ready = session_lib.start()  # the next participant's session process, its imports done
         self._queue: list[int] = []  # tickets of the participants waiting for a place, first come first
+        self._waiting: dict[int, Callable[[], None]] = {}  # ticket -> what wakes that participant's wait
         self._tickets = itertools.count()
 
     def next_seed(self) -> int:
@@ -244,27 +267,42 @@ class WebRecordServer:
         return session
 
     def full_message(self) -> str:
-        return f"the server is full ({self.max_sessions} participants driving, --max_sessions)"
+        return f"the server is full ({schema.counted(self.max_sessions, 'participant')} driving, --max_sessions)"
 
     # -- the queue of a full server -------------------------------------------------------------------------
-    def join_queue(self) -> int:
+    def join_queue(self, wake: Callable[[], None]) -> int:
+        """A ticket for a place; `wake` is called (from any thread) whenever a place may be coming free."""
         with self._lock:
             if len(self._queue) >= MAX_WAITING:
                 raise Refused(f"{self.full_message()} and {len(self._queue)} are waiting for a place; try again later",
                               reason="full")
             ticket = next(self._tickets)
             self._queue.append(ticket)
+            self._waiting[ticket] = wake
             return ticket
 
-    def place_in_queue(self, ticket: int) -> tuple[int, int]:
-        """(the participant's place in the queue, 1 for the first; the places free now)."""
+    def place_in_queue(self, ticket: int) -> tuple[int, int, int]:
+        """(the participant's place in the queue, 1 for the first; the places free now; the places coming free,
+        held by sessions that are ending)."""
         with self._lock:
-            return self._queue.index(ticket) + 1, self.max_sessions - len(self.sessions)
+            return (self._queue.index(ticket) + 1, self.max_sessions - len(self.sessions),
+                    sum(session.ending for session in self.sessions.values()))
 
     def leave_queue(self, ticket: int) -> None:
         with self._lock:
             if ticket in self._queue:
                 self._queue.remove(ticket)
+            self._waiting.pop(ticket, None)
+
+    def wake_queue(self) -> None:
+        """A session began to end, or ended: every waiting participant looks at their place again now."""
+        with self._lock:
+            wakes = list(self._waiting.values())
+        for wake in wakes:
+            try:
+                wake()
+            except RuntimeError:
+                pass  # its event loop closed (Ctrl-C): nobody waits there any more
 
     def close_session(self, session: Participant) -> None:
         with self._lock:
@@ -276,8 +314,8 @@ class WebRecordServer:
             with self._lock:
                 self._closing -= 1
         if not self.stopping:
-            self.log(f"session {session.session_id}: {session.user} left ({session.saved} episodes saved, "
-                     f"{session.dropped} dropped)")
+            self.log(f"session {session.session_id}: {session.user} left "
+                     f"({schema.counted(session.saved, 'episode')} saved, {session.dropped} dropped)")
 
     def close(self) -> None:
         for session in list(self.sessions.values()):
@@ -343,33 +381,40 @@ class WebRecordServer:
         page's message being received, if any, with the session: it is the session's first."""
         from starlette.concurrency import run_in_threadpool
 
-        ticket = self.join_queue()
+        loop = asyncio.get_running_loop()
+        changed = asyncio.Event()
+        ticket = self.join_queue(lambda: loop.call_soon_threadsafe(changed.set))
         receiving: Optional[asyncio.Task] = None
         told, logged = None, False
         try:
             while True:
-                place, free = self.place_in_queue(ticket)
+                changed.clear()
+                place, free, ending = self.place_in_queue(ticket)
                 if place <= free:  # a place for everyone up to them (those ahead are taking theirs now)
                     try:
                         return await run_in_threadpool(self.open_session, user, wake), receiving
                     except Refused as refused:
                         if refused.reason != "full":
                             raise
-                        place, free = self.place_in_queue(ticket)  # taken meanwhile, or sessions still ending
-                if place != told:
-                    told = place
+                        place, free, ending = self.place_in_queue(ticket)  # taken meanwhile, or sessions ending
+                coming = place <= free + ending  # their place is held only by sessions that are ending
+                if (place, coming) != told:
+                    told = place, coming
                     text = f"{self.full_message()}: you are number {place} in the queue; your turn starts by " \
                            "itself, keep this page open"
-                    if place <= free:  # (only sessions still ending hold the places)
-                        text = "a place is coming free: your turn starts in a moment"
+                    if coming:
+                        text = "a place is coming free (a participant is finishing): your turn starts in a moment"
                     await websocket.send_text(json.dumps({"queue": place, "driving": len(self.sessions),
-                                                          "places": self.max_sessions, "text": text}))
+                                                          "places": self.max_sessions, "coming": coming,
+                                                          "text": text}))
                     if not logged:
                         self.log(f"{user} waits for a place: number {place} in the queue (--max_sessions "
                                  f"{self.max_sessions})")
                         logged = True
                 receiving = receiving or asyncio.create_task(websocket.receive())
-                await asyncio.wait({receiving}, timeout=QUEUE_POLL_S)
+                nudged = asyncio.create_task(changed.wait())
+                await asyncio.wait({receiving, nudged}, timeout=QUEUE_POLL_S, return_when=asyncio.FIRST_COMPLETED)
+                nudged.cancel()
                 if receiving.done():
                     message, receiving = receiving.result(), None
                     if message["type"] == "websocket.disconnect":
@@ -391,6 +436,7 @@ class WebRecordServer:
                 await asyncio.sleep(min(left, 1.0))
                 continue
             sender.cancel()
+            session.finishing()
             self.log(f"session {session.session_id}: {session.user} idle for {self.idle_s:g} s, ended")
             try:
                 await websocket.send_text(json.dumps({"error": f"no key pressed for {self.idle_s:g} s: this session "
@@ -485,8 +531,9 @@ def run(config: controls.RecordConfig, *, host: str = "127.0.0.1", port: int = 8
         sock.close()
         raise
     try:
-        log(f"recording {config.config_name} into {server.store.directory} ({server.store.episodes} episodes there "
-            f"already); each browser tab drives its own session, {server.max_sessions} at once")
+        log(f"recording {config.config_name} into {server.store.directory} "
+            f"({schema.counted(server.store.episodes, 'episode')} there already); each browser tab drives its own "
+            f"session, {server.max_sessions} at once")
         log(f"open {access.url}  (Ctrl-C stops; saved episodes are on disk)")
         driving = []
 
@@ -497,7 +544,7 @@ def run(config: controls.RecordConfig, *, host: str = "127.0.0.1", port: int = 8
         if auth.serve(build_app(server, access), sock, on_stop=stopping, ws="wsproto",
                           ws_max_size=4 * MAX_MESSAGE):
             log(f"stopped (Ctrl-C): {driving[0] if driving else 0} sessions ended, their open episodes dropped; "
-                f"{server.store.episodes} episodes in {server.store.directory}")
+                f"{schema.counted(server.store.episodes, 'episode')} in {server.store.directory}")
     finally:
         server.stopping = True
         server.close()

@@ -1,9 +1,10 @@
 """`dropj serve`: look at what is built under a data dir, in the browser (read-only).
 
-    /                                   every built DROPJ config under D: kind, items, size
-    /d/NAME/CONFIG                      its statistics (the `dropj stats` page) and its items
-    /d/NAME/CONFIG/episode/I            an episode player: frames at the recorded pace, a step scrubber,
-                                        action / reward / flag overlays (latent states as heat maps, or
+    /                                   every built DROPJ config under D: kind, items, size (sortable)
+    /d/NAME/CONFIG                      its statistics (the `dropj stats` page), a table of its items
+    /d/NAME/CONFIG/episode/I            an episode player: frames at a speed times the recorded pace, step
+                                        back / forward, a scrubber, keys; step, action, reward and flags, the
+                                        padding step marked (latent states as heat maps with their legend, or
                                         decoded with --vae)
     /d/NAME/CONFIG/item/I               a query or a response: the video, the answers, the label
 
@@ -15,15 +16,18 @@ is read (an index is at most 9 ASCII digits), and each dataset directory goes th
 Memory is bounded by bytes: an episode keeps only what it stored (observations, actions, rewards,
 flags); its frames are made per request (a heat map is about 50 times its latent state). Decoded
 episodes are kept up to `CACHE_BYTES` in all, the least recently shown dropped first; an episode
-larger than that is refused with 413.
+larger than that is refused with 413. A dataset's page is kept for its figures (`PAGES_KEPT`): its
+charts are drawn again only when the figures change.
 """
 
 from __future__ import annotations
 
 import collections
+import hashlib
 import html
 import io
 import math
+import pickle
 import threading
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
@@ -36,7 +40,7 @@ from dropj_datasets.app.web import auth
 from dropj_datasets.app.web.auth import BadRequest
 
 STATIC = Path(__file__).parent / "static"
-MAX_ITEMS_LISTED = 500
+PAGES_KEPT = 16  # dataset pages kept, by their figures (drawing the charts is most of a page's time)
 CACHE_BYTES = 256 * 2**20  # decoded episodes kept; also the largest episode shown (a real 1,000-step one: 21 MB)
 
 
@@ -50,33 +54,26 @@ class Browser:
         self.cache_bytes = cache_bytes
         self._lock = threading.Lock()  # one episode decoded at a time: memory is one episode plus the cache
         self.cached: collections.OrderedDict[tuple[str, str, int], views.Episode] = collections.OrderedDict()
+        self.pages: collections.OrderedDict[bytes, str] = collections.OrderedDict()  # `dataset_page`'s
+        self.pages_lock = threading.Lock()
 
     @property
     def cached_bytes(self) -> int:
         return sum(episode.nbytes for episode in self.cached.values())
 
     def datasets(self) -> list[dict]:
-        """Every built config under the data dir: name, config, version, kind, items, bytes."""
+        """Every built config under the data dir (`dataset_dir.catalog`, what `dropj list` shows): name,
+        config, version, kind, items, bytes, status, and the config's description."""
         from dropj.converters.store import dataset_dir
 
         found = []
-        for name, configs in {**schema.DATASETS, **schema.WRITTEN}.items():
-            for config, spec in configs.items():
-                folder = self.data_dir / name / config
-                if not folder.is_dir():
-                    continue
-                try:
-                    version_dir = dataset_dir.find_built(f"{name}/{config}", str(self.data_dir))
-                    info = dataset_dir.read_json(version_dir / dataset_dir.DATASET_INFO,
-                                                 dataset_dir.JSON_LIMITS[dataset_dir.DATASET_INFO])
-                    splits = info.get("splits") or [{}]
-                    items = sum(int(n) for n in splits[0].get("shardLengths", []))
-                    size = sum(p.stat().st_size for p in version_dir.iterdir() if p.is_file())
-                    found.append({"name": name, "config": config, "version": version_dir.name, "kind": spec.kind,
-                                  "items": items, "bytes": size, "description": spec.description})
-                except (schema.DataError, OSError, ValueError, TypeError) as exc:
-                    found.append({"name": name, "config": config, "version": "?", "kind": spec.kind, "items": 0,
-                                  "bytes": 0, "description": f"cannot be read: {str(exc)[:200]}"})
+        for entry in dataset_dir.catalog(str(self.data_dir)):
+            spec = schema.spec_for(entry["dataset"], entry["config"])
+            about = {"built": spec.description, "incomplete": "incomplete: a build or a write that did not finish"
+                     }.get(entry["status"], f"cannot be read: {entry.get('problem', '')[:200]}")
+            found.append({"name": entry["dataset"], "config": entry["config"], "version": entry["version"],
+                          "kind": entry["kind"], "items": entry["items"] or 0, "bytes": entry["bytes"],
+                          "status": entry["status"], "description": about})
         return found
 
     def built(self, name: str, config: str) -> Any:
@@ -155,35 +152,77 @@ def _page(title: str, body: str, scripts: str = "") -> str:
             f'<header><a href="/">DROPJ datasets</a></header><main>{body}</main></body></html>')
 
 
+STATS_HEAD = '<link rel="stylesheet" href="/static/stats.css"><script src="/static/sortable.js" defer></script>'
+
+
 def index_page(browser: Browser) -> str:
-    rows = "".join(
-        f'<tr><td><a href="/d/{d["name"]}/{d["config"]}">{d["name"]}/{d["config"]}</a></td><td>{d["version"]}</td>'
-        f'<td>{d["kind"]}</td><td>{d["items"]}</td><td>{d["bytes"] / 1e6:.2f}</td>'
-        f'<td>{html.escape(d["description"])}</td></tr>' for d in browser.datasets())
-    body = (f'<h1>Built under {html.escape(str(browser.data_dir))}</h1><table><tr><th>dataset/config</th>'
-            f'<th>version</th><th>kind</th><th>items</th><th>MB</th><th>about</th></tr>{rows}</table>'
-            if rows else f'<p>No DROPJ dataset is built under {html.escape(str(browser.data_dir))}.</p>')
-    return _page("DROPJ datasets", body)
+    """Every built config: how many items this build holds, and what the config is (a release config's
+    description counts the whole release)."""
+    rows = []
+    for d in browser.datasets():
+        spec = schema.spec_for(d["name"], d["config"])
+        path = f'{d["name"]}/{d["config"]}'
+        rows.append([views.Cell(f'<a href="/d/{path}">{path}</a>', path, markup=True), d["version"], d["kind"],
+                     views.Cell(f'{d["items"]:,} {views.noun(spec, d["items"] != 1)}', d["items"]),
+                     views.Cell(f'{d["bytes"] / 1e6:.2f}', d["bytes"], number=True),
+                     views.about(spec, d["name"]) if d["version"] != "?" else d["description"]])
+    where = html.escape(str(browser.data_dir))
+    body = (f"<h1>Built under {where}</h1>"
+            + views.table(["dataset/config", "version", "kind", "this build holds", "MB", "about"], rows)
+            if rows else f"<p>No DROPJ dataset is built under {where}.</p>")
+    return _page("DROPJ datasets", body, STATS_HEAD)
 
 
 def dataset_page(browser: Browser, name: str, config: str) -> str:
+    """The config's statistics page (`views.report`), each item linked to its page; kept for its figures."""
     built = browser.built(name, config)
-    report = views.report(built, views.statistics(built))
-    figures = report.split("<body>", 1)[1].rsplit("</body>", 1)[0]
-    what = "episode" if schema.kind_of(built.spec).shown_as == schema.EPISODE_VIEW else "item"
-    links = " ".join(f'<a href="/d/{name}/{config}/{what}/{i}">{i}</a>'
-                     for i in range(min(built.count, MAX_ITEMS_LISTED)))
-    more = f" (first {MAX_ITEMS_LISTED} of {built.count})" if built.count > MAX_ITEMS_LISTED else ""
-    return _page(f"{name}/{config}", f'{figures}<h2>{what.title()}s{more}</h2><p class="items">{links}</p>')
+    stats = views.statistics(built)
+    key = hashlib.sha1(pickle.dumps((name, config, built.count, stats), protocol=5)).digest()
+    with browser.pages_lock:
+        if key in browser.pages:
+            browser.pages.move_to_end(key)
+            return browser.pages[key]
+    report = views.report(built, stats, link=f"/d/{name}/{config}/")
+    page = _page(f"{name}/{config}", report.split("<body>", 1)[1].rsplit("</body>", 1)[0], STATS_HEAD)
+    with browser.pages_lock:
+        browser.pages[key] = page
+        while len(browser.pages) > PAGES_KEPT:
+            browser.pages.popitem(last=False)
+    return page
+
+
+SPEEDS = (0.25, 0.5, 1, 2, 4)  # the player's paces, times the recorded one
 
 
 def player_page(name: str, config: str, index: int) -> str:
-    body = (f'<h1><a href="/d/{name}/{config}">{name}/{config}</a>, episode {index}</h1>'
-            f'<div id="player" data-source="/api/episode/{name}/{config}/{index}" '
-            f'data-frames="/frame/{name}/{config}/{index}/"><img id="frame" alt="frame">'
-            '<div id="overlay"></div><div><button id="play" type="button">Play</button> '
-            '<input id="scrub" type="range" min="0" value="0"> <span id="step"></span></div></div>')
-    return _page(f"{name}/{config} episode {index}", body, '<script src="/static/player.js" defer></script>')
+    """The episode player's page: the frame (a loading or error state over it), step, action, reward and flags
+    beside it, the padding step's banner, the heat maps' legend, the controls and the keys (static/player.js
+    fills it in from `/api/episode/...` and plays it)."""
+    speeds = "".join(f'<option value="{s:g}"{" selected" if s == 1 else ""}>{s:g}x</option>' for s in SPEEDS)
+    body = (
+        f'<h1><a href="/d/{name}/{config}">{name}/{config}</a>, episode {index}</h1>'
+        f'<div id="player" data-source="/api/episode/{name}/{config}/{index}" '
+        f'data-frames="/frame/{name}/{config}/{index}/" data-state="loading">'
+        '<div id="screen"><img id="frame" alt="the frame of the step shown">'
+        '<div id="badge">padding step</div>'
+        '<div id="status" role="status"><span class="spinner"></span><span id="status-text">loading the episode'
+        '\u2026</span></div></div>'
+        '<div id="info"><div id="overlay" aria-live="polite"></div>'
+        '<div id="padding" hidden><strong>Padding step:</strong> the episode\'s final state. No action was taken '
+        'here: the action and reward stored on this step are padding (zeros), not something that happened.</div>'
+        '<div id="legend" hidden><div class="caption">Heat map: one cell per value of the latent state, row by '
+        'row</div><div class="bar"></div><div class="ticks"><span id="legend-min"></span><span>0</span>'
+        '<span id="legend-max"></span></div><p>Blue below 0, red above, full colour at \u00b1 the scale (the 99th '
+        'percentile of |value| in this episode); grey: cells past the last value.</p></div></div>'
+        '<div id="controls"><button id="back" type="button" title="Left arrow">\u25c0 Step back</button>'
+        '<button id="play" type="button" title="Space">\u25b6 Play</button>'
+        '<button id="forward" type="button" title="Right arrow">Step forward \u25b6</button>'
+        f'<label>Speed <select id="speed">{speeds}</select></label> <span id="pace"></span>'
+        '<input id="scrub" type="range" min="0" value="0" aria-label="step"></div>'
+        '<p id="keys">Keys: <kbd>Space</kbd> play / pause, <kbd>\u2190</kbd> <kbd>\u2192</kbd> one step back / '
+        'forward, <kbd>Home</kbd> <kbd>End</kbd> the first / last step.</p></div>')
+    return _page(f"{name}/{config} episode {index}", body, '<link rel="stylesheet" href="/static/player.css">'
+                 '<script src="/static/player.js" defer></script>')
 
 
 def item_page(browser: Browser, name: str, config: str, index: int) -> str:
@@ -196,13 +235,13 @@ def item_page(browser: Browser, name: str, config: str, index: int) -> str:
         response = example[schema.RESPONSE]
         answers = response[schema.ANSWERS]
         rows = "".join(f"<tr><td>{html.escape(views.text(q))}</td><td class='answer'>{html.escape(views.text(a))}"
-                       f"</td><td>{s:.2f}</td></tr>"
+                       f"</td><td>{f'{s:.2f}' if math.isfinite(s) else 'not recorded'}</td></tr>"
                        for q, a, s in zip(answers[schema.QUESTION], answers[schema.ANSWER], answers[schema.SECONDS]))
         label = float(example[schema.LABEL])
         parts.append(
             f'<p>user {int(example[schema.ANNOTATOR][schema.USER_ID])}, '
             f'{"skipped" if response[schema.SKIPPED] else "answered"} in {float(response[schema.TOTAL_TIME]):.2f} s, '
-            f'{int(response[schema.REPEAT_COUNT])} repeats</p>'
+            f'{schema.counted(int(response[schema.REPEAT_COUNT]), "repeat")}</p>'
             f'<table><tr><th>question</th><th>answer</th><th>seconds</th></tr>{rows}</table>'
             f'<p id="label">label P(left preferred): {"none (skipped)" if math.isnan(label) else f"{label:g}"}</p>')
     return _page(f"{name}/{config} item {index}", "".join(parts))
@@ -249,6 +288,8 @@ def build_app(browser: Browser, access: auth.Access) -> Any:
     def episode_json(request):
         episode = browser.episode(text(request, "name"), text(request, "config"), number(request, "index"))
         return {"steps": len(episode.frames), "fps": episode.fps, "latent": episode.latent,
+                "decoded": episode.latent and episode.scale is None,  # by --vae: the first decode takes seconds
+                "scale": episode.scale, "padding_last": episode.padding_last,
                 "actions": np.round(episode.actions, 4).tolist(), "rewards": episode.rewards.tolist(),
                 "flags": episode.flags}
 

@@ -7,6 +7,7 @@ counts and the kappas, which equal `dropj.loaders.agreement` on the stored data 
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import signal
@@ -21,7 +22,8 @@ from dropj.loaders import EpisodeSource, agreement
 from dropj_datasets import schema
 
 from factory.web import Server, wait_for
-from tests.app.web.test_annotate_web import _answered, _click, _question, _wait, queries_dir  # noqa: F401
+from tests.app.web.test_annotate_web import (_answered, _click, _position, _question, _visible, _wait,  # noqa: F401
+                                             queries_dir, study_copy)
 
 pytestmark = pytest.mark.slow
 
@@ -153,3 +155,91 @@ def test_the_admin_token_is_its_own_and_the_participants_token_never_opens_it(qu
         assert _get(f"{base}/static/admin.js", cookie=f"dropj_admin_{server.port}={admin_token}")[0] == 200
     finally:
         server.kill(signal.SIGTERM)
+
+
+def _cells(driver, user):
+    return driver.find_elements("css selector", f"#participants tr[data-user='{user}'] td")
+
+
+def _instant(cell) -> float:
+    """The epoch seconds a time cell's <time datetime> holds (what the page shows is the local time of it)."""
+    stamp = cell.find_element("tag name", "time").get_attribute("datetime")
+    return datetime.datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+
+
+def _given(driver) -> dict:
+    """{question: {answer: n}} of the agreement table's label distribution."""
+    given = {}
+    for row in driver.find_elements("css selector", "#questions tbody tr"):
+        question, counts = row.find_elements("css selector", "td")[:2]
+        given[question.text] = {item.text.split(": ")[0]: int(item.text.split(": ")[1])
+                                for item in counts.find_elements("css selector", "li")}
+    return given
+
+
+def test_a_study_dashboard_shows_progress_consent_and_finish_and_never_counts_practice(queries_dir, tmp_path,  # noqa: F811
+                                                                                      browser):
+    """The shipped study (answers unlocked at once here): a participant consents, practises, answers two queries;
+    another only consents. The dashboard shows "2 of 3" and "0 of 3", both consent times and no finish, and
+    counts no practice answer; after the first one's last query (a skip), "3 of 3" and their finish time."""
+    from factory.web import App
+
+    out = tmp_path / "out"
+    study = study_copy(tmp_path, play_through="false", review="false")
+    app = App("annotate", "--study", study, "--data_dir", str(queries_dir), "--out", str(out))
+    admin = wait_for(lambda: next((line.split()[1] for line in app.lines if line.startswith("admin: ")), None), 30)
+    records = out / "dropj_participants" / "dropj"
+    try:
+        browser.get(app.base + "/?user=31")
+        _click(browser, "I agree, continue")
+        _click(browser, "Start the practice")
+        _wait(browser, lambda: _position(browser) == "Practice query 1 of 1")
+        _answer(browser, "Yes", "No")  # practice: the record keeps it, the figures never count it
+        _visible(browser, "interlude")
+        _click(browser, "Start the study")
+        _wait(browser, lambda: _position(browser) == "Query 1 of 3")
+        _answer(browser, "Yes", "Yes", "Left")
+        _answered(browser, 1)
+        _answer(browser, "No", "No")
+        _answered(browser, 2)
+        participant = browser.current_window_handle
+        browser.switch_to.new_window("tab")
+        browser.get(app.base + "/?user=32")
+        _click(browser, "I agree, continue")
+        _visible(browser, "instructions")
+
+        browser.switch_to.new_window("tab")
+        dashboard = browser.current_window_handle
+        browser.get(admin)
+        wait_for(lambda: len(_cells(browser, 31)) > 8 and len(_cells(browser, 32)) > 8, 30, "no participant rows")
+        first, second = (json.loads((records / f"user{user}.json").read_text()) for user in (31, 32))
+        assert len(first["practice"]) == 1 and "practice_done_at" in first  # what the figures must leave out
+        a, b = _cells(browser, 31), _cells(browser, 32)
+        assert [a[1].text, a[2].text, a[3].text, b[1].text, b[2].text] == ["2 of 3", "2", "0", "0 of 3", "0"]
+        assert abs(_instant(a[7]) - first["consented_at"]) < 0.002 and a[8].text == "-"
+        assert abs(_instant(b[7]) - second["consented_at"]) < 0.002 and b[8].text == "-"
+        assert browser.find_element("id", "summary").text.startswith(
+            "2 responses from 2 participants (1 started, 0 finished)")
+        # the study's two answers only; with the practice's (Yes, No), left Yes and right No would be 2
+        assert _given(browser) == {schema.Q_LEFT_SAFE: {"Yes": 1, "No": 1}, schema.Q_RIGHT_SAFE: {"Yes": 1, "No": 1},
+                                   schema.Q_PREFER: {"Left": 1, "Right": 0, "Equally": 0}}
+
+        browser.switch_to.window(participant)
+        _click(browser, "Skip")
+        _click(browser, "Yes, skip it")
+        _visible(browser, "done")
+        browser.switch_to.window(dashboard)  # it polls: no reload
+        wait_for(lambda: _cells(browser, 31)[1].text == "3 of 3", 30, lambda: _cells(browser, 31)[1].text)
+        first = json.loads((records / "user31.json").read_text())
+        a = _cells(browser, 31)
+        assert [a[2].text, a[3].text] == ["2", "1"] and abs(_instant(a[8]) - first["completed_at"]) < 0.002
+        assert browser.find_element("id", "summary").text.startswith(
+            "3 responses from 2 participants (1 started, 1 finished)")
+        browser.set_window_size(1280, 1000)
+        browser.save_screenshot(str(tmp_path / "annotate_dashboard_study.png"))
+    finally:
+        app.stop()
+    with EpisodeSource(annotations.annotation_dir(out, "dropj")) as source:
+        stored = agreement.of(source)
+    assert stored["responses"] == 3 and [(p["user"], p["answered"], p["skipped"]) for p in stored["participants"]] \
+        == [(31, 2, 1)]

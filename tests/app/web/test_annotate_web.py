@@ -9,7 +9,9 @@ from __future__ import annotations
 import json
 import os
 import pickle
+import re
 import signal
+import time
 import urllib.error
 import urllib.request
 
@@ -264,6 +266,17 @@ def test_another_host_needs_the_printed_token(queries_dir, tmp_path):
 STUDY = factory.REPO / "docs" / "study.toml"  # the example the docs use, run as it ships (--data_dir overrides)
 
 
+def study_copy(folder, **keys) -> str:
+    """docs/study.toml with the given top-level keys' values replaced (TOML text, e.g. play_through="false")."""
+    text = STUDY.read_text()
+    for key, value in keys.items():
+        text, n = re.subn(rf"^{key} = .*$", f"{key} = {value}", text, flags=re.M)
+        assert n == 1, key
+    path = folder / "study.toml"
+    path.write_text(text)
+    return str(path)
+
+
 def _shot(driver, tmp_path, name):
     """A screenshot of the page as it is; also into $DROPJ_SCREENSHOTS (docs/images) when set."""
     path = tmp_path / f"annotate_{name}.png"
@@ -414,7 +427,8 @@ def test_a_study_server_refuses_queries_before_consent_and_keeps_practice_out_of
     from factory.web import App
 
     out = tmp_path / "out"
-    app = App("annotate", "--study", str(STUDY), "--data_dir", str(queries_dir), "--out", str(out))
+    study = study_copy(tmp_path, play_through="false")  # answers at once (the lock: the test below)
+    app = App("annotate", "--study", study, "--data_dir", str(queries_dir), "--out", str(out))
     try:
         for user, status in (("abc", 403), ("9" * 5000, 403), ("40", 403), (-1, 400), (5.5, 400)):
             assert _request("POST", app.base + "/api/session", {"user": user})[0] == status, user
@@ -450,3 +464,97 @@ def test_a_study_server_refuses_queries_before_consent_and_keeps_practice_out_of
     assert [e[schema.QUERY_ID].decode() for e in _stored(out, "dropj")] == [first["query_id"]]
     record = json.loads((out / "dropj_participants" / "dropj" / "user32.json").read_text())
     assert record["order"][:2] == [first["query_id"], second["query_id"]] and len(record["practice"]) == 1
+
+
+def _get_bytes(url):
+    with urllib.request.urlopen(url, timeout=30) as response:
+        return response.read()
+
+
+def test_the_server_holds_the_play_through_lock_too_and_stores_no_early_answer(queries_dir, tmp_path):
+    """A scripted client, which no page locks, answering sooner than the clips can have played: refused with a
+    message, nothing stored (practice or study); a skip is never held; an answer after the clips' length is."""
+    from dropj.converters.feedback import query_video
+    from dropj.loaders import video
+    from factory.web import App
+
+    out = tmp_path / "out"
+    app = App("annotate", "--study", str(STUDY), "--data_dir", str(queries_dir), "--out", str(out))
+    try:
+        _, session = _request("POST", app.base + "/api/session", {"user": "33"})
+        sid, csrf = session["session"], {"x-dropj-csrf": session["csrf"]}
+        assert session["study"]["play_through"] is True  # the shipped study's default
+        assert _request("POST", app.base + "/api/consent", {"session": sid}, csrf)[0] == 200
+
+        def serve():
+            _, query = _request("GET", app.base + f"/api/query?session={sid}")
+            return query, time.monotonic()
+
+        def answer(query, skip=False):
+            body = {"session": sid, "query_id": query["query_id"], "total_time": 0.1, "repeat_count": 0}
+            body.update({"skip": True} if skip else {
+                "answers": [[schema.Q_LEFT_SAFE, "No"], [schema.Q_RIGHT_SAFE, "No"]], "seconds": [0.05, 0.05]})
+            return _request("POST", app.base + "/api/answer", body, csrf)
+
+        def wait_until(moment):
+            time.sleep(max(0.0, moment - time.monotonic()))
+
+        practice, shown = serve()
+        seconds = video.info(_get_bytes(app.base + practice["video"]))["duration"]
+        assert seconds == query_video.FRAMES / query_video.FPS  # 8 s, the release's clips
+        status, reply = answer(practice)
+        assert status == 409 and reply["error"].startswith("Too early: the clips play for 8.0 s and were shown 0."), \
+            reply
+        assert "nothing was saved" in reply["error"]
+        record = out / "dropj_participants" / "dropj" / "user33.json"
+        assert json.loads(record.read_text())["practice"] == []
+        wait_until(shown + seconds)
+        assert answer(practice) == (200, {"practice": True})
+
+        first, _ = serve()
+        assert first["practice"] is False
+        assert answer(first)[0] == 409
+        assert answer(first, skip=True) == (200, {"stored": 0})  # a skip is not an answer: never held
+        second, shown = serve()
+        wait_until(shown + seconds - 2.0)  # 2 s short: still refused (the tolerance is 0.5 s)
+        status, reply = answer(second)
+        assert status == 409 and "were shown 6." in reply["error"], reply
+        wait_until(shown + seconds)
+        assert answer(second) == (200, {"stored": 1})
+    finally:
+        app.stop()
+    examples = _stored(out, "dropj")
+    assert [(e[schema.QUERY_ID].decode(), bool(e[schema.RESPONSE][schema.SKIPPED])) for e in examples] == [
+        (first["query_id"], True), (second["query_id"], False)]
+    assert len(json.loads(record.read_text())["practice"]) == 1
+
+
+@needs_browser
+def test_the_page_shows_the_servers_refusal_of_an_answer_before_the_clips_played(queries_dir, tmp_path, browser):
+    """A page whose lock was opened early (as a tampered one could be): the server refuses, the page says why and
+    keeps the answers for Submit again."""
+    from factory.web import App
+
+    out = tmp_path / "out"
+    app = App("annotate", "--study", str(STUDY), "--data_dir", str(queries_dir), "--out", str(out))
+    try:
+        browser.get(app.base + "/?user=32")
+        _click(browser, "I agree, continue")
+        _click(browser, "Start the practice")
+        _wait(browser, lambda: _position(browser) == "Practice query 1 of 1")
+        browser.execute_script("onPlayed()")  # unlocked at once, the clip just started
+        _click(browser, "Yes")
+        _wait(browser, lambda: _question(browser) == schema.Q_RIGHT_SAFE)
+        _click(browser, "No")
+        _visible(browser, "review")
+        _click(browser, "Submit")
+        status = _wait(browser, lambda: "Too early" in browser.find_element("id", "status").text
+                       and browser.find_element("id", "status"))
+        assert status.text.startswith("Too early: the clips play for 8.0 s and were shown "), status.text
+        assert status.text.endswith("(nothing was saved). Your answers are still here: Submit again."), status.text
+        assert "error" in status.get_attribute("class") and browser.find_element("id", "review").is_displayed()
+        _shot(browser, tmp_path, "too_early")
+    finally:
+        app.stop()
+    record = json.loads((out / "dropj_participants" / "dropj" / "user32.json").read_text())
+    assert record["practice"] == [] and "practice_done_at" not in record

@@ -52,7 +52,7 @@ def test_the_keys_held_in_chromium_are_the_actions_recorded_step_by_step(tmp_pat
         ActionChains(driver).key_up(Keys.ARROW_DOWN, view).perform()
         final = wait_for(lambda: state().get("done") and state(), 60, lambda: state())
         assert final["framesShown"] > 50 and (final["last"] or {}).get("step") == 300, final
-        assert driver.find_element("id", "status").text == "done: 1 episodes saved"
+        assert driver.find_element("id", "status").text == "done: 1 episode saved"
     finally:
         driver.quit()
         log = server.stop()
@@ -231,7 +231,7 @@ def test_a_full_server_says_so_and_takes_the_next_participant_once_one_leaves(tm
         second = websocket.create_connection(url + "?user=second", timeout=30)
         # a full server queues (it used to refuse: {"error": "the server is full ..."})
         queued = json.loads(second.recv())
-        assert "the server is full (1 participants driving" in queued["text"] and queued["queue"] == 1
+        assert "the server is full (1 participant driving" in queued["text"] and queued["queue"] == 1
         third = websocket.create_connection(url + "?user=third", timeout=30)
         assert json.loads(third.recv())["queue"] == 2
         first.close()
@@ -401,7 +401,8 @@ def test_a_driver_who_waits_3_s_before_the_first_key_has_no_idle_step_recorded(t
     start = float(episode[schema.EPISODE_METADATA][schema.START_TIME])
     # the episode begins at the key (within the page -> server -> session latency), never at the page's arrival
     assert pressed <= start < pressed + 1.0 and pressed <= wall[0] < pressed + 1.0, (pressed, start, wall[0])
-    assert wall[-1] - wall[0] < 100 / 50 + 1.0  # 100 steps at 50 steps/s: the 3 s of waiting are not in it
+    # the 3 s of waiting are nowhere in it (its length at 50 steps/s would depend on the machine's load)
+    assert np.diff(wall).max() < 1.0, np.diff(wall).max()
     assert "waiter: episode 0 saved (100 steps" in log
 
 
@@ -456,7 +457,7 @@ def test_a_full_server_shows_the_place_in_the_queue_and_starts_the_session_when_
         phase, said = _overlay(driver)
         assert said == ("The server is full\nYou are number 1 in the queue (1 participant driving). Your turn "
                         "starts by itself: keep this page open."), said
-        assert "the server is full (1 participants driving, --max_sessions)" in \
+        assert "the server is full (1 participant driving, --max_sessions)" in \
             driver.find_element("id", "status").text
         _shot(driver, "queued")
         first.close()
@@ -467,6 +468,42 @@ def test_a_full_server_shows_the_place_in_the_queue_and_starts_the_session_when_
         driver.quit()
         log = server.stop()
     assert "queued waits for a place: number 1 in the queue (--max_sessions 1)" in log and "queued connected" in log
+
+
+@needs_browser
+def test_a_queued_page_is_told_a_place_is_coming_free_while_the_session_holding_it_saves_its_last_episode(tmp_path):
+    """Every place taken, and the one session's last episode (--episodes 1) being saved: the participant first in
+    the queue is told a place is coming free (not only their number), then their session starts."""
+    import threading
+
+    import websocket
+
+    server = RecordServer(tmp_path, "--max_steps", "60", "--episodes", "1", "--max_sessions", "1", "--seed", "3")
+    driver = new_chromium()
+    first = websocket.create_connection(f"ws://127.0.0.1:{server.port}/ws?user=first", timeout=30)
+    try:
+        assert json.loads(first.recv())["user"] == "first"
+        received = []
+        reader = threading.Thread(target=lambda: received.extend(received_until_closed(first)), daemon=True)
+        reader.start()
+        driver.get(server.base + "/?user=queued")
+        state = lambda: driver.execute_script("return window.dropjRecord") or {}  # noqa: E731
+        wait_for(lambda: state().get("phase") == "queued", 30, lambda: state())
+        assert _overlay(driver)[1].startswith("The server is full\nYou are number 1 in the queue")
+        first.send(json.dumps({"key": "ArrowUp", "down": True}))  # drives its one episode: 60 steps, then saves
+        wait_for(lambda: state().get("session"), 60, lambda: state())
+        said = state()["queueSaid"]
+        reader.join(timeout=30)
+    finally:
+        driver.quit()
+        first.close()
+        log = server.stop()
+    coming = "A place is coming free\nA participant is finishing their session. Your turn starts in a moment: keep " \
+             "this page open."
+    assert said[0].startswith("The server is full\nYou are number 1") and said[-1] == coming, said
+    statuses = [json.loads(m) for m in received if isinstance(m, str) and m]  # ("": the close)
+    assert statuses[-1] == {"done": True, "saved": 1, "rescued": 0, "error": None}  # it finished, was not cut off
+    assert "first: episode 0 saved (60 steps" in log and "queued connected" in log
 
 
 @needs_browser
@@ -485,6 +522,8 @@ def test_the_page_says_saving_saved_and_a_rescued_episode_large_and_never_calls_
                     "last": {"episode": 7, "outcome": "rescued", "steps": 412, "return": 230, "file": rescue,
                              "repair": repair}},
     }
+    statuses["coming"] = {"queue": 1, "driving": 1, "places": 1, "coming": True,
+                          "text": "a place is coming free (a participant is finishing): your turn starts in a moment"}
     try:
         driver.get(server.base + "/?user=p07")
         state = lambda: driver.execute_script("return window.dropjRecord") or {}  # noqa: E731
@@ -502,6 +541,8 @@ def test_the_page_says_saving_saved_and_a_rescued_episode_large_and_never_calls_
         driver.quit()
         server.stop()
     assert said["saving"] == ("saving", "Saving episode 7…\nThe next track comes in a moment.")
+    assert said["coming"] == ("queued", "A place is coming free\nA participant is finishing their session. Your turn "
+                                        "starts in a moment: keep this page open.")
     assert said["saved"][1].startswith("Press an arrow key to start\nEpisode 7 saved (412 steps, return 230).")
     phase, text = said["rescued"]
     assert phase == "ready" and "Episode 7 was NOT saved" in text and "kept in a rescue file" in text

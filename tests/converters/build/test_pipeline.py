@@ -23,6 +23,6 @@ def test_the_pipeline_doc_runs(tmp_path):
     done = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=factory.REPO, env=env, capture_output=True,
                           text=True, timeout=1200)
     assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-3000:])
-    assert "labelled pairs, accuracy" in done.stdout
+    assert "labelled pairs; mean soft" in done.stdout and "rule" in done.stdout
     assert (tmp_path / "d" / "runs" / "reward" / "eval.json").exists()
     assert (tmp_path / "d" / "dropj_encoded" / "carracing" / "1.0.0" / "dataset_info.json").exists()

@@ -137,3 +137,53 @@ def test_enter_restarts_and_escape_quits_dropping_both_episodes(display, tmp_pat
 
         splits = json.loads(info.read_text()).get("splits", [])
         assert sum(int(n) for split in splits for n in split.get("shardLengths", [])) == 0, splits
+
+
+@pytest.mark.slow
+def test_the_episode_waits_for_the_first_key_so_no_idle_step_is_recorded(display, tmp_path):
+    """The episode clock started when the window opened: a driver who read the window first drove an episode
+    that began with their reading time, and under load a short one could end before the first key arrived."""
+    from dropj_datasets import schema
+
+    with recording(display, tmp_path, "--episodes", "1", "--seed", "9", "--max_steps", "100", user="waiter") as rec:
+        rec.find_window()
+        try:
+            time.sleep(2.0)  # the driver reads the window before pressing anything
+            pressed = time.time()
+            rec.keys("keydown", "Up")
+            sent = time.time()
+            rc = rec.wait(120)
+        finally:
+            rec.keys("keyup", "Up")
+        stdout, stderr = rec.stdout, rec.stderr
+    assert rc == 0, f"rc {rc}:\n{stdout}\n{stderr[-3000:]}"
+    assert summary(stdout)[:2] == (1, 0) and "episode 0 saved: 100 steps" in stdout, stdout
+    (episode,) = read_episodes(tmp_path / "out")
+    steps = stacked_steps(episode)
+    up = steps["keys_held"][:, 2]
+    assert len(up) == 101 and up[:-1].all()  # Up from the very first step: not one step before the key
+    wall = steps["wall_time"]
+    start = float(episode[schema.EPISODE_METADATA][schema.START_TIME])
+    # the episode begins at the key press, within a step or two (and the time xdotool takes to send it)
+    assert pressed <= start <= wall[0] < sent + 2 / FPS + 0.05, (pressed, sent, start, wall[0])
+    assert np.diff(wall).max() < 1.0, np.diff(wall).max()  # the 2 s of reading are nowhere in it
+
+
+@pytest.mark.slow
+def test_an_episode_with_no_key_for_episode_idle_s_is_dropped_and_the_next_track_waits(display, tmp_path):
+    with recording(display, tmp_path, "--max_steps", "1000", "--seed", "12", "--episode_idle_s", "1") as rec:
+        rec.find_window()
+        rec.keys("keydown", "Up")
+        time.sleep(0.3)
+        rec.keys("keyup", "Up")
+        time.sleep(3.0)  # 1 s with no key: dropped; the next track waits for its first key, stepping nothing
+        rec.keys("key", "Escape")
+        rc = rec.wait(60)
+        stdout, stderr = rec.stdout, rec.stderr
+    assert rc == 0, f"rc {rc}:\n{stdout}\n{stderr[-3000:]}"
+    assert summary(stdout)[:2] == (0, 1), stdout  # Esc on a waiting track drops nothing more
+    dropped = re.search(r"^episode 0 dropped after (\d+) steps: no key pressed for 1 s \(--episode_idle_s\)$",
+                        stdout, re.M)
+    assert dropped and int(dropped[1]) > 0, stdout  # (how many steps 1.3 s holds depends on the machine's pace)
+    directory = tmp_path / "out" / "dropj_recording" / ENV_NAME / "1.0.0"
+    assert not list(directory.glob("*.tfrecord*")), sorted(p.name for p in directory.iterdir())

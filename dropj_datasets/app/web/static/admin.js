@@ -15,11 +15,17 @@ function cell(row, text, cls) { const td = el("td", text, cls); row.appendChild(
 
 function num(value, digits) { return value === null || value === undefined ? "-" : Number(value).toFixed(digits); }
 
-function when(epoch) {
-  if (epoch === null || epoch === undefined) return "-";
+// A time cell: the local date and time, the exact instant in <time datetime> (and its tooltip).
+function whenCell(row, epoch) {
+  if (epoch === null || epoch === undefined) return cell(row, "-");
   const d = new Date(epoch * 1000);
-  return d.toLocaleDateString(undefined, {month: "short", day: "numeric"}) + " " +
-         d.toLocaleTimeString(undefined, {hour: "2-digit", minute: "2-digit", second: "2-digit"});
+  const time = el("time", d.toLocaleDateString(undefined, {month: "short", day: "numeric"}) + " " +
+                          d.toLocaleTimeString(undefined, {hour: "2-digit", minute: "2-digit", second: "2-digit"}));
+  time.dateTime = d.toISOString();
+  time.title = d.toString();
+  const td = cell(row, "");
+  td.appendChild(time);
+  return td;
 }
 
 function counts(byAnswer) {
@@ -53,8 +59,8 @@ function participants(data) {
     cell(row, p.repeats, "num");
     cell(row, p.seconds_median === null ? "-" : `${num(p.seconds_median, 1)} (${num(p.seconds_mean, 1)})`, "num");
     cell(row, num(p.answer_seconds_mean, 1), "num");
-    cell(row, when(p.consented_at));
-    cell(row, when(p.completed_at));
+    whenCell(row, p.consented_at);
+    whenCell(row, p.completed_at);
     const answers = cell(row, "", "answers");
     for (const [question, byAnswer] of Object.entries(p.answers)) {
       const line = el("div", question + " ");

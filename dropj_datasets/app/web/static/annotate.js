@@ -38,6 +38,7 @@ function explain(error) {
   if (error.status === 404 && /session/.test(error.message)) {
     return "This page has expired (unused too long). Reload it: every saved answer is kept.";
   }
+  if (error.status === 409 && /^Too early/.test(error.message)) return error.message;  // the server's lock
   return `Error: ${error.message}`;
 }
 

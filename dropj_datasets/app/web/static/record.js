@@ -15,7 +15,7 @@ const detail = document.getElementById("detail");
 const keyList = document.getElementById("keys");
 const again = document.getElementById("again");
 const state = { framesShown: 0, frames: 0, last: null, session: null, sessions: 0, done: false, error: null,
-                phase: "connecting", queue: null };
+                phase: "connecting", queue: null, queueSaid: [] };
 window.dropjRecord = state;  // read by the tests and the benchmark
 
 const params = new URLSearchParams(location.search);
@@ -119,7 +119,7 @@ function onMessage(event) {
   } else if (message.done) {
     state.done = true;
     const rescued = message.rescued ? `, ${message.rescued} kept in a rescue file` : "";
-    statusLine.textContent = `done: ${message.saved} episodes saved` + rescued +
+    statusLine.textContent = `done: ${plural(message.saved, "episode")} saved` + rescued +
       (message.error ? ` (${message.error})` : "");
     show("done", `Done: ${plural(message.saved, "episode")} saved`,
          message.error ? `The session stopped: ${sentence(message.error)}` : "Thank you. You can close this tab now.",
@@ -128,9 +128,15 @@ function onMessage(event) {
   } else if (message.queue) {
     state.queue = message;
     statusLine.textContent = message.text;
-    show("queued", "The server is full",
-         `You are number ${message.queue} in the queue (${plural(message.driving, "participant")} driving). ` +
-         "Your turn starts by itself: keep this page open.");
+    if (message.coming) {   // only a session that is ending holds this participant's place
+      show("queued", "A place is coming free",
+           "A participant is finishing their session. Your turn starts in a moment: keep this page open.");
+    } else {
+      show("queued", "The server is full",
+           `You are number ${message.queue} in the queue (${plural(message.driving, "participant")} driving). ` +
+           "Your turn starts by itself: keep this page open.");
+    }
+    state.queueSaid = state.queueSaid.slice(-9).concat([`${headline.textContent}\n${detail.textContent}`]);  // tests
   } else if (message.session) {
     state.session = message;
     state.queue = null;
