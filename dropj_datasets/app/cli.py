@@ -190,7 +190,8 @@ def _window_size(text: str) -> tuple[int, int]:
 def _record(args: argparse.Namespace) -> int:
     from dropj.converters.recording import controls
 
-    config = controls.RecordConfig(env=args.env, out=args.out, user=args.user, episodes=args.episodes,
+    _user(args.out, args.user)  # a text id gets its integer, kept beside the recordings
+    config = controls.RecordConfig(env=args.env, out=args.out, user=str(args.user), episodes=args.episodes,
                                    seed=args.seed, fps=args.fps, max_steps=args.max_steps,
                                    window=args.window, screenshot=args.screenshot, vae=args.vae,
                                    mdnrnn=args.mdnrnn, init_states=args.init_states, dream_of=args.dream_of,
@@ -205,6 +206,19 @@ def _record(args: argparse.Namespace) -> int:
 
         window.run(config)
     return 0
+
+
+_USER_HELP = ("a whole number as in the release (e.g. 31), or a text id (e.g. p07) given an integer from "
+              "1000 on, kept in OUT/dropj_participants/ids.json: the same for dropj record and dropj annotate")
+
+
+def _user_id(text: str) -> object:
+    from dropj.converters.store import participants
+
+    try:
+        return participants.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 _DATA_DIR_HELP = "the TFDS data dir (default: $TFDS_DATA_DIR, else ~/tensorflow_datasets, as TFDS)"
@@ -227,11 +241,25 @@ def _port(text: str) -> int:
     return port
 
 
+def _user(out: str, given: Optional[object]) -> Optional[int]:
+    """A --user as an integer: itself, or the one a text id maps to under OUT (said the first time)."""
+    if given is None:
+        return None
+    from dropj.converters.store import participants
+
+    known = participants.read(out)
+    user = participants.resolve(out, given)
+    if isinstance(given, str) and given not in known:
+        print(f"user {given!r} is user {user} ({participants.path(out)} keeps the mapping)")
+    return user
+
+
 def _annotate(args: argparse.Namespace) -> int:
     from dropj_datasets.app.web import annotate
 
-    annotate.run(args.dataset, args.method, args.out, user=args.user, data_dir=args.data_dir, host=args.host,
-                 port=args.port, allow_hosts=args.allow_host, idle_s=args.idle_timeout, study=args.study)
+    annotate.run(args.dataset, args.method, args.out, user=_user(args.out, args.user), data_dir=args.data_dir,
+                 host=args.host, port=args.port, allow_hosts=args.allow_host, idle_s=args.idle_timeout,
+                 study=args.study)
     return 0
 
 
@@ -307,11 +335,13 @@ def _list(args: argparse.Namespace) -> int:
     from dropj.converters.store import dataset_dir
     from dropj_datasets.app import catalog
 
-    entries = dataset_dir.catalog(args.data_dir)
+    root = args.data_dir or str(dataset_dir.default_data_dir())
+    # TFDS's default folder not made yet: nothing is built (a --data_dir that does not exist is a mistake)
+    entries = [] if args.data_dir is None and not os.path.exists(root) else dataset_dir.catalog(root)
     if args.json:
         print(json.dumps(entries, indent=1))
     else:
-        print("\n".join(catalog.list_lines(entries, args.data_dir or str(dataset_dir.default_data_dir()))))
+        print("\n".join(catalog.list_lines(entries, root)))
     return 0
 
 
@@ -414,7 +444,8 @@ def parser() -> argparse.ArgumentParser:
                      help="env dream: which environment's world model")
     rec.add_argument("--out", required=True,
                      help="TFDS data dir; episodes go to OUT/dropj_recording/ENV/1.0.0 (appended)")
-    rec.add_argument("--user", required=True, help="driver id stored with every episode")
+    rec.add_argument("--user", required=True, type=_user_id,
+                     help="driver id stored with every episode: " + _USER_HELP)
     rec.add_argument("--episodes", type=_positive_int, help="stop after this many saved episodes (default: until Esc)")
     rec.add_argument("--seed", type=_non_negative_int,
                      help="seed of the first track, +1 per episode (default: random)")
@@ -449,9 +480,9 @@ def parser() -> argparse.ArgumentParser:
     ann.add_argument("--data_dir", help="TFDS data dir the queries were built in (overrides the study file's)")
     ann.add_argument("--method", choices=tuple(schema.ANNOTATIONS),
                      help="the study's questions: drop, drope, dropj or mjust")
-    ann.add_argument("--user", type=_non_negative_int,
-                     help="annotator id (the release's files are named responses_user{ID}_...); with --study, "
-                          "the id of a link without ?user=")
+    ann.add_argument("--user", type=_user_id,
+                     help="annotator id (the release's files are named responses_user{ID}_...): " + _USER_HELP
+                          + "; with --study, the id of a link without ?user=")
     ann.add_argument("--out", required=True, help="responses go to OUT/dropj_annotations/METHOD/1.0.0 (appended)")
     ann.add_argument("--host", default="127.0.0.1", help="address to bind (another host needs the printed token)")
     ann.add_argument("--port", type=_port, default=8000)

@@ -52,7 +52,8 @@ def _verified(dataset: str, config: str, manual: Path, data_dir: str) -> tuple[b
     reports = verify(f"{dataset}/{config}", manual, data_dir=data_dir, log=lambda line: None)
     ok = bool(reports) and all(r.ok for r in reports)
     checked = sum(r.episodes for r in reports)
-    return ok, f"{'exact' if ok else 'MISMATCH'} ({len(reports)} files, {checked} items)"
+    files, items = schema.counted(len(reports), "file"), schema.counted(checked, "item")
+    return ok, f"{'exact' if ok else 'MISMATCH'} ({files}, {items})"
 
 
 def _train_briefly(data_dir: str, out: str, steps: int = 5) -> None:

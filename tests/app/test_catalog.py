@@ -205,3 +205,9 @@ def test_episode_source_names_and_slices_as_tfds_load(built, name, split):
 def test_episode_source_refuses_what_does_not_exist_plainly(built, name, split, message):
     with pytest.raises(schema.DataError, match=message.replace("[", r"\[").replace(".", r"\.")):
         EpisodeSource(name, data_dir=built, split=split)
+
+
+def test_list_with_tfds_default_data_dir_not_made_yet_says_nothing_is_built(tmp_path):
+    done = subprocess.run([sys.executable, "-m", "dropj_datasets.app", "list"], capture_output=True, text=True,
+                          timeout=120, env={**ENV, "TFDS_DATA_DIR": str(tmp_path / "not-yet")})
+    assert done.returncode == 0 and done.stdout.startswith(f"nothing built under {tmp_path / 'not-yet'} ")
