@@ -9,3 +9,13 @@ define room, `dropj_datasets`); `tests/test_architecture.py` checks this against
     1  store/                             bytes on disk: safe opens and the pickle VM in, durable writes out,
                                           dataset-directory checks, the shard store of written datasets
 """
+
+
+def __getattr__(name: str):
+    """`from dropj.converters import GymRecorder`: the recorder of any gymnasium environment, loaded on first use
+    (so `import dropj.converters` alone loads no recorder)."""
+    if name == "GymRecorder":
+        from dropj.converters.recording.gym_recorder import GymRecorder
+
+        return GymRecorder
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
