@@ -3,13 +3,13 @@
     user = resolve('OUT', '31')     # 31: an integer id is itself (the release's annotators are 26 and 27)
     user = resolve('OUT', 'p07')    # 1000 the first time, the same ever after: kept in OUT/dropj_participants/ids.json
 
-`dropj record --user` and `dropj annotate --user` take the same ids: a whole number, or a text id (1 to 64
-printable characters, not all digits) that is given the next free integer from `FIRST_MAPPED` on, above every
-id of the release. The mapping is kept beside what the tools write under the same `--out`, in
-`OUT/dropj_participants/ids.json` ({text: integer}), written whole or not at all (`durable.write_atomically`)
-under a lock (`ids.json.lock`), so two tools starting at once give one text id one integer. A recording keeps the
-text as the driver gave it (`user_id_text`); an annotation keeps the integer (`user_id`, as the release's
-responses do); the file says which integer a text id is.
+`dropj record --user` and `dropj annotate --user` take the same ids (`parse`): a whole number, or a text id (1 to
+64 printable characters, not all digits). Where an integer is needed (an annotation's `user_id`, as the release's
+responses have it), a text id is given the next free integer from `FIRST_MAPPED` on, above every id of the
+release. The mapping is kept under the tools' `--out`, in `OUT/dropj_participants/ids.json` ({text: integer}),
+written whole or not at all (`durable.write_atomically`) under a lock (`ids.json.lock`), so two tools starting at
+once give one text id one integer. A recording keeps the text as the driver gave it (`user_id_text`); the file
+says which integer that text id is once it has annotated.
 
 The file is read as untrusted input: a regular file of at most `MAX_BYTES`, a JSON object of text ids to
 integers in range, one integer per text id; anything else is one error naming the file, never overwritten.

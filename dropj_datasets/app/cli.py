@@ -190,7 +190,6 @@ def _window_size(text: str) -> tuple[int, int]:
 def _record(args: argparse.Namespace) -> int:
     from dropj.converters.recording import controls
 
-    _user(args.out, args.user)  # a text id gets its integer, kept beside the recordings
     config = controls.RecordConfig(env=args.env, out=args.out, user=str(args.user), episodes=args.episodes,
                                    seed=args.seed, fps=args.fps, max_steps=args.max_steps,
                                    window=args.window, screenshot=args.screenshot, vae=args.vae,
@@ -208,8 +207,9 @@ def _record(args: argparse.Namespace) -> int:
     return 0
 
 
-_USER_HELP = ("a whole number as in the release (e.g. 31), or a text id (e.g. p07) given an integer from "
-              "1000 on, kept in OUT/dropj_participants/ids.json: the same for dropj record and dropj annotate")
+_USER_HELP = ("a whole number as in the release (e.g. 31), or a text id (e.g. p07), the same for dropj record "
+              "and dropj annotate; annotate gives a text id an integer from 1000 on, kept in "
+              "OUT/dropj_participants/ids.json")
 
 
 def _user_id(text: str) -> object:
@@ -241,23 +241,10 @@ def _port(text: str) -> int:
     return port
 
 
-def _user(out: str, given: Optional[object]) -> Optional[int]:
-    """A --user as an integer: itself, or the one a text id maps to under OUT (said the first time)."""
-    if given is None:
-        return None
-    from dropj.converters.store import participants
-
-    known = participants.read(out)
-    user = participants.resolve(out, given)
-    if isinstance(given, str) and given not in known:
-        print(f"user {given!r} is user {user} ({participants.path(out)} keeps the mapping)")
-    return user
-
-
 def _annotate(args: argparse.Namespace) -> int:
     from dropj_datasets.app.web import annotate
 
-    annotate.run(args.dataset, args.method, args.out, user=_user(args.out, args.user), data_dir=args.data_dir,
+    annotate.run(args.dataset, args.method, args.out, user=args.user, data_dir=args.data_dir,
                  host=args.host, port=args.port, allow_hosts=args.allow_host, idle_s=args.idle_timeout,
                  study=args.study)
     return 0

@@ -47,7 +47,7 @@ import secrets
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence, Union
 
 from dropj.converters.feedback import study as flow
 from dropj.converters.feedback.study import Study, StudyFile
@@ -476,7 +476,21 @@ def build_app(server: AnnotateServer, access: auth.Access) -> Any:
     return Starlette(routes=routes, middleware=[auth.middleware(access, server.log)])
 
 
-def run(queries: Optional[str], method: Optional[str], out: str, *, user: Optional[int],
+def resolve_user(out: str, user: Optional[Union[int, str]], log: Callable[[str], None] = print) -> Optional[int]:
+    """`--user` as an integer: itself, or the one a text id maps to under `out` (`store.participants`), said
+    the first time."""
+    if not isinstance(user, str):
+        return user
+    from dropj.converters.store import participants
+
+    known = participants.read(out)
+    value = participants.resolve(out, user)
+    if user not in known:
+        log(f"user {user!r} is user {value} ({participants.path(out)} keeps the mapping)")
+    return value
+
+
+def run(queries: Optional[str], method: Optional[str], out: str, *, user: Optional[Union[int, str]],
         data_dir: Optional[str] = None, host: str = "127.0.0.1", port: int = 8000, allow_hosts: Sequence[str] = (),
         idle_s: float = auth.SESSION_IDLE_S, log: Callable[[str], None] = print, study: Optional[str] = None) -> None:
     """`dropj annotate`: serve until Ctrl-C; every finished response is already on disk.
@@ -494,7 +508,7 @@ def run(queries: Optional[str], method: Optional[str], out: str, *, user: Option
             raise DataError(f"{plan.path}: {' and '.join(given)} come from the study file; leave "
                             f"{'them' if len(given) > 1 else 'it'} out")
         queries, method, data_dir = plan.queries, plan.method, data_dir or plan.data_dir
-        if user is not None and not plan.admits(user):
+        if isinstance(user, int) and not plan.admits(user):
             raise DataError(f"{plan.path}: --user {user} is not one of the study's participants")
     elif queries is None or method is None or user is None:
         raise DataError("dropj annotate needs --study STUDY.toml, or --queries, --method and --user")
@@ -506,6 +520,9 @@ def run(queries: Optional[str], method: Optional[str], out: str, *, user: Option
         sock.close()
         raise
     try:
+        user = resolve_user(out, user, log)  # a text id: its integer, kept under --out (now made)
+        if plan and user is not None and not plan.admits(user):
+            raise DataError(f"{plan.path}: --user {user} is not one of the study's participants")
         server = AnnotateServer(annotations, user=user, log=log, idle_s=idle_s, plan=plan, out=out)
         if plan:
             log(f"study {plan.title!r} ({plan.path}): {len(server.study_queries)} queries of {queries} with {method}, "

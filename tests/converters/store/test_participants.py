@@ -85,11 +85,11 @@ def test_the_commands_take_the_same_ids(tmp_path):
         assert "argument --user: a user id is a whole number or 1 to 64 printable characters" in done.stderr
 
 
-def test_the_command_line_says_the_integer_a_text_id_is_given_once(tmp_path, capsys):
-    from dropj_datasets.app import cli
+def test_annotate_says_the_integer_a_text_id_is_given_once(tmp_path):
+    from dropj_datasets.app.web.annotate import resolve_user
 
-    assert cli._user(str(tmp_path), "p07") == 1000
-    assert capsys.readouterr().out == (f"user 'p07' is user 1000 ({participants.path(tmp_path)} keeps the "
-                                       "mapping)\n")
-    assert cli._user(str(tmp_path), "p07") == 1000 and capsys.readouterr().out == ""
-    assert cli._user(str(tmp_path), 31) == 31 and cli._user(str(tmp_path), None) is None
+    said = []
+    assert resolve_user(str(tmp_path), "p07", said.append) == 1000
+    assert said == [f"user 'p07' is user 1000 ({participants.path(tmp_path)} keeps the mapping)"]
+    assert resolve_user(str(tmp_path), "p07", said.append) == 1000 and len(said) == 1
+    assert resolve_user(str(tmp_path), 31, said.append) == 31 and resolve_user(str(tmp_path), None) is None
