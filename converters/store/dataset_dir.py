@@ -222,13 +222,13 @@ def find_built(dataset: str, data_dir: Optional[str], version: Optional[str] = N
 _INCOMPLETE = re.compile(r"^(?P<version>\d+\.\d+\.\d+)\.incomplete\.[A-Z0-9]{6}$")  # TFDS's name for a build under way
 
 
-def catalog(data_dir: Optional[str] = None) -> list[dict]:
+def catalog(data_dir: Optional[str] = None, only: Optional[tuple[str, str]] = None) -> list[dict]:
     """What is under a data dir (TFDS's default when None), one entry per version folder of a DROPJ config, in
     the schema's order: `dataset`, `config`, `version`, `kind`, `status` ('built'; 'incomplete': a build or a
     write that did not finish, or one under way; 'unreadable': it fails `check_shards`, and `problem` says
     why), `items` (episodes, queries, responses or sketches), `bytes` (the files of the version folder),
     `built` (when its dataset_info.json was written, seconds since the epoch). Every finished folder is
-    checked as a reader checks it; nothing is imported but the schema's features."""
+    checked as a reader checks it; nothing is imported but the schema's features. `only`: one (name, config)."""
     root = Path(data_dir).expanduser() if data_dir else default_data_dir()
     if not root.is_dir():
         raise DataError(f"{root}: {'not a directory' if root.exists() else 'no such directory'}")
@@ -236,7 +236,7 @@ def catalog(data_dir: Optional[str] = None) -> list[dict]:
     for name, configs in {**schema.DATASETS, **schema.WRITTEN}.items():
         for config, spec in configs.items():
             folder = root / name / config
-            if not folder.is_dir() or folder.is_symlink():
+            if only not in (None, (name, config)) or not folder.is_dir() or folder.is_symlink():
                 continue
             for version_dir in sorted(folder.iterdir(), key=lambda p: p.name):
                 incomplete = _INCOMPLETE.match(version_dir.name)

@@ -49,11 +49,11 @@ class Built:
 
 
 def _items_word(dataset: str, count: int) -> str:
+    """What the config's items are called ('episode', 'queries', ...): `views.noun`, by the count."""
+    from dropj_datasets.app import views
+
     name, _, config = dataset.partition(":")[0].partition("/")
-    shown_as = schema.kind_of(schema.spec_for(name, config)).shown_as
-    word = {schema.EPISODE_VIEW: "episode", schema.QUERY_VIEW: "query", schema.RESPONSE_VIEW: "response"}.get(
-        shown_as, "item")
-    return word if count == 1 else ("queries" if word == "query" else f"{word}s")
+    return views.noun(schema.spec_for(name, config), plural=count != 1)
 
 
 def builder_version(name: str) -> str:
@@ -217,9 +217,9 @@ def card(dataset: str, data_dir: Optional[str] = None) -> dict:
     package = Path(__file__).resolve().parent.parent / name
     citation = (package / "CITATIONS.bib").read_text() if (package / "CITATIONS.bib").is_file() else \
         (Path(__file__).resolve().parent.parent / "dropj_carracing" / "CITATIONS.bib").read_text()
-    try:
-        built = [e for e in dataset_dir.catalog(data_dir) if (e["dataset"], e["config"]) == (name, config)
-                 and (version is None or e["version"] == version)]
+    try:  # only this config's folders are checked
+        built = [e for e in dataset_dir.catalog(data_dir, only=(name, config))
+                 if version is None or e["version"] == version]
     except DataError:
         built = []
     return {

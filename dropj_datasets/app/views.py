@@ -158,8 +158,8 @@ def holds(built: Any, stats: dict) -> str:
                      f"(mean {np.mean(returns):.1f})" if returns else ""))
     elif "answers" in stats:
         people = len(stats["annotators"])
-        detail = (f"{n - stats['skipped']:,} answered, {stats['skipped']:,} skipped, from {people:,} "
-                  f"participant{'s' if people != 1 else ''}")
+        detail = (f"{n - stats['skipped']:,} answered, {stats['skipped']:,} skipped, from "
+                  f"{schema.counted(people, 'participant')}")
     else:
         sizes = stats["video_bytes"]
         detail = f"videos of {min(sizes) / 1e3:.1f} to {max(sizes) / 1e3:.1f} kB" if sizes else "no videos"
